@@ -1,0 +1,280 @@
+//! The pull parser and the borrowed views it hands out.
+
+use std::borrow::Cow;
+
+use crate::{Format, MetricType, ParseError};
+
+/// One label as found in the input: spans of the name and the value (without quotes), still
+/// escaped when the matching flag is set.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawLabel<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) value: &'a str,
+    pub(crate) name_escaped: bool,
+    pub(crate) value_escaped: bool,
+}
+
+/// One entry of an exposition.
+#[derive(Clone, Debug)]
+pub enum Entry<'p, 'a> {
+    /// `# HELP name text`; the text is unescaped (borrowed unless it contained escapes).
+    Help { name: Cow<'a, str>, help: Cow<'a, str> },
+    /// `# TYPE name type`.
+    Type { name: Cow<'a, str>, metric_type: MetricType },
+    /// `# UNIT name unit` (OpenMetrics only).
+    Unit { name: Cow<'a, str>, unit: &'a str },
+    /// A sample line.
+    Sample(Sample<'p, 'a>),
+}
+
+/// A sample line. Borrows the input (`'a`) and the parser's label buffer (`'p`), so it lives
+/// until the next call to [`Parser::next_entry`]; use [`Sample::to_owned_sample`] to keep it.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample<'p, 'a> {
+    pub(crate) name: &'a str,
+    pub(crate) name_escaped: bool,
+    pub(crate) raw_series: &'a [u8],
+    pub(crate) labels: &'p [RawLabel<'a>],
+    pub(crate) value: f64,
+    pub(crate) timestamp_ms: Option<i64>,
+    pub(crate) exemplar: Option<Exemplar<'p, 'a>>,
+    pub(crate) metric_type: MetricType,
+}
+
+/// An OpenMetrics exemplar attached to a sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Exemplar<'p, 'a> {
+    pub(crate) labels: &'p [RawLabel<'a>],
+    pub(crate) value: f64,
+    pub(crate) timestamp_ms: Option<i64>,
+}
+
+/// Iterator over `(name, value)` label pairs in input order, unescaped (borrowed from the input
+/// unless the pair contained escape sequences). The metric name is not included.
+#[derive(Clone, Debug)]
+pub struct LabelIter<'p, 'a> {
+    inner: std::slice::Iter<'p, RawLabel<'a>>,
+}
+
+/// An owned copy of a [`Sample`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedSample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
+    pub exemplar: Option<OwnedExemplar>,
+    pub metric_type: MetricType,
+}
+
+/// An owned copy of an [`Exemplar`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedExemplar {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
+}
+
+pub(crate) fn unescape(s: &str, escaped: bool) -> Cow<'_, str> {
+    if !escaped {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some('"') => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+impl<'p, 'a> Iterator for LabelIter<'p, 'a> {
+    type Item = (Cow<'a, str>, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let l = self.inner.next()?;
+        Some((unescape(l.name, l.name_escaped), unescape(l.value, l.value_escaped)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl ExactSizeIterator for LabelIter<'_, '_> {}
+
+impl<'p, 'a> Sample<'p, 'a> {
+    /// The series name (e.g. `foo_bucket`), unescaped when it was a quoted name with escapes.
+    pub fn name(&self) -> Cow<'a, str> {
+        unescape(self.name, self.name_escaped)
+    }
+
+    /// The exact bytes from the start of the series (name or `{`) through the closing `}`, or
+    /// just the name when there are no braces: the scrape cache key Prometheus uses.
+    pub fn raw_series(&self) -> &'a [u8] {
+        self.raw_series
+    }
+
+    /// The labels in input order, without the metric name.
+    pub fn labels(&self) -> LabelIter<'p, 'a> {
+        LabelIter { inner: self.labels.iter() }
+    }
+
+    /// Number of labels (without the metric name).
+    pub fn label_count(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The value of label `name`, if present.
+    pub fn label(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.labels
+            .iter()
+            .find(|l| unescape(l.name, l.name_escaped) == name)
+            .map(|l| unescape(l.value, l.value_escaped))
+    }
+
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// The sample's own timestamp in milliseconds (OpenMetrics seconds are converted).
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.timestamp_ms
+    }
+
+    pub fn exemplar(&self) -> Option<Exemplar<'p, 'a>> {
+        self.exemplar
+    }
+
+    /// Type of the family the sample belongs to: the last `# TYPE` when the sample's name is
+    /// that family's name or one of the type's suffixes (`_total`, `_bucket`, …), otherwise
+    /// [`MetricType::Unknown`].
+    pub fn metric_type(&self) -> MetricType {
+        self.metric_type
+    }
+
+    /// Whether this is a `_created` sample of a counter, histogram or summary family.
+    pub fn is_created(&self) -> bool {
+        matches!(self.metric_type, MetricType::Counter | MetricType::Histogram | MetricType::Summary)
+            && self.name.ends_with("_created")
+    }
+
+    pub fn to_owned_sample(&self) -> OwnedSample {
+        OwnedSample {
+            name: self.name().into_owned(),
+            labels: self.labels().map(|(n, v)| (n.into_owned(), v.into_owned())).collect(),
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+            exemplar: self.exemplar.map(|e| e.to_owned_exemplar()),
+            metric_type: self.metric_type,
+        }
+    }
+}
+
+impl<'p, 'a> Exemplar<'p, 'a> {
+    pub fn labels(&self) -> LabelIter<'p, 'a> {
+        LabelIter { inner: self.labels.iter() }
+    }
+
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.timestamp_ms
+    }
+
+    pub fn to_owned_exemplar(&self) -> OwnedExemplar {
+        OwnedExemplar {
+            labels: self.labels().map(|(n, v)| (n.into_owned(), v.into_owned())).collect(),
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// Pull parser over a whole exposition.
+///
+/// ```
+/// use lookout_exposition::{Entry, Format, Parser};
+/// let mut p = Parser::new(b"# TYPE up gauge\nup{job=\"a\"} 1\n", Format::PrometheusText);
+/// while let Some(entry) = p.next_entry().unwrap() {
+///     if let Entry::Sample(s) = entry {
+///         assert_eq!(s.raw_series(), b"up{job=\"a\"}");
+///         assert_eq!(s.value(), 1.0);
+///     }
+/// }
+/// ```
+pub struct Parser<'a> {
+    pub(crate) input: &'a [u8],
+    pub(crate) format: Format,
+    /// Byte offset of the next line.
+    pub(crate) pos: usize,
+    /// 1-based number of the line at `pos`.
+    pub(crate) line: usize,
+    /// Sample labels followed by exemplar labels; reused across samples.
+    pub(crate) labels: Vec<RawLabel<'a>>,
+    pub(crate) failed: Option<ParseError>,
+    pub(crate) finished: bool,
+    /// Last `# TYPE` seen (text) / current family (OpenMetrics).
+    pub(crate) meta_name: &'a str,
+    pub(crate) meta_type: MetricType,
+    pub(crate) om: crate::om::OmState<'a>,
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(input: &'a [u8], format: Format) -> Self {
+        Parser {
+            input,
+            format,
+            pos: 0,
+            line: 1,
+            labels: Vec::with_capacity(16),
+            failed: None,
+            finished: false,
+            meta_name: "",
+            meta_type: MetricType::Unknown,
+            om: crate::om::OmState::default(),
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// 1-based number of the line the next entry starts on (after the last entry returned).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The next entry, `Ok(None)` at the end of the input. After an error, every further call
+    /// returns the same error: the exposition as a whole is invalid.
+    pub fn next_entry(&mut self) -> Result<Option<Entry<'_, 'a>>, ParseError> {
+        todo!("in progress")
+    }
+}
+
+/// Parses a whole exposition and returns its samples (metadata is reflected in
+/// [`OwnedSample::metric_type`]). Convenient for tests and small inputs.
+pub fn parse_samples(input: &[u8], format: Format) -> Result<Vec<OwnedSample>, ParseError> {
+    let mut p = Parser::new(input, format);
+    let mut out = Vec::new();
+    while let Some(e) = p.next_entry()? {
+        if let Entry::Sample(s) = e {
+            out.push(s.to_owned_sample());
+        }
+    }
+    Ok(out)
+}
