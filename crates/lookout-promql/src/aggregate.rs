@@ -1,0 +1,305 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, `count_values`, ...), evaluated
+//! step by step over a transposed input with per-series group ids computed once.
+
+use std::collections::HashMap;
+
+use lookout_storage::{Labels, METRIC_NAME};
+
+use crate::QueryError;
+use crate::eval::{Evaluator, Result, StepSeries, Val, format_float, format_g, transpose};
+use crate::functions::{kahan_inc, quantile};
+
+/// Running state of one group at one step.
+#[derive(Clone, Copy, Default)]
+struct Acc {
+    count: f64,
+    value: f64,
+    kahan: f64,
+    mean: f64,
+    incremental: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn aggregate(
+    ev: &mut Evaluator<'_>,
+    op: &str,
+    input: Vec<StepSeries>,
+    without: bool,
+    names: &[&str],
+    param: Option<Vec<f64>>,
+    param_string: Option<String>,
+    n: usize,
+) -> Result<Val> {
+    // Group ids.
+    let mut group_index: HashMap<Labels, usize> = HashMap::new();
+    let mut group_labels: Vec<Labels> = Vec::new();
+    let mut gid: Vec<usize> = Vec::with_capacity(input.len());
+    for s in &input {
+        let key = if without {
+            let mut v = names.to_vec();
+            v.push(METRIC_NAME);
+            s.labels.without(&v)
+        } else {
+            s.labels.keep_only(names)
+        };
+        let id = match group_index.get(&key) {
+            Some(&i) => i,
+            None => {
+                group_labels.push(key.clone());
+                group_index.insert(key, group_labels.len() - 1);
+                group_labels.len() - 1
+            }
+        };
+        gid.push(id);
+    }
+    let ngroups = group_labels.len();
+    let steps = transpose(&input, n);
+
+    match op {
+        "sum" | "avg" | "min" | "max" | "count" | "group" | "stddev" | "stdvar" => {
+            let mut out: Vec<StepSeries> = Vec::new();
+            let mut out_of_group: Vec<Option<usize>> = vec![None; ngroups];
+            let mut acc: Vec<Acc> = vec![Acc::default(); ngroups];
+            let mut touched: Vec<usize> = Vec::new();
+            for (step, entries) in steps.iter().enumerate() {
+                if step % 256 == 0 {
+                    ev.check_deadline()?;
+                }
+                touched.clear();
+                for &(si, f) in entries {
+                    let g = gid[si];
+                    let a = &mut acc[g];
+                    if a.count == 0.0 {
+                        touched.push(g);
+                        *a = Acc { count: 1.0, value: f, kahan: 0.0, mean: f, incremental: false };
+                        if op == "stddev" || op == "stdvar" {
+                            a.value = 0.0;
+                        }
+                        continue;
+                    }
+                    a.count += 1.0;
+                    match op {
+                        "sum" => {
+                            let (v, c) = kahan_inc(f, a.value, a.kahan);
+                            a.value = v;
+                            a.kahan = c;
+                        }
+                        "avg" => {
+                            if !a.incremental {
+                                let (v, c) = kahan_inc(f, a.value, a.kahan);
+                                if !v.is_infinite() {
+                                    a.value = v;
+                                    a.kahan = c;
+                                    continue;
+                                }
+                                a.incremental = true;
+                                a.mean = a.value / (a.count - 1.0);
+                                a.kahan /= a.count - 1.0;
+                            }
+                            let q = (a.count - 1.0) / a.count;
+                            let (m, c) = kahan_inc(f / a.count, q * a.mean, q * a.kahan);
+                            a.mean = m;
+                            a.kahan = c;
+                        }
+                        "min" => {
+                            if a.value > f || a.value.is_nan() {
+                                a.value = f;
+                            }
+                        }
+                        "max" => {
+                            if a.value < f || a.value.is_nan() {
+                                a.value = f;
+                            }
+                        }
+                        "stddev" | "stdvar" => {
+                            let delta = f - a.mean;
+                            a.mean += delta / a.count;
+                            a.value += delta * (f - a.mean);
+                        }
+                        _ => {}
+                    }
+                }
+                for &g in &touched {
+                    let a = acc[g];
+                    let v = match op {
+                        "sum" => a.value + a.kahan,
+                        "avg" => {
+                            if a.incremental {
+                                a.mean + a.kahan
+                            } else if a.count == 1.0 {
+                                a.value
+                            } else {
+                                a.value / a.count + a.kahan / a.count
+                            }
+                        }
+                        "count" => a.count,
+                        "group" => 1.0,
+                        "stdvar" => a.value / a.count,
+                        "stddev" => (a.value / a.count).sqrt(),
+                        _ => a.value,
+                    };
+                    let oi = match out_of_group[g] {
+                        Some(i) => i,
+                        None => {
+                            out.push(StepSeries { labels: group_labels[g].clone(), pts: Vec::new() });
+                            out_of_group[g] = Some(out.len() - 1);
+                            out.len() - 1
+                        }
+                    };
+                    out[oi].pts.push((step as u32, v));
+                    acc[g] = Acc::default();
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        "count_values" => {
+            let label = param_string.unwrap_or_default();
+            if !is_valid_label_name(&label) {
+                return Err(QueryError::Execution(format!("invalid label name {label:?}")));
+            }
+            let mut out: Vec<StepSeries> = Vec::new();
+            let mut index: HashMap<Labels, usize> = HashMap::new();
+            for (step, entries) in steps.iter().enumerate() {
+                let mut counts: Vec<(Labels, f64)> = Vec::new();
+                let mut local: HashMap<Labels, usize> = HashMap::new();
+                for &(si, f) in entries {
+                    let mut b = group_labels[gid[si]].builder();
+                    b.set(label.clone(), format_float(f));
+                    let l = b.into_labels();
+                    match local.get(&l) {
+                        Some(&i) => counts[i].1 += 1.0,
+                        None => {
+                            local.insert(l.clone(), counts.len());
+                            counts.push((l, 1.0));
+                        }
+                    }
+                }
+                for (l, c) in counts {
+                    let oi = match index.get(&l) {
+                        Some(&i) => i,
+                        None => {
+                            out.push(StepSeries { labels: l.clone(), pts: Vec::new() });
+                            index.insert(l, out.len() - 1);
+                            out.len() - 1
+                        }
+                    };
+                    out[oi].pts.push((step as u32, c));
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        "quantile" => {
+            let q = param.unwrap_or_else(|| vec![f64::NAN; n]);
+            let mut out: Vec<StepSeries> = Vec::new();
+            let mut out_of_group: Vec<Option<usize>> = vec![None; ngroups];
+            let mut warned = false;
+            for (step, entries) in steps.iter().enumerate() {
+                if entries.is_empty() {
+                    continue;
+                }
+                let qv = q[step];
+                if !(0.0..=1.0).contains(&qv) && !warned {
+                    ev.warn(format!("quantile value should be between 0 and 1, got {}", format_g(qv)));
+                    warned = true;
+                }
+                let mut vals: Vec<Vec<f64>> = vec![Vec::new(); ngroups];
+                let mut order: Vec<usize> = Vec::new();
+                for &(si, f) in entries {
+                    let g = gid[si];
+                    if vals[g].is_empty() {
+                        order.push(g);
+                    }
+                    vals[g].push(f);
+                }
+                for g in order {
+                    let v = quantile(qv, &mut vals[g]);
+                    let oi = match out_of_group[g] {
+                        Some(i) => i,
+                        None => {
+                            out.push(StepSeries { labels: group_labels[g].clone(), pts: Vec::new() });
+                            out_of_group[g] = Some(out.len() - 1);
+                            out.len() - 1
+                        }
+                    };
+                    out[oi].pts.push((step as u32, v));
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        "topk" | "bottomk" | "limitk" => {
+            let k = param.unwrap_or_else(|| vec![0.0; n]);
+            let mut out: Vec<StepSeries> = Vec::new();
+            let mut out_of_series: Vec<Option<usize>> = vec![None; input.len()];
+            for (step, entries) in steps.iter().enumerate() {
+                if entries.is_empty() {
+                    continue;
+                }
+                let kv = k[step];
+                if kv.is_nan() {
+                    return Err(QueryError::Execution("Parameter value is NaN".into()));
+                }
+                let kk = if kv >= 9.2e18 { usize::MAX } else if kv < 1.0 { 0 } else { kv as usize };
+                if kk == 0 {
+                    continue;
+                }
+                let mut members: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ngroups];
+                let mut order: Vec<usize> = Vec::new();
+                for &(si, f) in entries {
+                    let g = gid[si];
+                    if members[g].is_empty() {
+                        order.push(g);
+                    }
+                    members[g].push((si, f));
+                }
+                for g in order {
+                    let m = &mut members[g];
+                    match op {
+                        "topk" => m.sort_by(|a, b| cmp_desc_nan_last(a.1, b.1)),
+                        "bottomk" => m.sort_by(|a, b| cmp_asc_nan_last(a.1, b.1)),
+                        _ => {}
+                    }
+                    m.truncate(kk);
+                    for &(si, f) in m.iter() {
+                        let oi = match out_of_series[si] {
+                            Some(i) => i,
+                            None => {
+                                out.push(StepSeries { labels: input[si].labels.clone(), pts: Vec::new() });
+                                out_of_series[si] = Some(out.len() - 1);
+                                out.len() - 1
+                            }
+                        };
+                        out[oi].pts.push((step as u32, f));
+                    }
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        other => Err(QueryError::Execution(format!("aggregation {other:?} is not supported"))),
+    }
+}
+
+fn cmp_desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
+    }
+}
+
+fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// Prometheus label names: `[a-zA-Z_][a-zA-Z0-9_]*` (legacy) — UTF-8 names are accepted by
+/// Prometheus 3 too, so only emptiness and invalid UTF-8 are refused here.
+pub(crate) fn is_valid_label_name(s: &str) -> bool {
+    !s.is_empty()
+}

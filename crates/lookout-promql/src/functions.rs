@@ -1,0 +1,786 @@
+//! PromQL functions. Range-vector functions slide a window per series across all steps;
+//! instant-vector functions map each series' points.
+
+use std::collections::HashMap;
+
+use lookout_storage::{Labels, METRIC_NAME, Sample, is_stale_nan};
+use promql_parser::parser::{Call, Expr};
+
+use crate::QueryError;
+use crate::eval::{Evaluator, Range, RangeData, Result, StepSeries, Val, format_g, merge_same_labels, unwrap_paren};
+
+/// Neumaier-improved Kahan summation step: returns the new sum and compensation.
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// The φ-quantile of `values` (sorted in place), Prometheus's interpolation.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Least-squares fit of the samples; x is seconds relative to `intercept_t`.
+pub(crate) fn linear_regression(samples: &[Sample], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let init_y = samples[0].v;
+    let mut const_y = true;
+    for (i, s) in samples.iter().enumerate() {
+        if const_y && i > 0 && s.v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (s.t - intercept_t) as f64 / 1e3;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(s.v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * s.v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    sx += cx;
+    sy += cy;
+    sxy += cxy;
+    sx2 += cx2;
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+/// Prometheus's extrapolated rate/increase/delta over one window `(range_start, range_end]`.
+pub(crate) fn extrapolated_rate(
+    samples: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let first = samples[0];
+    let last = samples[samples.len() - 1];
+    let mut result = last.v - first.v;
+    if is_counter {
+        let mut prev = first.v;
+        for s in &samples[1..] {
+            if s.v < prev {
+                result += prev;
+            }
+            prev = s.v;
+        }
+    }
+    let mut dur_to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut dur_to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg = sampled / (samples.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if dur_to_start >= threshold {
+        dur_to_start = avg / 2.0;
+    }
+    if is_counter && result > 0.0 && first.v >= 0.0 {
+        let dur_to_zero = sampled * (first.v / result);
+        if dur_to_zero < dur_to_start {
+            dur_to_start = dur_to_zero;
+        }
+    }
+    if dur_to_end >= threshold {
+        dur_to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + dur_to_start + dur_to_end) / sampled;
+    if is_rate {
+        factor /= range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let last = samples[samples.len() - 1];
+    let prev = samples[samples.len() - 2];
+    let mut result = if is_rate && last.v < prev.v { last.v } else { last.v - prev.v };
+    let interval = last.t - prev.t;
+    if interval == 0 {
+        return None;
+    }
+    if is_rate {
+        result /= interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+fn avg_values(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut mean, mut count, mut c) = (0.0, 0.0, 0.0, 0.0);
+    let mut incremental = false;
+    for f in vals {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_inc(f, sum, c);
+            if count == 1.0 || !ns.is_infinite() {
+                sum = ns;
+                c = nc;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(f / count, q * mean, q * c);
+    }
+    if incremental { mean + c } else { sum / count + c / count }
+}
+
+fn variance(samples: &[Sample]) -> f64 {
+    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for s in samples {
+        count += 1.0;
+        let delta = s.v - (mean + cmean);
+        (mean, cmean) = kahan_inc(delta / count, mean, cmean);
+        (aux, caux) = kahan_inc(delta * (s.v - (mean + cmean)), aux, caux);
+    }
+    (aux + caux) / count
+}
+
+fn double_exp_smoothing(samples: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, samples[0].v);
+    let mut b = samples[1].v - samples[0].v;
+    for (i, s) in samples.iter().enumerate().skip(1) {
+        let x = sf * s.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+/// Which argument of a function is the range vector, if any.
+fn matrix_arg_index(name: &str) -> Option<usize> {
+    match name {
+        "quantile_over_time" => Some(1),
+        "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "predict_linear" | "changes" | "resets"
+        | "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time" | "count_over_time"
+        | "stddev_over_time" | "stdvar_over_time" | "last_over_time" | "first_over_time" | "present_over_time"
+        | "absent_over_time" | "mad_over_time" | "double_exponential_smoothing" | "holt_winters" => Some(0),
+        _ => None,
+    }
+}
+
+pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
+    let name = c.func.name;
+    let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+    if let Some(mi) = matrix_arg_index(name) {
+        return range_function(ev, name, &args, mi, r);
+    }
+    let n = r.steps();
+    match name {
+        "time" => Ok(Val::Scalar((0..n).map(|i| r.ts(i) as f64 / 1000.0).collect())),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        "vector" => {
+            let s = ev.eval_scalar_arg(args[0], r)?;
+            Ok(Val::Vector(vec![StepSeries {
+                labels: Labels::EMPTY,
+                pts: s.into_iter().enumerate().map(|(i, v)| (i as u32, v)).collect(),
+            }]))
+        }
+        "scalar" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let mut count = vec![0u32; n];
+            let mut val = vec![f64::NAN; n];
+            for s in &v {
+                for &(i, x) in &s.pts {
+                    count[i as usize] += 1;
+                    val[i as usize] = x;
+                }
+            }
+            Ok(Val::Scalar((0..n).map(|i| if count[i] == 1 { val[i] } else { f64::NAN }).collect()))
+        }
+        "timestamp" => {
+            if let Expr::VectorSelector(vs) = unwrap_paren(args[0]) {
+                return Ok(Val::Vector(merge_same_labels(ev.eval_vector_selector(vs, r, true)?)?));
+            }
+            let v = ev.eval_vector_arg(args[0], r)?;
+            map_series(v, true, |i, _| Some(r.ts(i as usize) as f64 / 1000.0))
+        }
+        "abs" => simple(ev, &args, r, f64::abs),
+        "ceil" => simple(ev, &args, r, f64::ceil),
+        "floor" => simple(ev, &args, r, f64::floor),
+        "exp" => simple(ev, &args, r, f64::exp),
+        "ln" => simple(ev, &args, r, f64::ln),
+        "log2" => simple(ev, &args, r, f64::log2),
+        "log10" => simple(ev, &args, r, f64::log10),
+        "sqrt" => simple(ev, &args, r, f64::sqrt),
+        "sgn" => simple(ev, &args, r, |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x }),
+        "sin" => simple(ev, &args, r, f64::sin),
+        "cos" => simple(ev, &args, r, f64::cos),
+        "tan" => simple(ev, &args, r, f64::tan),
+        "asin" => simple(ev, &args, r, f64::asin),
+        "acos" => simple(ev, &args, r, f64::acos),
+        "atan" => simple(ev, &args, r, f64::atan),
+        "sinh" => simple(ev, &args, r, f64::sinh),
+        "cosh" => simple(ev, &args, r, f64::cosh),
+        "tanh" => simple(ev, &args, r, f64::tanh),
+        "asinh" => simple(ev, &args, r, f64::asinh),
+        "acosh" => simple(ev, &args, r, f64::acosh),
+        "atanh" => simple(ev, &args, r, f64::atanh),
+        "deg" => simple(ev, &args, r, |x| x * 180.0 / std::f64::consts::PI),
+        "rad" => simple(ev, &args, r, |x| x * std::f64::consts::PI / 180.0),
+        "round" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let to = if args.len() > 1 { ev.eval_scalar_arg(args[1], r)? } else { vec![1.0; n] };
+            map_series(v, true, |i, x| {
+                let inv = 1.0 / to[i as usize];
+                Some((x * inv + 0.5).floor() / inv)
+            })
+        }
+        "clamp" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let lo = ev.eval_scalar_arg(args[1], r)?;
+            let hi = ev.eval_scalar_arg(args[2], r)?;
+            map_series(v, true, |i, x| {
+                let (l, h) = (lo[i as usize], hi[i as usize]);
+                if h < l {
+                    return None;
+                }
+                Some(x.max(l).min(h))
+            })
+        }
+        "clamp_min" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let lo = ev.eval_scalar_arg(args[1], r)?;
+            map_series(v, true, |i, x| Some(x.max(lo[i as usize])))
+        }
+        "clamp_max" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let hi = ev.eval_scalar_arg(args[1], r)?;
+            map_series(v, true, |i, x| Some(x.min(hi[i as usize])))
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
+            let v = if args.is_empty() {
+                vec![StepSeries {
+                    labels: Labels::EMPTY,
+                    pts: (0..n).map(|i| (i as u32, r.ts(i) as f64 / 1000.0)).collect(),
+                }]
+            } else {
+                ev.eval_vector_arg(args[0], r)?
+            };
+            map_series(v, true, |_, x| Some(date_part(name, x)))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = ev.eval_vector_arg(args[0], r)?;
+            if n == 1 {
+                let key = |s: &StepSeries| s.pts.first().map(|p| p.1).unwrap_or(f64::NAN);
+                let desc = name == "sort_desc";
+                v.sort_by(|a, b| {
+                    let (x, y) = (key(a), key(b));
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => {
+                            if desc {
+                                std::cmp::Ordering::Greater
+                            } else {
+                                std::cmp::Ordering::Less
+                            }
+                        }
+                        (false, true) => {
+                            if desc {
+                                std::cmp::Ordering::Less
+                            } else {
+                                std::cmp::Ordering::Greater
+                            }
+                        }
+                        _ => {
+                            let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                            if desc { o.reverse() } else { o }
+                        }
+                    }
+                });
+            }
+            Ok(Val::Vector(v))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = ev.eval_vector_arg(args[0], r)?;
+            let mut names = Vec::new();
+            for a in &args[1..] {
+                names.push(ev.eval_string_arg(a, r)?);
+            }
+            let desc = name == "sort_by_label_desc";
+            v.sort_by(|a, b| {
+                for l in &names {
+                    let (x, y) = (a.labels.get_or_empty(l), b.labels.get_or_empty(l));
+                    if x == y {
+                        continue;
+                    }
+                    let o = natural_cmp(x, y);
+                    return if desc { o.reverse() } else { o };
+                }
+                let o = a.labels.cmp(&b.labels);
+                if desc { o.reverse() } else { o }
+            });
+            Ok(Val::Vector(v))
+        }
+        "label_replace" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let dst = ev.eval_string_arg(args[1], r)?;
+            let repl = ev.eval_string_arg(args[2], r)?;
+            let src = ev.eval_string_arg(args[3], r)?;
+            let re_src = ev.eval_string_arg(args[4], r)?;
+            let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+                QueryError::Execution(format!("invalid regular expression in label_replace(): {re_src}: {e}"))
+            })?;
+            if !is_valid_label_name(&dst) {
+                return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+            }
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                let val = s.labels.get_or_empty(&src).to_string();
+                if let Some(caps) = re.captures(&val) {
+                    let mut res = String::new();
+                    caps.expand(&repl, &mut res);
+                    let mut b = s.labels.builder();
+                    b.set(dst.clone(), res);
+                    s.labels = b.into_labels();
+                }
+                out.push(s);
+            }
+            Ok(Val::Vector(merge_same_labels(out)?))
+        }
+        "label_join" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let dst = ev.eval_string_arg(args[1], r)?;
+            let sep = ev.eval_string_arg(args[2], r)?;
+            let mut srcs = Vec::new();
+            for a in &args[3..] {
+                srcs.push(ev.eval_string_arg(a, r)?);
+            }
+            if !is_valid_label_name(&dst) {
+                return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+            }
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                let joined: Vec<&str> = srcs.iter().map(|l| s.labels.get_or_empty(l)).collect();
+                let joined = joined.join(&sep);
+                let mut b = s.labels.builder();
+                b.set(dst.clone(), joined);
+                s.labels = b.into_labels();
+                out.push(s);
+            }
+            Ok(Val::Vector(merge_same_labels(out)?))
+        }
+        "absent" => {
+            let v = ev.eval_vector_arg(args[0], r)?;
+            let mut present = vec![false; n];
+            for s in &v {
+                for &(i, _) in &s.pts {
+                    present[i as usize] = true;
+                }
+            }
+            let pts: Vec<(u32, f64)> = (0..n).filter(|&i| !present[i]).map(|i| (i as u32, 1.0)).collect();
+            if pts.is_empty() {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            Ok(Val::Vector(vec![StepSeries { labels: absent_labels(args[0]), pts }]))
+        }
+        "histogram_quantile" => crate::histogram::histogram_quantile(ev, &args, r),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            // Only native histograms have a value here; float series produce nothing.
+            let idx = if name == "histogram_fraction" { 2 } else { 0 };
+            for (i, a) in args.iter().enumerate() {
+                if i != idx {
+                    ev.eval(a, r)?;
+                }
+            }
+            let _ = ev.eval_vector_arg(args[idx], r)?;
+            Ok(Val::Vector(Vec::new()))
+        }
+        other => Err(QueryError::Execution(format!("function {other:?} is not supported by this engine"))),
+    }
+}
+
+fn is_valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        _ => false,
+    }
+}
+
+fn simple(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Range, f: impl Fn(f64) -> f64) -> Result<Val> {
+    let v = ev.eval_vector_arg(args[0], r)?;
+    map_series(v, true, |_, x| Some(f(x)))
+}
+
+fn map_series(v: Vec<StepSeries>, drop_name: bool, mut f: impl FnMut(u32, f64) -> Option<f64>) -> Result<Val> {
+    let mut out = Vec::with_capacity(v.len());
+    for s in v {
+        let pts: Vec<(u32, f64)> = s.pts.iter().filter_map(|&(i, x)| f(i, x).map(|y| (i, y))).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let labels = if drop_name { s.labels.without_metric_name() } else { s.labels };
+        out.push(StepSeries { labels, pts });
+    }
+    Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+fn date_part(name: &str, secs: f64) -> f64 {
+    if !secs.is_finite() {
+        return f64::NAN;
+    }
+    let s = secs.floor() as i64;
+    let days = s.div_euclid(86400);
+    let sod = s.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    match name {
+        "day_of_month" => d as f64,
+        "day_of_week" => ((days + 4).rem_euclid(7)) as f64,
+        "day_of_year" => {
+            let start = days_from_civil(y, 1, 1);
+            (days - start + 1) as f64
+        }
+        "days_in_month" => days_in_month(y, m) as f64,
+        "hour" => (sod / 3600) as f64,
+        "minute" => ((sod % 3600) / 60) as f64,
+        "month" => m as f64,
+        "year" => y as f64,
+        _ => f64::NAN,
+    }
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ => {
+            if is_leap(y) {
+                29
+            } else {
+                28
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Natural ordering: runs of digits compare numerically.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < ab.len() && j < bb.len() {
+        if ab[i].is_ascii_digit() && bb[j].is_ascii_digit() {
+            let si = i;
+            while i < ab.len() && ab[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < bb.len() && bb[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = a[si..i].trim_start_matches('0');
+            let nb = b[sj..j].trim_start_matches('0');
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Ordering::Equal {
+                return o;
+            }
+        } else {
+            if ab[i] != bb[j] {
+                return ab[i].cmp(&bb[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (ab.len() - i).cmp(&(bb.len() - j))
+}
+
+/// Labels for `absent()`/`absent_over_time()`: the equality matchers of a plain selector.
+fn absent_labels(arg: &Expr) -> Labels {
+    let vs = match unwrap_paren(arg) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::EMPTY,
+    };
+    let mut seen: HashMap<&str, Option<&str>> = HashMap::new();
+    for m in &vs.matchers.matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        let eq = matches!(m.op, promql_parser::label::MatchOp::Equal);
+        match seen.get(m.name.as_str()) {
+            None => {
+                seen.insert(&m.name, if eq { Some(m.value.as_str()) } else { None });
+            }
+            Some(_) => {
+                if eq {
+                    seen.insert(&m.name, None);
+                }
+            }
+        }
+    }
+    Labels::from_pairs(seen.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string()))))
+}
+
+fn range_function(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], mi: usize, r: &Range) -> Result<Val> {
+    let n = r.steps();
+    // Scalar arguments, one value per step.
+    let mut scalars: Vec<Vec<f64>> = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if i != mi {
+            scalars.push(ev.eval_scalar_arg(a, r)?);
+        }
+    }
+    let rd: RangeData = ev.eval_range_arg(args[mi], r)?;
+    if name == "absent_over_time" {
+        let mut present = vec![false; n];
+        for s in &rd.series {
+            for_each_window(&rd, s, r, |i, w, _| {
+                if !w.is_empty() {
+                    present[i] = true;
+                }
+            });
+        }
+        let pts: Vec<(u32, f64)> = (0..n).filter(|&i| !present[i]).map(|i| (i as u32, 1.0)).collect();
+        if pts.is_empty() {
+            return Ok(Val::Vector(Vec::new()));
+        }
+        return Ok(Val::Vector(vec![StepSeries { labels: absent_labels(args[mi]), pts }]));
+    }
+    if name == "quantile_over_time" {
+        if let Some(q) = scalars.first()
+            && let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q))
+        {
+            ev.warn(format!("quantile value should be between 0 and 1, got {}", format_g(*bad)));
+        }
+    }
+    if name == "double_exponential_smoothing" || name == "holt_winters" {
+        if let (Some(sf), Some(tf)) = (scalars.first(), scalars.get(1)) {
+            for i in 0..n {
+                if !(sf[i] > 0.0 && sf[i] < 1.0) {
+                    return Err(QueryError::Execution(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                        format_g(sf[i])
+                    )));
+                }
+                if !(tf[i] > 0.0 && tf[i] < 1.0) {
+                    return Err(QueryError::Execution(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                        format_g(tf[i])
+                    )));
+                }
+            }
+        }
+    }
+    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let mut out = Vec::with_capacity(rd.series.len());
+    let mut non_counter_names: Vec<String> = Vec::new();
+    for s in &rd.series {
+        ev.check_deadline()?;
+        let mut pts: Vec<(u32, f64)> = Vec::new();
+        for_each_window(&rd, s, r, |i, w, te| {
+            let ts = r.ts(i);
+            let range_start = te - rd.range;
+            let v = match name {
+                "rate" => extrapolated_rate(w, range_start, te, rd.range, true, true),
+                "increase" => extrapolated_rate(w, range_start, te, rd.range, true, false),
+                "delta" => extrapolated_rate(w, range_start, te, rd.range, false, false),
+                "irate" => instant_value(w, true),
+                "idelta" => instant_value(w, false),
+                "deriv" => {
+                    if w.len() < 2 {
+                        None
+                    } else {
+                        Some(linear_regression(w, w[0].t).0)
+                    }
+                }
+                "predict_linear" => {
+                    if w.len() < 2 {
+                        None
+                    } else {
+                        let (slope, intercept) = linear_regression(w, ts);
+                        Some(slope * scalars[0][i] + intercept)
+                    }
+                }
+                "changes" => {
+                    if w.is_empty() {
+                        None
+                    } else {
+                        let mut c = 0.0;
+                        for p in w.windows(2) {
+                            let (a, b) = (p[0].v, p[1].v);
+                            if !(a == b || (a.is_nan() && b.is_nan())) {
+                                c += 1.0;
+                            }
+                        }
+                        Some(c)
+                    }
+                }
+                "resets" => {
+                    if w.is_empty() {
+                        None
+                    } else {
+                        Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64)
+                    }
+                }
+                _ if w.is_empty() => None,
+                "avg_over_time" => Some(avg_values(w.iter().map(|s| s.v))),
+                "sum_over_time" => {
+                    let (mut sum, mut c) = (0.0, 0.0);
+                    for s in w {
+                        (sum, c) = kahan_inc(s.v, sum, c);
+                    }
+                    Some(if sum.is_infinite() { sum } else { sum + c })
+                }
+                "count_over_time" => Some(w.len() as f64),
+                "min_over_time" => {
+                    let mut m = w[0].v;
+                    for s in &w[1..] {
+                        if s.v < m || m.is_nan() {
+                            m = s.v;
+                        }
+                    }
+                    Some(m)
+                }
+                "max_over_time" => {
+                    let mut m = w[0].v;
+                    for s in &w[1..] {
+                        if s.v > m || m.is_nan() {
+                            m = s.v;
+                        }
+                    }
+                    Some(m)
+                }
+                "last_over_time" => Some(w[w.len() - 1].v),
+                "first_over_time" => Some(w[0].v),
+                "present_over_time" => Some(1.0),
+                "stdvar_over_time" => Some(variance(w)),
+                "stddev_over_time" => Some(variance(w).sqrt()),
+                "quantile_over_time" => {
+                    let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
+                    Some(quantile(scalars[0][i], &mut vals))
+                }
+                "mad_over_time" => {
+                    let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
+                    let med = quantile(0.5, &mut vals);
+                    let mut dev: Vec<f64> = vals.iter().map(|v| (v - med).abs()).collect();
+                    Some(quantile(0.5, &mut dev))
+                }
+                "double_exponential_smoothing" | "holt_winters" => {
+                    double_exp_smoothing(w, scalars[0][i], scalars[1][i])
+                }
+                _ => None,
+            };
+            if let Some(v) = v {
+                pts.push((i as u32, v));
+            }
+        });
+        if pts.is_empty() {
+            continue;
+        }
+        if matches!(name, "rate" | "increase")
+            && let Some(mn) = s.labels.metric_name()
+            && !(mn.ends_with("_total") || mn.ends_with("_sum") || mn.ends_with("_count") || mn.ends_with("_bucket"))
+            && !non_counter_names.iter().any(|x| x == mn)
+        {
+            non_counter_names.push(mn.to_string());
+        }
+        let labels = if keep_name { s.labels.clone() } else { s.labels.without_metric_name() };
+        out.push(StepSeries { labels, pts });
+    }
+    for mn in non_counter_names {
+        ev.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"));
+    }
+    Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+/// Calls `f(step, window, window_end)` for every step with the samples of `s` in
+/// `(te - range, te]`.
+fn for_each_window(rd: &RangeData, s: &lookout_storage::Series, r: &Range, mut f: impl FnMut(usize, &[Sample], i64)) {
+    let samples = &s.samples;
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for i in 0..r.steps() {
+        let te = rd.eval_time(r.ts(i));
+        while hi < samples.len() && samples[hi].t <= te {
+            hi += 1;
+        }
+        while lo < hi && samples[lo].t <= te - rd.range {
+            lo += 1;
+        }
+        if lo > hi {
+            lo = hi;
+        }
+        debug_assert!(samples[lo..hi].iter().all(|x| !is_stale_nan(x.v)));
+        f(i, &samples[lo..hi], te);
+    }
+}
