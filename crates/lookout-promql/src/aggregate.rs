@@ -73,7 +73,7 @@ pub(crate) fn aggregate(
                         touched.push(g);
                         *a = Acc { count: 1.0, value: f, kahan: 0.0, mean: f, incremental: false };
                         if op == "stddev" || op == "stdvar" {
-                            a.value = 0.0;
+                            a.value = if f.is_finite() { 0.0 } else { f64::NAN };
                         }
                         continue;
                     }

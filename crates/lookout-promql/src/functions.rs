@@ -583,9 +583,7 @@ fn absent_labels(arg: &Expr) -> Labels {
                 seen.insert(&m.name, if eq { Some(m.value.as_str()) } else { None });
             }
             Some(_) => {
-                if eq {
-                    seen.insert(&m.name, None);
-                }
+                seen.insert(&m.name, None);
             }
         }
     }

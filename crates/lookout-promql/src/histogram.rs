@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use lookout_storage::{Labels, METRIC_NAME};
+use lookout_storage::Labels;
 use promql_parser::parser::Expr;
 
-use crate::eval::{Evaluator, Range, Result, StepSeries, Val, format_g, transpose};
+use crate::eval::{Evaluator, Range, Result, StepSeries, Val, format_g, merge_same_labels, transpose};
 
 /// One cumulative bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,11 +132,11 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Ran
                 continue;
             }
         };
-        let key = s.labels.without(&["le", METRIC_NAME]);
+        let key = s.labels.without(&["le"]);
         let id = match group_index.get(&key) {
             Some(&i) => i,
             None => {
-                groups.push((key.clone(), s.labels.metric_name().unwrap_or("").to_string()));
+                groups.push((key.without_metric_name(), s.labels.metric_name().unwrap_or("").to_string()));
                 group_index.insert(key, groups.len() - 1);
                 groups.len() - 1
             }
@@ -172,7 +172,7 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Ran
         ));
     }
     out.retain(|s| !s.pts.is_empty());
-    Ok(Val::Vector(out))
+    Ok(Val::Vector(merge_same_labels(out)?))
 }
 
 /// Parses a float as Go's `strconv.ParseFloat` does for bucket bounds (`+Inf`, `1e0`, `.2`).

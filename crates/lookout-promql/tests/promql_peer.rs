@@ -141,9 +141,6 @@ fn parse_number(s: &str) -> Option<f64> {
         "nan" => return Some(f64::NAN),
         _ => {}
     }
-    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        return i64::from_str_radix(h, 16).ok().map(|v| v as f64);
-    }
     if t.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') {
         return None;
     }
@@ -277,7 +274,12 @@ fn parse_values(s: &str) -> Option<Vec<SeqValue>> {
     while !rest.is_empty() {
         if rest.starts_with("{{") {
             let end = rest.find("}}")?;
-            let after = &rest[end + 2..];
+            let mut after = &rest[end + 2..];
+            // `{{a}}+{{b}}xN` / `{{a}}-{{b}}xN`
+            if after.starts_with("+{{") || after.starts_with("-{{") {
+                let e2 = after.find("}}")?;
+                after = &after[e2 + 2..];
+            }
             let tok_end = after.find(char::is_whitespace).unwrap_or(after.len());
             let suffix = &after[..tok_end];
             let mut count = 1usize;
@@ -703,7 +705,9 @@ fn identifiers(expr: &str) -> Vec<String> {
 }
 
 struct FileState {
-    histogram_metrics: HashSet<String>,
+    /// Label sets of series holding native histogram samples (loaded with `{{...}}` or
+    /// converted by `load_with_nhcb`).
+    histogram_series: Vec<Labels>,
 }
 
 fn categorize(file: &str, cmd: &EvalCmd, st: &FileState) -> Category {
@@ -715,8 +719,9 @@ fn categorize(file: &str, cmd: &EvalCmd, st: &FileState) -> Category {
     }
     let ids = identifiers(&cmd.expr);
     if cmd.has_histogram_expect
-        || ids.iter().any(|i| NATIVE_FUNCS.contains(&i.as_str()) || st.histogram_metrics.contains(i))
+        || ids.iter().any(|i| NATIVE_FUNCS.contains(&i.as_str()))
         || cmd.raw_expect.iter().any(|l| l.contains("{{"))
+        || touches_histograms(&cmd.expr, st)
     {
         return Category::Native;
     }
@@ -731,30 +736,91 @@ fn load(storage: &MemStorage, lines: &[String], i: &mut usize, st: &mut FileStat
     let (word, interval) = head.split_once(char::is_whitespace).ok_or("bad load")?;
     let with_nhcb = word == "load_with_nhcb";
     let gap = parse_duration(interval).ok_or_else(|| format!("bad load interval {interval}"))?;
-    let mut app = storage.appender();
+    // Later definitions of the same series replace earlier ones, as in promqltest.
+    let mut defs: Vec<(Labels, Vec<SeqValue>)> = Vec::new();
+    let mut errors = Vec::new();
     while *i + 1 < lines.len() && !lines[*i + 1].is_empty() {
         *i += 1;
         let l = &lines[*i];
-        let (labels, rest) = parse_metric(l).ok_or_else(|| format!("bad series {l:?}"))?;
-        let vals = parse_values(rest).ok_or_else(|| format!("bad values {rest:?}"))?;
+        let Some((labels, rest)) = parse_metric(l) else {
+            errors.push(format!("bad series {l:?}"));
+            continue;
+        };
+        let Some(vals) = parse_values(rest) else {
+            errors.push(format!("bad values {rest:?}"));
+            continue;
+        };
         let name = labels.metric_name().unwrap_or("").to_string();
         if vals.iter().any(|v| matches!(v, SeqValue::Histogram)) {
-            st.histogram_metrics.insert(name.clone());
+            st.histogram_series.push(labels.clone());
         }
         if with_nhcb {
             for suffix in ["_bucket", "_count", "_sum"] {
                 if let Some(base) = name.strip_suffix(suffix) {
-                    st.histogram_metrics.insert(base.to_string());
+                    let mut b = labels.builder();
+                    b.set("__name__", base);
+                    if suffix == "_bucket" {
+                        b.del("le");
+                    }
+                    st.histogram_series.push(b.into_labels());
                 }
             }
         }
+        match defs.iter_mut().find(|(l, _)| *l == labels) {
+            Some(d) => d.1 = vals,
+            None => defs.push((labels, vals)),
+        }
+    }
+    let mut app = storage.appender();
+    for (labels, vals) in &defs {
         for (k, v) in vals.iter().enumerate() {
-            if let SeqValue::Float(f) = v {
-                app.append(None, &labels, k as i64 * gap, *f).map_err(|e| format!("append {labels}: {e}"))?;
+            if let SeqValue::Float(f) = v
+                && let Err(e) = app.append(None, labels, k as i64 * gap, *f)
+            {
+                errors.push(format!("append {labels}: {e}"));
             }
         }
     }
-    app.commit().map_err(|e| e.to_string())
+    app.commit().map_err(|e| e.to_string())?;
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
+
+/// Does the expression select any series that holds native histogram samples?
+fn touches_histograms(expr: &str, st: &FileState) -> bool {
+    use promql_parser::parser::{Expr, VectorSelector};
+    fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
+        match e {
+            Expr::VectorSelector(vs) => out.push(vs),
+            Expr::MatrixSelector(ms) => out.push(&ms.vs),
+            Expr::Aggregate(a) => {
+                walk(&a.expr, out);
+                if let Some(p) = &a.param {
+                    walk(p, out);
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, out),
+            Expr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, out),
+            Expr::Subquery(s) => walk(&s.expr, out),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, out)),
+            _ => {}
+        }
+    }
+    if st.histogram_series.is_empty() {
+        return false;
+    }
+    let Ok(e) = promql_parser::parser::parse(expr) else { return false };
+    let mut sels = Vec::new();
+    walk(&e, &mut sels);
+    sels.iter().any(|vs| {
+        st.histogram_series.iter().any(|l| {
+            vs.name.as_ref().is_none_or(|n| l.metric_name() == Some(n.as_str()))
+                && vs.matchers.matchers.iter().all(|m| m.is_match(l.get_or_empty(&m.name)))
+        })
+    })
 }
 
 #[derive(Default)]
@@ -771,7 +837,7 @@ fn run_file(engine: &Engine, file: &str, content: &str, verbose: bool) -> FileRe
         })
         .collect();
     let storage = MemStorage::new();
-    let mut st = FileState { histogram_metrics: HashSet::new() };
+    let mut st = FileState { histogram_series: Vec::new() };
     let mut report = FileReport::default();
     let mut ignoring = false;
     let mut i = 0;
@@ -784,7 +850,7 @@ fn run_file(engine: &Engine, file: &str, content: &str, verbose: bool) -> FileRe
         let word = l.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
         if word == "clear" {
             storage.clear();
-            st.histogram_metrics.clear();
+            st.histogram_series.clear();
         } else if word == "ignore" {
             ignoring = true;
         } else if word == "resume" {
