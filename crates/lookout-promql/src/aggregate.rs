@@ -71,7 +71,13 @@ pub(crate) fn aggregate(
                     let a = &mut acc[g];
                     if a.count == 0.0 {
                         touched.push(g);
-                        *a = Acc { count: 1.0, value: f, kahan: 0.0, mean: f, incremental: false };
+                        *a = Acc {
+                            count: 1.0,
+                            value: f,
+                            kahan: 0.0,
+                            mean: f,
+                            incremental: false,
+                        };
                         if op == "stddev" || op == "stdvar" {
                             a.value = if f.is_finite() { 0.0 } else { f64::NAN };
                         }
@@ -101,16 +107,8 @@ pub(crate) fn aggregate(
                             a.mean = m;
                             a.kahan = c;
                         }
-                        "min" => {
-                            if a.value > f || a.value.is_nan() {
-                                a.value = f;
-                            }
-                        }
-                        "max" => {
-                            if a.value < f || a.value.is_nan() {
-                                a.value = f;
-                            }
-                        }
+                        "min" if a.value > f || a.value.is_nan() => a.value = f,
+                        "max" if a.value < f || a.value.is_nan() => a.value = f,
                         "stddev" | "stdvar" => {
                             let delta = f - a.mean;
                             a.mean += delta / a.count;
@@ -141,7 +139,10 @@ pub(crate) fn aggregate(
                     let oi = match out_of_group[g] {
                         Some(i) => i,
                         None => {
-                            out.push(StepSeries { labels: group_labels[g].clone(), pts: Vec::new() });
+                            out.push(StepSeries {
+                                labels: group_labels[g].clone(),
+                                pts: Vec::new(),
+                            });
                             out_of_group[g] = Some(out.len() - 1);
                             out.len() - 1
                         }
@@ -155,7 +156,9 @@ pub(crate) fn aggregate(
         "count_values" => {
             let label = param_string.unwrap_or_default();
             if !is_valid_label_name(&label) {
-                return Err(QueryError::Execution(format!("invalid label name {label:?}")));
+                return Err(QueryError::Execution(format!(
+                    "invalid label name {label:?}"
+                )));
             }
             let mut out: Vec<StepSeries> = Vec::new();
             let mut index: HashMap<Labels, usize> = HashMap::new();
@@ -178,7 +181,10 @@ pub(crate) fn aggregate(
                     let oi = match index.get(&l) {
                         Some(&i) => i,
                         None => {
-                            out.push(StepSeries { labels: l.clone(), pts: Vec::new() });
+                            out.push(StepSeries {
+                                labels: l.clone(),
+                                pts: Vec::new(),
+                            });
                             index.insert(l, out.len() - 1);
                             out.len() - 1
                         }
@@ -199,7 +205,10 @@ pub(crate) fn aggregate(
                 }
                 let qv = q[step];
                 if !(0.0..=1.0).contains(&qv) && !warned {
-                    ev.warn(format!("quantile value should be between 0 and 1, got {}", format_g(qv)));
+                    ev.warn(format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_g(qv)
+                    ));
                     warned = true;
                 }
                 let mut vals: Vec<Vec<f64>> = vec![Vec::new(); ngroups];
@@ -216,7 +225,10 @@ pub(crate) fn aggregate(
                     let oi = match out_of_group[g] {
                         Some(i) => i,
                         None => {
-                            out.push(StepSeries { labels: group_labels[g].clone(), pts: Vec::new() });
+                            out.push(StepSeries {
+                                labels: group_labels[g].clone(),
+                                pts: Vec::new(),
+                            });
                             out_of_group[g] = Some(out.len() - 1);
                             out.len() - 1
                         }
@@ -238,7 +250,13 @@ pub(crate) fn aggregate(
                 if kv.is_nan() {
                     return Err(QueryError::Execution("Parameter value is NaN".into()));
                 }
-                let kk = if kv >= 9.2e18 { usize::MAX } else if kv < 1.0 { 0 } else { kv as usize };
+                let kk = if kv >= 9.2e18 {
+                    usize::MAX
+                } else if kv < 1.0 {
+                    0
+                } else {
+                    kv as usize
+                };
                 if kk == 0 {
                     continue;
                 }
@@ -263,7 +281,10 @@ pub(crate) fn aggregate(
                         let oi = match out_of_series[si] {
                             Some(i) => i,
                             None => {
-                                out.push(StepSeries { labels: input[si].labels.clone(), pts: Vec::new() });
+                                out.push(StepSeries {
+                                    labels: input[si].labels.clone(),
+                                    pts: Vec::new(),
+                                });
                                 out_of_series[si] = Some(out.len() - 1);
                                 out.len() - 1
                             }
@@ -274,7 +295,9 @@ pub(crate) fn aggregate(
             }
             Ok(Val::Vector(out))
         }
-        other => Err(QueryError::Execution(format!("aggregation {other:?} is not supported"))),
+        other => Err(QueryError::Execution(format!(
+            "aggregation {other:?} is not supported"
+        ))),
     }
 }
 

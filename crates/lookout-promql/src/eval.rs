@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-use lookout_storage::{Labels, LabelsBuilder, METRIC_NAME, MatchOp, Matcher, Queryable, Sample, SelectHints, Series};
+use lookout_storage::{
+    Labels, LabelsBuilder, METRIC_NAME, MatchOp, Matcher, Queryable, Sample, SelectHints, Series,
+};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{
-    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, Offset, SubqueryExpr,
-    VectorMatchCardinality, VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, Offset,
+    SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 
 use crate::QueryError;
@@ -116,7 +118,11 @@ pub(crate) fn format_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         let s = format!("{f}");
         if s == "-0" { "-0".into() } else { s }
@@ -128,7 +134,11 @@ pub(crate) fn format_g(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         let abs = f.abs();
         if abs != 0.0 && !(1e-4..1e21).contains(&abs) {
@@ -136,7 +146,11 @@ pub(crate) fn format_g(f: f64) -> String {
             // Go writes e+XX / e-XX with at least two exponent digits.
             match s.split_once('e') {
                 Some((m, e)) => {
-                    let (sign, digits) = if let Some(d) = e.strip_prefix('-') { ("-", d) } else { ("+", e) };
+                    let (sign, digits) = if let Some(d) = e.strip_prefix('-') {
+                        ("-", d)
+                    } else {
+                        ("+", e)
+                    };
                     format!("{m}e{sign}{digits:0>2}")
                 }
                 None => s,
@@ -211,7 +225,9 @@ impl<'a> Evaluator<'a> {
                         .collect();
                     Ok(Val::Vector(merge_same_labels(out)?))
                 }
-                _ => Err(QueryError::Execution("unary expression only allowed on scalars and vectors".into())),
+                _ => Err(QueryError::Execution(
+                    "unary expression only allowed on scalars and vectors".into(),
+                )),
             },
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, r, false)?)),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
@@ -220,10 +236,16 @@ impl<'a> Evaluator<'a> {
                 let te = rd.eval_time(r.start);
                 let mut out = Vec::new();
                 for s in rd.series {
-                    let samples: Vec<Sample> =
-                        s.samples.into_iter().filter(|x| x.t > te - rd.range && x.t <= te).collect();
+                    let samples: Vec<Sample> = s
+                        .samples
+                        .into_iter()
+                        .filter(|x| x.t > te - rd.range && x.t <= te)
+                        .collect();
                     if !samples.is_empty() {
-                        out.push(Series { labels: s.labels, samples });
+                        out.push(Series {
+                            labels: s.labels,
+                            samples,
+                        });
                     }
                 }
                 Ok(Val::Matrix(out))
@@ -231,7 +253,9 @@ impl<'a> Evaluator<'a> {
             Expr::Binary(b) => self.eval_binary(b, r),
             Expr::Aggregate(a) => self.eval_aggregate(a, r),
             Expr::Call(c) => self.eval_call(c, r),
-            Expr::Extension(_) => Err(QueryError::Execution("extension expressions are not supported".into())),
+            Expr::Extension(_) => Err(QueryError::Execution(
+                "extension expressions are not supported".into(),
+            )),
         }
     }
 
@@ -245,7 +269,9 @@ impl<'a> Evaluator<'a> {
     pub fn eval_vector_arg(&mut self, e: &Expr, r: &Range) -> Result<Vec<StepSeries>> {
         match self.eval(e, r)? {
             Val::Vector(v) => Ok(v),
-            _ => Err(QueryError::Execution("expected instant vector argument".into())),
+            _ => Err(QueryError::Execution(
+                "expected instant vector argument".into(),
+            )),
         }
     }
 
@@ -262,7 +288,9 @@ impl<'a> Evaluator<'a> {
             out.push(Matcher::equal(METRIC_NAME, name.clone()));
         }
         if !vs.matchers.or_matchers.is_empty() {
-            return Err(QueryError::Execution("\"or\" inside label matchers is not supported".into()));
+            return Err(QueryError::Execution(
+                "\"or\" inside label matchers is not supported".into(),
+            ));
         }
         for m in &vs.matchers.matchers {
             let op = match m.op {
@@ -271,8 +299,12 @@ impl<'a> Evaluator<'a> {
                 PMatchOp::Re(_) => MatchOp::Regex,
                 PMatchOp::NotRe(_) => MatchOp::NotRegex,
             };
-            let matcher = Matcher::new(op, m.name.clone(), m.value.clone())
-                .map_err(|e| QueryError::Parse { message: e.to_string(), position: None })?;
+            let matcher = Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| {
+                QueryError::Parse {
+                    message: e.to_string(),
+                    position: None,
+                }
+            })?;
             out.push(matcher);
         }
         Ok(out)
@@ -281,11 +313,21 @@ impl<'a> Evaluator<'a> {
     fn select(&mut self, vs: &VectorSelector, start: i64, end: i64) -> Result<Vec<Series>> {
         let matchers = Self::matchers(vs)?;
         let budget = self.max_samples.saturating_sub(self.cur_samples);
-        let hints = SelectHints { start, end, max_samples: Some(budget), max_series: None };
-        let series = self.storage.select(&matchers, &hints).map_err(|e| match e {
-            lookout_storage::StorageError::TooManySamples { .. } => QueryError::TooManySamples("query execution"),
-            other => QueryError::Storage(other),
-        })?;
+        let hints = SelectHints {
+            start,
+            end,
+            max_samples: Some(budget),
+            max_series: None,
+        };
+        let series = self
+            .storage
+            .select(&matchers, &hints)
+            .map_err(|e| match e {
+                lookout_storage::StorageError::TooManySamples { .. } => {
+                    QueryError::TooManySamples("query execution")
+                }
+                other => QueryError::Storage(other),
+            })?;
         let n: usize = series.iter().map(|s| s.samples.len()).sum();
         self.add_samples(n)?;
         Ok(series)
@@ -293,12 +335,21 @@ impl<'a> Evaluator<'a> {
 
     /// Instant vector selector over all steps. With `timestamps`, each point's value is the
     /// selected sample's timestamp in seconds (for `timestamp()`), and the name is dropped.
-    pub fn eval_vector_selector(&mut self, vs: &VectorSelector, r: &Range, timestamps: bool) -> Result<Vec<StepSeries>> {
+    pub fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        r: &Range,
+        timestamps: bool,
+    ) -> Result<Vec<StepSeries>> {
         let offset = offset_ms(&vs.offset);
         let at = self.resolve_at(&vs.at);
         let n = r.steps();
         let te_of = |i: usize| at.unwrap_or(r.ts(i)) - offset;
-        let (min_te, max_te) = if at.is_some() { (te_of(0), te_of(0)) } else { (te_of(0), te_of(n - 1)) };
+        let (min_te, max_te) = if at.is_some() {
+            (te_of(0), te_of(0))
+        } else {
+            (te_of(0), te_of(n - 1))
+        };
         let series = self.select(vs, min_te - self.lookback + 1, max_te)?;
         let loaded: usize = series.iter().map(|s| s.samples.len()).sum();
         let mut out = Vec::with_capacity(series.len());
@@ -318,11 +369,19 @@ impl<'a> Evaluator<'a> {
                 if last.t <= te - self.lookback || lookout_storage::is_stale_nan(last.v) {
                     continue;
                 }
-                let v = if timestamps { last.t as f64 / 1000.0 } else { last.v };
+                let v = if timestamps {
+                    last.t as f64 / 1000.0
+                } else {
+                    last.v
+                };
                 pts.push((i as u32, v));
             }
             if !pts.is_empty() {
-                let labels = if timestamps { s.labels.without_metric_name() } else { s.labels };
+                let labels = if timestamps {
+                    s.labels.without_metric_name()
+                } else {
+                    s.labels
+                };
                 out.push(StepSeries { labels, pts });
             }
         }
@@ -337,7 +396,9 @@ impl<'a> Evaluator<'a> {
         match unwrap_paren(e) {
             Expr::MatrixSelector(ms) => self.eval_matrix_selector(ms, r),
             Expr::Subquery(sq) => self.eval_subquery(sq, r),
-            _ => Err(QueryError::Execution("expected range vector argument".into())),
+            _ => Err(QueryError::Execution(
+                "expected range vector argument".into(),
+            )),
         }
     }
 
@@ -354,7 +415,12 @@ impl<'a> Evaluator<'a> {
             s.samples.retain(|x| !lookout_storage::is_stale_nan(x.v));
         }
         series.retain(|s| !s.samples.is_empty());
-        Ok(RangeData { series, range, offset, at })
+        Ok(RangeData {
+            series,
+            range,
+            offset,
+            at,
+        })
     }
 
     fn eval_subquery(&mut self, sq: &SubqueryExpr, r: &Range) -> Result<RangeData> {
@@ -379,20 +445,45 @@ impl<'a> Evaluator<'a> {
             match v {
                 Val::Vector(vs) => {
                     for s in vs {
-                        let samples: Vec<Sample> =
-                            s.pts.iter().map(|&(i, v)| Sample { t: inner.ts(i as usize), v }).collect();
-                        series.push(Series { labels: s.labels, samples });
+                        let samples: Vec<Sample> = s
+                            .pts
+                            .iter()
+                            .map(|&(i, v)| Sample {
+                                t: inner.ts(i as usize),
+                                v,
+                            })
+                            .collect();
+                        series.push(Series {
+                            labels: s.labels,
+                            samples,
+                        });
                     }
                 }
                 Val::Scalar(vals) => {
-                    let samples = vals.iter().enumerate().map(|(i, &v)| Sample { t: inner.ts(i), v }).collect();
-                    series.push(Series { labels: Labels::EMPTY, samples });
+                    let samples = vals
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| Sample { t: inner.ts(i), v })
+                        .collect();
+                    series.push(Series {
+                        labels: Labels::EMPTY,
+                        samples,
+                    });
                 }
-                _ => return Err(QueryError::Execution("subquery is only allowed on instant vector or scalar".into())),
+                _ => {
+                    return Err(QueryError::Execution(
+                        "subquery is only allowed on instant vector or scalar".into(),
+                    ));
+                }
             }
         }
         series.retain(|s| !s.samples.is_empty());
-        Ok(RangeData { series, range, offset, at })
+        Ok(RangeData {
+            series,
+            range,
+            offset,
+            at,
+        })
     }
 
     // ---------------------------------------------------------------- binary operators
@@ -410,13 +501,21 @@ impl<'a> Evaluator<'a> {
                     .zip(rv.iter())
                     .map(|(&a, &c)| {
                         let (v, keep) = scalar_binop(&op, a, c);
-                        if is_cmp { if keep { 1.0 } else { 0.0 } } else { v }
+                        if is_cmp {
+                            if keep { 1.0 } else { 0.0 }
+                        } else {
+                            v
+                        }
                     })
                     .collect();
                 Ok(Val::Scalar(out))
             }
-            (Val::Vector(l), Val::Scalar(s)) => Ok(Val::Vector(vector_scalar(&op, l, &s, false, return_bool)?)),
-            (Val::Scalar(s), Val::Vector(rv)) => Ok(Val::Vector(vector_scalar(&op, rv, &s, true, return_bool)?)),
+            (Val::Vector(l), Val::Scalar(s)) => {
+                Ok(Val::Vector(vector_scalar(&op, l, &s, false, return_bool)?))
+            }
+            (Val::Scalar(s), Val::Vector(rv)) => {
+                Ok(Val::Vector(vector_scalar(&op, rv, &s, true, return_bool)?))
+            }
             (Val::Vector(l), Val::Vector(rv)) => {
                 let n = r.steps();
                 let out = match op.as_str() {
@@ -425,7 +524,9 @@ impl<'a> Evaluator<'a> {
                 };
                 Ok(Val::Vector(out))
             }
-            _ => Err(QueryError::Execution(format!("invalid operands for binary operator {op}"))),
+            _ => Err(QueryError::Execution(format!(
+                "invalid operands for binary operator {op}"
+            ))),
         }
     }
 
@@ -494,7 +595,9 @@ impl<'a> Evaluator<'a> {
             let mut first_of_sig: HashMap<usize, usize> = HashMap::new();
             for &(mi, mv) in &many_t[step] {
                 let sid = many_ids[mi];
-                let Some((oi, ov)) = one_by_sig[sid] else { continue };
+                let Some((oi, ov)) = one_by_sig[sid] else {
+                    continue;
+                };
                 if one_to_one {
                     if matched_sig[sid] {
                         let prev = first_of_sig.get(&sid).copied().unwrap_or(mi);
@@ -519,13 +622,24 @@ impl<'a> Evaluator<'a> {
                 let labels = pair_cache
                     .entry((mi, oi))
                     .or_insert_with(|| {
-                        result_labels(&many[mi].labels, &one[oi].labels, on, &names, one_to_one, &include, drop_name)
+                        result_labels(
+                            &many[mi].labels,
+                            &one[oi].labels,
+                            on,
+                            &names,
+                            one_to_one,
+                            &include,
+                            drop_name,
+                        )
                     })
                     .clone();
                 let idx = match out_index.get(&labels) {
                     Some(&i) => i,
                     None => {
-                        out.push(StepSeries { labels: labels.clone(), pts: Vec::new() });
+                        out.push(StepSeries {
+                            labels: labels.clone(),
+                            pts: Vec::new(),
+                        });
                         out_index.insert(labels, out.len() - 1);
                         out.len() - 1
                     }
@@ -539,7 +653,8 @@ impl<'a> Evaluator<'a> {
                         ));
                     }
                     return Err(QueryError::Execution(
-                        "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                        "multiple matches for labels: grouping labels must ensure unique matches"
+                            .into(),
                     ));
                 }
                 out[idx].pts.push((step as u32, value));
@@ -561,7 +676,9 @@ impl<'a> Evaluator<'a> {
         let op = a.op.to_string();
         let n = r.steps();
         let param_scalar = match (&a.param, op.as_str()) {
-            (Some(p), "topk" | "bottomk" | "quantile" | "limitk" | "limit_ratio") => Some(self.eval_scalar_arg(p, r)?),
+            (Some(p), "topk" | "bottomk" | "quantile" | "limitk" | "limit_ratio") => {
+                Some(self.eval_scalar_arg(p, r)?)
+            }
             _ => None,
         };
         let param_string = match (&a.param, op.as_str()) {
@@ -575,7 +692,16 @@ impl<'a> Evaluator<'a> {
             None => (false, Vec::new()),
         };
         let name_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-        crate::aggregate::aggregate(self, &op, input, without, &name_refs, param_scalar, param_string, n)
+        crate::aggregate::aggregate(
+            self,
+            &op,
+            input,
+            without,
+            &name_refs,
+            param_scalar,
+            param_string,
+            n,
+        )
     }
 
     // ---------------------------------------------------------------- function calls
@@ -638,11 +764,19 @@ fn vector_scalar(
             }
         }
         if !pts.is_empty() {
-            let labels = if drop_name { series.labels.without_metric_name() } else { series.labels };
+            let labels = if drop_name {
+                series.labels.without_metric_name()
+            } else {
+                series.labels
+            };
             out.push(StepSeries { labels, pts });
         }
     }
-    if drop_name { merge_same_labels(out) } else { Ok(out) }
+    if drop_name {
+        merge_same_labels(out)
+    } else {
+        Ok(out)
+    }
 }
 
 /// The match signature of a label set for `on(names)` / `ignoring(names)` (the latter also
@@ -703,15 +837,28 @@ pub(crate) fn transpose(series: &[StepSeries], n: usize) -> Vec<Vec<(usize, f64)
     out
 }
 
-fn set_op(op: &str, lhs: Vec<StepSeries>, rhs: Vec<StepSeries>, b: &BinaryExpr, n: usize) -> Vec<StepSeries> {
-    let (on, names): (bool, Vec<String>) = match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
-        Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
-        Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
-        None => (false, Vec::new()),
-    };
+fn set_op(
+    op: &str,
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
+    b: &BinaryExpr,
+    n: usize,
+) -> Vec<StepSeries> {
+    let (on, names): (bool, Vec<String>) =
+        match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+            Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+            None => (false, Vec::new()),
+        };
     let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    let lsig: Vec<Labels> = lhs.iter().map(|s| signature(&s.labels, on, &names)).collect();
-    let rsig: Vec<Labels> = rhs.iter().map(|s| signature(&s.labels, on, &names)).collect();
+    let lsig: Vec<Labels> = lhs
+        .iter()
+        .map(|s| signature(&s.labels, on, &names))
+        .collect();
+    let rsig: Vec<Labels> = rhs
+        .iter()
+        .map(|s| signature(&s.labels, on, &names))
+        .collect();
     // Per step: the set of signatures present on the other side.
     let mut sig_ids: HashMap<Labels, usize> = HashMap::new();
     let lid: Vec<usize> = lsig
@@ -750,10 +897,15 @@ fn set_op(op: &str, lhs: Vec<StepSeries>, rhs: Vec<StepSeries>, b: &BinaryExpr, 
                 let pts: Vec<(u32, f64)> = s
                     .pts
                     .into_iter()
-                    .filter(|&(i, _)| present[i as usize].get(sid).copied().unwrap_or(false) == want)
+                    .filter(|&(i, _)| {
+                        present[i as usize].get(sid).copied().unwrap_or(false) == want
+                    })
                     .collect();
                 if !pts.is_empty() {
-                    out.push(StepSeries { labels: s.labels, pts });
+                    out.push(StepSeries {
+                        labels: s.labels,
+                        pts,
+                    });
                 }
             }
             out
@@ -773,8 +925,11 @@ fn set_op(op: &str, lhs: Vec<StepSeries>, rhs: Vec<StepSeries>, b: &BinaryExpr, 
                 present[step] = p;
             }
             let mut out = lhs;
-            let mut index: HashMap<Labels, usize> =
-                out.iter().enumerate().map(|(i, s)| (s.labels.clone(), i)).collect();
+            let mut index: HashMap<Labels, usize> = out
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.labels.clone(), i))
+                .collect();
             for (ri, s) in rhs.into_iter().enumerate() {
                 let sid = rid[ri];
                 let pts: Vec<(u32, f64)> = s
@@ -795,7 +950,10 @@ fn set_op(op: &str, lhs: Vec<StepSeries>, rhs: Vec<StepSeries>, b: &BinaryExpr, 
                     }
                     None => {
                         index.insert(s.labels.clone(), out.len());
-                        out.push(StepSeries { labels: s.labels, pts });
+                        out.push(StepSeries {
+                            labels: s.labels,
+                            pts,
+                        });
                     }
                 }
             }
@@ -826,7 +984,9 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSerie
         let pts = &mut out[i].pts;
         pts.sort_by_key(|p| p.0);
         if pts.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+            return Err(QueryError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
         }
     }
     Ok(out)

@@ -7,7 +7,9 @@ use lookout_storage::{Labels, METRIC_NAME, Sample, is_stale_nan};
 use promql_parser::parser::{Call, Expr};
 
 use crate::QueryError;
-use crate::eval::{Evaluator, Range, RangeData, Result, StepSeries, Val, format_g, merge_same_labels, unwrap_paren};
+use crate::eval::{
+    Evaluator, Range, RangeData, Result, StepSeries, Val, format_g, merge_same_labels, unwrap_paren,
+};
 
 /// Neumaier-improved Kahan summation step: returns the new sum and compensation.
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
@@ -135,7 +137,11 @@ fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
     }
     let last = samples[samples.len() - 1];
     let prev = samples[samples.len() - 2];
-    let mut result = if is_rate && last.v < prev.v { last.v } else { last.v - prev.v };
+    let mut result = if is_rate && last.v < prev.v {
+        last.v
+    } else {
+        last.v - prev.v
+    };
     let interval = last.t - prev.t;
     if interval == 0 {
         return None;
@@ -165,7 +171,11 @@ fn avg_values(vals: impl Iterator<Item = f64>) -> f64 {
         let q = (count - 1.0) / count;
         (mean, c) = kahan_inc(f / count, q * mean, q * c);
     }
-    if incremental { mean + c } else { sum / count + c / count }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
 }
 
 fn variance(samples: &[Sample]) -> f64 {
@@ -201,10 +211,29 @@ fn double_exp_smoothing(samples: &[Sample], sf: f64, tf: f64) -> Option<f64> {
 fn matrix_arg_index(name: &str) -> Option<usize> {
     match name {
         "quantile_over_time" => Some(1),
-        "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "predict_linear" | "changes" | "resets"
-        | "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time" | "count_over_time"
-        | "stddev_over_time" | "stdvar_over_time" | "last_over_time" | "first_over_time" | "present_over_time"
-        | "absent_over_time" | "mad_over_time" | "double_exponential_smoothing" | "holt_winters" => Some(0),
+        "rate"
+        | "irate"
+        | "increase"
+        | "delta"
+        | "idelta"
+        | "deriv"
+        | "predict_linear"
+        | "changes"
+        | "resets"
+        | "avg_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
+        | "absent_over_time"
+        | "mad_over_time"
+        | "double_exponential_smoothing"
+        | "holt_winters" => Some(0),
         _ => None,
     }
 }
@@ -217,13 +246,19 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
     }
     let n = r.steps();
     match name {
-        "time" => Ok(Val::Scalar((0..n).map(|i| r.ts(i) as f64 / 1000.0).collect())),
+        "time" => Ok(Val::Scalar(
+            (0..n).map(|i| r.ts(i) as f64 / 1000.0).collect(),
+        )),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
         "vector" => {
             let s = ev.eval_scalar_arg(args[0], r)?;
             Ok(Val::Vector(vec![StepSeries {
                 labels: Labels::EMPTY,
-                pts: s.into_iter().enumerate().map(|(i, v)| (i as u32, v)).collect(),
+                pts: s
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as u32, v))
+                    .collect(),
             }]))
         }
         "scalar" => {
@@ -236,11 +271,17 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
                     val[i as usize] = x;
                 }
             }
-            Ok(Val::Scalar((0..n).map(|i| if count[i] == 1 { val[i] } else { f64::NAN }).collect()))
+            Ok(Val::Scalar(
+                (0..n)
+                    .map(|i| if count[i] == 1 { val[i] } else { f64::NAN })
+                    .collect(),
+            ))
         }
         "timestamp" => {
             if let Expr::VectorSelector(vs) = unwrap_paren(args[0]) {
-                return Ok(Val::Vector(merge_same_labels(ev.eval_vector_selector(vs, r, true)?)?));
+                return Ok(Val::Vector(merge_same_labels(
+                    ev.eval_vector_selector(vs, r, true)?,
+                )?));
             }
             let v = ev.eval_vector_arg(args[0], r)?;
             map_series(v, true, |i, _| Some(r.ts(i as usize) as f64 / 1000.0))
@@ -253,7 +294,15 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
         "log2" => simple(ev, &args, r, f64::log2),
         "log10" => simple(ev, &args, r, f64::log10),
         "sqrt" => simple(ev, &args, r, f64::sqrt),
-        "sgn" => simple(ev, &args, r, |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x }),
+        "sgn" => simple(ev, &args, r, |x| {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }),
         "sin" => simple(ev, &args, r, f64::sin),
         "cos" => simple(ev, &args, r, f64::cos),
         "tan" => simple(ev, &args, r, f64::tan),
@@ -270,7 +319,11 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
         "rad" => simple(ev, &args, r, |x| x * std::f64::consts::PI / 180.0),
         "round" => {
             let v = ev.eval_vector_arg(args[0], r)?;
-            let to = if args.len() > 1 { ev.eval_scalar_arg(args[1], r)? } else { vec![1.0; n] };
+            let to = if args.len() > 1 {
+                ev.eval_scalar_arg(args[1], r)?
+            } else {
+                vec![1.0; n]
+            };
             map_series(v, true, |i, x| {
                 let inv = 1.0 / to[i as usize];
                 Some((x * inv + 0.5).floor() / inv)
@@ -298,11 +351,14 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
             let hi = ev.eval_scalar_arg(args[1], r)?;
             map_series(v, true, |i, x| Some(x.min(hi[i as usize])))
         }
-        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month" | "year" => {
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
             let v = if args.is_empty() {
                 vec![StepSeries {
                     labels: Labels::EMPTY,
-                    pts: (0..n).map(|i| (i as u32, r.ts(i) as f64 / 1000.0)).collect(),
+                    pts: (0..n)
+                        .map(|i| (i as u32, r.ts(i) as f64 / 1000.0))
+                        .collect(),
                 }]
             } else {
                 ev.eval_vector_arg(args[0], r)?
@@ -369,10 +425,14 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
             let src = ev.eval_string_arg(args[3], r)?;
             let re_src = ev.eval_string_arg(args[4], r)?;
             let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
-                QueryError::Execution(format!("invalid regular expression in label_replace(): {re_src}: {e}"))
+                QueryError::Execution(format!(
+                    "invalid regular expression in label_replace(): {re_src}: {e}"
+                ))
             })?;
             if !is_valid_label_name(&dst) {
-                return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+                return Err(QueryError::Execution(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
             }
             let mut out = Vec::with_capacity(v.len());
             for mut s in v {
@@ -397,7 +457,9 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
                 srcs.push(ev.eval_string_arg(a, r)?);
             }
             if !is_valid_label_name(&dst) {
-                return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+                return Err(QueryError::Execution(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                )));
             }
             let mut out = Vec::with_capacity(v.len());
             for mut s in v {
@@ -418,15 +480,21 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
                     present[i as usize] = true;
                 }
             }
-            let pts: Vec<(u32, f64)> = (0..n).filter(|&i| !present[i]).map(|i| (i as u32, 1.0)).collect();
+            let pts: Vec<(u32, f64)> = (0..n)
+                .filter(|&i| !present[i])
+                .map(|i| (i as u32, 1.0))
+                .collect();
             if pts.is_empty() {
                 return Ok(Val::Vector(Vec::new()));
             }
-            Ok(Val::Vector(vec![StepSeries { labels: absent_labels(args[0]), pts }]))
+            Ok(Val::Vector(vec![StepSeries {
+                labels: absent_labels(args[0]),
+                pts,
+            }]))
         }
         "histogram_quantile" => crate::histogram::histogram_quantile(ev, &args, r),
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction" | "histogram_stddev"
-        | "histogram_stdvar" => {
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction"
+        | "histogram_stddev" | "histogram_stdvar" => {
             // Only native histograms have a value here; float series produce nothing.
             let idx = if name == "histogram_fraction" { 2 } else { 0 };
             for (i, a) in args.iter().enumerate() {
@@ -437,31 +505,52 @@ pub(crate) fn call(ev: &mut Evaluator<'_>, c: &Call, r: &Range) -> Result<Val> {
             let _ = ev.eval_vector_arg(args[idx], r)?;
             Ok(Val::Vector(Vec::new()))
         }
-        other => Err(QueryError::Execution(format!("function {other:?} is not supported by this engine"))),
+        other => Err(QueryError::Execution(format!(
+            "function {other:?} is not supported by this engine"
+        ))),
     }
 }
 
 fn is_valid_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+            chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
         _ => false,
     }
 }
 
-fn simple(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Range, f: impl Fn(f64) -> f64) -> Result<Val> {
+fn simple(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    r: &Range,
+    f: impl Fn(f64) -> f64,
+) -> Result<Val> {
     let v = ev.eval_vector_arg(args[0], r)?;
     map_series(v, true, |_, x| Some(f(x)))
 }
 
-fn map_series(v: Vec<StepSeries>, drop_name: bool, mut f: impl FnMut(u32, f64) -> Option<f64>) -> Result<Val> {
+fn map_series(
+    v: Vec<StepSeries>,
+    drop_name: bool,
+    mut f: impl FnMut(u32, f64) -> Option<f64>,
+) -> Result<Val> {
     let mut out = Vec::with_capacity(v.len());
     for s in v {
-        let pts: Vec<(u32, f64)> = s.pts.iter().filter_map(|&(i, x)| f(i, x).map(|y| (i, y))).collect();
+        let pts: Vec<(u32, f64)> = s
+            .pts
+            .iter()
+            .filter_map(|&(i, x)| f(i, x).map(|y| (i, y)))
+            .collect();
         if pts.is_empty() {
             continue;
         }
-        let labels = if drop_name { s.labels.without_metric_name() } else { s.labels };
+        let labels = if drop_name {
+            s.labels.without_metric_name()
+        } else {
+            s.labels
+        };
         out.push(StepSeries { labels, pts });
     }
     Ok(Val::Vector(merge_same_labels(out)?))
@@ -587,10 +676,19 @@ fn absent_labels(arg: &Expr) -> Labels {
             }
         }
     }
-    Labels::from_pairs(seen.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string()))))
+    Labels::from_pairs(
+        seen.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string()))),
+    )
 }
 
-fn range_function(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], mi: usize, r: &Range) -> Result<Val> {
+fn range_function(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    mi: usize,
+    r: &Range,
+) -> Result<Val> {
     let n = r.steps();
     // Scalar arguments, one value per step.
     let mut scalars: Vec<Vec<f64>> = Vec::new();
@@ -609,21 +707,31 @@ fn range_function(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], mi: usize,
                 }
             });
         }
-        let pts: Vec<(u32, f64)> = (0..n).filter(|&i| !present[i]).map(|i| (i as u32, 1.0)).collect();
+        let pts: Vec<(u32, f64)> = (0..n)
+            .filter(|&i| !present[i])
+            .map(|i| (i as u32, 1.0))
+            .collect();
         if pts.is_empty() {
             return Ok(Val::Vector(Vec::new()));
         }
-        return Ok(Val::Vector(vec![StepSeries { labels: absent_labels(args[mi]), pts }]));
+        return Ok(Val::Vector(vec![StepSeries {
+            labels: absent_labels(args[mi]),
+            pts,
+        }]));
     }
-    if name == "quantile_over_time" {
-        if let Some(q) = scalars.first()
-            && let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q))
+    if name == "quantile_over_time"
+        && let Some(q) = scalars.first()
+        && let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q))
+    {
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            format_g(*bad)
+        ));
+    }
+    if matches!(name, "double_exponential_smoothing" | "holt_winters")
+        && let (Some(sf), Some(tf)) = (scalars.first(), scalars.get(1))
+    {
         {
-            ev.warn(format!("quantile value should be between 0 and 1, got {}", format_g(*bad)));
-        }
-    }
-    if name == "double_exponential_smoothing" || name == "holt_winters" {
-        if let (Some(sf), Some(tf)) = (scalars.first(), scalars.get(1)) {
             for i in 0..n {
                 if !(sf[i] > 0.0 && sf[i] < 1.0) {
                     return Err(QueryError::Execution(format!(
@@ -748,23 +856,37 @@ fn range_function(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], mi: usize,
         }
         if matches!(name, "rate" | "increase")
             && let Some(mn) = s.labels.metric_name()
-            && !(mn.ends_with("_total") || mn.ends_with("_sum") || mn.ends_with("_count") || mn.ends_with("_bucket"))
+            && !(mn.ends_with("_total")
+                || mn.ends_with("_sum")
+                || mn.ends_with("_count")
+                || mn.ends_with("_bucket"))
             && !non_counter_names.iter().any(|x| x == mn)
         {
             non_counter_names.push(mn.to_string());
         }
-        let labels = if keep_name { s.labels.clone() } else { s.labels.without_metric_name() };
+        let labels = if keep_name {
+            s.labels.clone()
+        } else {
+            s.labels.without_metric_name()
+        };
         out.push(StepSeries { labels, pts });
     }
     for mn in non_counter_names {
-        ev.info(format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"));
+        ev.info(format!(
+            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
+        ));
     }
     Ok(Val::Vector(merge_same_labels(out)?))
 }
 
 /// Calls `f(step, window, window_end)` for every step with the samples of `s` in
 /// `(te - range, te]`.
-fn for_each_window(rd: &RangeData, s: &lookout_storage::Series, r: &Range, mut f: impl FnMut(usize, &[Sample], i64)) {
+fn for_each_window(
+    rd: &RangeData,
+    s: &lookout_storage::Series,
+    r: &Range,
+    mut f: impl FnMut(usize, &[Sample], i64),
+) {
     let samples = &s.samples;
     let (mut lo, mut hi) = (0usize, 0usize);
     for i in 0..r.steps() {

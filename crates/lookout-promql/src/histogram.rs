@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use lookout_storage::Labels;
 use promql_parser::parser::Expr;
 
-use crate::eval::{Evaluator, Range, Result, StepSeries, Val, format_g, merge_same_labels, transpose};
+use crate::eval::{
+    Evaluator, Range, Result, StepSeries, Val, format_g, merge_same_labels, transpose,
+};
 
 /// One cumulative bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,7 +51,11 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, bool) 
     if buckets.is_empty() {
         return (f64::NAN, false);
     }
-    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if buckets[buckets.len() - 1].upper != f64::INFINITY {
         return (f64::NAN, false);
     }
@@ -113,7 +119,10 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Ran
     if !v.is_empty()
         && let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q))
     {
-        ev.warn(format!("quantile value should be between 0 and 1, got {}", format_g(*bad)));
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            format_g(*bad)
+        ));
     }
     // Group bucket series by their labels without `le` (and without the name).
     let mut group_index: HashMap<Labels, usize> = HashMap::new();
@@ -136,7 +145,10 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Ran
         let id = match group_index.get(&key) {
             Some(&i) => i,
             None => {
-                groups.push((key.without_metric_name(), s.labels.metric_name().unwrap_or("").to_string()));
+                groups.push((
+                    key.without_metric_name(),
+                    s.labels.metric_name().unwrap_or("").to_string(),
+                ));
                 group_index.insert(key, groups.len() - 1);
                 groups.len() - 1
             }
@@ -144,7 +156,13 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Ran
         series_group.push(Some((id, upper)));
     }
     let steps = transpose(&v, n);
-    let mut out: Vec<StepSeries> = groups.iter().map(|(l, _)| StepSeries { labels: l.clone(), pts: Vec::new() }).collect();
+    let mut out: Vec<StepSeries> = groups
+        .iter()
+        .map(|(l, _)| StepSeries {
+            labels: l.clone(),
+            pts: Vec::new(),
+        })
+        .collect();
     let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); groups.len()];
     let mut forced_names: Vec<String> = Vec::new();
     for (step, entries) in steps.iter().enumerate() {
@@ -196,12 +214,21 @@ mod tests {
     use super::*;
 
     fn b(pairs: &[(f64, f64)]) -> Vec<Bucket> {
-        pairs.iter().map(|&(upper, count)| Bucket { upper, count }).collect()
+        pairs
+            .iter()
+            .map(|&(upper, count)| Bucket { upper, count })
+            .collect()
     }
 
     #[test]
     fn interpolates_within_bucket() {
-        let mut bs = b(&[(0.0, 0.0), (2.0, 1.0), (4.0, 2.0), (6.0, 3.0), (f64::INFINITY, 3.0)]);
+        let mut bs = b(&[
+            (0.0, 0.0),
+            (2.0, 1.0),
+            (4.0, 2.0),
+            (6.0, 3.0),
+            (f64::INFINITY, 3.0),
+        ]);
         let (v, forced) = bucket_quantile(0.5, &mut bs);
         assert!((v - 3.0).abs() < 1e-9);
         assert!(!forced);

@@ -98,17 +98,35 @@ impl Engine {
     }
 
     /// Evaluates `query` at `time` (ms).
-    pub fn instant_query(&self, storage: &dyn Queryable, query: &str, time: Timestamp) -> Result<QueryResult, QueryError> {
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        time: Timestamp,
+    ) -> Result<QueryResult, QueryError> {
         let expr = self.parse(query)?;
         let mut ev = self.evaluator(storage, time, time);
-        let r = Range { start: time, end: time, step: 1 };
+        let r = Range {
+            start: time,
+            end: time,
+            step: 1,
+        };
         let val = ev.eval(&expr, &r)?;
         let value = match val {
-            Val::Scalar(v) => Value::Scalar { t: time, v: v.first().copied().unwrap_or(f64::NAN) },
+            Val::Scalar(v) => Value::Scalar {
+                t: time,
+                v: v.first().copied().unwrap_or(f64::NAN),
+            },
             Val::String(s) => Value::String { t: time, s },
             Val::Vector(vs) => Value::Vector(
                 vs.into_iter()
-                    .filter_map(|s| s.pts.first().map(|p| InstantSample { labels: s.labels, t: time, v: p.1 }))
+                    .filter_map(|s| {
+                        s.pts.first().map(|p| InstantSample {
+                            labels: s.labels,
+                            t: time,
+                            v: p.1,
+                        })
+                    })
                     .collect(),
             ),
             Val::Matrix(mut m) => {
@@ -116,7 +134,11 @@ impl Engine {
                 Value::Matrix(m)
             }
         };
-        Ok(QueryResult { value, warnings: ev.warnings, infos: ev.infos })
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings,
+            infos: ev.infos,
+        })
     }
 
     /// Evaluates `query` at every step from `start` to `end` inclusive (ms); the result is a
@@ -137,7 +159,9 @@ impl Engine {
             ));
         }
         if end < start {
-            return Err(QueryError::Execution("end timestamp must not be before start time".into()));
+            return Err(QueryError::Execution(
+                "end timestamp must not be before start time".into(),
+            ));
         }
         match expr.value_type() {
             ValueType::Scalar | ValueType::Vector => {}
@@ -152,25 +176,48 @@ impl Engine {
             }
         }
         let mut ev = self.evaluator(storage, start, end);
-        let r = Range { start, end, step: step_ms };
+        let r = Range {
+            start,
+            end,
+            step: step_ms,
+        };
         let val = ev.eval(&expr, &r)?;
         let mut out: Vec<Series> = match val {
             Val::Scalar(v) => vec![Series {
                 labels: lookout_storage::Labels::EMPTY,
-                samples: v.into_iter().enumerate().map(|(i, v)| Sample { t: r.ts(i), v }).collect(),
+                samples: v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Sample { t: r.ts(i), v })
+                    .collect(),
             }],
             Val::Vector(vs) => vs
                 .into_iter()
                 .filter(|s| !s.pts.is_empty())
                 .map(|s| Series {
                     labels: s.labels,
-                    samples: s.pts.into_iter().map(|(i, v)| Sample { t: r.ts(i as usize), v }).collect(),
+                    samples: s
+                        .pts
+                        .into_iter()
+                        .map(|(i, v)| Sample {
+                            t: r.ts(i as usize),
+                            v,
+                        })
+                        .collect(),
                 })
                 .collect(),
-            _ => return Err(QueryError::Execution("range query must return a scalar or instant vector".into())),
+            _ => {
+                return Err(QueryError::Execution(
+                    "range query must return a scalar or instant vector".into(),
+                ));
+            }
         };
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryResult { value: Value::Matrix(out), warnings: ev.warnings, infos: ev.infos })
+        Ok(QueryResult {
+            value: Value::Matrix(out),
+            warnings: ev.warnings,
+            infos: ev.infos,
+        })
     }
 }
 
@@ -178,7 +225,10 @@ fn parse_error(message: String) -> QueryError {
     // promql-parser reports positions inside some messages as "... at position N" / "pos N".
     let position = ["position ", "pos "].iter().find_map(|key| {
         let idx = message.find(key)?;
-        let digits: String = message[idx + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        let digits: String = message[idx + key.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         digits.parse().ok()
     });
     QueryError::Parse { message, position }

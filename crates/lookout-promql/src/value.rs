@@ -44,7 +44,10 @@ pub struct QueryResult {
 pub enum QueryError {
     /// Syntax error; `position` is the byte offset when known.
     #[error("{message}")]
-    Parse { message: String, position: Option<usize> },
+    Parse {
+        message: String,
+        position: Option<usize>,
+    },
     /// A well-formed query that cannot be evaluated (wrong types, many-to-many matching, ...).
     #[error("{0}")]
     Execution(String),

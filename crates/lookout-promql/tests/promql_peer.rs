@@ -17,8 +17,12 @@ use lookout_storage::{Appendable, Label, Labels, STALE_NAN};
 /// Core pass rate this engine has reached; the test fails if it drops below.
 const CORE_PASS_FLOOR: f64 = 1.0;
 
-const EXPERIMENTAL_FILES: &[&str] =
-    &["limit.test", "duration_expression.test", "type_and_unit.test", "name_label_dropping.test"];
+const EXPERIMENTAL_FILES: &[&str] = &[
+    "limit.test",
+    "duration_expression.test",
+    "type_and_unit.test",
+    "name_label_dropping.test",
+];
 const NATIVE_FILES: &[&str] = &["native_histograms.test"];
 const NATIVE_FUNCS: &[&str] = &[
     "histogram_count",
@@ -141,7 +145,9 @@ fn parse_number(s: &str) -> Option<f64> {
         "nan" => return Some(f64::NAN),
         _ => {}
     }
-    if t.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') {
+    if t.chars()
+        .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+    {
         return None;
     }
     t.parse::<f64>().ok()
@@ -173,7 +179,7 @@ fn parse_metric(s: &str) -> Option<(Labels, &str)> {
                     break;
                 }
             }
-            let Some(&(pos, c)) = chars.peek() else { return None };
+            let &(pos, c) = chars.peek()?;
             if c == '}' {
                 end = Some(pos + 1);
                 break;
@@ -368,7 +374,9 @@ fn almost_equal(a: f64, b: f64) -> bool {
 
 fn parse_eval(lines: &[String], i: &mut usize) -> Result<EvalCmd, String> {
     let head = lines[*i].clone();
-    let (cmd_word, rest) = head.split_once(char::is_whitespace).ok_or("bad eval line")?;
+    let (cmd_word, rest) = head
+        .split_once(char::is_whitespace)
+        .ok_or("bad eval line")?;
     let modifier = cmd_word.strip_prefix("eval").ok_or("bad eval")?;
     let modifier = modifier.strip_prefix('_').unwrap_or("");
     let rest = rest.trim_start();
@@ -397,15 +405,25 @@ fn parse_eval(lines: &[String], i: &mut usize) -> Result<EvalCmd, String> {
     }
     if let Some(r) = rest.strip_prefix("instant") {
         let r = r.trim_start();
-        let r = r.strip_prefix("at").ok_or("instant without at")?.trim_start();
+        let r = r
+            .strip_prefix("at")
+            .ok_or("instant without at")?
+            .trim_start();
         let (t, expr) = r.split_once(char::is_whitespace).ok_or("missing expr")?;
         cmd.instant_at = Some(parse_duration(t).ok_or_else(|| format!("bad time {t}"))?);
         cmd.expr = expr.trim().to_string();
     } else if let Some(r) = rest.strip_prefix("range") {
-        let r = r.trim_start().strip_prefix("from").ok_or("range without from")?.trim_start();
+        let r = r
+            .trim_start()
+            .strip_prefix("from")
+            .ok_or("range without from")?
+            .trim_start();
         let (from, r) = r.split_once(" to ").ok_or("range without to")?;
         let (to, r) = r.split_once(" step ").ok_or("range without step")?;
-        let (step, expr) = r.trim_start().split_once(char::is_whitespace).ok_or("missing expr")?;
+        let (step, expr) = r
+            .trim_start()
+            .split_once(char::is_whitespace)
+            .ok_or("missing expr")?;
         let from = parse_duration(from).ok_or("bad from")?;
         let to = parse_duration(to).ok_or("bad to")?;
         let step = parse_duration(step).ok_or("bad step")?;
@@ -436,7 +454,8 @@ fn parse_eval(lines: &[String], i: &mut usize) -> Result<EvalCmd, String> {
             let parsed = if let Some(m) = tail.strip_prefix("msg:") {
                 Some((false, m.trim().to_string()))
             } else {
-                tail.strip_prefix("regex:").map(|m| (true, m.trim().to_string()))
+                tail.strip_prefix("regex:")
+                    .map(|m| (true, m.trim().to_string()))
             };
             match kind {
                 "warn" => {
@@ -472,7 +491,8 @@ fn parse_eval(lines: &[String], i: &mut usize) -> Result<EvalCmd, String> {
             cmd.expect_scalar = Some(v);
             continue;
         }
-        let (labels, rest) = parse_metric(&l).ok_or_else(|| format!("cannot parse expectation {l:?}"))?;
+        let (labels, rest) =
+            parse_metric(&l).ok_or_else(|| format!("cannot parse expectation {l:?}"))?;
         let vals = parse_values(rest).ok_or_else(|| format!("cannot parse values {rest:?}"))?;
         if vals.iter().any(|v| matches!(v, SeqValue::Histogram)) {
             cmd.has_histogram_expect = true;
@@ -498,25 +518,32 @@ fn check_annotations(cmd: &EvalCmd, res: &QueryResult) -> Result<(), String> {
     if cmd.expect_no_warn && !res.warnings.is_empty() {
         return Err(format!("unexpected warnings: {:?}", res.warnings));
     }
-    let check = |expected: &[(bool, String)], actual: &[String], kind: &str| -> Result<(), String> {
-        if expected.is_empty() {
-            return Ok(());
-        }
-        let matches = |e: &(bool, String), a: &str| {
-            if e.0 { regex::Regex::new(&e.1).map(|r| r.is_match(a)).unwrap_or(false) } else { e.1 == a }
+    let check =
+        |expected: &[(bool, String)], actual: &[String], kind: &str| -> Result<(), String> {
+            if expected.is_empty() {
+                return Ok(());
+            }
+            let matches = |e: &(bool, String), a: &str| {
+                if e.0 {
+                    regex::Regex::new(&e.1)
+                        .map(|r| r.is_match(a))
+                        .unwrap_or(false)
+                } else {
+                    e.1 == a
+                }
+            };
+            for e in expected {
+                if !actual.iter().any(|a| matches(e, a)) {
+                    return Err(format!("expected {kind} {:?} not found in {actual:?}", e.1));
+                }
+            }
+            for a in actual {
+                if !expected.iter().any(|e| matches(e, a)) {
+                    return Err(format!("unexpected {kind} {a:?}"));
+                }
+            }
+            Ok(())
         };
-        for e in expected {
-            if !actual.iter().any(|a| matches(e, a)) {
-                return Err(format!("expected {kind} {:?} not found in {actual:?}", e.1));
-            }
-        }
-        for a in actual {
-            if !expected.iter().any(|e| matches(e, a)) {
-                return Err(format!("unexpected {kind} {a:?}"));
-            }
-        }
-        Ok(())
-    };
     check(&cmd.expect_warn, &res.warnings, "warning")?;
     check(&cmd.expect_info, &res.infos, "info")?;
     Ok(())
@@ -532,7 +559,11 @@ fn compare_vector(cmd: &EvalCmd, got: &[(Labels, f64)], ordered: bool) -> Result
             return Err(format!("unexpected metric {l} in result, has value {v}"));
         };
         if ordered && idx != pos {
-            return Err(format!("expected metric {l} at position {} but was at {}", idx + 1, pos + 1));
+            return Err(format!(
+                "expected metric {l} at position {} but was at {}",
+                idx + 1,
+                pos + 1
+            ));
         }
         let exp = match cmd.expected[idx].1.first() {
             Some(SeqValue::Float(f)) => *f,
@@ -556,7 +587,9 @@ fn compare_result(cmd: &EvalCmd, value: &Value) -> Result<(), String> {
         Value::Scalar { v, .. } => match cmd.expect_scalar {
             Some(e) if almost_equal(e, *v) => Ok(()),
             Some(e) => Err(format!("expected scalar {e} but got {v}")),
-            None => Err(format!("expected vector or matrix result, but got scalar {v}")),
+            None => Err(format!(
+                "expected vector or matrix result, but got scalar {v}"
+            )),
         },
         Value::String { s, .. } => Err(format!("unexpected string result {s:?}")),
         Value::Vector(vs) => {
@@ -570,11 +603,16 @@ fn compare_result(cmd: &EvalCmd, value: &Value) -> Result<(), String> {
             if cmd.expect_scalar.is_some() {
                 return Err("expected scalar result, but got matrix".into());
             }
-            let (start, end, step) = cmd.range.unwrap_or((cmd.instant_at.unwrap_or(0), cmd.instant_at.unwrap_or(0), 0));
+            let (start, end, step) =
+                cmd.range
+                    .unwrap_or((cmd.instant_at.unwrap_or(0), cmd.instant_at.unwrap_or(0), 0));
             let mut seen = HashSet::new();
             for s in m {
                 let Some(idx) = cmd.expected.iter().position(|(el, _)| el == &s.labels) else {
-                    return Err(format!("unexpected metric {} in result, has {:?}", s.labels, s.samples));
+                    return Err(format!(
+                        "unexpected metric {} in result, has {:?}",
+                        s.labels, s.samples
+                    ));
                 };
                 seen.insert(idx);
                 let mut exp: Vec<(i64, f64)> = Vec::new();
@@ -586,7 +624,9 @@ fn compare_result(cmd: &EvalCmd, value: &Value) -> Result<(), String> {
                     match e {
                         SeqValue::Float(f) => exp.push((t, *f)),
                         SeqValue::Omitted => {}
-                        SeqValue::Histogram => return Err("histogram expectations are not supported".into()),
+                        SeqValue::Histogram => {
+                            return Err("histogram expectations are not supported".into());
+                        }
                     }
                 }
                 if exp.len() != s.samples.len() {
@@ -599,7 +639,10 @@ fn compare_result(cmd: &EvalCmd, value: &Value) -> Result<(), String> {
                 }
                 for ((et, ev), got) in exp.iter().zip(s.samples.iter()) {
                     if *et != got.t || !almost_equal(*ev, got.v) {
-                        return Err(format!("for {}: expected ({et}, {ev}) got ({}, {})", s.labels, got.t, got.v));
+                        return Err(format!(
+                            "for {}: expected ({et}, {ev}) got ({}, {})",
+                            s.labels, got.t, got.v
+                        ));
                     }
                 }
             }
@@ -651,16 +694,8 @@ fn at_modifier_variants(expr: &str, t: i64) -> Vec<(String, i64)> {
     use promql_parser::parser::{AtModifier, Expr};
     fn walk(e: &mut Expr, at: &AtModifier, unsafe_fn: &mut bool) {
         match e {
-            Expr::VectorSelector(vs) => {
-                if vs.at.is_none() {
-                    vs.at = Some(at.clone());
-                }
-            }
-            Expr::MatrixSelector(ms) => {
-                if ms.vs.at.is_none() {
-                    ms.vs.at = Some(at.clone());
-                }
-            }
+            Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = Some(at.clone()),
+            Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = Some(at.clone()),
             Expr::Subquery(sq) => {
                 // Selectors inside a subquery with `@` keep their own timing.
                 if sq.at.is_none() {
@@ -715,15 +750,23 @@ fn at_modifier_variants(expr: &str, t: i64) -> Vec<(String, i64)> {
             _ => {}
         }
     }
-    let Ok(mut e) = promql_parser::parser::parse(expr) else { return Vec::new() };
-    let Ok(at) = AtModifier::try_from(t as f64 / 1000.0) else { return Vec::new() };
+    let Ok(mut e) = promql_parser::parser::parse(expr) else {
+        return Vec::new();
+    };
+    let Ok(at) = AtModifier::try_from(t as f64 / 1000.0) else {
+        return Vec::new();
+    };
     let mut unsafe_fn = false;
     walk(&mut e, &at, &mut unsafe_fn);
     if unsafe_fn {
         return Vec::new();
     }
     let s = e.to_string();
-    let times: Vec<i64> = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
+    let times: Vec<i64> = if t == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * t, 0, t / 5, t, 10 * t]
+    };
     times.into_iter().map(|et| (s.clone(), et)).collect()
 }
 
@@ -731,7 +774,8 @@ fn run_eval(engine: &Engine, storage: &MemStorage, cmd: &EvalCmd) -> Result<(), 
     if cmd.range.is_none() {
         run_instant(engine, storage, cmd, &cmd.expr, cmd.instant_at.unwrap_or(0))?;
         for (expr, t) in at_modifier_variants(&cmd.expr, cmd.instant_at.unwrap_or(0)) {
-            run_instant(engine, storage, cmd, &expr, t).map_err(|e| format!("@ variant {expr:?} at {t}ms: {e}"))?;
+            run_instant(engine, storage, cmd, &expr, t)
+                .map_err(|e| format!("@ variant {expr:?} at {t}ms: {e}"))?;
         }
         return Ok(());
     }
@@ -740,7 +784,13 @@ fn run_eval(engine: &Engine, storage: &MemStorage, cmd: &EvalCmd) -> Result<(), 
 
 fn run_range(engine: &Engine, storage: &MemStorage, cmd: &EvalCmd) -> Result<(), String> {
     if let Some((start, end, step)) = cmd.range {
-        let res = engine.range_query(storage, &cmd.expr, start, end, Duration::from_millis(step as u64));
+        let res = engine.range_query(
+            storage,
+            &cmd.expr,
+            start,
+            end,
+            Duration::from_millis(step as u64),
+        );
         return match res {
             Err(e) if cmd.fail => check_failure(cmd, &e),
             Err(e) => Err(format!("error evaluating query: {e}")),
@@ -754,7 +804,13 @@ fn run_range(engine: &Engine, storage: &MemStorage, cmd: &EvalCmd) -> Result<(),
     Err("not a range command".into())
 }
 
-fn run_instant(engine: &Engine, storage: &MemStorage, cmd: &EvalCmd, expr: &str, t: i64) -> Result<(), String> {
+fn run_instant(
+    engine: &Engine,
+    storage: &MemStorage,
+    cmd: &EvalCmd,
+    expr: &str,
+    t: i64,
+) -> Result<(), String> {
     let res = engine.instant_query(storage, expr, t);
     let r = match res {
         Err(e) if cmd.fail => return check_failure(cmd, &e),
@@ -769,9 +825,17 @@ fn run_instant(engine: &Engine, storage: &MemStorage, cmd: &EvalCmd, expr: &str,
     }
     // Same result in range mode, at the middle step.
     let rr = engine
-        .range_query(storage, expr, t - 60_000, t + 60_000, Duration::from_secs(60))
+        .range_query(
+            storage,
+            expr,
+            t - 60_000,
+            t + 60_000,
+            Duration::from_secs(60),
+        )
         .map_err(|e| format!("range-mode evaluation failed: {e}"))?;
-    let Value::Matrix(m) = &rr.value else { return Err("range mode did not return a matrix".into()) };
+    let Value::Matrix(m) = &rr.value else {
+        return Err("range mode did not return a matrix".into());
+    };
     let mut vec: Vec<(Labels, f64)> = Vec::new();
     for s in m {
         if let Some(p) = s.samples.iter().find(|p| p.t == t) {
@@ -780,7 +844,8 @@ fn run_instant(engine: &Engine, storage: &MemStorage, cmd: &EvalCmd, expr: &str,
     }
     if matches!(r.value, Value::Scalar { .. }) {
         let v = vec.first().map(|x| x.1).unwrap_or(f64::NAN);
-        return compare_result(cmd, &Value::Scalar { t, v }).map_err(|e| format!("range mode: {e}"));
+        return compare_result(cmd, &Value::Scalar { t, v })
+            .map_err(|e| format!("range mode: {e}"));
     }
     compare_vector(cmd, &vec, false).map_err(|e| format!("range mode: {e}"))
 }
@@ -843,7 +908,12 @@ fn categorize(file: &str, cmd: &EvalCmd, st: &FileState) -> Category {
     Category::Core
 }
 
-fn load(storage: &MemStorage, lines: &[String], i: &mut usize, st: &mut FileState) -> Result<(), String> {
+fn load(
+    storage: &MemStorage,
+    lines: &[String],
+    i: &mut usize,
+    st: &mut FileState,
+) -> Result<(), String> {
     let head = &lines[*i];
     let (word, interval) = head.split_once(char::is_whitespace).ok_or("bad load")?;
     let with_nhcb = word == "load_with_nhcb";
@@ -894,7 +964,11 @@ fn load(storage: &MemStorage, lines: &[String], i: &mut usize, st: &mut FileStat
         }
     }
     app.commit().map_err(|e| e.to_string())?;
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 /// Does the expression select any series that holds native histogram samples?
@@ -924,13 +998,21 @@ fn touches_histograms(expr: &str, st: &FileState) -> bool {
     if st.histogram_series.is_empty() {
         return false;
     }
-    let Ok(e) = promql_parser::parser::parse(expr) else { return false };
+    let Ok(e) = promql_parser::parser::parse(expr) else {
+        return false;
+    };
     let mut sels = Vec::new();
     walk(&e, &mut sels);
     sels.iter().any(|vs| {
         st.histogram_series.iter().any(|l| {
-            vs.name.as_ref().is_none_or(|n| l.metric_name() == Some(n.as_str()))
-                && vs.matchers.matchers.iter().all(|m| m.is_match(l.get_or_empty(&m.name)))
+            vs.name
+                .as_ref()
+                .is_none_or(|n| l.metric_name() == Some(n.as_str()))
+                && vs
+                    .matchers
+                    .matchers
+                    .iter()
+                    .all(|m| m.is_match(l.get_or_empty(&m.name)))
         })
     })
 }
@@ -945,11 +1027,17 @@ fn run_file(engine: &Engine, file: &str, content: &str, verbose: bool) -> FileRe
         .lines()
         .map(|l| {
             let t = l.trim();
-            if t.starts_with('#') { String::new() } else { t.to_string() }
+            if t.starts_with('#') {
+                String::new()
+            } else {
+                t.to_string()
+            }
         })
         .collect();
     let storage = MemStorage::new();
-    let mut st = FileState { histogram_series: Vec::new() };
+    let mut st = FileState {
+        histogram_series: Vec::new(),
+    };
     let mut report = FileReport::default();
     let mut ignoring = false;
     let mut i = 0;
@@ -959,7 +1047,11 @@ fn run_file(engine: &Engine, file: &str, content: &str, verbose: bool) -> FileRe
             i += 1;
             continue;
         }
-        let word = l.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let word = l
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if word == "clear" {
             storage.clear();
             st.histogram_series.clear();
@@ -968,10 +1060,10 @@ fn run_file(engine: &Engine, file: &str, content: &str, verbose: bool) -> FileRe
         } else if word == "resume" {
             ignoring = false;
         } else if word.starts_with("load") {
-            if let Err(e) = load(&storage, &lines, &mut i, &mut st) {
-                if verbose {
-                    eprintln!("{file}:{}: load failed: {e}", i + 1);
-                }
+            if let Err(e) = load(&storage, &lines, &mut i, &mut st)
+                && verbose
+            {
+                eprintln!("{file}:{}: load failed: {e}", i + 1);
             }
         } else if word.starts_with("eval") {
             let start_line = i + 1;
@@ -983,8 +1075,9 @@ fn run_file(engine: &Engine, file: &str, content: &str, verbose: bool) -> FileRe
                     if ignoring {
                         tally.skipped += 1;
                     } else {
-                        let res = catch_unwind(AssertUnwindSafe(|| run_eval(engine, &storage, &cmd)))
-                            .unwrap_or_else(|_| Err("panic".into()));
+                        let res =
+                            catch_unwind(AssertUnwindSafe(|| run_eval(engine, &storage, &cmd)))
+                                .unwrap_or_else(|_| Err("panic".into()));
                         match res {
                             Ok(()) => tally.passed += 1,
                             Err(e) => {
@@ -1026,7 +1119,10 @@ fn promql_peer_corpus() {
             eprintln!("peer tests missing at {}; skipped", dir.display());
             return;
         }
-        panic!("PromQL peer tests not found at {} (set LOOKOUT_ALLOW_MISSING_PEER_TESTS=1 to skip)", dir.display());
+        panic!(
+            "PromQL peer tests not found at {} (set LOOKOUT_ALLOW_MISSING_PEER_TESTS=1 to skip)",
+            dir.display()
+        );
     }
     let verbose = std::env::var("LOOKOUT_PROMQL_PEER_VERBOSE").as_deref() == Ok("1");
     let engine = Engine::new(EngineOptions {
@@ -1042,9 +1138,16 @@ fn promql_peer_corpus() {
     files.sort();
     assert!(!files.is_empty(), "no .test files in {}", dir.display());
     let mut totals: BTreeMap<Category, Tally> = BTreeMap::new();
-    println!("{:<28} {:<18} {:>8} {:>8} {:>8}", "file", "row", "passed", "total", "skipped");
+    println!(
+        "{:<28} {:<18} {:>8} {:>8} {:>8}",
+        "file", "row", "passed", "total", "skipped"
+    );
     for path in &files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         let content = std::fs::read_to_string(path).expect("read test file");
         let report = run_file(&engine, &name, &content, verbose);
         for (cat, t) in &report.rows {
@@ -1053,7 +1156,10 @@ fn promql_peer_corpus() {
                 Category::Native => "native histograms",
                 Category::Experimental => "experimental",
             };
-            println!("{:<28} {:<18} {:>8} {:>8} {:>8}", name, label, t.passed, t.total, t.skipped);
+            println!(
+                "{:<28} {:<18} {:>8} {:>8} {:>8}",
+                name, label, t.passed, t.total, t.skipped
+            );
             let e = totals.entry(*cat).or_default();
             e.passed += t.passed;
             e.total += t.total;
@@ -1066,10 +1172,24 @@ fn promql_peer_corpus() {
             Category::Native => "TOTAL native histograms",
             Category::Experimental => "TOTAL experimental",
         };
-        let pct = if t.total > 0 { 100.0 * t.passed as f64 / t.total as f64 } else { 0.0 };
-        println!("{:<47} {:>8} {:>8} {:>8}  ({pct:.1}%)", label, t.passed, t.total, t.skipped);
+        let pct = if t.total > 0 {
+            100.0 * t.passed as f64 / t.total as f64
+        } else {
+            0.0
+        };
+        println!(
+            "{:<47} {:>8} {:>8} {:>8}  ({pct:.1}%)",
+            label, t.passed, t.total, t.skipped
+        );
     }
     let core = totals.get(&Category::Core).copied().unwrap_or_default();
-    let rate = if core.total > 0 { core.passed as f64 / core.total as f64 } else { 0.0 };
-    assert!(rate >= CORE_PASS_FLOOR, "core pass rate {rate:.4} fell below the floor {CORE_PASS_FLOOR}");
+    let rate = if core.total > 0 {
+        core.passed as f64 / core.total as f64
+    } else {
+        0.0
+    };
+    assert!(
+        rate >= CORE_PASS_FLOOR,
+        "core pass rate {rate:.4} fell below the floor {CORE_PASS_FLOOR}"
+    );
 }
