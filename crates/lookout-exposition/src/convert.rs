@@ -20,7 +20,12 @@ struct Pending {
 /// and exemplars are dropped; timestamps become milliseconds. Text → OpenMetrics: a counter
 /// `foo_total` becomes family `foo` (samples named `foo` get the `_total` suffix), `untyped`
 /// becomes `unknown`, and `# EOF` is appended. On error nothing is appended to `out`.
-pub fn convert(input: &[u8], from: Format, to: Format, out: &mut Vec<u8>) -> Result<(), ParseError> {
+pub fn convert(
+    input: &[u8],
+    from: Format,
+    to: Format,
+    out: &mut Vec<u8>,
+) -> Result<(), ParseError> {
     let start = out.len();
     let result = convert_into(input, from, to, out);
     if result.is_err() {
@@ -29,7 +34,12 @@ pub fn convert(input: &[u8], from: Format, to: Format, out: &mut Vec<u8>) -> Res
     result
 }
 
-fn convert_into(input: &[u8], from: Format, to: Format, out: &mut Vec<u8>) -> Result<(), ParseError> {
+fn convert_into(
+    input: &[u8],
+    from: Format,
+    to: Format,
+    out: &mut Vec<u8>,
+) -> Result<(), ParseError> {
     let mut parser = Parser::new(input, from);
     let mut enc = Encoder::new(to, out);
     let mut pending = Pending::default();
@@ -68,14 +78,25 @@ fn convert_into(input: &[u8], from: Format, to: Format, out: &mut Vec<u8>) -> Re
                 let exemplar = s.exemplar().map(|e| e.to_owned_exemplar());
                 let ex_labels: Vec<(&str, &str)> = exemplar
                     .as_ref()
-                    .map(|e| e.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect())
+                    .map(|e| {
+                        e.labels
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_str()))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let ex_out = exemplar.as_ref().map(|e| crate::ExemplarOut {
                     labels: &ex_labels,
                     value: e.value,
                     timestamp_ms: e.timestamp_ms,
                 });
-                enc.sample_with(name, s.labels(), s.value(), s.timestamp_ms(), ex_out.as_ref());
+                enc.sample_with(
+                    name,
+                    s.labels(),
+                    s.value(),
+                    s.timestamp_ms(),
+                    ex_out.as_ref(),
+                );
             }
         }
     }
@@ -87,7 +108,10 @@ fn convert_into(input: &[u8], from: Format, to: Format, out: &mut Vec<u8>) -> Re
 fn switch_family(enc: &mut Encoder<'_>, pending: &mut Pending, name: &str) {
     if pending.name != name {
         flush(enc, pending);
-        *pending = Pending { name: name.to_owned(), ..Pending::default() };
+        *pending = Pending {
+            name: name.to_owned(),
+            ..Pending::default()
+        };
     }
 }
 
@@ -97,5 +121,10 @@ fn flush(enc: &mut Encoder<'_>, pending: &mut Pending) {
     }
     pending.written = true;
     let metric_type = pending.metric_type.unwrap_or(MetricType::Unknown);
-    enc.family(&pending.name, metric_type, pending.help.as_deref(), pending.unit.as_deref());
+    enc.family(
+        &pending.name,
+        metric_type,
+        pending.help.as_deref(),
+        pending.unit.as_deref(),
+    );
 }

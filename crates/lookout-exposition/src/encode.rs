@@ -52,7 +52,13 @@ impl<'o> Encoder<'o> {
     /// Writes the metadata of a family: HELP and TYPE, and UNIT in OpenMetrics (skipped when it is
     /// empty, not a `_<unit>` suffix of the family name, or the type is info/stateset, which
     /// OpenMetrics forbids).
-    pub fn family(&mut self, name: &str, metric_type: MetricType, help: Option<&str>, unit: Option<&str>) {
+    pub fn family(
+        &mut self,
+        name: &str,
+        metric_type: MetricType,
+        help: Option<&str>,
+        unit: Option<&str>,
+    ) {
         match self.format {
             Format::PrometheusText => {
                 let (meta_name, text_type): (std::borrow::Cow<'_, str>, &str) = match metric_type {
@@ -115,7 +121,13 @@ impl<'o> Encoder<'o> {
     }
 
     /// Writes one sample line.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: Option<i64>) {
+    pub fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) {
         self.sample_with(name, labels.iter().copied(), value, timestamp_ms, None);
     }
 
@@ -177,7 +189,11 @@ impl<'o> Encoder<'o> {
 }
 
 fn with_suffix<'n>(name: &'n str, suffix: &str) -> std::borrow::Cow<'n, str> {
-    if name.ends_with(suffix) { name.into() } else { format!("{name}{suffix}").into() }
+    if name.ends_with(suffix) {
+        name.into()
+    } else {
+        format!("{name}{suffix}").into()
+    }
 }
 
 fn write_value(out: &mut Vec<u8>, v: f64, om: bool) {
@@ -271,7 +287,12 @@ mod tests {
     #[test]
     fn text_counter_and_escaping() {
         let s = enc(Format::PrometheusText, |e| {
-            e.family("foo", MetricType::Counter, Some("a \\ b\nc \"q\""), Some("seconds"));
+            e.family(
+                "foo",
+                MetricType::Counter,
+                Some("a \\ b\nc \"q\""),
+                Some("seconds"),
+            );
             e.sample("foo_total", &[("path", "/a\"b\\c\nd")], 1.5, Some(1234));
             e.sample("foo_total", &[], f64::NAN, None);
         });
@@ -285,13 +306,22 @@ mod tests {
     #[test]
     fn openmetrics_counter_unit_and_exemplar() {
         let s = enc(Format::OpenMetrics, |e| {
-            e.family("req_seconds_total", MetricType::Counter, Some("x \"y\""), Some("seconds"));
+            e.family(
+                "req_seconds_total",
+                MetricType::Counter,
+                Some("x \"y\""),
+                Some("seconds"),
+            );
             e.sample_with(
                 "req_seconds_total",
                 [("a", "b")],
                 3.0,
                 Some(1500),
-                Some(&ExemplarOut { labels: &[("trace_id", "abc")], value: 0.5, timestamp_ms: Some(1) }),
+                Some(&ExemplarOut {
+                    labels: &[("trace_id", "abc")],
+                    value: 0.5,
+                    timestamp_ms: Some(1),
+                }),
             );
         });
         assert_eq!(
@@ -303,7 +333,9 @@ mod tests {
 
     #[test]
     fn om_unit_not_suffix_is_skipped() {
-        let s = enc(Format::OpenMetrics, |e| e.family("foo", MetricType::Gauge, None, Some("bytes")));
+        let s = enc(Format::OpenMetrics, |e| {
+            e.family("foo", MetricType::Gauge, None, Some("bytes"))
+        });
         assert_eq!(s, "# TYPE foo gauge\n# EOF\n");
     }
 

@@ -4,8 +4,8 @@
 use std::io::Write as _;
 
 const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-    1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
 /// Parses a float the way Prometheus's text parser does: Go `ParseFloat` syntax (optional sign,
@@ -22,7 +22,11 @@ pub fn parse_go_float(s: &[u8]) -> Option<f64> {
     if !(first.is_ascii_digit() || first == b'.') {
         let signed = body.len() != s.len();
         if body.eq_ignore_ascii_case(b"inf") || body.eq_ignore_ascii_case(b"infinity") {
-            return Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY });
+            return Some(if neg {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            });
         }
         if !signed && body.eq_ignore_ascii_case(b"nan") {
             return Some(f64::NAN);
@@ -99,7 +103,11 @@ pub fn parse_go_float(s: &[u8]) -> Option<f64> {
     let v = if fast && mantissa < (1u64 << 53) && (-22..=22).contains(&exp10) {
         // Both operands are exact, so one IEEE operation rounds correctly.
         let m = mantissa as f64;
-        if exp10 >= 0 { m * POW10[exp10 as usize] } else { m / POW10[(-exp10) as usize] }
+        if exp10 >= 0 {
+            m * POW10[exp10 as usize]
+        } else {
+            m / POW10[(-exp10) as usize]
+        }
     } else if mantissa == 0 && fast {
         0.0
     } else {
@@ -137,7 +145,11 @@ pub fn format_float(v: f64, out: &mut Vec<u8>) {
     let _ = write!(cursor, "{:e}", v);
     let len = cursor.position() as usize;
     let s = &buf[..len];
-    let (neg, s) = if s.first() == Some(&b'-') { (true, &s[1..]) } else { (false, s) };
+    let (neg, s) = if s.first() == Some(&b'-') {
+        (true, &s[1..])
+    } else {
+        (false, s)
+    };
     let epos = s.iter().position(|&c| c == b'e').unwrap_or(s.len());
     let mut digits = [0u8; 24];
     let mut nd = 0;
@@ -206,7 +218,10 @@ pub(crate) fn parse_om_timestamp_ms(s: &[u8]) -> Option<i64> {
     let mut int: i64 = 0;
     let mut exact = true;
     while i < body.len() && body[i].is_ascii_digit() {
-        match int.checked_mul(10).and_then(|x| x.checked_add(i64::from(body[i] - b'0'))) {
+        match int
+            .checked_mul(10)
+            .and_then(|x| x.checked_add(i64::from(body[i] - b'0')))
+        {
             Some(x) => int = x,
             None => exact = false,
         }
@@ -251,7 +266,11 @@ pub(crate) fn format_om_timestamp(ms: i64, out: &mut Vec<u8>) {
     let _ = write!(out, "{}", a / 1000);
     let frac = a % 1000;
     if frac != 0 {
-        let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+        let digits = [
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
         let mut n = 3;
         while digits[n - 1] == b'0' {
             n -= 1;
@@ -326,8 +345,8 @@ mod tests {
         assert!(parse_go_float(b"NaN").is_some_and(f64::is_nan));
         assert!(parse_go_float(b"nan").is_some_and(f64::is_nan));
         for bad in [
-            "", "+", "-", ".", "e5", "1e", "1e+", "1_2", "0x1p-3", "0x1", "0b1", "1.2.3", "+nan", "infin", "1e400",
-            "a", "1a", " 1",
+            "", "+", "-", ".", "e5", "1e", "1e+", "1_2", "0x1p-3", "0x1", "0b1", "1.2.3", "+nan",
+            "infin", "1e400", "a", "1a", " 1",
         ] {
             assert_eq!(parse_go_float(bad.as_bytes()), None, "parsing {bad:?}");
         }
@@ -348,12 +367,28 @@ mod tests {
             ("0.0000000001", 0),
         ];
         for (s, want) in ok {
-            assert_eq!(parse_om_timestamp_ms(s.as_bytes()), Some(*want), "parsing {s}");
+            assert_eq!(
+                parse_om_timestamp_ms(s.as_bytes()),
+                Some(*want),
+                "parsing {s}"
+            );
         }
-        for bad in ["NaN", "Inf", "-Inf", "0x1p-3", "z", "1z", "1_2", "1.1.1", "."] {
-            assert_eq!(parse_om_timestamp_ms(bad.as_bytes()), None, "parsing {bad:?}");
+        for bad in [
+            "NaN", "Inf", "-Inf", "0x1p-3", "z", "1z", "1_2", "1.1.1", ".",
+        ] {
+            assert_eq!(
+                parse_om_timestamp_ms(bad.as_bytes()),
+                None,
+                "parsing {bad:?}"
+            );
         }
-        for (ms, want) in [(0, "0"), (1234, "1.234"), (5000, "5"), (-1, "-0.001"), (1010, "1.01")] {
+        for (ms, want) in [
+            (0, "0"),
+            (1234, "1.234"),
+            (5000, "5"),
+            (-1, "-0.001"),
+            (1010, "1.01"),
+        ] {
             let mut out = Vec::new();
             format_om_timestamp(ms, &mut out);
             assert_eq!(String::from_utf8(out).unwrap(), want);

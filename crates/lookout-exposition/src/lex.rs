@@ -7,7 +7,9 @@ pub(crate) fn is_legacy_metric_name(s: &str) -> bool {
         Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b':' => {}
         _ => return false,
     }
-    b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+    b[1..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`
@@ -17,5 +19,7 @@ pub(crate) fn is_legacy_label_name(s: &str) -> bool {
         Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {}
         _ => return false,
     }
-    b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    b[1..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }

@@ -18,11 +18,14 @@ mod float;
 mod lex;
 mod om;
 mod parser;
+mod text;
 
 pub use convert::convert;
 pub use encode::{Encoder, ExemplarOut};
 pub use float::{format_float, parse_go_float};
-pub use parser::{Entry, Exemplar, LabelIter, OwnedExemplar, OwnedSample, Parser, Sample, parse_samples};
+pub use parser::{
+    Entry, Exemplar, LabelIter, OwnedExemplar, OwnedSample, Parser, Sample, parse_samples,
+};
 
 use std::fmt;
 
@@ -30,7 +33,8 @@ use std::fmt;
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Content type of the OpenMetrics text format this crate writes.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The `Accept` header Prometheus 3 sends on scrapes with its default `scrape_protocols`
 /// (OpenMetrics 1.0.0 and 0.0.1, Prometheus text 1.0.0 and 0.0.4; no protobuf). Text 1.0.0 is
@@ -74,7 +78,9 @@ impl Format {
     /// `application/openmetrics-text` is acceptable with a higher or equal quality than
     /// `text/plain`, the text format otherwise (also when the header is absent).
     pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else { return Format::PrometheusText };
+        let Some(accept) = accept else {
+            return Format::PrometheusText;
+        };
         let mut best_om: Option<f32> = None;
         let mut best_text: Option<f32> = None;
         for part in accept.split(',') {
@@ -179,26 +185,44 @@ mod tests {
 
     #[test]
     fn content_type_detection() {
-        assert_eq!(Format::from_content_type(OPENMETRICS_CONTENT_TYPE), Format::OpenMetrics);
+        assert_eq!(
+            Format::from_content_type(OPENMETRICS_CONTENT_TYPE),
+            Format::OpenMetrics
+        );
         assert_eq!(
             Format::from_content_type("Application/OpenMetrics-Text;version=0.0.1"),
             Format::OpenMetrics
         );
-        assert_eq!(Format::from_content_type(TEXT_CONTENT_TYPE), Format::PrometheusText);
+        assert_eq!(
+            Format::from_content_type(TEXT_CONTENT_TYPE),
+            Format::PrometheusText
+        );
         assert_eq!(Format::from_content_type(""), Format::PrometheusText);
-        assert_eq!(Format::from_content_type("application/json"), Format::PrometheusText);
+        assert_eq!(
+            Format::from_content_type("application/json"),
+            Format::PrometheusText
+        );
     }
 
     #[test]
     fn negotiation() {
-        assert_eq!(Format::negotiate(Some(SCRAPE_ACCEPT_HEADER)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some(SCRAPE_ACCEPT_HEADER)),
+            Format::OpenMetrics
+        );
         assert_eq!(Format::negotiate(None), Format::PrometheusText);
-        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")), Format::PrometheusText);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")),
+            Format::PrometheusText
+        );
         assert_eq!(
             Format::negotiate(Some("text/plain;q=0.9,application/openmetrics-text;q=0.5")),
             Format::PrometheusText
         );
-        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0,text/plain")), Format::PrometheusText);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0,text/plain")),
+            Format::PrometheusText
+        );
         assert_eq!(Format::negotiate(Some("*/*")), Format::PrometheusText);
     }
 
@@ -214,10 +238,22 @@ mod tests {
             MetricType::StateSet,
             MetricType::Unknown,
         ] {
-            assert_eq!(MetricType::from_type_str(t.as_str(), Format::OpenMetrics), Some(t));
+            assert_eq!(
+                MetricType::from_type_str(t.as_str(), Format::OpenMetrics),
+                Some(t)
+            );
         }
-        assert_eq!(MetricType::from_type_str("untyped", Format::PrometheusText), Some(MetricType::Unknown));
-        assert_eq!(MetricType::from_type_str("untyped", Format::OpenMetrics), None);
-        assert_eq!(MetricType::from_type_str("info", Format::PrometheusText), None);
+        assert_eq!(
+            MetricType::from_type_str("untyped", Format::PrometheusText),
+            Some(MetricType::Unknown)
+        );
+        assert_eq!(
+            MetricType::from_type_str("untyped", Format::OpenMetrics),
+            None
+        );
+        assert_eq!(
+            MetricType::from_type_str("info", Format::PrometheusText),
+            None
+        );
     }
 }

@@ -1,7 +1,791 @@
-//! OpenMetrics strict-mode checks.
+//! OpenMetrics 1.0 in strict mode: the line grammar (single spaces, no blank lines, only
+//! HELP/TYPE/UNIT/EOF comments, `# EOF` last) and the family rules checked across lines
+//! (metadata before samples, families not interleaved or repeated, per-type sample names,
+//! values, labels, grouping, timestamps, histogram buckets and exemplars).
+
+use std::borrow::Cow;
+use std::hash::Hasher;
+
+use rustc_hash::{FxHashSet, FxHasher};
+
+use crate::float::{parse_go_float, parse_om_timestamp_ms};
+use crate::parser::{
+    Parser, RawEntry, RawLabel, SampleHead, is_label_char, is_label_start, is_metric_char,
+    is_metric_start, line_end, unescape,
+};
+use crate::{Format, MetricType};
+
+/// Maximum number of characters in an exemplar's label names and values together.
+const MAX_EXEMPLAR_LABEL_CHARS: usize = 128;
+
+/// Sample-name suffixes each type allows (also the names a family reserves, with "").
+fn type_suffixes(t: MetricType) -> &'static [&'static str] {
+    match t {
+        MetricType::Counter => &["_total", "_created"],
+        MetricType::Summary => &["", "_count", "_sum", "_created"],
+        MetricType::Histogram => &["_count", "_sum", "_bucket", "_created"],
+        MetricType::GaugeHistogram => &["_gcount", "_gsum", "_bucket"],
+        MetricType::Info => &["_info"],
+        MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => &[""],
+    }
+}
+
+fn is_histogram(t: MetricType) -> bool {
+    matches!(t, MetricType::Histogram | MetricType::GaugeHistogram)
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn hash_str(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    mix(h.finish())
+}
+
+fn label_is(l: &RawLabel<'_>, name: &str) -> bool {
+    if l.name_escaped {
+        unescape(l.name, true) == name
+    } else {
+        l.name == name
+    }
+}
+
+fn find_label<'a>(labels: &[RawLabel<'a>], name: &str) -> Option<Cow<'a, str>> {
+    labels
+        .iter()
+        .find(|l| label_is(l, name))
+        .map(|l| unescape(l.value, l.value_escaped))
+}
+
+/// Order-independent hash of a label set (sum of well-mixed per-pair hashes), leaving out the
+/// label named `skip`.
+fn group_hash(labels: &[RawLabel<'_>], skip: Option<&str>) -> u64 {
+    let mut sum: u64 = 0;
+    for l in labels {
+        if skip.is_some_and(|s| label_is(l, s)) {
+            continue;
+        }
+        let mut h = FxHasher::default();
+        h.write(unescape(l.name, l.name_escaped).as_bytes());
+        h.write_u8(0xff);
+        h.write(unescape(l.value, l.value_escaped).as_bytes());
+        sum = sum.wrapping_add(mix(h.finish()));
+    }
+    sum
+}
+
+fn has_duplicate_names(labels: &[RawLabel<'_>]) -> Option<String> {
+    for (i, l) in labels.iter().enumerate() {
+        let n = unescape(l.name, l.name_escaped);
+        if labels[..i].iter().any(|p| label_is(p, &n)) {
+            return Some(n.into_owned());
+        }
+    }
+    None
+}
+
+pub(crate) enum Meta<'a> {
+    Help,
+    Type(MetricType),
+    Unit(&'a str),
+}
+
+/// The family being read.
+struct Family<'a> {
+    name: Cow<'a, str>,
+    typ: Option<MetricType>,
+    help: bool,
+    unit: Option<&'a str>,
+    has_samples: bool,
+}
+
+/// Running state of one histogram group (one label set at one timestamp).
+#[derive(Default)]
+struct Hist {
+    active: bool,
+    group: u64,
+    ts: Option<i64>,
+    count: Option<f64>,
+    bucket: Option<f64>,
+    value: f64,
+    neg_buckets: bool,
+    has_sum: bool,
+    has_gsum: bool,
+    neg_gsum: bool,
+}
+
+impl Hist {
+    fn check(&self, name: &str) -> Result<(), String> {
+        if self.bucket != Some(f64::INFINITY) {
+            return Err(format!("histogram {name} is missing its +Inf bucket"));
+        }
+        if self.count.is_some_and(|c| c != self.value) {
+            return Err(format!(
+                "histogram {name}: count does not match the +Inf bucket"
+            ));
+        }
+        if self.has_sum && self.count.is_none() {
+            return Err(format!(
+                "histogram {name}: _count must be present if _sum is present"
+            ));
+        }
+        if self.has_gsum && self.count.is_none() {
+            return Err(format!(
+                "gauge histogram {name}: _gcount must be present if _gsum is present"
+            ));
+        }
+        if !(self.has_sum || self.has_gsum) && self.count.is_some() {
+            return Err(format!(
+                "histogram {name}: _sum/_gsum must be present if _count is present"
+            ));
+        }
+        if self.neg_buckets && self.has_sum {
+            return Err(format!(
+                "histogram {name}: cannot have _sum with negative buckets"
+            ));
+        }
+        if !self.neg_buckets && self.neg_gsum {
+            return Err(format!(
+                "gauge histogram {name}: cannot have a negative _gsum with non-negative buckets"
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Validation state carried across lines.
 #[derive(Default)]
 pub(crate) struct OmState<'a> {
-    pub(crate) family: &'a str,
+    fam: Option<Family<'a>>,
+    /// Hashes of every name a finished family reserved (its name plus its type's suffixes).
+    seen_names: FxHashSet<u64>,
+    name_buf: String,
+    /// Group (label set without le/quantile/state label) of the previous sample.
+    group: Option<u64>,
+    group_ts: Option<i64>,
+    seen_groups: FxHashSet<u64>,
+    /// Series of the current group, to skip exact repeats in histogram checks.
+    group_series: Vec<u64>,
+    hist: Hist,
+}
+
+pub(crate) struct OmSample<'s, 'a> {
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) labels: &'s [RawLabel<'a>],
+    pub(crate) value: f64,
+    pub(crate) ts: Option<i64>,
+    pub(crate) has_exemplar: bool,
+}
+
+impl<'a> OmState<'a> {
+    fn start_family(&mut self, name: Cow<'a, str>, typ: Option<MetricType>) {
+        self.fam = Some(Family {
+            name,
+            typ,
+            help: false,
+            unit: None,
+            has_samples: false,
+        });
+        self.group = None;
+        self.group_ts = None;
+        self.seen_groups.clear();
+        self.group_series.clear();
+        self.hist = Hist::default();
+    }
+
+    /// Checks what can only be checked once a family is complete.
+    pub(crate) fn finish_family(&mut self) -> Result<(), String> {
+        let Some(fam) = self.fam.take() else {
+            return Ok(());
+        };
+        let typ = fam.typ.unwrap_or(MetricType::Unknown);
+        let suffixes = type_suffixes(typ);
+        let extra: &[&str] = if suffixes.contains(&"") { &[] } else { &[""] };
+        for suffix in suffixes.iter().chain(extra) {
+            self.name_buf.clear();
+            self.name_buf.push_str(&fam.name);
+            self.name_buf.push_str(suffix);
+            if !self.seen_names.insert(hash_str(&self.name_buf)) {
+                return Err(format!(
+                    "clashing name: {} is used by more than one metric family",
+                    self.name_buf
+                ));
+            }
+        }
+        if let Some(unit) = fam.unit.filter(|u| !u.is_empty()) {
+            let ok = fam
+                .name
+                .strip_suffix(unit)
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('_'));
+            if !ok {
+                return Err(format!(
+                    "unit {unit:?} not a suffix of metric {:?}",
+                    fam.name
+                ));
+            }
+            if matches!(typ, MetricType::Info | MetricType::StateSet) {
+                return Err(format!(
+                    "units are not allowed for {} metric {}",
+                    typ, fam.name
+                ));
+            }
+        }
+        if is_histogram(typ) && self.hist.active {
+            self.hist.check(&fam.name)?;
+        }
+        self.hist = Hist::default();
+        Ok(())
+    }
+
+    pub(crate) fn on_metadata(&mut self, name: Cow<'a, str>, meta: Meta<'a>) -> Result<(), String> {
+        match &self.fam {
+            Some(f) if f.name == name => {
+                if f.has_samples {
+                    return Err(format!(
+                        "received metadata after samples for metric family {name}"
+                    ));
+                }
+            }
+            _ => {
+                self.finish_family()?;
+                self.start_family(name, None);
+            }
+        }
+        let Some(f) = self.fam.as_mut() else {
+            return Err("internal error: no metric family".into());
+        };
+        match meta {
+            Meta::Help if f.help => {
+                return Err(format!("more than one HELP for metric family {}", f.name));
+            }
+            Meta::Help => f.help = true,
+            Meta::Type(_) if f.typ.is_some() => {
+                return Err(format!("more than one TYPE for metric family {}", f.name));
+            }
+            Meta::Type(t) => f.typ = Some(t),
+            Meta::Unit(_) if f.unit.is_some() => {
+                return Err(format!("more than one UNIT for metric family {}", f.name));
+            }
+            Meta::Unit(u) => f.unit = Some(u),
+        }
+        Ok(())
+    }
+
+    /// Validates a sample against its family; returns the family's type.
+    pub(crate) fn on_sample(&mut self, s: OmSample<'_, 'a>) -> Result<MetricType, String> {
+        let belongs = self.fam.as_ref().is_some_and(|f| {
+            s.name.strip_prefix(&*f.name).is_some_and(|suffix| {
+                type_suffixes(f.typ.unwrap_or(MetricType::Unknown)).contains(&suffix)
+            })
+        });
+        if !belongs {
+            self.finish_family()?;
+            self.start_family(s.name.clone(), Some(MetricType::Unknown));
+        }
+        let Some(fam) = self.fam.as_mut() else {
+            return Err("internal error: no metric family".into());
+        };
+        fam.has_samples = true;
+        let fam_name: &str = &fam.name;
+        let typ = fam.typ.unwrap_or(MetricType::Unknown);
+        let name: &str = &s.name;
+        let suffix = name.strip_prefix(fam_name).unwrap_or("");
+        let v = s.value;
+
+        if typ == MetricType::StateSet && find_label(s.labels, fam_name).is_none() {
+            return Err(format!(
+                "stateset sample {name} is missing the {fam_name} label"
+            ));
+        }
+        let mut le = None;
+        if is_histogram(typ) && suffix == "_bucket" {
+            let raw = find_label(s.labels, "le")
+                .ok_or_else(|| format!("{name} is missing the le label"))?;
+            let b = parse_go_float(raw.as_bytes())
+                .filter(|b| !b.is_nan())
+                .ok_or_else(|| format!("invalid le label {raw:?} on {name}"))?;
+            if b == f64::INFINITY && raw != "+Inf" {
+                return Err(format!(
+                    "invalid le label {raw:?} on {name}: +Inf must be written \"+Inf\""
+                ));
+            }
+            le = Some(b);
+        }
+        let quantile_sample = typ == MetricType::Summary && suffix.is_empty();
+        if quantile_sample {
+            let raw = find_label(s.labels, "quantile")
+                .ok_or_else(|| format!("{name} is missing the quantile label"))?;
+            let ok = parse_go_float(raw.as_bytes()).is_some_and(|q| (0.0..=1.0).contains(&q));
+            if !ok {
+                return Err(format!("invalid quantile label {raw:?} on {name}"));
+            }
+        }
+
+        // Grouping: a family's metrics must not be interleaved; within a group, timestamps are
+        // all present or all absent and do not go backwards.
+        let skip = match typ {
+            MetricType::Summary if quantile_sample => Some("quantile"),
+            MetricType::StateSet => Some(fam_name),
+            _ if le.is_some() => Some("le"),
+            _ => None,
+        };
+        let g = if typ == MetricType::Info {
+            0
+        } else {
+            group_hash(s.labels, skip)
+        };
+        if self.group.is_some_and(|cur| cur != g) && self.seen_groups.contains(&g) {
+            return Err(format!(
+                "invalid metric grouping: samples of {name} are interleaved with another group"
+            ));
+        }
+        if self.group == Some(g) {
+            if s.ts.is_some() != self.group_ts.is_some() {
+                return Err(format!(
+                    "mix of timestamp presence within a group of {name}"
+                ));
+            }
+            if let (Some(prev), Some(t)) = (self.group_ts, s.ts)
+                && prev > t
+                && typ != MetricType::Info
+            {
+                return Err(format!(
+                    "timestamps went backwards within a group of {name}"
+                ));
+            }
+        } else {
+            self.group_series.clear();
+        }
+        let mut repeat = false;
+        if is_histogram(typ) {
+            let sid = hash_str(name) ^ group_hash(s.labels, None);
+            repeat = s.ts == self.group_ts && self.group_series.contains(&sid);
+            self.group_series.push(sid);
+        }
+        self.group = Some(g);
+        self.group_ts = s.ts;
+        self.seen_groups.insert(g);
+
+        if is_histogram(typ) && !repeat {
+            let h = &mut self.hist;
+            if h.active && (h.group != g || h.ts != s.ts) {
+                h.check(fam_name)?;
+                *h = Hist::default();
+            }
+            h.active = true;
+            h.group = g;
+            h.ts = s.ts;
+            match suffix {
+                "_bucket" => {
+                    let b = le.unwrap_or(f64::NAN);
+                    if b < 0.0 {
+                        h.neg_buckets = true;
+                    }
+                    if h.bucket.is_some_and(|prev| b <= prev) {
+                        return Err(format!("histogram {fam_name}: buckets out of order"));
+                    }
+                    if v < h.value {
+                        return Err(format!("histogram {fam_name}: bucket values out of order"));
+                    }
+                    h.bucket = Some(b);
+                    h.value = v;
+                }
+                "_count" | "_gcount" => h.count = Some(v),
+                "_sum" => h.has_sum = true,
+                "_gsum" => {
+                    h.has_gsum = true;
+                    if v < 0.0 {
+                        h.neg_gsum = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        if typ == MetricType::StateSet && v != 0.0 && v != 1.0 {
+            return Err(format!(
+                "stateset samples can only have values zero and one: {name}"
+            ));
+        }
+        if typ == MetricType::Info && v != 1.0 {
+            return Err(format!("info samples can only have value one: {name}"));
+        }
+        if quantile_sample && v < 0.0 {
+            return Err(format!("quantile values cannot be negative: {name}"));
+        }
+        let counter_like = matches!(
+            suffix,
+            "_total" | "_sum" | "_count" | "_bucket" | "_gcount" | "_gsum"
+        );
+        if counter_like && v.is_nan() {
+            return Err(format!("counter-like samples cannot be NaN: {name}"));
+        }
+        if counter_like && suffix != "_gsum" && v < 0.0 {
+            return Err(format!("counter-like samples cannot be negative: {name}"));
+        }
+        if s.has_exemplar {
+            let allowed = (is_histogram(typ) && name.ends_with("_bucket"))
+                || (typ == MetricType::Counter && name.ends_with("_total"));
+            if !allowed {
+                return Err(format!(
+                    "only histogram/gaugehistogram buckets and counters can have exemplars: {name}"
+                ));
+            }
+        }
+        Ok(typ)
+    }
+}
+
+/// End of a value or timestamp token: the next space or newline.
+#[inline]
+fn token_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i] != b' ' && b[i] != b'\n' {
+        i += 1;
+    }
+    i
+}
+
+impl<'a> Parser<'a> {
+    pub(crate) fn next_om(&mut self) -> Result<Option<RawEntry<'a>>, String> {
+        let b = self.input;
+        let i = self.pos;
+        self.entry_line = self.line;
+        match b.get(i) {
+            None => Err("data does not end with # EOF".into()),
+            Some(b'#') => self.om_comment(i),
+            Some(b'\n') => Err("blank lines are not allowed in OpenMetrics".into()),
+            Some(_) => self.om_sample(i).map(Some),
+        }
+    }
+
+    fn om_comment(&mut self, i: usize) -> Result<Option<RawEntry<'a>>, String> {
+        let b = self.input;
+        let rest = &b[i..];
+        if rest == b"# EOF" || rest == b"# EOF\n" {
+            self.om.finish_family()?;
+            self.pos = b.len();
+            return Ok(None);
+        }
+        if rest.starts_with(b"# EOF\n") {
+            return Err("unexpected data after # EOF".into());
+        }
+        let kw = match rest.get(..7) {
+            Some(b"# HELP ") => "HELP",
+            Some(b"# TYPE ") => "TYPE",
+            Some(b"# UNIT ") => "UNIT",
+            _ => {
+                let end = line_end(b, i);
+                return Err(format!(
+                    "invalid line: only # HELP, # TYPE, # UNIT and # EOF comments are allowed: {:?}",
+                    String::from_utf8_lossy(&b[i..end])
+                ));
+            }
+        };
+        let k = i + 7;
+        let (name, name_escaped, after) = match b.get(k) {
+            Some(&c) if is_metric_start(c) => {
+                let mut j = k + 1;
+                while j < b.len() && is_metric_char(b[j]) {
+                    j += 1;
+                }
+                (self.span(k, j, "metric name")?, false, j)
+            }
+            Some(b'"') => match self.scan_quoted(k) {
+                Some(q) if q.newlines == 0 => {
+                    (self.span(q.start, q.end, "metric name")?, q.escaped, q.next)
+                }
+                _ => {
+                    return Err(self.unexpected(&format!("expected metric name after {kw}"), i, k));
+                }
+            },
+            _ => return Err(self.unexpected(&format!("expected metric name after {kw}"), i, k)),
+        };
+        if b.get(after) != Some(&b' ') {
+            return Err(self.unexpected(
+                &format!("expected a space and text after the metric name in {kw}"),
+                i,
+                after,
+            ));
+        }
+        let end = line_end(b, after + 1);
+        let text = self.span(after + 1, end, "metadata text")?;
+        self.pos = (end + 1).min(b.len());
+        self.line += 1;
+        let family = unescape(name, name_escaped);
+        match kw {
+            "HELP" => {
+                self.om.on_metadata(family, Meta::Help)?;
+                Ok(Some(RawEntry::Help {
+                    name,
+                    name_escaped,
+                    help: unescape(text, text.contains('\\')),
+                }))
+            }
+            "TYPE" => {
+                let metric_type = MetricType::from_type_str(text, Format::OpenMetrics)
+                    .ok_or_else(|| format!("invalid metric type {text:?}"))?;
+                self.om.on_metadata(family, Meta::Type(metric_type))?;
+                Ok(Some(RawEntry::Type {
+                    name,
+                    name_escaped,
+                    metric_type,
+                }))
+            }
+            _ => {
+                self.om.on_metadata(family, Meta::Unit(text))?;
+                Ok(Some(RawEntry::Unit {
+                    name,
+                    name_escaped,
+                    unit: text,
+                }))
+            }
+        }
+    }
+
+    fn om_sample(&mut self, start: usize) -> Result<RawEntry<'a>, String> {
+        let b = self.input;
+        let mut name: Option<(&'a str, bool)> = None;
+        let mut i = start;
+        if b[i] == b'{' {
+            i = self.om_labels(start, i + 1, Some(&mut name))?;
+        } else if is_metric_start(b[i]) {
+            i += 1;
+            while i < b.len() && is_metric_char(b[i]) {
+                i += 1;
+            }
+            name = Some((self.span(start, i, "metric name")?, false));
+            if b.get(i) == Some(&b'{') {
+                i = self.om_labels(start, i + 1, Some(&mut name))?;
+            }
+        } else {
+            return Err(self.unexpected("expected a valid start token", start, i));
+        }
+        let series_end = i;
+        let Some((name, name_escaped)) = name else {
+            return Err(format!(
+                "metric name not set while parsing: {:?}",
+                String::from_utf8_lossy(&b[start..i])
+            ));
+        };
+        let n_labels = self.labels.len();
+        if let Some(dup) = has_duplicate_names(&self.labels) {
+            return Err(format!(
+                "duplicate label name {dup:?} in {:?}",
+                String::from_utf8_lossy(&b[start..i])
+            ));
+        }
+
+        if b.get(i) != Some(&b' ') {
+            return Err(self.unexpected(
+                "expected a space and the value after the metric",
+                start,
+                i,
+            ));
+        }
+        let vs = i + 1;
+        let ve = token_end(b, vs);
+        if ve == vs {
+            return Err(self.unexpected("expected value after metric", start, vs));
+        }
+        let value = parse_go_float(&b[vs..ve]).ok_or_else(|| {
+            format!(
+                "invalid value {:?} while parsing: {:?}",
+                lossy(&b[vs..ve]),
+                lossy(&b[start..ve])
+            )
+        })?;
+        i = ve;
+
+        let mut timestamp_ms = None;
+        let mut exemplar = None;
+        if b.get(i) == Some(&b' ') {
+            i += 1;
+            if b.get(i) != Some(&b'#') {
+                let te = token_end(b, i);
+                if te == i {
+                    return Err(self.unexpected(
+                        "expected timestamp or exemplar after value",
+                        start,
+                        i,
+                    ));
+                }
+                timestamp_ms = Some(parse_om_timestamp_ms(&b[i..te]).ok_or_else(|| {
+                    format!(
+                        "invalid timestamp {:?} while parsing: {:?}",
+                        lossy(&b[i..te]),
+                        lossy(&b[start..te])
+                    )
+                })?);
+                i = te;
+                if b.get(i) == Some(&b' ') {
+                    i += 1;
+                    if b.get(i) != Some(&b'#') {
+                        return Err(self.unexpected("expected exemplar after timestamp", start, i));
+                    }
+                }
+            }
+            if b.get(i) == Some(&b'#') {
+                if b.get(i + 1) != Some(&b' ') || b.get(i + 2) != Some(&b'{') {
+                    return Err(self.unexpected("expected exemplar labels after #", start, i + 1));
+                }
+                i = self.om_labels(start, i + 3, None)?;
+                let ex_labels = &self.labels[n_labels..];
+                if let Some(dup) = has_duplicate_names(ex_labels) {
+                    return Err(format!("duplicate exemplar label name {dup:?}"));
+                }
+                let chars: usize = ex_labels
+                    .iter()
+                    .map(|l| {
+                        unescape(l.name, l.name_escaped).chars().count()
+                            + unescape(l.value, l.value_escaped).chars().count()
+                    })
+                    .sum();
+                if chars > MAX_EXEMPLAR_LABEL_CHARS {
+                    return Err(format!(
+                        "exemplar labels have {chars} characters, more than the limit of {MAX_EXEMPLAR_LABEL_CHARS}"
+                    ));
+                }
+                if b.get(i) != Some(&b' ') {
+                    return Err(self.unexpected(
+                        "expected a space and the value after exemplar labels",
+                        start,
+                        i,
+                    ));
+                }
+                let es = i + 1;
+                let ee = token_end(b, es);
+                if ee == es {
+                    return Err(self.unexpected("expected exemplar value", start, es));
+                }
+                let ev = parse_go_float(&b[es..ee])
+                    .ok_or_else(|| format!("invalid exemplar value {:?}", lossy(&b[es..ee])))?;
+                i = ee;
+                let mut ets = None;
+                if b.get(i) == Some(&b' ') {
+                    let ts = i + 1;
+                    let te = token_end(b, ts);
+                    if te == ts {
+                        return Err(self.unexpected("expected exemplar timestamp", start, ts));
+                    }
+                    ets = Some(parse_om_timestamp_ms(&b[ts..te]).ok_or_else(|| {
+                        format!("invalid exemplar timestamp {:?}", lossy(&b[ts..te]))
+                    })?);
+                    i = te;
+                }
+                exemplar = Some((ev, ets));
+            }
+        }
+        match b.get(i) {
+            Some(b'\n') => {}
+            None => return Err("data does not end with # EOF".into()),
+            Some(_) => return Err(self.unexpected("expected end of line", start, i)),
+        }
+        self.pos = i + 1;
+        self.line += 1;
+
+        let metric_type = self.om.on_sample(OmSample {
+            name: unescape(name, name_escaped),
+            labels: &self.labels[..n_labels],
+            value,
+            ts: timestamp_ms,
+            has_exemplar: exemplar.is_some(),
+        })?;
+        Ok(RawEntry::Sample(SampleHead {
+            name,
+            name_escaped,
+            raw_series: &b[start..series_end],
+            n_labels,
+            value,
+            timestamp_ms,
+            exemplar,
+            metric_type,
+        }))
+    }
+
+    /// Strict label set after `{` through `}`: `name="value"` pairs separated by single commas,
+    /// no spaces, no trailing comma. `name_slot` is `None` for exemplars, where the quoted
+    /// metric-name form is not allowed.
+    fn om_labels(
+        &mut self,
+        line_start: usize,
+        mut i: usize,
+        mut name_slot: Option<&mut Option<(&'a str, bool)>>,
+    ) -> Result<usize, String> {
+        let b = self.input;
+        if b.get(i) == Some(&b'}') {
+            return Ok(i + 1);
+        }
+        loop {
+            let (lname, lname_escaped) = match b.get(i) {
+                Some(&c) if is_label_start(c) => {
+                    let s = i;
+                    i += 1;
+                    while i < b.len() && is_label_char(b[i]) {
+                        i += 1;
+                    }
+                    (self.span(s, i, "label name")?, false)
+                }
+                Some(b'"') => {
+                    let q = match self.scan_quoted(i) {
+                        Some(q) if q.newlines == 0 => q,
+                        _ => return Err(self.unexpected("expected label name", line_start, i)),
+                    };
+                    let s = self.span(q.start, q.end, "label name")?;
+                    i = q.next;
+                    if matches!(b.get(i), Some(b',') | Some(b'}')) {
+                        let Some(slot) = name_slot.as_deref_mut() else {
+                            return Err(self.unexpected(
+                                "expected label name",
+                                line_start,
+                                q.start - 1,
+                            ));
+                        };
+                        if slot.is_some() {
+                            return Err(format!(
+                                "metric name already set while parsing: {:?}",
+                                lossy(&b[line_start..i])
+                            ));
+                        }
+                        *slot = Some((s, q.escaped));
+                        if b[i] == b'}' {
+                            return Ok(i + 1);
+                        }
+                        i += 1;
+                        continue;
+                    }
+                    (s, q.escaped)
+                }
+                _ => return Err(self.unexpected("expected label name", line_start, i)),
+            };
+            if b.get(i) != Some(&b'=') {
+                return Err(self.unexpected("expected equal", line_start, i));
+            }
+            i += 1;
+            let q = match (b.get(i), self.scan_quoted(i)) {
+                (Some(b'"'), Some(q)) if q.newlines == 0 => q,
+                _ => return Err(self.unexpected("expected label value", line_start, i)),
+            };
+            let value = self.span(q.start, q.end, "label value")?;
+            self.labels.push(RawLabel {
+                name: lname,
+                value,
+                name_escaped: lname_escaped,
+                value_escaped: q.escaped,
+            });
+            i = q.next;
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') => return Ok(i + 1),
+                _ => return Err(self.unexpected("expected comma or brace close", line_start, i)),
+            }
+        }
+    }
+}
+
+fn lossy(b: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(b)
 }

@@ -18,9 +18,15 @@ pub(crate) struct RawLabel<'a> {
 #[derive(Clone, Debug)]
 pub enum Entry<'p, 'a> {
     /// `# HELP name text`; the text is unescaped (borrowed unless it contained escapes).
-    Help { name: Cow<'a, str>, help: Cow<'a, str> },
+    Help {
+        name: Cow<'a, str>,
+        help: Cow<'a, str>,
+    },
     /// `# TYPE name type`.
-    Type { name: Cow<'a, str>, metric_type: MetricType },
+    Type {
+        name: Cow<'a, str>,
+        metric_type: MetricType,
+    },
     /// `# UNIT name unit` (OpenMetrics only).
     Unit { name: Cow<'a, str>, unit: &'a str },
     /// A sample line.
@@ -105,7 +111,10 @@ impl<'p, 'a> Iterator for LabelIter<'p, 'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let l = self.inner.next()?;
-        Some((unescape(l.name, l.name_escaped), unescape(l.value, l.value_escaped)))
+        Some((
+            unescape(l.name, l.name_escaped),
+            unescape(l.value, l.value_escaped),
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -129,7 +138,9 @@ impl<'p, 'a> Sample<'p, 'a> {
 
     /// The labels in input order, without the metric name.
     pub fn labels(&self) -> LabelIter<'p, 'a> {
-        LabelIter { inner: self.labels.iter() }
+        LabelIter {
+            inner: self.labels.iter(),
+        }
     }
 
     /// Number of labels (without the metric name).
@@ -167,14 +178,19 @@ impl<'p, 'a> Sample<'p, 'a> {
 
     /// Whether this is a `_created` sample of a counter, histogram or summary family.
     pub fn is_created(&self) -> bool {
-        matches!(self.metric_type, MetricType::Counter | MetricType::Histogram | MetricType::Summary)
-            && self.name.ends_with("_created")
+        matches!(
+            self.metric_type,
+            MetricType::Counter | MetricType::Histogram | MetricType::Summary
+        ) && self.name.ends_with("_created")
     }
 
     pub fn to_owned_sample(&self) -> OwnedSample {
         OwnedSample {
             name: self.name().into_owned(),
-            labels: self.labels().map(|(n, v)| (n.into_owned(), v.into_owned())).collect(),
+            labels: self
+                .labels()
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect(),
             value: self.value,
             timestamp_ms: self.timestamp_ms,
             exemplar: self.exemplar.map(|e| e.to_owned_exemplar()),
@@ -185,7 +201,9 @@ impl<'p, 'a> Sample<'p, 'a> {
 
 impl<'p, 'a> Exemplar<'p, 'a> {
     pub fn labels(&self) -> LabelIter<'p, 'a> {
-        LabelIter { inner: self.labels.iter() }
+        LabelIter {
+            inner: self.labels.iter(),
+        }
     }
 
     pub fn value(&self) -> f64 {
@@ -198,11 +216,48 @@ impl<'p, 'a> Exemplar<'p, 'a> {
 
     pub fn to_owned_exemplar(&self) -> OwnedExemplar {
         OwnedExemplar {
-            labels: self.labels().map(|(n, v)| (n.into_owned(), v.into_owned())).collect(),
+            labels: self
+                .labels()
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect(),
             value: self.value,
             timestamp_ms: self.timestamp_ms,
         }
     }
+}
+
+/// What the format-specific code found, before it is turned into an [`Entry`] that borrows the
+/// parser's label buffer.
+pub(crate) enum RawEntry<'a> {
+    Help {
+        name: &'a str,
+        name_escaped: bool,
+        help: Cow<'a, str>,
+    },
+    Type {
+        name: &'a str,
+        name_escaped: bool,
+        metric_type: MetricType,
+    },
+    Unit {
+        name: &'a str,
+        name_escaped: bool,
+        unit: &'a str,
+    },
+    Sample(SampleHead<'a>),
+}
+
+/// A parsed sample line; its labels are `Parser::labels[..n_labels]`, its exemplar's labels
+/// the rest of that buffer.
+pub(crate) struct SampleHead<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) name_escaped: bool,
+    pub(crate) raw_series: &'a [u8],
+    pub(crate) n_labels: usize,
+    pub(crate) value: f64,
+    pub(crate) timestamp_ms: Option<i64>,
+    pub(crate) exemplar: Option<(f64, Option<i64>)>,
+    pub(crate) metric_type: MetricType,
 }
 
 /// Pull parser over a whole exposition.
@@ -219,16 +274,21 @@ impl<'p, 'a> Exemplar<'p, 'a> {
 /// ```
 pub struct Parser<'a> {
     pub(crate) input: &'a [u8],
+    /// The whole input as `&str` when it is valid UTF-8 (the common case): spans are then
+    /// sliced without re-validation.
+    pub(crate) text: Option<&'a str>,
     pub(crate) format: Format,
-    /// Byte offset of the next line.
+    /// Byte offset where the next entry starts.
     pub(crate) pos: usize,
     /// 1-based number of the line at `pos`.
     pub(crate) line: usize,
+    /// 1-based number of the line the entry being parsed starts on.
+    pub(crate) entry_line: usize,
     /// Sample labels followed by exemplar labels; reused across samples.
     pub(crate) labels: Vec<RawLabel<'a>>,
-    pub(crate) failed: Option<ParseError>,
-    pub(crate) finished: bool,
-    /// Last `# TYPE` seen (text) / current family (OpenMetrics).
+    failed: Option<ParseError>,
+    finished: bool,
+    /// Name (as written) and type of the last `# TYPE` line (text format).
     pub(crate) meta_name: &'a str,
     pub(crate) meta_type: MetricType,
     pub(crate) om: crate::om::OmState<'a>,
@@ -238,9 +298,11 @@ impl<'a> Parser<'a> {
     pub fn new(input: &'a [u8], format: Format) -> Self {
         Parser {
             input,
+            text: std::str::from_utf8(input).ok(),
             format,
             pos: 0,
             line: 1,
+            entry_line: 1,
             labels: Vec::with_capacity(16),
             failed: None,
             finished: false,
@@ -262,8 +324,185 @@ impl<'a> Parser<'a> {
     /// The next entry, `Ok(None)` at the end of the input. After an error, every further call
     /// returns the same error: the exposition as a whole is invalid.
     pub fn next_entry(&mut self) -> Result<Option<Entry<'_, 'a>>, ParseError> {
-        todo!("in progress")
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.finished {
+            return Ok(None);
+        }
+        self.labels.clear();
+        let raw = match self.format {
+            Format::PrometheusText => self.next_text(),
+            Format::OpenMetrics => self.next_om(),
+        };
+        match raw {
+            Ok(Some(raw)) => Ok(Some(self.entry(raw))),
+            Ok(None) => {
+                self.finished = true;
+                Ok(None)
+            }
+            Err(message) => {
+                let e = ParseError {
+                    line: self.entry_line,
+                    message,
+                };
+                self.failed = Some(e.clone());
+                Err(e)
+            }
+        }
     }
+
+    fn entry(&self, raw: RawEntry<'a>) -> Entry<'_, 'a> {
+        match raw {
+            RawEntry::Help {
+                name,
+                name_escaped,
+                help,
+            } => Entry::Help {
+                name: unescape(name, name_escaped),
+                help,
+            },
+            RawEntry::Type {
+                name,
+                name_escaped,
+                metric_type,
+            } => Entry::Type {
+                name: unescape(name, name_escaped),
+                metric_type,
+            },
+            RawEntry::Unit {
+                name,
+                name_escaped,
+                unit,
+            } => Entry::Unit {
+                name: unescape(name, name_escaped),
+                unit,
+            },
+            RawEntry::Sample(h) => {
+                let (labels, ex_labels) = self.labels.split_at(h.n_labels.min(self.labels.len()));
+                Entry::Sample(Sample {
+                    name: h.name,
+                    name_escaped: h.name_escaped,
+                    raw_series: h.raw_series,
+                    labels,
+                    value: h.value,
+                    timestamp_ms: h.timestamp_ms,
+                    exemplar: h.exemplar.map(|(value, timestamp_ms)| Exemplar {
+                        labels: ex_labels,
+                        value,
+                        timestamp_ms,
+                    }),
+                    metric_type: h.metric_type,
+                })
+            }
+        }
+    }
+
+    /// `input[a..b]` as `&str`, or an error naming `what` when it is not valid UTF-8.
+    #[inline]
+    pub(crate) fn span(&self, a: usize, b: usize, what: &str) -> Result<&'a str, String> {
+        let s = match self.text {
+            Some(t) => t.get(a..b),
+            None => self
+                .input
+                .get(a..b)
+                .and_then(|s| std::str::from_utf8(s).ok()),
+        };
+        s.ok_or_else(|| {
+            format!(
+                "invalid UTF-8 {what}: {:?}",
+                String::from_utf8_lossy(self.input.get(a..b).unwrap_or(&[]))
+            )
+        })
+    }
+
+    /// A Prometheus-style error: what was expected, the offending token and the line so far.
+    pub(crate) fn unexpected(&self, expected: &str, line_start: usize, at: usize) -> String {
+        let b = self.input;
+        let got = match b.get(at) {
+            None => "EOF".to_owned(),
+            Some(&c) if c < 0x80 => format!("{:?}", char::from(c).to_string()),
+            Some(_) => {
+                let lossy = String::from_utf8_lossy(&b[at..(at + 4).min(b.len())]);
+                format!(
+                    "{:?}",
+                    lossy.chars().next().map(String::from).unwrap_or_default()
+                )
+            }
+        };
+        let end = (at + 1).min(b.len());
+        let ctx = String::from_utf8_lossy(&b[line_start.min(end)..end]);
+        format!("{expected}, got {got} while parsing: {ctx:?}")
+    }
+
+    /// Scans a double-quoted string starting at the opening quote `at`. Returns the content span,
+    /// whether it contains backslashes, the number of raw newlines in it and the offset after the
+    /// closing quote.
+    #[inline]
+    pub(crate) fn scan_quoted(&self, at: usize) -> Option<Quoted> {
+        let b = self.input;
+        let mut i = at + 1;
+        let mut escaped = false;
+        let mut newlines = 0;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    return Some(Quoted {
+                        start: at + 1,
+                        end: i,
+                        escaped,
+                        newlines,
+                        next: i + 1,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                    continue;
+                }
+                b'\n' => newlines += 1,
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+}
+
+pub(crate) struct Quoted {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) escaped: bool,
+    pub(crate) newlines: usize,
+    pub(crate) next: usize,
+}
+
+#[inline]
+pub(crate) fn is_metric_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c == b':'
+}
+
+#[inline]
+pub(crate) fn is_metric_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
+}
+
+#[inline]
+pub(crate) fn is_label_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_'
+}
+
+#[inline]
+pub(crate) fn is_label_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// Offset of the next `\n` at or after `from`, or the input length.
+#[inline]
+pub(crate) fn line_end(b: &[u8], from: usize) -> usize {
+    b.get(from..)
+        .and_then(|r| r.iter().position(|&c| c == b'\n'))
+        .map_or(b.len(), |p| from + p)
 }
 
 /// Parses a whole exposition and returns its samples (metadata is reflected in
