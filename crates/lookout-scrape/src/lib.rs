@@ -1,0 +1,30 @@
+//! Scraping: the Prometheus scrape manager for Lookout.
+//!
+//! [`ScrapeManager`] is driven by a validated [`lookout_config::PrometheusConfig`]. Each
+//! `scrape_configs` job becomes a pool whose targets come from `static_configs` and
+//! `file_sd_configs` (files polled for changes), go through `relabel_configs` (see
+//! [`target::populate`]) and each get a Tokio scrape loop. A loop scrapes at a fixed phase
+//! of its interval derived from the target's hash, sends Prometheus's headers (`Accept`,
+//! `Accept-Encoding: gzip`, `User-Agent`, `X-Prometheus-Scrape-Timeout-Seconds`, auth),
+//! parses the body with `lookout-exposition`, applies `metric_relabel_configs`,
+//! `honor_labels`/`honor_timestamps` and the sample/label limits, and appends everything
+//! through one [`lookout_storage::Appender`] per scrape (rolled back on any parse or limit
+//! error). It writes `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! `scrape_samples_post_metric_relabeling` and `scrape_series_added`, and staleness
+//! markers when a series or target disappears or a scrape fails.
+//!
+//! Differences from Prometheus: a removed target's stale markers are written immediately
+//! (Prometheus waits up to one interval in case the target reappears); a blank or unknown
+//! `Content-Type` is parsed as the text format (or `fallback_scrape_protocol`) instead of
+//! failing; the protobuf format and native histograms are not supported.
+
+pub mod client;
+pub mod discovery;
+mod manager;
+mod metrics;
+mod scrape_loop;
+pub mod target;
+mod tls;
+
+pub use manager::{ScrapeError, ScrapeManager, ScrapeOptions, TargetMetadata, TargetStatus};
+pub use scrape_loop::{Health, MetricMetadata};

@@ -1,0 +1,602 @@
+//! One target's scrape loop: scheduling with a per-target offset, fetch, parse, cache,
+//! limits, staleness, synthetic series and metadata.
+//!
+//! Every scrape goes into one appender that is committed only when the whole body parsed
+//! and passed the limits; otherwise it is rolled back and the scrape counts as failed (`up`
+//! 0, stale markers for the series of the last good scrape). The cache maps the parser's
+//! raw series bytes to the final label set and storage reference, so a steady-state scrape
+//! neither builds label sets nor allocates per sample.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lookout_exposition::{Entry, Format, MetricType, Parser, Sample};
+use lookout_relabel::RelabelConfig;
+use lookout_storage::{AppendError, Appendable, Appender, Label, Labels, METRIC_NAME, STALE_NAN, SeriesRef};
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use tokio::sync::watch;
+
+use crate::client::{FetchError, Fetched, ScrapeClient};
+use crate::metrics::Metrics;
+use crate::target::Target;
+
+/// How a loop ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopMode {
+    /// The target went away: write stale markers for all its series.
+    Stale,
+    /// Shutdown or hand-over: leave the series as they are.
+    NoStale,
+}
+
+/// Target health as the targets API shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct HealthState {
+    pub health: Health,
+    pub last_error: String,
+    pub last_scrape: Option<SystemTime>,
+    pub last_duration: Duration,
+}
+
+/// Metadata of one metric family as a target exposed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricMetadata {
+    pub metric_type: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+pub(crate) struct MetaEntry {
+    pub meta: MetricMetadata,
+    last_iter: u64,
+}
+
+/// State a loop shares with the manager (targets and metadata APIs).
+pub(crate) struct Shared {
+    pub target: Target,
+    pub health: Mutex<HealthState>,
+    pub metadata: Mutex<FxHashMap<String, MetaEntry>>,
+    /// When set, scrapes fail with this error without contacting the target (target_limit).
+    pub forced_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub fn new(target: Target) -> Self {
+        Shared {
+            target,
+            health: Mutex::new(HealthState {
+                health: Health::Unknown,
+                last_error: String::new(),
+                last_scrape: None,
+                last_duration: Duration::ZERO,
+            }),
+            metadata: Mutex::new(FxHashMap::default()),
+            forced_error: Mutex::new(None),
+        }
+    }
+}
+
+/// Everything a loop needs from its pool's configuration.
+#[derive(Clone)]
+pub(crate) struct LoopConfig {
+    pub url: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub track_timestamps_staleness: bool,
+    pub sample_limit: usize,
+    pub label_limit: usize,
+    pub label_name_length_limit: usize,
+    pub label_value_length_limit: usize,
+    pub body_size_limit: u64,
+    pub metric_relabel: Arc<[RelabelConfig]>,
+    pub fallback_format: Option<Format>,
+    pub client: Arc<ScrapeClient>,
+    pub offset_seed: u64,
+}
+
+struct CacheEntry {
+    labels: Labels,
+    sref: Option<SeriesRef>,
+    dropped: bool,
+    last_iter: u64,
+}
+
+/// Raw series bytes → final labels, in a slab so the seen-lists can hold indices.
+#[derive(Default)]
+struct Cache {
+    index: FxHashMap<Box<[u8]>, u32>,
+    entries: Vec<CacheEntry>,
+    free: Vec<u32>,
+    iter: u64,
+    /// Entries appended by the last committed scrape (candidates for stale markers).
+    prev_seen: Vec<u32>,
+    cur_seen: Vec<u32>,
+}
+
+impl Cache {
+    fn insert(&mut self, key: &[u8], e: CacheEntry) -> u32 {
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = e;
+                i
+            }
+            None => {
+                self.entries.push(e);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.index.insert(key.into(), idx);
+        idx
+    }
+
+    /// Forgets series not seen for `keep` scrapes.
+    fn evict(&mut self, keep: u64) {
+        let iter = self.iter;
+        let entries = &mut self.entries;
+        let free = &mut self.free;
+        self.index.retain(|_, &mut idx| {
+            let e = &mut entries[idx as usize];
+            if e.last_iter + keep < iter {
+                e.labels = Labels::EMPTY;
+                e.sref = None;
+                free.push(idx);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+const SYNTH_NAMES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Counts of one scrape.
+#[derive(Default, Clone, Copy, Debug)]
+struct Stats {
+    total: usize,
+    added: usize,
+    series_added: usize,
+}
+
+pub(crate) struct ScrapeLoop {
+    cfg: LoopConfig,
+    shared: Arc<Shared>,
+    appendable: Arc<dyn Appendable>,
+    metrics: Metrics,
+    job: String,
+    target_labels: Vec<Label>,
+    cache: Cache,
+    synth: Vec<(Labels, Option<SeriesRef>)>,
+    last_ts: i64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Delay before the first scrape so that this target is scraped at a fixed phase of the
+/// wall-clock interval derived from its hash (spreads targets, stable across restarts).
+pub(crate) fn offset(interval: Duration, hash: u64, now_ms: i64) -> Duration {
+    let iv = interval.as_millis().max(1) as u64;
+    let now = now_ms.max(0) as u64;
+    let base = iv - now % iv;
+    Duration::from_millis((hash % iv + base) % iv)
+}
+
+enum Fail {
+    /// Parse error, limit, or storage failure: roll back the scrape.
+    Scrape(String, Stats),
+}
+
+impl ScrapeLoop {
+    pub fn new(
+        cfg: LoopConfig,
+        shared: Arc<Shared>,
+        appendable: Arc<dyn Appendable>,
+        metrics: Metrics,
+        job: String,
+    ) -> Self {
+        let public = shared.target.public_labels();
+        let synth = SYNTH_NAMES
+            .iter()
+            .map(|n| {
+                let mut v = public.as_slice().to_vec();
+                v.push(Label::new(METRIC_NAME, *n));
+                (Labels::new(v), None)
+            })
+            .collect();
+        ScrapeLoop {
+            cfg,
+            target_labels: public.into_vec(),
+            shared,
+            appendable,
+            metrics,
+            job,
+            cache: Cache::default(),
+            synth,
+            last_ts: i64::MIN,
+        }
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<Option<StopMode>>) {
+        let delay = offset(self.cfg.interval, self.cfg.offset_seed ^ self.shared.target.hash(), now_ms());
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + delay, self.cfg.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mode = loop {
+            tokio::select! {
+                biased;
+                m = wait_stop(&mut stop) => break m,
+                _ = ticker.tick() => {}
+            }
+            let start = Instant::now();
+            let ts = now_ms();
+            let forced = self.shared.forced_error.lock().clone();
+            let fetched = match forced {
+                Some(e) => Err(e),
+                None => tokio::select! {
+                    biased;
+                    m = wait_stop(&mut stop) => break m,
+                    f = self.cfg.client.fetch(&self.cfg.url, self.cfg.timeout, self.cfg.body_size_limit) => {
+                        f.map_err(|e| {
+                            if e == FetchError::BodySizeLimit {
+                                self.metrics.body_size_exceeded.inc();
+                            }
+                            e.to_string()
+                        })
+                    }
+                },
+            };
+            self.process(fetched, start, ts);
+        };
+        if mode == StopMode::Stale {
+            self.end_of_run_staleness();
+        }
+    }
+
+    /// Handles one scrape result: append, report, commit, update health.
+    fn process(&mut self, fetched: Result<Fetched, String>, start: Instant, ts: i64) {
+        let ts = ts.max(self.last_ts.saturating_add(1));
+        self.last_ts = ts;
+        let appendable = self.appendable.clone();
+        let mut app = appendable.appender();
+        let (err, stats) = match fetched {
+            Ok(f) => match self.append_body(app.as_mut(), &f, ts) {
+                Ok(stats) => (None, stats),
+                Err(Fail::Scrape(e, stats)) => {
+                    app.rollback();
+                    app = appendable.appender();
+                    self.stale_all(app.as_mut(), ts);
+                    (Some(e), stats)
+                }
+            },
+            Err(e) => {
+                self.stale_all(app.as_mut(), ts);
+                (Some(e), Stats::default())
+            }
+        };
+        let elapsed = start.elapsed();
+        let values = [
+            if err.is_none() { 1.0 } else { 0.0 },
+            elapsed.as_secs_f64(),
+            stats.total as f64,
+            if err.is_none() { stats.added as f64 } else { 0.0 },
+            if err.is_none() { stats.series_added as f64 } else { 0.0 },
+        ];
+        for ((labels, sref), v) in self.synth.iter_mut().zip(values) {
+            match app.append(*sref, labels, ts, v) {
+                Ok(r) => *sref = Some(r),
+                Err(e) => tracing::debug!(error = %e, series = %labels, "appending synthetic series"),
+            }
+        }
+        let commit = app.commit();
+        self.metrics.observe_scrape(&self.job, elapsed.as_secs_f64(), err.is_some());
+        let err = match (err, commit) {
+            (e, Ok(())) => e,
+            (_, Err(e)) => Some(format!("committing scrape: {e}")),
+        };
+        if let Some(e) = &err {
+            tracing::debug!(url = %self.cfg.url, error = %e, "scrape failed");
+        }
+        let mut h = self.shared.health.lock();
+        h.health = if err.is_none() { Health::Up } else { Health::Down };
+        h.last_error = err.unwrap_or_default();
+        h.last_scrape = Some(SystemTime::now());
+        h.last_duration = elapsed;
+    }
+
+    /// Writes stale markers for every series of the last committed scrape.
+    fn stale_all(&mut self, app: &mut dyn Appender, ts: i64) {
+        for &idx in &self.cache.prev_seen {
+            let e = &self.cache.entries[idx as usize];
+            let _ = app.append(e.sref, &e.labels, ts, STALE_NAN);
+        }
+        self.cache.prev_seen.clear();
+        self.cache.cur_seen.clear();
+    }
+
+    fn end_of_run_staleness(&mut self) {
+        let ts = now_ms().max(self.last_ts.saturating_add(1));
+        let appendable = self.appendable.clone();
+        let mut app = appendable.appender();
+        self.stale_all(app.as_mut(), ts);
+        if self.last_ts != i64::MIN {
+            for (labels, sref) in &self.synth {
+                let _ = app.append(*sref, labels, ts, STALE_NAN);
+            }
+        }
+        if let Err(e) = app.commit() {
+            tracing::warn!(url = %self.cfg.url, error = %e, "writing end-of-run stale markers");
+        }
+    }
+
+    fn format_for(&self, content_type: &str) -> Format {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("text/plain") {
+            Format::PrometheusText
+        } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            self.cfg.fallback_format.unwrap_or(Format::from_content_type(content_type))
+        }
+    }
+
+    fn append_body(&mut self, app: &mut dyn Appender, f: &Fetched, ts: i64) -> Result<Stats, Fail> {
+        let format = self.format_for(&f.content_type);
+        let mut parser = Parser::new(&f.body, format);
+        self.cache.iter += 1;
+        let iter = self.cache.iter;
+        self.cache.cur_seen.clear();
+        let mut stats = Stats::default();
+        let shared = self.shared.clone();
+        let mut meta = shared.metadata.lock();
+        loop {
+            let entry = match parser.next_entry() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => return Err(Fail::Scrape(e.to_string(), stats)),
+            };
+            match entry {
+                Entry::Sample(s) => {
+                    stats.total += 1;
+                    self.append_sample(app, &s, ts, iter, &mut stats)?;
+                }
+                Entry::Type { name, metric_type } => {
+                    if let Some(m) = meta_entry(&mut meta, &name, iter) {
+                        m.meta.metric_type = metric_type;
+                    }
+                }
+                Entry::Help { name, help } => {
+                    if let Some(m) = meta_entry(&mut meta, &name, iter)
+                        && m.meta.help != *help
+                    {
+                        m.meta.help = help.into_owned();
+                    }
+                }
+                Entry::Unit { name, unit } => {
+                    if let Some(m) = meta_entry(&mut meta, &name, iter)
+                        && m.meta.unit != unit
+                    {
+                        m.meta.unit = unit.to_string();
+                    }
+                }
+            }
+        }
+        // Stale markers for series that disappeared since the last scrape.
+        for &idx in &self.cache.prev_seen {
+            let e = &self.cache.entries[idx as usize];
+            if e.last_iter != iter && !e.dropped {
+                let _ = app.append(e.sref, &e.labels, ts, STALE_NAN);
+            }
+        }
+        std::mem::swap(&mut self.cache.prev_seen, &mut self.cache.cur_seen);
+        self.cache.cur_seen.clear();
+        if iter.is_multiple_of(16) {
+            self.cache.evict(10);
+            meta.retain(|_, m| m.last_iter + 10 >= iter);
+        }
+        Ok(stats)
+    }
+
+    fn append_sample(
+        &mut self,
+        app: &mut dyn Appender,
+        s: &Sample<'_, '_>,
+        ts: i64,
+        iter: u64,
+        stats: &mut Stats,
+    ) -> Result<(), Fail> {
+        let key = s.raw_series();
+        let (idx, new) = match self.cache.index.get(key) {
+            Some(&i) => (i, false),
+            None => {
+                let labels = self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))?;
+                let dropped = labels.is_none();
+                let e = CacheEntry { labels: labels.unwrap_or_default(), sref: None, dropped, last_iter: 0 };
+                (self.cache.insert(key, e), true)
+            }
+        };
+        let explicit = s.timestamp_ms().filter(|_| self.cfg.honor_timestamps);
+        let t = explicit.unwrap_or(ts);
+        let track = explicit.is_none() || self.cfg.track_timestamps_staleness;
+        let entry = &mut self.cache.entries[idx as usize];
+        if entry.dropped {
+            entry.last_iter = iter;
+            return Ok(());
+        }
+        if entry.last_iter == iter {
+            self.metrics.duplicate.inc();
+            return Ok(());
+        }
+        entry.last_iter = iter;
+        stats.added += 1;
+        if self.cfg.sample_limit > 0 && stats.added > self.cfg.sample_limit {
+            self.metrics.sample_limit_exceeded.inc();
+            return Err(Fail::Scrape("sample limit exceeded".into(), *stats));
+        }
+        match app.append(entry.sref, &entry.labels, t, s.value()) {
+            Ok(r) => {
+                entry.sref = Some(r);
+                if new {
+                    stats.series_added += 1;
+                }
+                if track {
+                    self.cache.cur_seen.push(idx);
+                }
+                Ok(())
+            }
+            Err(AppendError::OutOfOrder) => {
+                self.metrics.out_of_order.inc();
+                Ok(())
+            }
+            Err(AppendError::DuplicateSampleForTimestamp) => {
+                self.metrics.duplicate.inc();
+                Ok(())
+            }
+            Err(AppendError::TooOld) | Err(AppendError::TooNew) => {
+                self.metrics.out_of_bounds.inc();
+                Ok(())
+            }
+            Err(e) => Err(Fail::Scrape(e.to_string(), *stats)),
+        }
+    }
+
+    /// Label set of a new series: sample labels, target labels (honor_labels rules),
+    /// metric_relabel_configs, then the label limits. `None` = dropped by relabelling.
+    fn build_labels(&self, s: &Sample<'_, '_>) -> Result<Option<Labels>, String> {
+        let mut v: Vec<Label> = Vec::with_capacity(s.label_count() + 1 + self.target_labels.len());
+        v.push(Label::new(METRIC_NAME, s.name()));
+        for (n, val) in s.labels() {
+            v.push(Label::new(n, val));
+        }
+        for tl in &self.target_labels {
+            let pos = v.iter().position(|l| l.name == tl.name && !l.value.is_empty());
+            match pos {
+                Some(_) if self.cfg.honor_labels => {}
+                Some(p) => {
+                    let mut name = format!("exported_{}", tl.name);
+                    while v.iter().any(|l| l.name == name) {
+                        name.insert_str(0, "exported_");
+                    }
+                    v[p].name = name;
+                    v.push(tl.clone());
+                }
+                None => {
+                    v.retain(|l| l.name != tl.name);
+                    v.push(tl.clone());
+                }
+            }
+        }
+        let mut labels = Labels::new(v);
+        if !self.cfg.metric_relabel.is_empty() {
+            match lookout_relabel::relabel(&labels, &self.cfg.metric_relabel) {
+                Some(l) => labels = l,
+                None => return Ok(None),
+            }
+        }
+        if labels.is_empty() {
+            return Ok(None);
+        }
+        if labels.metric_name().is_none() {
+            return Err(format!("invalid metric name or label names: {labels}"));
+        }
+        self.check_limits(&labels)?;
+        Ok(Some(labels))
+    }
+
+    fn check_limits(&self, l: &Labels) -> Result<(), String> {
+        let met: String = l.metric_name().unwrap_or("").chars().take(50).collect();
+        if self.cfg.label_limit > 0 && l.len() > self.cfg.label_limit {
+            self.metrics.label_limit_exceeded.inc();
+            return Err(format!(
+                "label_limit exceeded (metric: {met}, number of labels: {}, limit: {})",
+                l.len(),
+                self.cfg.label_limit
+            ));
+        }
+        for lab in l.iter() {
+            let name: String = lab.name.chars().take(50).collect();
+            if self.cfg.label_name_length_limit > 0 && lab.name.len() > self.cfg.label_name_length_limit {
+                self.metrics.label_limit_exceeded.inc();
+                return Err(format!(
+                    "label_name_length_limit exceeded (metric: {met}, label name: {name}, length: {}, limit: {})",
+                    lab.name.len(),
+                    self.cfg.label_name_length_limit
+                ));
+            }
+            if self.cfg.label_value_length_limit > 0 && lab.value.len() > self.cfg.label_value_length_limit {
+                self.metrics.label_limit_exceeded.inc();
+                let value: String = lab.value.chars().take(50).collect();
+                return Err(format!(
+                    "label_value_length_limit exceeded (metric: {met}, label name: {name}, value: {value:?}, length: {}, limit: {})",
+                    lab.value.len(),
+                    self.cfg.label_value_length_limit
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The metadata entry for family `name`, created on first sight (the only allocation).
+fn meta_entry<'m>(meta: &'m mut FxHashMap<String, MetaEntry>, name: &str, iter: u64) -> Option<&'m mut MetaEntry> {
+    if !meta.contains_key(name) {
+        let meta_new =
+            MetricMetadata { metric_type: MetricType::Unknown, help: String::new(), unit: String::new() };
+        meta.insert(name.to_string(), MetaEntry { meta: meta_new, last_iter: iter });
+    }
+    let m = meta.get_mut(name)?;
+    m.last_iter = iter;
+    Some(m)
+}
+
+async fn wait_stop(rx: &mut watch::Receiver<Option<StopMode>>) -> StopMode {
+    loop {
+        if let Some(m) = *rx.borrow_and_update() {
+            return m;
+        }
+        if rx.changed().await.is_err() {
+            return StopMode::NoStale;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_is_within_interval_and_phase_stable() {
+        let iv = Duration::from_millis(1000);
+        for now in [0i64, 1, 999, 1000, 123_456] {
+            let o = offset(iv, 12_345, now);
+            assert!(o < iv);
+            assert_eq!((now as u64 + o.as_millis() as u64) % 1000, 12_345 % 1000);
+        }
+    }
+}
