@@ -1,0 +1,399 @@
+//! Append-only head-chunk files (`chunks_head/NNNNNN`): full chunks leave the heap here and
+//! are read back through a read-only memory map.
+//!
+//! A file starts with an 8-byte header (`LKHC`, version, padding). Each record is
+//! `series u64 | min_t i64 | max_t i64 | kind u8 | len u32 | data | crc32c u32` (little
+//! endian; the CRC covers everything before it). A chunk reference is `file << 32 | offset`.
+//! The active file is sized up front (sparse) and mapped once; records are written with
+//! `pwrite` and only the published prefix is ever read, so a kill -9 leaves at most a torn
+//! last record, which the scan on open cuts off.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+
+const MAGIC: &[u8; 4] = b"LKHC";
+const VERSION: u8 = 1;
+pub const FILE_HEADER: u64 = 8;
+const REC_HEADER: usize = 8 + 8 + 8 + 1 + 4;
+const REC_TRAILER: usize = 4;
+
+/// What a chunk holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkKind {
+    /// An in-order XOR chunk.
+    InOrder = 1,
+    /// An XOR chunk of out-of-order samples (may overlap others).
+    OutOfOrder = 2,
+}
+
+impl ChunkKind {
+    fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(ChunkKind::InOrder),
+            2 => Some(ChunkKind::OutOfOrder),
+            _ => None,
+        }
+    }
+}
+
+/// A chunk found while scanning files on open.
+#[derive(Clone, Copy, Debug)]
+pub struct ScannedChunk {
+    pub series: u64,
+    pub r: u64,
+    pub min_t: i64,
+    pub max_t: i64,
+    pub kind: ChunkKind,
+}
+
+pub struct ChunkFile {
+    pub index: u32,
+    map: MmapRaw,
+    /// Bytes written and readable.
+    published: AtomicU64,
+    max_t: AtomicI64,
+}
+
+impl ChunkFile {
+    /// The data of the chunk record at `offset`, if it lies in the published prefix.
+    pub fn chunk_data(&self, offset: u32) -> Option<&[u8]> {
+        let published = self.published.load(Ordering::Acquire) as usize;
+        let off = offset as usize;
+        let hdr = self.slice(off, REC_HEADER, published)?;
+        let len = u32::from_le_bytes([hdr[25], hdr[26], hdr[27], hdr[28]]) as usize;
+        self.slice(off + REC_HEADER, len, published)
+    }
+
+    fn slice(&self, off: usize, len: usize, published: usize) -> Option<&[u8]> {
+        let end = off.checked_add(len)?;
+        if end > published || end > self.map.len() {
+            return None;
+        }
+        // SAFETY: `[off, end)` lies inside the mapping and inside the published prefix, which
+        // is never written again (writes only go past `published`, and files are only
+        // truncated to their published length), so no mutation aliases this slice.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(off), len) })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    pub fn max_t(&self) -> i64 {
+        self.max_t.load(Ordering::Relaxed)
+    }
+}
+
+struct Writer {
+    file: File,
+    cur: Arc<ChunkFile>,
+    off: u64,
+    buf: Vec<u8>,
+}
+
+pub struct ChunkFiles {
+    dir: PathBuf,
+    cap: u64,
+    files: RwLock<FxHashMap<u32, Arc<ChunkFile>>>,
+    writer: Mutex<Option<Writer>>,
+    total_bytes: AtomicU64,
+}
+
+fn file_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("{index:06}"))
+}
+
+fn map_read_only(file: &File) -> io::Result<MmapRaw> {
+    MmapOptions::new().map_raw_read_only(file)
+}
+
+/// Result of opening the chunk directory.
+pub struct OpenedChunks {
+    pub files: ChunkFiles,
+    pub chunks: Vec<ScannedChunk>,
+    /// Human-readable notes about torn or corrupt tails that were cut off.
+    pub repairs: Vec<String>,
+}
+
+impl ChunkFiles {
+    /// Opens `dir`, scanning every file (cutting torn tails), and starts a new file for writes.
+    pub fn open(dir: &Path, cap: u64) -> io::Result<OpenedChunks> {
+        fs::create_dir_all(dir)?;
+        let mut indices: Vec<u32> = Vec::new();
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            if let Some(n) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                indices.push(n);
+            }
+        }
+        indices.sort_unstable();
+        let mut files = FxHashMap::default();
+        let mut chunks = Vec::new();
+        let mut repairs = Vec::new();
+        let mut total = 0u64;
+        for &index in &indices {
+            let path = file_path(dir, index);
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let file_len = file.metadata()?.len();
+            let (valid, max_t, zero_tail) = if file_len < FILE_HEADER {
+                (0, i64::MIN, false)
+            } else {
+                let map = map_read_only(&file)?;
+                // SAFETY: the file is not written while we scan it (it is not the active file).
+                let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
+                let (valid, max_t) = scan(bytes, index, &mut chunks);
+                let zero_tail = bytes.get(valid as usize..).is_some_and(|t| t.iter().all(|&b| b == 0));
+                (valid, max_t, zero_tail)
+            };
+            if valid < file_len && zero_tail && valid > FILE_HEADER {
+                // The preallocated, never-written end of a file that was active at a crash.
+                file.set_len(valid)?;
+            } else if valid < file_len {
+                if valid <= FILE_HEADER {
+                    repairs.push(format!("chunk file {} has no valid chunks; removed", path.display()));
+                    drop(file);
+                    fs::remove_file(&path)?;
+                    continue;
+                }
+                repairs.push(format!(
+                    "chunk file {}: corrupt or torn data at offset {valid} of {file_len}; truncated",
+                    path.display()
+                ));
+                file.set_len(valid)?;
+            }
+            if valid <= FILE_HEADER {
+                drop(file);
+                fs::remove_file(&path)?;
+                continue;
+            }
+            let map = map_read_only(&file)?;
+            total += valid;
+            files.insert(
+                index,
+                Arc::new(ChunkFile { index, map, published: AtomicU64::new(valid), max_t: AtomicI64::new(max_t) }),
+            );
+        }
+        let next = indices.last().map_or(1, |n| n + 1);
+        let cf = ChunkFiles {
+            dir: dir.to_path_buf(),
+            cap: cap.max(4096),
+            files: RwLock::new(files),
+            writer: Mutex::new(None),
+            total_bytes: AtomicU64::new(total),
+        };
+        {
+            let mut w = cf.writer.lock();
+            *w = Some(cf.new_file(next)?);
+        }
+        Ok(OpenedChunks { files: cf, chunks, repairs })
+    }
+
+    fn new_file(&self, index: u32) -> io::Result<Writer> {
+        let path = file_path(&self.dir, index);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let mut header = [0u8; FILE_HEADER as usize];
+        header[..4].copy_from_slice(MAGIC);
+        header[4] = VERSION;
+        file.write_all_at(&header, 0)?;
+        file.set_len(self.cap)?;
+        let map = map_read_only(&file)?;
+        let cur = Arc::new(ChunkFile {
+            index,
+            map,
+            published: AtomicU64::new(FILE_HEADER),
+            max_t: AtomicI64::new(i64::MIN),
+        });
+        self.files.write().insert(index, cur.clone());
+        self.total_bytes.fetch_add(FILE_HEADER, Ordering::Relaxed);
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(Writer { file, cur, off: FILE_HEADER, buf: Vec::with_capacity(2048) })
+    }
+
+    /// Writes one chunk and returns its reference.
+    pub fn write_chunk(&self, series: u64, min_t: i64, max_t: i64, kind: ChunkKind, data: &[u8]) -> io::Result<u64> {
+        let rec_len = (REC_HEADER + data.len() + REC_TRAILER) as u64;
+        let data_len = u32::try_from(data.len()).map_err(|_| io::Error::other("chunk too large"))?;
+        let mut guard = self.writer.lock();
+        let w = match guard.as_mut() {
+            Some(w) => w,
+            None => return Err(io::Error::other("chunk files are closed")),
+        };
+        if w.off + rec_len > self.cap && w.off > FILE_HEADER {
+            let next = w.cur.index + 1;
+            // Finish the full file: shrink it to what was written.
+            w.file.sync_data()?;
+            w.file.set_len(w.off)?;
+            *w = self.new_file(next)?;
+        }
+        if w.off + rec_len > self.cap || w.off + rec_len > u64::from(u32::MAX) {
+            return Err(io::Error::other("chunk larger than a chunk file"));
+        }
+        w.buf.clear();
+        w.buf.extend_from_slice(&series.to_le_bytes());
+        w.buf.extend_from_slice(&min_t.to_le_bytes());
+        w.buf.extend_from_slice(&max_t.to_le_bytes());
+        w.buf.push(kind as u8);
+        w.buf.extend_from_slice(&data_len.to_le_bytes());
+        w.buf.extend_from_slice(data);
+        let crc = crc32c::crc32c(&w.buf);
+        w.buf.extend_from_slice(&crc.to_le_bytes());
+        w.file.write_all_at(&w.buf, w.off)?;
+        let r = (u64::from(w.cur.index) << 32) | w.off;
+        w.off += rec_len;
+        w.cur.published.store(w.off, Ordering::Release);
+        w.cur.max_t.fetch_max(max_t, Ordering::Relaxed);
+        self.total_bytes.fetch_add(rec_len, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// Resolves a chunk reference to its file (kept alive by the `Arc`) and offset.
+    pub fn resolve(&self, r: u64) -> Option<(Arc<ChunkFile>, u32)> {
+        let f = self.files.read().get(&((r >> 32) as u32))?.clone();
+        Some((f, r as u32))
+    }
+
+    /// Flushes the active file to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        let g = self.writer.lock();
+        if let Some(w) = g.as_ref() {
+            w.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs and shrinks the active file; later writes fail.
+    pub fn close(&self) -> io::Result<()> {
+        let mut g = self.writer.lock();
+        if let Some(w) = g.take() {
+            w.file.sync_data()?;
+            w.file.set_len(w.off)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every file except the active one whose newest sample is older than `cutoff`.
+    /// Returns the number of files removed.
+    pub fn remove_before(&self, cutoff: i64) -> io::Result<usize> {
+        let active = self.writer.lock().as_ref().map(|w| w.cur.index);
+        let victims: Vec<Arc<ChunkFile>> = {
+            let mut files = self.files.write();
+            let ids: Vec<u32> =
+                files.values().filter(|f| Some(f.index) != active && f.max_t() < cutoff).map(|f| f.index).collect();
+            ids.iter().filter_map(|i| files.remove(i)).collect()
+        };
+        for f in &victims {
+            self.total_bytes.fetch_sub(f.len(), Ordering::Relaxed);
+            fs::remove_file(file_path(&self.dir, f.index))?;
+        }
+        Ok(victims.len())
+    }
+
+    /// Bytes in all chunk files.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub fn file_count(&self) -> usize {
+        self.files.read().len()
+    }
+}
+
+/// Parses records from a whole file; returns the length of the valid prefix and the newest
+/// timestamp seen.
+fn scan(bytes: &[u8], index: u32, out: &mut Vec<ScannedChunk>) -> (u64, i64) {
+    if bytes.len() < FILE_HEADER as usize || &bytes[..4] != MAGIC || bytes[4] != VERSION {
+        return (0, i64::MIN);
+    }
+    let mut off = FILE_HEADER as usize;
+    let mut max_seen = i64::MIN;
+    loop {
+        let Some(hdr) = bytes.get(off..off + REC_HEADER) else { break };
+        let series = u64::from_le_bytes(le8(&hdr[0..8]));
+        let min_t = i64::from_le_bytes(le8(&hdr[8..16]));
+        let max_t = i64::from_le_bytes(le8(&hdr[16..24]));
+        let Some(kind) = ChunkKind::from_u8(hdr[24]) else { break };
+        let len = u32::from_le_bytes([hdr[25], hdr[26], hdr[27], hdr[28]]) as usize;
+        let body_end = off + REC_HEADER + len;
+        let Some(crc_bytes) = bytes.get(body_end..body_end + REC_TRAILER) else { break };
+        let want = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+        if crc32c::crc32c(&bytes[off..body_end]) != want || series == 0 {
+            break;
+        }
+        out.push(ScannedChunk { series, r: (u64::from(index) << 32) | off as u64, min_t, max_t, kind });
+        max_seen = max_seen.max(max_t);
+        off = body_end + REC_TRAILER;
+    }
+    (off as u64, max_seen)
+}
+
+fn le8(b: &[u8]) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_reopen_and_cut_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("chunks_head");
+        let opened = ChunkFiles::open(&d, 1 << 16).unwrap();
+        assert!(opened.chunks.is_empty());
+        let cf = opened.files;
+        let r1 = cf.write_chunk(7, 10, 20, ChunkKind::InOrder, b"hello").unwrap();
+        let r2 = cf.write_chunk(8, 30, 40, ChunkKind::OutOfOrder, b"world!").unwrap();
+        let (f, off) = cf.resolve(r1).unwrap();
+        assert_eq!(f.chunk_data(off), Some(&b"hello"[..]));
+        let (f, off) = cf.resolve(r2).unwrap();
+        assert_eq!(f.chunk_data(off), Some(&b"world!"[..]));
+        cf.close().unwrap();
+        drop(cf);
+
+        // Append garbage to simulate a torn record.
+        let path = d.join("000001");
+        let mut bytes = fs::read(&path).unwrap();
+        let good = bytes.len();
+        bytes.extend_from_slice(&[9u8; 40]);
+        fs::write(&path, &bytes).unwrap();
+
+        let opened = ChunkFiles::open(&d, 1 << 16).unwrap();
+        assert_eq!(opened.repairs.len(), 1, "{:?}", opened.repairs);
+        assert_eq!(fs::metadata(&path).unwrap().len(), good as u64);
+        assert_eq!(opened.chunks.len(), 2);
+        assert_eq!(opened.chunks[0].series, 7);
+        assert_eq!(opened.chunks[1].kind, ChunkKind::OutOfOrder);
+        let (f, off) = opened.files.resolve(opened.chunks[1].r).unwrap();
+        assert_eq!(f.chunk_data(off), Some(&b"world!"[..]));
+    }
+
+    #[test]
+    fn files_roll_over_and_old_ones_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cf = ChunkFiles::open(dir.path(), 4096).unwrap().files;
+        let data = vec![1u8; 1000];
+        let mut refs = Vec::new();
+        for i in 0..10 {
+            refs.push(cf.write_chunk(1, i * 10, i * 10 + 9, ChunkKind::InOrder, &data).unwrap());
+        }
+        assert!(cf.file_count() >= 3);
+        let removed = cf.remove_before(50).unwrap();
+        assert!(removed >= 1);
+        assert!(cf.resolve(refs[0]).is_none());
+        let (f, off) = cf.resolve(refs[9]).unwrap();
+        assert_eq!(f.chunk_data(off).map(|d| d.len()), Some(1000));
+    }
+}

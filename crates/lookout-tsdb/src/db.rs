@@ -1,0 +1,686 @@
+//! [`Tsdb`]: open (chunk-file scan + WAL replay with repair), the background WAL
+//! fsync/checkpoint thread, retention, checkpoints, stats and the read path.
+//!
+//! Locking: `wal` (mutex) serialises commits' WAL writes and series creation; `gate`
+//! (rwlock) is held for writing while a commit applies its samples and for reading while a
+//! query copies per-series chunk references, so a query sees a batch entirely or not at
+//! all. The gate is never held while chunks are decoded. Maintenance (retention,
+//! checkpoint) takes `wal` and then the gate briefly as a barrier against in-flight commits.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lookout_storage::{
+    Appendable, Appender, Labels, Matcher, Queryable, SelectHints, Series, StorageError, Timestamp,
+};
+use parking_lot::{Condvar, Mutex, RwLock};
+use prometheus_client::registry::Registry;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::appender::TsdbAppender;
+use crate::chunk_file::{ChunkFiles, ChunkKind};
+use crate::head::{Applied, ChunkMeta, ChunkParams, Head, MemSeries, Snapshot, labels_hash};
+use crate::metrics::Metrics;
+use crate::wal::{self, RecordSink, Wal};
+use crate::{Stats, TsdbError, TsdbOptions};
+
+trait IoCtx<T> {
+    fn ctx(self, path: &Path) -> Result<T, TsdbError>;
+}
+
+impl<T> IoCtx<T> for io::Result<T> {
+    fn ctx(self, path: &Path) -> Result<T, TsdbError> {
+        self.map_err(|source| TsdbError::Io { path: path.to_path_buf(), source })
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub opts: TsdbOptions,
+    pub retention_ms: i64,
+    pub ooo_window_ms: i64,
+    pub head: Head,
+    pub wal: Wal,
+    pub gate: RwLock<()>,
+    maintenance: Mutex<()>,
+    pub closed: AtomicBool,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    _lock: File,
+}
+
+/// The embedded metrics store. See the crate docs.
+pub struct Tsdb {
+    inner: Arc<Inner>,
+    bg: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What one [`Tsdb::enforce_retention`] pass removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub chunks_removed: usize,
+    pub files_removed: usize,
+    pub series_removed: usize,
+}
+
+fn lock_dir(dir: &Path) -> Result<File, TsdbError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).ctx(&path)?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared with the call.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(TsdbError::Locked(dir.to_path_buf()));
+    }
+    Ok(f)
+}
+
+fn validate(opts: &TsdbOptions) -> Result<(), TsdbError> {
+    let bad = |s: &str| Err(TsdbError::InvalidOptions(s.to_string()));
+    if opts.retention.is_zero() {
+        return bad("retention must be positive");
+    }
+    if opts.samples_per_chunk == 0 || opts.samples_per_chunk > usize::from(u16::MAX) {
+        return bad("samples_per_chunk must be in 1..=65535");
+    }
+    if ms(opts.chunk_range) <= 0 {
+        return bad("chunk_range must be at least 1ms");
+    }
+    if opts.out_of_order_cap == 0 || opts.out_of_order_cap > usize::from(u16::MAX) {
+        return bad("out_of_order_cap must be in 1..=65535");
+    }
+    if opts.wal_checkpoint_segments < 3 {
+        return bad("wal_checkpoint_segments must be at least 3");
+    }
+    if opts.max_labels_per_series == 0 {
+        return bad("max_labels_per_series must be positive");
+    }
+    Ok(())
+}
+
+/// Applies replayed records to the head.
+struct Replayer<'a> {
+    head: &'a Head,
+    pending: FxHashMap<u64, (Vec<ChunkMeta>, Vec<ChunkMeta>)>,
+    by_ref: FxHashMap<u64, Arc<MemSeries>>,
+    seg: u32,
+    max_id: u64,
+    unknown: u64,
+    samples: u64,
+}
+
+impl RecordSink for Replayer<'_> {
+    fn series(&mut self, id: u64, labels: Labels) {
+        self.max_id = self.max_id.max(id);
+        if labels.is_empty() || self.by_ref.contains_key(&id) {
+            return;
+        }
+        let (s, created) = self.head.get_or_create(&labels, labels_hash(&labels), id);
+        if created && let Some((inorder, ooo)) = self.pending.remove(&id) {
+            s.state.lock().attach(inorder, ooo, &self.head.chunks, &self.head.metrics);
+        }
+        self.by_ref.insert(id, s);
+    }
+
+    fn sample(&mut self, ooo: bool, id: u64, t: i64, v: f64) {
+        let Some(s) = self.by_ref.get(&id) else {
+            self.unknown += 1;
+            return;
+        };
+        let h = self.head;
+        let mut st = s.state.lock();
+        let r = if ooo {
+            st.insert_ooo(s.id, t, v, self.seg, &h.params, &h.chunks, &h.metrics)
+        } else {
+            st.append_in_order(s.id, t, v, self.seg, &h.params, &h.chunks, &h.metrics)
+        };
+        if let Ok(Applied::Stored) = r {
+            self.samples += 1;
+        }
+    }
+}
+
+impl Tsdb {
+    /// Opens (creating if needed) the store in `dir`: reloads head-chunk files, replays the
+    /// WAL from the last checkpoint, repairing a corrupt or torn tail, and starts the
+    /// background WAL fsync/checkpoint thread.
+    pub fn open(dir: &Path, opts: TsdbOptions) -> Result<Tsdb, TsdbError> {
+        validate(&opts)?;
+        let started = Instant::now();
+        fs::create_dir_all(dir).ctx(dir)?;
+        let lock = lock_dir(dir)?;
+        let metrics = Metrics::default();
+
+        let chunk_dir = dir.join("chunks_head");
+        let opened = ChunkFiles::open(&chunk_dir, opts.chunk_file_size).ctx(&chunk_dir)?;
+        for r in &opened.repairs {
+            tracing::warn!("{r}");
+            metrics.chunk_corruptions.inc();
+        }
+        let mut pending: FxHashMap<u64, (Vec<ChunkMeta>, Vec<ChunkMeta>)> = FxHashMap::default();
+        let mut max_id = 0;
+        for c in &opened.chunks {
+            max_id = max_id.max(c.series);
+            let e = pending.entry(c.series).or_default();
+            let meta = ChunkMeta { r: c.r, min_t: c.min_t, max_t: c.max_t };
+            match c.kind {
+                ChunkKind::InOrder => e.0.push(meta),
+                ChunkKind::OutOfOrder => e.1.push(meta),
+            }
+        }
+        let params = ChunkParams {
+            samples_per_chunk: opts.samples_per_chunk,
+            max_chunk_bytes: 1024,
+            chunk_range_ms: ms(opts.chunk_range).max(1),
+            ooo_cap: opts.out_of_order_cap,
+        };
+        let head = Head::new(opened.files, params, metrics.clone());
+
+        let wal_dir = dir.join("wal");
+        fs::create_dir_all(&wal_dir).ctx(&wal_dir)?;
+        let listing = wal::list(&wal_dir).ctx(&wal_dir)?;
+        let mut rp =
+            Replayer { head: &head, pending, by_ref: FxHashMap::default(), seg: 0, max_id, unknown: 0, samples: 0 };
+        let mut after = 0u32;
+        if let Some(&cp) = listing.checkpoints.last() {
+            let path = wal::checkpoint_path(&wal_dir, cp);
+            let data = fs::read(&path).ctx(&path)?;
+            rp.seg = cp;
+            let out = wal::read_frames(&data, |p| wal::decode_record(p, &mut rp));
+            if let Some(e) = out.error {
+                tracing::warn!(path = %path.display(), "WAL checkpoint is corrupt ({e}); series recorded after the corruption are lost");
+                metrics.wal_corruptions.inc();
+            }
+            after = cp;
+            for old in listing.checkpoints.iter().filter(|&&c| c < cp) {
+                let p = wal::checkpoint_path(&wal_dir, *old);
+                fs::remove_file(&p).ctx(&p)?;
+            }
+        }
+        let mut last = after;
+        let mut first_kept: Option<u32> = None;
+        let mut existing = 0u64;
+        let mut drop_from: Option<usize> = None;
+        for (i, &seg) in listing.segments.iter().enumerate() {
+            let path = wal::segment_path(&wal_dir, seg);
+            if seg <= after {
+                // Left over from a truncation interrupted after its checkpoint was written.
+                fs::remove_file(&path).ctx(&path)?;
+                continue;
+            }
+            if seg != last + 1 && first_kept.is_some() {
+                tracing::warn!(segment = seg, "WAL segment {} is missing; samples in it are lost", last + 1);
+            }
+            let data = fs::read(&path).ctx(&path)?;
+            rp.seg = seg;
+            let out = wal::read_frames(&data, |p| wal::decode_record(p, &mut rp));
+            first_kept.get_or_insert(seg);
+            last = seg;
+            existing += out.valid_len;
+            if let Some(e) = out.error {
+                let later = listing.segments.len() - i - 1;
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset = out.valid_len,
+                    "WAL corruption: {e}; replayed up to it, truncating the segment there and dropping {later} later segment(s)"
+                );
+                metrics.wal_corruptions.inc();
+                let f = OpenOptions::new().write(true).open(&path).ctx(&path)?;
+                f.set_len(out.valid_len).ctx(&path)?;
+                f.sync_all().ctx(&path)?;
+                drop_from = Some(i + 1);
+                break;
+            }
+        }
+        if let Some(i) = drop_from {
+            for &seg in &listing.segments[i..] {
+                let p = wal::segment_path(&wal_dir, seg);
+                fs::remove_file(&p).ctx(&p)?;
+            }
+        }
+        if rp.unknown > 0 {
+            tracing::warn!(samples = rp.unknown, "WAL replay skipped samples of unknown series");
+        }
+        let replayed = rp.samples;
+        head.next_id.fetch_max(rp.max_id + 1, Ordering::Relaxed);
+        drop(rp);
+
+        let next = last + 1;
+        let wal = Wal::create(&wal_dir, opts.wal_segment_size, first_kept.unwrap_or(next), next, existing)
+            .ctx(&wal_dir)?;
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            retention_ms: ms(opts.retention),
+            ooo_window_ms: ms(opts.out_of_order_window),
+            opts,
+            head,
+            wal,
+            gate: RwLock::new(()),
+            maintenance: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            _lock: lock,
+        });
+        inner.recompute_time_bounds(true);
+        inner.enforce_retention()?;
+        inner.update_size_gauges();
+        let bg_inner = inner.clone();
+        let bg = std::thread::Builder::new()
+            .name("lookout-tsdb-wal".into())
+            .spawn(move || background(bg_inner))
+            .ctx(dir)?;
+        tracing::info!(
+            dir = %dir.display(),
+            series = inner.head.series_count(),
+            replayed_samples = replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "metrics storage opened"
+        );
+        Ok(Tsdb { inner, bg: Mutex::new(Some(bg)) })
+    }
+
+    /// Flushes the WAL and chunk files to disk and stops the background thread. Later
+    /// appends and queries fail. Also run (best effort) on drop.
+    pub fn close(&self) -> Result<(), TsdbError> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        *inner.stop.lock() = true;
+        inner.stop_cv.notify_all();
+        if let Some(h) = self.bg.lock().take()
+            && h.join().is_err()
+        {
+            tracing::error!("the WAL background thread panicked");
+        }
+        {
+            // Wait for commits in flight.
+            let _w = inner.wal.lock();
+            drop(inner.gate.write());
+        }
+        let wal_dir = inner.dir.join("wal");
+        if let Some(d) = inner.wal.close().ctx(&wal_dir)? {
+            inner.head.metrics.wal_fsync_duration.observe(d.as_secs_f64());
+        }
+        inner.head.chunks.close().ctx(&inner.dir.join("chunks_head"))?;
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        inner.update_size_gauges();
+        let m = &inner.head.metrics;
+        let min = inner.head.min_t.load(Ordering::Relaxed);
+        let max = inner.head.max_t.load(Ordering::Relaxed);
+        let (first, cur) = inner.wal.segments();
+        Stats {
+            series: m.head_series.get().max(0) as usize,
+            samples_appended: m.samples_appended.get(),
+            head_chunks: m.head_chunks.get().max(0) as u64,
+            mmapped_chunks: m.mmapped_chunks.get().max(0) as u64,
+            head_chunk_heap_bytes: m.head_chunk_heap_bytes.get().max(0) as u64,
+            mmapped_chunk_bytes: inner.head.chunks.total_bytes(),
+            wal_bytes: inner.wal.size(),
+            wal_segments: cur - first + 1,
+            symbols: inner.head.symbols.read().len(),
+            min_time: (min != i64::MAX && max != i64::MIN).then_some(min),
+            max_time: (max != i64::MIN).then_some(max),
+        }
+    }
+
+    /// Registers the `lookout_tsdb_*` self-monitoring metrics.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.inner.head.metrics.register(registry);
+    }
+
+    /// Drops chunks older than the newest sample minus the retention, deletes head-chunk
+    /// files holding only such chunks and garbage-collects series left without data.
+    pub fn enforce_retention(&self) -> Result<RetentionOutcome, TsdbError> {
+        self.inner.check_open()?;
+        self.inner.enforce_retention()
+    }
+
+    /// Writes every open chunk whose samples sit in old WAL segments to the chunk files,
+    /// records the series in a checkpoint and deletes those segments. Returns false when
+    /// there were too few segments to truncate. Runs automatically in the background.
+    pub fn checkpoint(&self) -> Result<bool, TsdbError> {
+        self.inner.check_open()?;
+        self.inner.checkpoint()
+    }
+
+    /// fsyncs the WAL now.
+    pub fn sync(&self) -> Result<(), TsdbError> {
+        self.inner.sync_wal().ctx(&self.inner.dir.join("wal"))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl Drop for Tsdb {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the metrics storage failed");
+        }
+    }
+}
+
+fn background(inner: Arc<Inner>) {
+    let tick = if inner.opts.wal_fsync_interval.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        inner.opts.wal_fsync_interval.clamp(Duration::from_millis(5), Duration::from_secs(60))
+    };
+    loop {
+        {
+            let mut stop = inner.stop.lock();
+            if *stop {
+                return;
+            }
+            inner.stop_cv.wait_for(&mut stop, tick);
+            if *stop {
+                return;
+            }
+        }
+        if let Err(e) = inner.sync_wal() {
+            tracing::error!(error = %e, "WAL fsync failed");
+        }
+        inner.update_size_gauges();
+        let (first, cur) = inner.wal.segments();
+        if cur - first + 1 >= inner.opts.wal_checkpoint_segments
+            && let Err(e) = inner.checkpoint()
+        {
+            tracing::error!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+impl Inner {
+    pub fn check_open(&self) -> Result<(), TsdbError> {
+        if self.closed.load(Ordering::Acquire) { Err(TsdbError::Closed) } else { Ok(()) }
+    }
+
+    fn check_open_storage(&self) -> Result<(), StorageError> {
+        self.check_open().map_err(|e| StorageError::Other(e.to_string()))
+    }
+
+    pub fn sync_wal(&self) -> io::Result<()> {
+        if let Some(d) = self.wal.sync()? {
+            self.head.metrics.wal_fsync_duration.observe(d.as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn update_size_gauges(&self) {
+        let m = &self.head.metrics;
+        m.wal_size_bytes.set(self.wal.size() as i64);
+        m.mmapped_chunk_bytes.set(self.head.chunks.total_bytes() as i64);
+    }
+
+    /// Recomputes the oldest sample time (and, on open, the newest) from the series.
+    fn recompute_time_bounds(&self, with_max: bool) {
+        let mut min = i64::MAX;
+        let mut max = i64::MIN;
+        for s in self.head.all_series() {
+            let st = s.state.lock();
+            if let Some(t) = st.min_time() {
+                min = min.min(t);
+            }
+            max = max.max(st.max_t);
+            if let Some(o) = &st.ooo {
+                max = max.max(o.head.last().map_or(i64::MIN, |s| s.0));
+                max = o.chunks.iter().fold(max, |m, c| m.max(c.max_t));
+            }
+        }
+        self.head.min_t.store(min, Ordering::Relaxed);
+        if with_max {
+            self.head.max_t.store(max, Ordering::Relaxed);
+        }
+        let m = &self.head.metrics;
+        if min != i64::MAX {
+            m.min_time.set(min);
+        }
+        let max = self.head.max_t.load(Ordering::Relaxed);
+        if max != i64::MIN {
+            m.max_time.set(max);
+        }
+    }
+
+    fn enforce_retention(&self) -> Result<RetentionOutcome, TsdbError> {
+        let _m = self.maintenance.lock();
+        let mut out = RetentionOutcome::default();
+        let max = self.head.max_t.load(Ordering::Relaxed);
+        if max == i64::MIN {
+            return Ok(out);
+        }
+        let cutoff = max.saturating_sub(self.retention_ms);
+        let m = &self.head.metrics;
+        let mut empty = Vec::new();
+        for s in self.head.all_series() {
+            let mut st = s.state.lock();
+            out.chunks_removed += st.drop_before(cutoff, m);
+            if st.is_empty() && st.deleted.is_none() {
+                drop(st);
+                empty.push(s);
+            }
+        }
+        let chunk_dir = self.dir.join("chunks_head");
+        out.files_removed = self.head.chunks.remove_before(cutoff).ctx(&chunk_dir)?;
+        if !empty.is_empty() {
+            // No commit may be between creating/looking up a series and applying to it.
+            let _w = self.wal.lock();
+            drop(self.gate.write());
+            for s in empty {
+                // Resolved before locking the series: never take the symbol lock under a
+                // series lock (readers nest them the other way round).
+                let labels = self.head.resolve_labels(&s);
+                {
+                    let mut st = s.state.lock();
+                    if !st.is_empty() || st.deleted.is_some() {
+                        continue;
+                    }
+                    st.clear(m);
+                    st.deleted = Some(Box::new(labels));
+                }
+                self.head.remove(&s);
+                out.series_removed += 1;
+            }
+        }
+        m.retention_chunks_removed.inc_by(out.chunks_removed as u64);
+        self.recompute_time_bounds(false);
+        self.update_size_gauges();
+        if out != RetentionOutcome::default() {
+            tracing::debug!(?out, cutoff, "retention enforced");
+        }
+        Ok(out)
+    }
+
+    fn checkpoint(&self) -> Result<bool, TsdbError> {
+        let _m = self.maintenance.lock();
+        let m = &self.head.metrics;
+        let (first, cur) = {
+            let w = self.wal.lock();
+            // Every commit that wrote to the WAL so far has applied its samples after this.
+            drop(self.gate.write());
+            (w.first_seg, w.seg)
+        };
+        if cur < first.saturating_add(2) {
+            return Ok(false);
+        }
+        let upto = cur - 2;
+        let wal_dir = self.dir.join("wal");
+        let all = self.head.all_series();
+        for s in &all {
+            let mut st = s.state.lock();
+            if st.deleted.is_none() && !st.cut_for_checkpoint(s.id, upto, &self.head.chunks, m) {
+                m.checkpoint_failures.inc();
+                return Err(TsdbError::Io {
+                    path: self.dir.join("chunks_head"),
+                    source: io::Error::other("could not write open chunks before truncating the WAL"),
+                });
+            }
+        }
+        let chunk_dir = self.dir.join("chunks_head");
+        self.head.chunks.sync().ctx(&chunk_dir)?;
+        let live: Vec<(u64, Labels)> = all
+            .iter()
+            .filter(|s| s.state.lock().deleted.is_none())
+            .map(|s| (s.id, self.head.resolve_labels(s)))
+            .collect();
+        let written = wal::write_checkpoint(&wal_dir, upto, live.iter().map(|(id, l)| (*id, l)));
+        if let Err(e) = written {
+            m.checkpoint_failures.inc();
+            return Err(TsdbError::Io { path: wal_dir, source: e });
+        }
+        self.wal.remove_upto(upto).ctx(&wal_dir)?;
+        m.checkpoints.inc();
+        self.update_size_gauges();
+        tracing::debug!(upto, series = live.len(), "WAL checkpoint written");
+        Ok(true)
+    }
+
+    fn series_for(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        self.head.matching_ids(matchers).iter().filter_map(|&id| self.head.get_by_id(id)).collect()
+    }
+
+    fn has_data(&self, id: u64, start: i64, end: i64) -> bool {
+        self.head.get_by_id(id).is_some_and(|s| s.state.lock().has_data(start, end))
+    }
+}
+
+impl Queryable for Tsdb {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError> {
+        let inner = &self.inner;
+        inner.check_open_storage()?;
+        let (start, end) = (hints.start, hints.end);
+        if start > end {
+            return Ok(Vec::new());
+        }
+        let series = inner.series_for(matchers);
+        let mut snaps: Vec<(Arc<MemSeries>, Snapshot)> = Vec::new();
+        {
+            let _g = inner.gate.read();
+            for s in series {
+                let snap = s.state.lock().snapshot(start, end, &inner.head.chunks)?;
+                if let Some(snap) = snap {
+                    snaps.push((s, snap));
+                }
+            }
+        }
+        let mut labelled: Vec<(Labels, Snapshot)> =
+            snaps.into_iter().map(|(s, snap)| (inner.head.resolve_labels(&s), snap)).collect();
+        labelled.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(labelled.len());
+        let mut total = 0usize;
+        for (labels, snap) in labelled {
+            let samples = snap.decode(start, end)?;
+            if samples.is_empty() {
+                continue;
+            }
+            total += samples.len();
+            if let Some(limit) = hints.max_samples
+                && total > limit
+            {
+                return Err(StorageError::TooManySamples { limit });
+            }
+            out.push(Series { labels, samples });
+            if let Some(limit) = hints.max_series
+                && out.len() > limit
+            {
+                return Err(StorageError::TooManySeries { limit });
+            }
+        }
+        Ok(out)
+    }
+
+    fn series(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<Labels>, StorageError> {
+        let inner = &self.inner;
+        inner.check_open_storage()?;
+        let mut out: Vec<Labels> = inner
+            .series_for(matchers)
+            .iter()
+            .filter(|s| s.state.lock().has_data(start, end))
+            .map(|s| inner.head.resolve_labels(s))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<String>, StorageError> {
+        let inner = &self.inner;
+        inner.check_open_storage()?;
+        let mut names: Vec<String> = if matchers.is_empty() {
+            let idx = inner.head.index.read();
+            let syms = inner.head.symbols.read();
+            idx.names()
+                .filter(|(_, values)| values.values().any(|ids| ids.iter().any(|&id| inner.has_data(id, start, end))))
+                .map(|(n, _)| syms.str(*n).to_string())
+                .collect()
+        } else {
+            let series = inner.series_for(matchers);
+            let syms = inner.head.symbols.read();
+            let mut set = FxHashSet::default();
+            for s in series {
+                if s.state.lock().has_data(start, end) {
+                    set.extend(s.labels.iter().map(|&(n, _)| syms.str(n)));
+                }
+            }
+            set.into_iter().map(str::to_string).collect()
+        };
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<String>, StorageError> {
+        let inner = &self.inner;
+        inner.check_open_storage()?;
+        let mut values: Vec<String> = if matchers.is_empty() {
+            let idx = inner.head.index.read();
+            let syms = inner.head.symbols.read();
+            let Some(values) = syms.lookup(name).and_then(|n| idx.values(n)) else { return Ok(Vec::new()) };
+            values
+                .iter()
+                .filter(|(_, ids)| ids.iter().any(|&id| inner.has_data(id, start, end)))
+                .map(|(v, _)| syms.str(*v).to_string())
+                .collect()
+        } else {
+            let series = inner.series_for(matchers);
+            let syms = inner.head.symbols.read();
+            let Some(n) = syms.lookup(name) else { return Ok(Vec::new()) };
+            let mut set = FxHashSet::default();
+            for s in series {
+                if let Some(&(_, v)) = s.labels.iter().find(|(ln, _)| *ln == n)
+                    && s.state.lock().has_data(start, end)
+                {
+                    set.insert(syms.str(v));
+                }
+            }
+            set.into_iter().map(str::to_string).collect()
+        };
+        values.sort_unstable();
+        Ok(values)
+    }
+}
+
+impl Appendable for Tsdb {
+    fn appender(&self) -> Box<dyn Appender + Send + '_> {
+        Box::new(TsdbAppender::new(&self.inner))
+    }
+}

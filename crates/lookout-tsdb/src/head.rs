@@ -1,0 +1,798 @@
+//! The in-memory head: series (interned labels + per-series chunk state), the lookup maps
+//! (by id and by label hash, both lock-striped), the postings index and the rules for
+//! appending a sample to a series, cutting full chunks to the head-chunk files, dropping old
+//! chunks and taking read snapshots.
+
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use lookout_storage::{AppendError, Label, Labels, Matcher, Sample, StorageError};
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::{FxHashMap, FxHasher};
+
+use crate::chunk::{XorChunk, XorIter};
+use crate::chunk_file::{ChunkFile, ChunkFiles, ChunkKind};
+use crate::metrics::Metrics;
+use crate::postings::{self, PostingsIndex};
+use crate::symbols::{Sym, SymbolTable};
+
+const STRIPES: usize = 64;
+
+/// A full chunk living in a head-chunk file.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkMeta {
+    pub r: u64,
+    pub min_t: i64,
+    pub max_t: i64,
+}
+
+/// Chunk sizing rules.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkParams {
+    pub samples_per_chunk: usize,
+    pub max_chunk_bytes: usize,
+    pub chunk_range_ms: i64,
+    pub ooo_cap: usize,
+}
+
+pub struct HeadChunk {
+    pub c: XorChunk,
+    /// WAL segment holding this chunk's first sample.
+    pub first_seg: u32,
+}
+
+#[derive(Default)]
+pub struct OooState {
+    /// Sorted by time, unique timestamps.
+    pub head: Vec<(i64, f64)>,
+    pub first_seg: u32,
+    pub chunks: Vec<ChunkMeta>,
+}
+
+pub struct SeriesState {
+    /// The open in-order chunk (kept allocated between cuts while the series is active).
+    pub head: Option<HeadChunk>,
+    /// In-order chunks in head-chunk files, sorted by time, non-overlapping.
+    pub chunks: Vec<ChunkMeta>,
+    pub ooo: Option<Box<OooState>>,
+    /// Newest in-order timestamp (`i64::MIN` before the first sample).
+    pub max_t: i64,
+    pub last_v: u64,
+    /// Set when garbage collected; holds the labels so a racing appender can recreate it.
+    pub deleted: Option<Box<Labels>>,
+}
+
+pub enum Applied {
+    Stored,
+    Noop,
+}
+
+pub struct MemSeries {
+    pub id: u64,
+    pub hash: u64,
+    pub labels: Box<[(Sym, Sym)]>,
+    pub state: Mutex<SeriesState>,
+}
+
+impl SeriesState {
+    fn new() -> Self {
+        SeriesState { head: None, chunks: Vec::new(), ooo: None, max_t: i64::MIN, last_v: 0, deleted: None }
+    }
+
+    /// Heap bytes of sample data held by this series.
+    pub fn heap_bytes(&self) -> usize {
+        self.head.as_ref().map_or(0, |h| h.c.capacity())
+            + self.ooo.as_ref().map_or(0, |o| o.head.capacity() * std::mem::size_of::<(i64, f64)>())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+            && self.head.as_ref().is_none_or(|h| h.c.num_samples() == 0)
+            && self.ooo.as_ref().is_none_or(|o| o.head.is_empty() && o.chunks.is_empty())
+    }
+
+    pub fn min_time(&self) -> Option<i64> {
+        let mut m: Option<i64> = None;
+        let mut see = |t: i64| m = Some(m.map_or(t, |x| x.min(t)));
+        if let Some(c) = self.chunks.first() {
+            see(c.min_t);
+        }
+        if let Some(h) = &self.head
+            && h.c.num_samples() > 0
+        {
+            see(h.c.min_t());
+        }
+        if let Some(o) = &self.ooo {
+            if let Some(s) = o.head.first() {
+                see(s.0);
+            }
+            for c in &o.chunks {
+                see(c.min_t);
+            }
+        }
+        m
+    }
+
+    /// True when some chunk overlaps `[start, end]` (chunk granularity).
+    pub fn has_data(&self, start: i64, end: i64) -> bool {
+        let i = self.chunks.partition_point(|c| c.max_t < start);
+        if self.chunks.get(i).is_some_and(|c| c.min_t <= end) {
+            return true;
+        }
+        if let Some(h) = &self.head
+            && h.c.num_samples() > 0
+            && h.c.min_t() <= end
+            && h.c.max_t() >= start
+        {
+            return true;
+        }
+        if let Some(o) = &self.ooo {
+            if o.head.iter().any(|s| s.0 >= start && s.0 <= end) {
+                return true;
+            }
+            if o.chunks.iter().any(|c| c.min_t <= end && c.max_t >= start) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Adds an in-order sample (`t` newer than every stored in-order sample).
+    pub fn append_in_order(
+        &mut self,
+        id: u64,
+        t: i64,
+        v: f64,
+        seg: u32,
+        p: &ChunkParams,
+        files: &ChunkFiles,
+        m: &Metrics,
+    ) -> Result<Applied, AppendError> {
+        if self.max_t != i64::MIN {
+            if t < self.max_t {
+                return Err(AppendError::OutOfOrder);
+            }
+            if t == self.max_t {
+                return if v.to_bits() == self.last_v {
+                    Ok(Applied::Noop)
+                } else {
+                    Err(AppendError::DuplicateSampleForTimestamp)
+                };
+            }
+        }
+        let before = self.heap_bytes();
+        if let Some(h) = &self.head {
+            let n = h.c.num_samples();
+            let want_cut = n > 0
+                && (n >= p.samples_per_chunk
+                    || h.c.bytes().len() >= p.max_chunk_bytes
+                    || t.div_euclid(p.chunk_range_ms) != h.c.min_t().div_euclid(p.chunk_range_ms));
+            // After a failed write the chunk stays open; retry once per chunk's worth of samples.
+            if want_cut && (n <= p.samples_per_chunk || n % p.samples_per_chunk == 0) {
+                self.cut_head(id, files, m);
+            }
+            if self.head.as_ref().is_some_and(|h| h.c.is_full()) && !self.cut_head(id, files, m) {
+                return Err(AppendError::Storage("head chunk is full and cannot be written to disk".into()));
+            }
+        }
+        let h = match &mut self.head {
+            Some(h) => h,
+            None => {
+                m.head_chunks.inc();
+                self.head.insert(HeadChunk { c: XorChunk::with_capacity(32), first_seg: seg })
+            }
+        };
+        if h.c.num_samples() == 0 {
+            h.first_seg = seg;
+        }
+        h.c.append(t, v);
+        self.max_t = t;
+        self.last_v = v.to_bits();
+        let after = self.heap_bytes();
+        if after != before {
+            m.head_chunk_heap_bytes.inc_by(after as i64 - before as i64);
+        }
+        Ok(Applied::Stored)
+    }
+
+    /// Writes the open chunk to the chunk files; false (and the chunk kept) on failure.
+    fn cut_head(&mut self, id: u64, files: &ChunkFiles, m: &Metrics) -> bool {
+        let Some(h) = &mut self.head else { return true };
+        if h.c.num_samples() == 0 {
+            return true;
+        }
+        match files.write_chunk(id, h.c.min_t(), h.c.max_t(), ChunkKind::InOrder, h.c.bytes()) {
+            Ok(r) => {
+                self.chunks.push(ChunkMeta { r, min_t: h.c.min_t(), max_t: h.c.max_t() });
+                m.mmapped_chunks.inc();
+                h.c.reset();
+                true
+            }
+            Err(e) => {
+                m.chunk_write_failures.inc();
+                tracing::error!(series = id, error = %e, "writing a full chunk to the head-chunk file failed; keeping it in memory");
+                false
+            }
+        }
+    }
+
+    fn cut_ooo(&mut self, id: u64, files: &ChunkFiles, m: &Metrics) -> bool {
+        let Some(o) = &mut self.ooo else { return true };
+        let (Some(first), Some(last)) = (o.head.first().copied(), o.head.last().copied()) else { return true };
+        let data = XorChunk::encode(o.head.iter().copied());
+        match files.write_chunk(id, first.0, last.0, ChunkKind::OutOfOrder, &data) {
+            Ok(r) => {
+                o.chunks.push(ChunkMeta { r, min_t: first.0, max_t: last.0 });
+                m.mmapped_chunks.inc();
+                o.head.clear();
+                true
+            }
+            Err(e) => {
+                m.chunk_write_failures.inc();
+                tracing::error!(series = id, error = %e, "writing an out-of-order chunk failed; keeping it in memory");
+                false
+            }
+        }
+    }
+
+    /// Adds an out-of-order sample (the caller checked the window).
+    pub fn insert_ooo(
+        &mut self,
+        id: u64,
+        t: i64,
+        v: f64,
+        seg: u32,
+        p: &ChunkParams,
+        files: &ChunkFiles,
+        m: &Metrics,
+    ) -> Result<Applied, AppendError> {
+        if t == self.max_t {
+            return if v.to_bits() == self.last_v {
+                Ok(Applied::Noop)
+            } else {
+                Err(AppendError::DuplicateSampleForTimestamp)
+            };
+        }
+        let before = self.heap_bytes();
+        let o = self.ooo.get_or_insert_with(Box::default);
+        match o.head.binary_search_by(|s| s.0.cmp(&t)) {
+            Ok(i) => {
+                return if o.head[i].1.to_bits() == v.to_bits() {
+                    Ok(Applied::Noop)
+                } else {
+                    Err(AppendError::DuplicateSampleForTimestamp)
+                };
+            }
+            Err(i) => {
+                if o.head.is_empty() {
+                    o.first_seg = seg;
+                }
+                if o.head.len() >= usize::from(u16::MAX) {
+                    return Err(AppendError::Storage("out-of-order buffer is full and cannot be written".into()));
+                }
+                o.head.insert(i, (t, v));
+            }
+        }
+        let n = o.head.len();
+        if n >= p.ooo_cap && (n == p.ooo_cap || n % p.ooo_cap == 0) {
+            self.cut_ooo(id, files, m);
+        }
+        let after = self.heap_bytes();
+        if after != before {
+            m.head_chunk_heap_bytes.inc_by(after as i64 - before as i64);
+        }
+        Ok(Applied::Stored)
+    }
+
+    /// Writes open chunks whose first sample lives in WAL segment `≤ upto` to the chunk
+    /// files and frees their memory. False when a write failed.
+    pub fn cut_for_checkpoint(&mut self, id: u64, upto: u32, files: &ChunkFiles, m: &Metrics) -> bool {
+        let before = self.heap_bytes();
+        let mut ok = true;
+        if self.head.as_ref().is_some_and(|h| h.c.num_samples() > 0 && h.first_seg <= upto) {
+            if self.cut_head(id, files, m) {
+                self.head = None;
+                m.head_chunks.dec();
+            } else {
+                ok = false;
+            }
+        }
+        if self.ooo.as_ref().is_some_and(|o| !o.head.is_empty() && o.first_seg <= upto) {
+            if self.cut_ooo(id, files, m) {
+                if let Some(o) = &mut self.ooo {
+                    o.head = Vec::new();
+                }
+            } else {
+                ok = false;
+            }
+        }
+        let after = self.heap_bytes();
+        if after != before {
+            m.head_chunk_heap_bytes.inc_by(after as i64 - before as i64);
+        }
+        ok
+    }
+
+    /// Drops every chunk (and buffered sample) older than `cutoff`; returns chunks dropped.
+    pub fn drop_before(&mut self, cutoff: i64, m: &Metrics) -> usize {
+        let before = self.heap_bytes();
+        let n0 = self.chunks.len();
+        self.chunks.retain(|c| c.max_t >= cutoff);
+        let mut dropped = n0 - self.chunks.len();
+        m.mmapped_chunks.dec_by(dropped as i64);
+        if self.head.as_ref().is_some_and(|h| h.c.num_samples() == 0 || h.c.max_t() < cutoff) {
+            if self.head.as_ref().is_some_and(|h| h.c.num_samples() > 0) {
+                dropped += 1;
+            }
+            self.head = None;
+            m.head_chunks.dec();
+        }
+        if let Some(o) = &mut self.ooo {
+            let k0 = o.chunks.len();
+            o.chunks.retain(|c| c.max_t >= cutoff);
+            let k = k0 - o.chunks.len();
+            m.mmapped_chunks.dec_by(k as i64);
+            dropped += k;
+            o.head.retain(|s| s.0 >= cutoff);
+            if o.head.is_empty() && o.chunks.is_empty() {
+                self.ooo = None;
+            }
+        }
+        let after = self.heap_bytes();
+        if after != before {
+            m.head_chunk_heap_bytes.inc_by(after as i64 - before as i64);
+        }
+        dropped
+    }
+
+    /// Releases everything (the series is being removed); keeps gauges right.
+    pub fn clear(&mut self, m: &Metrics) {
+        m.head_chunk_heap_bytes.dec_by(self.heap_bytes() as i64);
+        if self.head.take().is_some() {
+            m.head_chunks.dec();
+        }
+        m.mmapped_chunks.dec_by(self.chunks.len() as i64);
+        self.chunks = Vec::new();
+        if let Some(o) = self.ooo.take() {
+            m.mmapped_chunks.dec_by(o.chunks.len() as i64);
+        }
+    }
+
+    /// Attaches chunks found in the chunk files on open (sorted by time).
+    pub fn attach(&mut self, mut inorder: Vec<ChunkMeta>, mut ooo: Vec<ChunkMeta>, files: &ChunkFiles, m: &Metrics) {
+        inorder.sort_by_key(|c| c.min_t);
+        // Overlapping in-order chunks can only come from a torn previous run; keep the first.
+        inorder.dedup_by(|b, a| b.min_t <= a.max_t);
+        m.mmapped_chunks.inc_by((inorder.len() + ooo.len()) as i64);
+        if let Some(last) = inorder.last()
+            && last.max_t > self.max_t
+            && let Some((f, off)) = files.resolve(last.r)
+            && let Some(data) = f.chunk_data(off)
+            && let Some((t, v)) = XorIter::new(data).last()
+        {
+            self.max_t = t;
+            self.last_v = v.to_bits();
+        }
+        self.chunks = inorder;
+        if !ooo.is_empty() {
+            ooo.sort_by_key(|c| c.min_t);
+            self.ooo.get_or_insert_with(Box::default).chunks = ooo;
+        }
+    }
+
+    /// Copies what a reader needs for `[start, end]`; `None` when nothing overlaps.
+    pub fn snapshot(&self, start: i64, end: i64, files: &ChunkFiles) -> Result<Option<Snapshot>, StorageError> {
+        let mut snap = Snapshot::default();
+        let i = self.chunks.partition_point(|c| c.max_t < start);
+        for c in self.chunks[i..].iter().take_while(|c| c.min_t <= end) {
+            snap.inorder.push(resolve(files, c)?);
+        }
+        if let Some(h) = &self.head
+            && h.c.num_samples() > 0
+            && h.c.min_t() <= end
+            && h.c.max_t() >= start
+        {
+            snap.inorder.push(ChunkSrc::Heap(h.c.bytes().to_vec()));
+        }
+        if let Some(o) = &self.ooo {
+            for c in o.chunks.iter().filter(|c| c.min_t <= end && c.max_t >= start) {
+                snap.ooo.push(resolve(files, c)?);
+            }
+            snap.ooo_head.extend(o.head.iter().filter(|s| s.0 >= start && s.0 <= end).copied());
+        }
+        if snap.inorder.is_empty() && snap.ooo.is_empty() && snap.ooo_head.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(snap))
+    }
+}
+
+fn resolve(files: &ChunkFiles, c: &ChunkMeta) -> Result<ChunkSrc, StorageError> {
+    files
+        .resolve(c.r)
+        .map(|(f, off)| ChunkSrc::Mapped(f, off))
+        .ok_or_else(|| StorageError::Other(format!("head-chunk file for chunk {:#x} is missing", c.r)))
+}
+
+pub enum ChunkSrc {
+    Mapped(Arc<ChunkFile>, u32),
+    Heap(Vec<u8>),
+}
+
+impl ChunkSrc {
+    fn bytes(&self) -> Result<&[u8], StorageError> {
+        match self {
+            ChunkSrc::Heap(b) => Ok(b),
+            ChunkSrc::Mapped(f, off) => f
+                .chunk_data(*off)
+                .ok_or_else(|| StorageError::Other(format!("chunk at offset {off} of file {} is unreadable", f.index))),
+        }
+    }
+}
+
+/// Chunk data copied (heap) or referenced (mmap) under the series lock, decoded without it.
+#[derive(Default)]
+pub struct Snapshot {
+    pub inorder: Vec<ChunkSrc>,
+    pub ooo: Vec<ChunkSrc>,
+    pub ooo_head: Vec<(i64, f64)>,
+}
+
+fn decode_range(src: &ChunkSrc, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), StorageError> {
+    let mut it = XorIter::new(src.bytes()?);
+    for (t, v) in it.by_ref() {
+        if t > end {
+            return Ok(());
+        }
+        if t >= start {
+            out.push(Sample { t, v });
+        }
+    }
+    if it.corrupt() {
+        return Err(StorageError::Other("corrupt chunk".into()));
+    }
+    Ok(())
+}
+
+impl Snapshot {
+    /// Samples in `[start, end]`, time-sorted; out-of-order data merged in, equal timestamps
+    /// resolved in favour of the in-order sample.
+    pub fn decode(&self, start: i64, end: i64) -> Result<Vec<Sample>, StorageError> {
+        let mut out = Vec::new();
+        for src in &self.inorder {
+            decode_range(src, start, end, &mut out)?;
+        }
+        if self.ooo.is_empty() && self.ooo_head.is_empty() {
+            return Ok(out);
+        }
+        let mut ooo = Vec::new();
+        for src in &self.ooo {
+            decode_range(src, start, end, &mut ooo)?;
+        }
+        ooo.extend(self.ooo_head.iter().map(|&(t, v)| Sample { t, v }));
+        ooo.sort_by_key(|s| s.t);
+        ooo.dedup_by_key(|s| s.t);
+        let mut merged = Vec::with_capacity(out.len() + ooo.len());
+        let (mut i, mut j) = (0, 0);
+        while i < out.len() || j < ooo.len() {
+            match (out.get(i), ooo.get(j)) {
+                (Some(a), Some(b)) if a.t < b.t => {
+                    merged.push(*a);
+                    i += 1;
+                }
+                (Some(a), Some(b)) if a.t == b.t => {
+                    merged.push(*a);
+                    i += 1;
+                    j += 1;
+                }
+                (_, Some(b)) => {
+                    merged.push(*b);
+                    j += 1;
+                }
+                (Some(a), None) => {
+                    merged.push(*a);
+                    i += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        Ok(merged)
+    }
+}
+
+enum HashEntry {
+    One(Arc<MemSeries>),
+    Many(Vec<Arc<MemSeries>>),
+}
+
+/// Series lookup, index and symbols.
+pub struct Head {
+    pub symbols: SymbolTable,
+    pub index: RwLock<PostingsIndex>,
+    by_id: Box<[RwLock<FxHashMap<u64, Arc<MemSeries>>>]>,
+    by_hash: Box<[RwLock<FxHashMap<u64, HashEntry>>]>,
+    pub next_id: AtomicU64,
+    pub chunks: ChunkFiles,
+    pub params: ChunkParams,
+    pub metrics: Metrics,
+    pub max_t: AtomicI64,
+    pub min_t: AtomicI64,
+}
+
+pub fn labels_hash(labels: &Labels) -> u64 {
+    let mut h = FxHasher::default();
+    for l in labels {
+        h.write(l.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value.as_bytes());
+        h.write_u8(0xfe);
+    }
+    h.finish()
+}
+
+impl Head {
+    pub fn new(chunks: ChunkFiles, params: ChunkParams, metrics: Metrics) -> Self {
+        Head {
+            symbols: SymbolTable::default(),
+            index: RwLock::new(PostingsIndex::default()),
+            by_id: (0..STRIPES).map(|_| RwLock::new(FxHashMap::default())).collect(),
+            by_hash: (0..STRIPES).map(|_| RwLock::new(FxHashMap::default())).collect(),
+            next_id: AtomicU64::new(1),
+            chunks,
+            params,
+            metrics,
+            max_t: AtomicI64::new(i64::MIN),
+            min_t: AtomicI64::new(i64::MAX),
+        }
+    }
+
+    #[inline]
+    pub fn get_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
+        self.by_id[id as usize % STRIPES].read().get(&id).cloned()
+    }
+
+    fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
+        if s.labels.len() != labels.len() {
+            return false;
+        }
+        let syms = self.symbols.read();
+        s.labels.iter().zip(labels.iter()).all(|(&(n, v), l)| syms.str(n) == l.name && syms.str(v) == l.value)
+    }
+
+    pub fn get_by_labels(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
+        let g = self.by_hash[hash as usize % STRIPES].read();
+        match g.get(&hash)? {
+            HashEntry::One(s) => self.same_labels(s, labels).then(|| s.clone()),
+            HashEntry::Many(v) => v.iter().find(|s| self.same_labels(s, labels)).cloned(),
+        }
+    }
+
+    /// Returns the series with `labels`, creating it with `id` when absent.
+    pub fn get_or_create(&self, labels: &Labels, hash: u64, id: u64) -> (Arc<MemSeries>, bool) {
+        let mut g = self.by_hash[hash as usize % STRIPES].write();
+        let existing = match g.get(&hash) {
+            Some(HashEntry::One(s)) => self.same_labels(s, labels).then(|| s.clone()),
+            Some(HashEntry::Many(v)) => v.iter().find(|s| self.same_labels(s, labels)).cloned(),
+            None => None,
+        };
+        if let Some(s) = existing {
+            return (s, false);
+        }
+        let syms = self.symbols.intern_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        let s = Arc::new(MemSeries { id, hash, labels: syms, state: Mutex::new(SeriesState::new()) });
+        match g.remove(&hash) {
+            None => {
+                g.insert(hash, HashEntry::One(s.clone()));
+            }
+            Some(HashEntry::One(o)) => {
+                g.insert(hash, HashEntry::Many(vec![o, s.clone()]));
+            }
+            Some(HashEntry::Many(mut v)) => {
+                v.push(s.clone());
+                g.insert(hash, HashEntry::Many(v));
+            }
+        }
+        self.by_id[id as usize % STRIPES].write().insert(id, s.clone());
+        self.index.write().add(id, &s.labels);
+        drop(g);
+        self.next_id.fetch_max(id + 1, Ordering::Relaxed);
+        self.metrics.head_series.inc();
+        self.metrics.series_created.inc();
+        (s, true)
+    }
+
+    /// Removes a series (already marked deleted) from every structure and frees its symbols.
+    pub fn remove(&self, s: &Arc<MemSeries>) {
+        {
+            let mut g = self.by_hash[s.hash as usize % STRIPES].write();
+            match g.remove(&s.hash) {
+                Some(HashEntry::One(o)) if o.id != s.id => {
+                    g.insert(s.hash, HashEntry::One(o));
+                }
+                Some(HashEntry::Many(mut v)) => {
+                    v.retain(|o| o.id != s.id);
+                    match v.len() {
+                        0 => {}
+                        1 => {
+                            if let Some(o) = v.pop() {
+                                g.insert(s.hash, HashEntry::One(o));
+                            }
+                        }
+                        _ => {
+                            g.insert(s.hash, HashEntry::Many(v));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.by_id[s.id as usize % STRIPES].write().remove(&s.id);
+            self.index.write().remove(s.id, &s.labels);
+        }
+        self.symbols.release_pairs(&s.labels);
+        self.metrics.head_series.dec();
+        self.metrics.series_removed.inc();
+    }
+
+    pub fn resolve_labels(&self, s: &MemSeries) -> Labels {
+        let syms = self.symbols.read();
+        Labels::from_sorted_unchecked(
+            s.labels.iter().map(|&(n, v)| Label::new(syms.str(n), syms.str(v))).collect(),
+        )
+    }
+
+    /// Every series (a snapshot of the maps).
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut out = Vec::new();
+        for stripe in self.by_id.iter() {
+            out.extend(stripe.read().values().cloned());
+        }
+        out
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.by_id.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Sorted ids of the series matching every matcher (Prometheus's postings-for-matchers:
+    /// intersect the postings of matchers that need a value, subtract those of matchers that
+    /// also accept the empty string).
+    pub fn matching_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
+        let idx = self.index.read();
+        let syms = self.symbols.read();
+        let mut acc: Option<Vec<u64>> = None;
+        let mut subtract: Vec<Vec<u64>> = Vec::new();
+        // Cheap, selective equality matchers first.
+        let mut order: Vec<&Matcher> = matchers.iter().collect();
+        order.sort_by_key(|m| match m.op {
+            lookout_storage::MatchOp::Equal if !m.value.is_empty() => 0,
+            lookout_storage::MatchOp::Regex => 1,
+            _ => 2,
+        });
+        for m in order {
+            let name = syms.lookup(&m.name);
+            let values = name.and_then(|n| idx.values(n));
+            if m.matches_empty() {
+                // Series without the label match; remove those whose value does not.
+                let Some(values) = values else { continue };
+                let bad: Vec<&[u64]> =
+                    values.iter().filter(|(v, _)| !m.matches(syms.str(**v))).map(|(_, l)| l.as_slice()).collect();
+                if !bad.is_empty() {
+                    subtract.push(postings::union(&bad));
+                }
+                continue;
+            }
+            let good: Vec<u64> = match (m.op, values) {
+                (_, None) => Vec::new(),
+                (lookout_storage::MatchOp::Equal, Some(values)) => {
+                    syms.lookup(&m.value).and_then(|v| values.get(&v)).cloned().unwrap_or_default()
+                }
+                (_, Some(values)) => {
+                    let lists: Vec<&[u64]> = match literal_alternatives(m) {
+                        Some(alts) => alts
+                            .iter()
+                            .filter_map(|a| syms.lookup(a).and_then(|v| values.get(&v)))
+                            .map(Vec::as_slice)
+                            .collect(),
+                        None => values
+                            .iter()
+                            .filter(|(v, _)| m.matches(syms.str(**v)))
+                            .map(|(_, l)| l.as_slice())
+                            .collect(),
+                    };
+                    postings::union(&lists)
+                }
+            };
+            let next = match acc {
+                None => good,
+                Some(a) => postings::intersect(&a, &good),
+            };
+            if next.is_empty() {
+                return next;
+            }
+            acc = Some(next);
+        }
+        let mut ids = acc.unwrap_or_else(|| idx.all().to_vec());
+        for s in &subtract {
+            ids = postings::subtract(&ids, s);
+        }
+        ids
+    }
+}
+
+/// For `=~"a|b|c"` with plain literal alternatives, the literals (looked up directly instead
+/// of testing every value).
+fn literal_alternatives(m: &Matcher) -> Option<Vec<&str>> {
+    if m.op != lookout_storage::MatchOp::Regex {
+        return None;
+    }
+    let plain = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ' ' | ',' | '@' | '=');
+    if m.value.is_empty() || !m.value.chars().all(|c| c == '|' || plain(c)) {
+        return None;
+    }
+    Some(m.value.split('|').collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_storage::MatchOp;
+
+    fn head() -> (tempfile::TempDir, Head) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ChunkFiles::open(dir.path(), 1 << 20).unwrap().files;
+        let p = ChunkParams { samples_per_chunk: 4, max_chunk_bytes: 1024, chunk_range_ms: 1 << 40, ooo_cap: 3 };
+        (dir, Head::new(files, p, Metrics::default()))
+    }
+
+    #[test]
+    fn matchers_use_the_index() {
+        let (_d, h) = head();
+        let mk = |pairs: &[(&str, &str)], id: u64| {
+            let l = Labels::from_pairs(pairs.iter().copied());
+            h.get_or_create(&l, labels_hash(&l), id);
+        };
+        mk(&[("__name__", "up"), ("job", "api")], 1);
+        mk(&[("__name__", "up"), ("job", "db")], 2);
+        mk(&[("__name__", "up")], 3);
+        mk(&[("__name__", "rps"), ("job", "api")], 4);
+        let q = |ms: Vec<Matcher>| h.matching_ids(&ms);
+        assert_eq!(q(vec![Matcher::equal("__name__", "up")]), vec![1, 2, 3]);
+        assert_eq!(q(vec![Matcher::equal("__name__", "up"), Matcher::equal("job", "api")]), vec![1]);
+        assert_eq!(q(vec![Matcher::equal("__name__", "up"), Matcher::not_equal("job", "api")]), vec![2, 3]);
+        assert_eq!(q(vec![Matcher::equal("job", "")]), vec![3]);
+        assert_eq!(q(vec![Matcher::new(MatchOp::Regex, "job", "api|db").unwrap()]), vec![1, 2, 4]);
+        assert_eq!(q(vec![Matcher::new(MatchOp::Regex, "job", "a.*").unwrap()]), vec![1, 4]);
+        assert_eq!(q(vec![Matcher::new(MatchOp::NotRegex, "job", "a.*").unwrap()]), vec![2, 3]);
+        assert_eq!(q(vec![Matcher::new(MatchOp::Regex, "job", "db|").unwrap()]), vec![2, 3]);
+        assert_eq!(q(vec![Matcher::equal("nope", "x")]), Vec::<u64>::new());
+        assert_eq!(q(vec![]), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn series_state_cuts_and_decodes() {
+        let (_d, h) = head();
+        let l = Labels::from_pairs([("a", "b")]);
+        let (s, _) = h.get_or_create(&l, labels_hash(&l), 1);
+        let mut st = s.state.lock();
+        for t in 0..10 {
+            st.append_in_order(1, t * 10, t as f64, 1, &h.params, &h.chunks, &h.metrics).unwrap();
+        }
+        assert_eq!(st.chunks.len(), 2, "4 samples per chunk");
+        assert!(matches!(st.append_in_order(1, 90, 9.0, 1, &h.params, &h.chunks, &h.metrics), Ok(Applied::Noop)));
+        assert_eq!(
+            st.append_in_order(1, 90, 8.0, 1, &h.params, &h.chunks, &h.metrics).err(),
+            Some(AppendError::DuplicateSampleForTimestamp)
+        );
+        assert_eq!(st.append_in_order(1, 5, 8.0, 1, &h.params, &h.chunks, &h.metrics).err(), Some(AppendError::OutOfOrder));
+        for t in [15, 25, 35, 45] {
+            st.insert_ooo(1, t, -1.0, 1, &h.params, &h.chunks, &h.metrics).unwrap();
+        }
+        assert_eq!(st.ooo.as_ref().map(|o| o.chunks.len()), Some(1));
+        let snap = st.snapshot(10, 50, &h.chunks).unwrap().unwrap();
+        let got: Vec<i64> = snap.decode(10, 50).unwrap().iter().map(|s| s.t).collect();
+        assert_eq!(got, vec![10, 15, 20, 25, 30, 35, 40, 45, 50]);
+        assert_eq!(st.drop_before(45, &h.metrics), 2);
+        assert!(st.snapshot(0, 39, &h.chunks).unwrap().is_none());
+    }
+}

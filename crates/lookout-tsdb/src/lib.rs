@@ -1,0 +1,119 @@
+//! Lookout's embedded metrics storage: an in-memory head of Gorilla-compressed chunks per
+//! series, full chunks moved out of the heap into mmap'd head-chunk files, a postings index
+//! over interned label strings, and a segmented, checksummed write-ahead log replayed on
+//! open. Immutable blocks and compaction are a later layer: head chunks are already cut at
+//! `chunk_range` boundaries so they can be compacted into time-partitioned blocks.
+//!
+//! [`Tsdb`] implements [`lookout_storage::Queryable`] and [`lookout_storage::Appendable`]
+//! with Prometheus's appender semantics (see [`TsdbOptions`] for the limits and windows).
+//! It is `Send + Sync`; share it as `Arc<Tsdb>`.
+//!
+//! On-disk layout under the data directory: `lock`, `wal/` (segments and checkpoints, see
+//! the `wal` module) and `chunks_head/` (see the `chunk_file` module).
+
+mod appender;
+mod bits;
+pub mod chunk;
+mod chunk_file;
+mod db;
+mod head;
+mod metrics;
+mod postings;
+mod symbols;
+mod wal;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use appender::TsdbAppender;
+pub use db::{RetentionOutcome, Tsdb};
+
+/// Storage options. `Default` gives Prometheus-like behaviour with 7 days of retention.
+#[derive(Clone, Debug)]
+pub struct TsdbOptions {
+    /// Data older than the newest sample minus this is dropped by
+    /// [`Tsdb::enforce_retention`], and appends that old are refused as `TooOld`.
+    pub retention: Duration,
+    /// How far behind the newest sample (over all series) an out-of-order sample may be and
+    /// still be stored. Zero turns out-of-order ingestion off (the default).
+    pub out_of_order_window: Duration,
+    /// Out-of-order samples buffered per series before they are written out as a chunk.
+    pub out_of_order_cap: usize,
+    /// Refuse new series beyond this many (`AppendError::SeriesLimit`).
+    pub max_series: Option<usize>,
+    pub max_labels_per_series: usize,
+    pub max_label_name_len: usize,
+    pub max_label_value_len: usize,
+    /// fsync period of the WAL. Every commit is written with one `write` (surviving a
+    /// process kill); zero fsyncs on every commit (surviving power loss, much slower).
+    pub wal_fsync_interval: Duration,
+    pub wal_segment_size: u64,
+    /// A checkpoint (which truncates the WAL) runs once this many segments exist.
+    pub wal_checkpoint_segments: u32,
+    pub chunk_file_size: u64,
+    pub samples_per_chunk: usize,
+    /// Chunks never span a multiple of this (the future block boundary).
+    pub chunk_range: Duration,
+}
+
+impl Default for TsdbOptions {
+    fn default() -> Self {
+        TsdbOptions {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            out_of_order_window: Duration::ZERO,
+            out_of_order_cap: 32,
+            max_series: None,
+            max_labels_per_series: 128,
+            max_label_name_len: 1024,
+            max_label_value_len: 16 * 1024,
+            wal_fsync_interval: Duration::from_secs(1),
+            wal_segment_size: 128 << 20,
+            wal_checkpoint_segments: 3,
+            chunk_file_size: 128 << 20,
+            samples_per_chunk: 120,
+            chunk_range: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TsdbError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another process")]
+    Locked(PathBuf),
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    #[error("storage is closed")]
+    Closed,
+}
+
+/// A point-in-time summary of the storage.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub series: usize,
+    /// Samples stored since open (replayed ones included).
+    pub samples_appended: u64,
+    /// Open (in-memory) head chunks.
+    pub head_chunks: u64,
+    /// Chunks in head-chunk files.
+    pub mmapped_chunks: u64,
+    /// Heap bytes of open chunks and out-of-order buffers.
+    pub head_chunk_heap_bytes: u64,
+    pub mmapped_chunk_bytes: u64,
+    pub wal_bytes: u64,
+    pub wal_segments: u32,
+    pub symbols: usize,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+}
+
+impl Stats {
+    pub fn chunks(&self) -> u64 {
+        self.head_chunks + self.mmapped_chunks
+    }
+}
