@@ -71,7 +71,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(typ: ErrorType, message: impl Into<String>) -> Self {
-        ApiError { typ, message: message.into(), status: None }
+        ApiError {
+            typ,
+            message: message.into(),
+            status: None,
+        }
     }
 
     pub fn bad_data(message: impl Into<String>) -> Self {
@@ -84,7 +88,10 @@ impl ApiError {
 
     /// A bad_data error answered with 413 Payload Too Large.
     pub fn too_large(message: impl Into<String>) -> Self {
-        ApiError { status: Some(StatusCode::PAYLOAD_TOO_LARGE), ..ApiError::bad_data(message) }
+        ApiError {
+            status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+            ..ApiError::bad_data(message)
+        }
     }
 
     pub fn status(&self) -> StatusCode {

@@ -12,7 +12,10 @@ use lookout_storage::Labels;
 /// A response with `Content-Type: application/json`.
 pub fn json_response(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -42,7 +45,9 @@ pub fn success(data_json: &str, warnings: &[String], infos: &[String]) -> Respon
 pub fn success_value<T: serde::Serialize>(data: &T, warnings: &[String]) -> Response {
     match serde_json::to_string(data) {
         Ok(s) => success(&s, warnings, &[]),
-        Err(e) => crate::error::ApiError::internal(format!("encoding response: {e}")).into_response(),
+        Err(e) => {
+            crate::error::ApiError::internal(format!("encoding response: {e}")).into_response()
+        }
     }
 }
 
@@ -51,7 +56,11 @@ pub fn format_float_f(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -78,7 +87,11 @@ fn format_float_e(v: f64) -> String {
                 Some(d) => ('-', d),
                 None => ('+', exp),
             };
-            if digits.len() < 2 { format!("{mant}e{sign}0{digits}") } else { format!("{mant}e{sign}{digits}") }
+            if digits.len() < 2 {
+                format!("{mant}e{sign}0{digits}")
+            } else {
+                format!("{mant}e{sign}{digits}")
+            }
         }
         None => s,
     }
@@ -235,27 +248,46 @@ mod tests {
     #[test]
     fn result_shapes() {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "a\"b")]);
-        let v = Value::Vector(vec![InstantSample { labels: l.clone(), t: 1000, v: 1.0 }]);
+        let v = Value::Vector(vec![InstantSample {
+            labels: l.clone(),
+            t: 1000,
+            v: 1.0,
+        }]);
         assert_eq!(
             query_data(&v),
             r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1,"1"]}]}"#
         );
-        let m = Value::Matrix(vec![Series { labels: l, samples: vec![Sample { t: 1, v: 0.5 }, Sample { t: 2000, v: 2.0 }] }]);
+        let m = Value::Matrix(vec![Series {
+            labels: l,
+            samples: vec![Sample { t: 1, v: 0.5 }, Sample { t: 2000, v: 2.0 }],
+        }]);
         assert_eq!(
             query_data(&m),
             r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a\"b"},"values":[[0.001,"0.5"],[2,"2"]]}]}"#
         );
-        assert_eq!(query_data(&Value::Scalar { t: 4000, v: 2.0 }), r#"{"resultType":"scalar","result":[4,"2"]}"#);
         assert_eq!(
-            query_data(&Value::String { t: 4000, s: "hi\n".into() }),
+            query_data(&Value::Scalar { t: 4000, v: 2.0 }),
+            r#"{"resultType":"scalar","result":[4,"2"]}"#
+        );
+        assert_eq!(
+            query_data(&Value::String {
+                t: 4000,
+                s: "hi\n".into()
+            }),
             r#"{"resultType":"string","result":[4,"hi\n"]}"#
         );
-        assert_eq!(query_data(&Value::Vector(vec![])), r#"{"resultType":"vector","result":[]}"#);
+        assert_eq!(
+            query_data(&Value::Vector(vec![])),
+            r#"{"resultType":"vector","result":[]}"#
+        );
     }
 
     #[test]
     fn envelope() {
-        assert_eq!(success_envelope("[]", &[], &[]), r#"{"status":"success","data":[]}"#);
+        assert_eq!(
+            success_envelope("[]", &[], &[]),
+            r#"{"status":"success","data":[]}"#
+        );
         assert_eq!(
             success_envelope("1", &["w".into()], &["i".into()]),
             r#"{"status":"success","data":1,"warnings":["w"],"infos":["i"]}"#

@@ -119,7 +119,9 @@ impl StaticRuntimeInfo {
         let now = SystemTime::now();
         StaticRuntimeInfo(RuntimeInfo {
             start_time: now,
-            cwd: std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+            cwd: std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default(),

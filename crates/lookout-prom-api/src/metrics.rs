@@ -58,16 +58,23 @@ impl ApiMetrics {
 
     pub(crate) fn observe_request(&self, handler: &str, code: u16) {
         self.http_requests
-            .get_or_create(&vec![("handler".to_string(), handler.to_string()), ("code".to_string(), code.to_string())])
+            .get_or_create(&vec![
+                ("handler".to_string(), handler.to_string()),
+                ("code".to_string(), code.to_string()),
+            ])
             .inc();
     }
 
     pub(crate) fn observe_query(&self, kind: &str, seconds: f64) {
-        self.query_duration.get_or_create(&vec![("type".to_string(), kind.to_string())]).observe(seconds);
+        self.query_duration
+            .get_or_create(&vec![("type".to_string(), kind.to_string())])
+            .observe(seconds);
     }
 
     pub(crate) fn observe_remote_write(&self, code: u16, samples: u64) {
-        self.remote_write_requests.get_or_create(&vec![("code".to_string(), code.to_string())]).inc();
+        self.remote_write_requests
+            .get_or_create(&vec![("code".to_string(), code.to_string())])
+            .inc();
         if samples > 0 {
             self.remote_write_samples.inc_by(samples);
         }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lookout_storage::{MatchOp, Matcher, METRIC_NAME};
+use lookout_storage::{METRIC_NAME, MatchOp, Matcher};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::Expr;
 
@@ -30,22 +30,34 @@ impl Form {
     pub fn parse(query: Option<&str>, body: Option<&[u8]>) -> Form {
         let mut pairs = Vec::new();
         if let Some(body) = body {
-            pairs.extend(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+            pairs.extend(
+                form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())),
+            );
         }
         if let Some(q) = query {
-            pairs.extend(form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
+            pairs.extend(
+                form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())),
+            );
         }
         Form { pairs }
     }
 
     /// The first value of `name`, or `""` (Go's `FormValue`).
     pub fn value(&self, name: &str) -> &str {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     /// All values of `name`, in order.
     pub fn values(&self, name: &str) -> Vec<&str> {
-        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -89,7 +101,9 @@ pub fn parse_duration_ns(s: &str) -> Result<i128, String> {
     if let Some(d) = parse_go_float(s) {
         let ns = d * 1e9;
         if !ns.is_finite() || ns > i64::MAX as f64 || ns < i64::MIN as f64 {
-            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
         }
         return Ok(ns as i128);
     }
@@ -149,7 +163,9 @@ pub fn parse_prom_duration(s: &str) -> Option<Duration> {
         let unit_idx = if rest.starts_with("ms") {
             6
         } else {
-            UNITS.iter().position(|(u, _)| u.len() == 1 && rest.starts_with(u))?
+            UNITS
+                .iter()
+                .position(|(u, _)| u.len() == 1 && rest.starts_with(u))?
         };
         if last_unit.is_some_and(|l| unit_idx <= l) {
             return None;
@@ -193,7 +209,13 @@ pub fn format_prom_duration(d: Duration) -> String {
 /// (truncated, as Prometheus's `timestamp.FromTime`).
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -205,7 +227,13 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || min > 59
+        || sec > 59
+    {
         return None;
     }
     let mut i = 19;
@@ -271,7 +299,15 @@ pub fn format_rfc3339(ms: i64) -> String {
     let days = secs.div_euclid(86400);
     let sod = secs.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
-    let mut out = format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", y, m, d, sod / 3600, sod % 3600 / 60, sod % 60);
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        y,
+        m,
+        d,
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
     if milli != 0 {
         let frac = format!("{milli:03}");
         out.push('.');
@@ -300,9 +336,12 @@ pub fn parse_limit(form: &Form) -> Result<usize, ApiError> {
     if s.is_empty() {
         return Ok(0);
     }
-    let n: i64 = s
-        .parse()
-        .map_err(|_| invalid_param("limit", format!("strconv.Atoi: parsing {s:?}: invalid syntax")))?;
+    let n: i64 = s.parse().map_err(|_| {
+        invalid_param(
+            "limit",
+            format!("strconv.Atoi: parsing {s:?}: invalid syntax"),
+        )
+    })?;
     if n < 0 {
         return Err(invalid_param("limit", "limit must be non-negative"));
     }
@@ -314,10 +353,14 @@ pub fn parse_limit(form: &Form) -> Result<usize, ApiError> {
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
     let expr = promql_parser::parser::parse(s)?;
     let Expr::VectorSelector(vs) = expr else {
-        return Err(format!("parse error: expected a series selector, got {s:?}"));
+        return Err(format!(
+            "parse error: expected a series selector, got {s:?}"
+        ));
     };
     if vs.offset.is_some() || vs.at.is_some() {
-        return Err(format!("parse error: unexpected offset or @ modifier in series selector {s:?}"));
+        return Err(format!(
+            "parse error: unexpected offset or @ modifier in series selector {s:?}"
+        ));
     }
     let groups: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty() {
         vec![&vs.matchers.matchers]
@@ -352,7 +395,9 @@ pub fn parse_matchers_param(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ApiErr
         let sets = parse_selector(v).map_err(|e| invalid_param("match[]", e))?;
         for set in sets {
             if !set.iter().any(|m| !m.matches_empty()) {
-                return Err(ApiError::bad_data("match[] must contain at least one non-empty matcher"));
+                return Err(ApiError::bad_data(
+                    "match[] must contain at least one non-empty matcher",
+                ));
             }
             all.push(set);
         }
@@ -419,11 +464,20 @@ mod tests {
         assert_eq!(parse_time("-1.5"), Ok(-1500));
         assert_eq!(parse_time("4"), Ok(4000));
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
-        assert_eq!(parse_time("2023-11-14T22:13:20.123456789Z"), Ok(1_700_000_000_123));
-        assert_eq!(parse_time("2023-11-15T07:13:20+09:00"), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.123456789Z"),
+            Ok(1_700_000_000_123)
+        );
+        assert_eq!(
+            parse_time("2023-11-15T07:13:20+09:00"),
+            Ok(1_700_000_000_000)
+        );
         assert_eq!(parse_time("1969-12-31T23:59:59Z"), Ok(-1000));
         assert_eq!(parse_time("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000));
-        assert_eq!(parse_time("x"), Err("cannot parse \"x\" to a valid timestamp".into()));
+        assert_eq!(
+            parse_time("x"),
+            Err("cannot parse \"x\" to a valid timestamp".into())
+        );
         assert!(parse_time("2023-02-29T00:00:00Z").is_err());
         assert!(parse_time("2023-11-14 22:13:20Z").is_err());
         assert!(parse_time("NaN").is_err());
@@ -439,7 +493,10 @@ mod tests {
         assert_eq!(parse_duration_ns("1h30m"), Ok(5_400_000_000_000));
         assert_eq!(parse_duration_ns("100ms"), Ok(100_000_000));
         assert_eq!(parse_duration_ns("1m1ms"), Ok(60_001_000_000));
-        assert_eq!(parse_duration_ns(""), Err("cannot parse \"\" to a valid duration".into()));
+        assert_eq!(
+            parse_duration_ns(""),
+            Err("cannot parse \"\" to a valid duration".into())
+        );
         assert!(parse_duration_ns("30m1h").is_err());
         assert!(parse_duration_ns("1x").is_err());
         assert!(parse_duration_ns("1e30").unwrap_err().contains("overflows"));
@@ -458,12 +515,18 @@ mod tests {
         assert_eq!(format_rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(format_rfc3339(1_700_000_000_120), "2023-11-14T22:13:20.12Z");
         assert_eq!(format_rfc3339(-1000), "1969-12-31T23:59:59Z");
-        assert_eq!(parse_rfc3339_ms(&format_rfc3339(951_782_400_005)), Some(951_782_400_005));
+        assert_eq!(
+            parse_rfc3339_ms(&format_rfc3339(951_782_400_005)),
+            Some(951_782_400_005)
+        );
     }
 
     #[test]
     fn form_body_wins() {
-        let f = Form::parse(Some("query=a&time=1&match[]=x"), Some(b"query=b&match%5B%5D=y"));
+        let f = Form::parse(
+            Some("query=a&time=1&match[]=x"),
+            Some(b"query=b&match%5B%5D=y"),
+        );
         assert_eq!(f.value("query"), "b");
         assert_eq!(f.value("time"), "1");
         assert_eq!(f.values("match[]"), vec!["y", "x"]);

@@ -10,8 +10,8 @@ mod proto;
 mod validate;
 
 pub use proto::{
-    BucketSpan, Exemplar, Histogram, Label, MetricMetadata, Sample, TimeSeries, WriteRequest, histogram,
-    metric_metadata,
+    BucketSpan, Exemplar, Histogram, Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
+    histogram, metric_metadata,
 };
 pub use validate::{ValidationError, validate_labels};
 
@@ -30,6 +30,10 @@ pub const DEFAULT_MAX_DECODED_BYTES: usize = 64 << 20;
 pub enum DecodeError {
     #[error("snappy decode error: {0}")]
     Snappy(#[from] snap::Error),
+    #[error(
+        "snappy decode error: corrupt input (declares {declared} decompressed bytes for a {body}-byte body)"
+    )]
+    ImpossibleLength { declared: usize, body: usize },
     #[error("decompressed body of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error("protobuf decode error: {0}")]
@@ -44,16 +48,37 @@ pub fn decode_write_request(body: &[u8]) -> Result<WriteRequest, DecodeError> {
 
 /// Decodes a snappy-compressed (block format) `WriteRequest`, refusing bodies that would
 /// decompress to more than `max_decoded` bytes.
-pub fn decode_write_request_with_limit(body: &[u8], max_decoded: usize) -> Result<WriteRequest, DecodeError> {
+pub fn decode_write_request_with_limit(
+    body: &[u8],
+    max_decoded: usize,
+) -> Result<WriteRequest, DecodeError> {
     let raw = decompress(body, max_decoded)?;
     Ok(WriteRequest::decode(raw.as_slice())?)
 }
 
+/// Best compression ratio the snappy block format can reach (a 3-byte copy op emits at most
+/// 64 bytes), with slack: a header declaring more than this is corrupt, not merely large.
+const MAX_SNAPPY_RATIO: usize = 22;
+
 /// Snappy block decompression with a bound checked against the declared length first.
 pub fn decompress(body: &[u8], max_decoded: usize) -> Result<Vec<u8>, DecodeError> {
     let size = snap::raw::decompress_len(body)?;
+    if size
+        > body
+            .len()
+            .saturating_mul(MAX_SNAPPY_RATIO)
+            .saturating_add(64)
+    {
+        return Err(DecodeError::ImpossibleLength {
+            declared: size,
+            body: body.len(),
+        });
+    }
     if size > max_decoded {
-        return Err(DecodeError::TooLarge { size, limit: max_decoded });
+        return Err(DecodeError::TooLarge {
+            size,
+            limit: max_decoded,
+        });
     }
     Ok(snap::raw::Decoder::new().decompress_vec(body)?)
 }
@@ -72,7 +97,10 @@ mod tests {
         WriteRequest {
             timeseries: vec![TimeSeries {
                 labels: vec![Label::new("__name__", "up"), Label::new("job", "api")],
-                samples: vec![Sample { value: 1.0, timestamp: 1_700_000_000_000 }],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: 1_700_000_000_000,
+                }],
                 exemplars: vec![],
                 histograms: vec![],
             }],
@@ -100,16 +128,31 @@ mod tests {
 
     #[test]
     fn bad_protobuf_is_an_error() {
-        let body = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff\xff\x0f").unwrap();
+        let body = snap::raw::Encoder::new()
+            .compress_vec(b"\x0a\xff\xff\xff\x0f")
+            .unwrap();
         let err = decode_write_request(&body).unwrap_err();
         assert!(matches!(err, DecodeError::Protobuf(_)), "{err}");
+    }
+
+    #[test]
+    fn impossible_declared_length_is_corruption_not_size() {
+        let err = decode_write_request(b"\xff\xff\xff\xff\x0f garbage").unwrap_err();
+        assert!(matches!(err, DecodeError::ImpossibleLength { .. }), "{err}");
+        // The best real ratio stays under the bound.
+        let zeros = vec![0u8; 1 << 20];
+        let packed = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        assert_eq!(decompress(&packed, 1 << 21).unwrap().len(), 1 << 20);
     }
 
     #[test]
     fn size_limit_is_checked_before_decompressing() {
         let body = encode_write_request(&sample_request()).unwrap();
         let err = decode_write_request_with_limit(&body, 4).unwrap_err();
-        assert!(matches!(err, DecodeError::TooLarge { limit: 4, .. }), "{err}");
+        assert!(
+            matches!(err, DecodeError::TooLarge { limit: 4, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -129,6 +172,12 @@ mod tests {
         req.extend_from_slice(&ts);
         let got = WriteRequest::decode(req.as_slice()).unwrap();
         assert_eq!(got.timeseries[0].labels, vec![Label::new("a", "b")]);
-        assert_eq!(got.timeseries[0].samples, vec![Sample { value: 1.0, timestamp: 5 }]);
+        assert_eq!(
+            got.timeseries[0].samples,
+            vec![Sample {
+                value: 1.0,
+                timestamp: 5
+            }]
+        );
     }
 }

@@ -34,7 +34,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 

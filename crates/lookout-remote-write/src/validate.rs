@@ -30,12 +30,21 @@ pub fn validate_labels(labels: &[Label]) -> Result<Labels, ValidationError> {
         }
     }
     if sorted.iter().any(|l| l.name.is_empty()) {
-        return Err(ValidationError::EmptyLabelName { series: series_string(labels) });
+        return Err(ValidationError::EmptyLabelName {
+            series: series_string(labels),
+        });
     }
-    if !sorted.iter().any(|l| l.name == METRIC_NAME && !l.value.is_empty()) {
-        return Err(ValidationError::MissingMetricName { series: series_string(labels) });
+    if !sorted
+        .iter()
+        .any(|l| l.name == METRIC_NAME && !l.value.is_empty())
+    {
+        return Err(ValidationError::MissingMetricName {
+            series: series_string(labels),
+        });
     }
-    Ok(Labels::from_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))))
+    Ok(Labels::from_pairs(
+        labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+    ))
 }
 
 /// `{a="b", c="d"}` in input order, for error messages.
@@ -61,8 +70,16 @@ mod tests {
 
     #[test]
     fn accepts_utf8_names_and_sorts() {
-        let got = validate_labels(&l(&[("job", "x"), ("__name__", "up"), ("service.name", "ü")])).unwrap();
-        assert_eq!(got, Labels::from_pairs([("__name__", "up"), ("job", "x"), ("service.name", "ü")]));
+        let got = validate_labels(&l(&[
+            ("job", "x"),
+            ("__name__", "up"),
+            ("service.name", "ü"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            got,
+            Labels::from_pairs([("__name__", "up"), ("job", "x"), ("service.name", "ü")])
+        );
     }
 
     #[test]
@@ -74,12 +91,18 @@ mod tests {
     #[test]
     fn rejects_duplicates_empty_names_and_missing_name() {
         let e = validate_labels(&l(&[("__name__", "up"), ("a", "1"), ("a", "2")])).unwrap_err();
-        assert!(matches!(e, ValidationError::DuplicateLabelName { ref name, .. } if name == "a"), "{e}");
+        assert!(
+            matches!(e, ValidationError::DuplicateLabelName { ref name, .. } if name == "a"),
+            "{e}"
+        );
         let e = validate_labels(&l(&[("__name__", "up"), ("", "1")])).unwrap_err();
         assert!(matches!(e, ValidationError::EmptyLabelName { .. }), "{e}");
         let e = validate_labels(&l(&[("job", "x")])).unwrap_err();
         assert!(e.to_string().contains("no metric name"), "{e}");
         let e = validate_labels(&l(&[("__name__", ""), ("job", "x")])).unwrap_err();
-        assert!(matches!(e, ValidationError::MissingMetricName { .. }), "{e}");
+        assert!(
+            matches!(e, ValidationError::MissingMetricName { .. }),
+            "{e}"
+        );
     }
 }

@@ -27,7 +27,12 @@ fn selection(form: &Form) -> Result<Selection, ApiError> {
     let start = params::parse_time_param(form, "start", params::MIN_TIME_MS)?;
     let end = params::parse_time_param(form, "end", params::MAX_TIME_MS)?;
     let matcher_sets = params::parse_matchers_param(&form.values("match[]"))?;
-    Ok(Selection { start, end, matcher_sets, limit })
+    Ok(Selection {
+        start,
+        end,
+        matcher_sets,
+        limit,
+    })
 }
 
 fn storage_error(e: StorageError) -> ApiError {
@@ -96,11 +101,16 @@ pub(crate) async fn label_names(State(s): State<Shared>, req: Request) -> Respon
         let q = s.queryable.clone();
         let mut names: Vec<String> = blocking(move || {
             if sel.matcher_sets.is_empty() {
-                return q.label_names(&[], sel.start, sel.end).map_err(storage_error);
+                return q
+                    .label_names(&[], sel.start, sel.end)
+                    .map_err(storage_error);
             }
             let mut set = BTreeSet::new();
             for ms in &sel.matcher_sets {
-                set.extend(q.label_names(ms, sel.start, sel.end).map_err(storage_error)?);
+                set.extend(
+                    q.label_names(ms, sel.start, sel.end)
+                        .map_err(storage_error)?,
+                );
             }
             Ok(set.into_iter().collect())
         })
@@ -112,7 +122,11 @@ pub(crate) async fn label_names(State(s): State<Shared>, req: Request) -> Respon
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-pub(crate) async fn label_values(State(s): State<Shared>, Path(name): Path<String>, req: Request) -> Response {
+pub(crate) async fn label_values(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
     let result: Result<Response, ApiError> = async {
         let form = read_form(&s, req).await?;
         let name = params::unescape_label_name(&name);
@@ -123,11 +137,16 @@ pub(crate) async fn label_values(State(s): State<Shared>, Path(name): Path<Strin
         let q = s.queryable.clone();
         let mut values: Vec<String> = blocking(move || {
             if sel.matcher_sets.is_empty() {
-                return q.label_values(&name, &[], sel.start, sel.end).map_err(storage_error);
+                return q
+                    .label_values(&name, &[], sel.start, sel.end)
+                    .map_err(storage_error);
             }
             let mut set = BTreeSet::new();
             for ms in &sel.matcher_sets {
-                set.extend(q.label_values(&name, ms, sel.start, sel.end).map_err(storage_error)?);
+                set.extend(
+                    q.label_values(&name, ms, sel.start, sel.end)
+                        .map_err(storage_error)?,
+                );
             }
             Ok(set.into_iter().collect())
         })
@@ -153,7 +172,8 @@ fn int_param(form: &Form, name: &str) -> Result<i64, ApiError> {
     if v.is_empty() {
         return Ok(-1);
     }
-    v.parse().map_err(|_| ApiError::bad_data(format!("{name} must be a number")))
+    v.parse()
+        .map_err(|_| ApiError::bad_data(format!("{name} must be a number")))
 }
 
 pub(crate) async fn metadata(State(s): State<Shared>, req: Request) -> Response {
@@ -174,7 +194,11 @@ pub(crate) async fn metadata(State(s): State<Shared>, req: Request) -> Response 
                 if limit_per_metric > 0 && set.len() as i64 >= limit_per_metric {
                     continue;
                 }
-                set.insert(MetadataEntry { typ: m.metric_type, help: m.help, unit: m.unit });
+                set.insert(MetadataEntry {
+                    typ: m.metric_type,
+                    help: m.help,
+                    unit: m.unit,
+                });
             }
         }
         let mut out: BTreeMap<String, Vec<MetadataEntry>> = BTreeMap::new();

@@ -26,9 +26,15 @@ pub(crate) fn router(state: Shared) -> Router {
     Router::new()
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
-        .route("/api/v1/query_exemplars", get(query::exemplars).post(query::exemplars))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::exemplars).post(query::exemplars),
+        )
         .route("/api/v1/series", get(meta::series).post(meta::series))
-        .route("/api/v1/labels", get(meta::label_names).post(meta::label_names))
+        .route(
+            "/api/v1/labels",
+            get(meta::label_names).post(meta::label_names),
+        )
         .route("/api/v1/label/{name}/values", get(meta::label_values))
         .route("/api/v1/metadata", get(meta::metadata))
         .route("/api/v1/targets", get(status::targets))
@@ -39,7 +45,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/write", post(write::remote_write))
-        .route("/-/healthy", get(lifecycle::healthy).head(lifecycle::healthy))
+        .route(
+            "/-/healthy",
+            get(lifecycle::healthy).head(lifecycle::healthy),
+        )
         .route("/-/ready", get(lifecycle::ready).head(lifecycle::ready))
         .route("/-/reload", post(lifecycle::reload).put(lifecycle::reload))
         .route("/metrics", get(lifecycle::metrics))
@@ -50,14 +59,20 @@ pub(crate) fn router(state: Shared) -> Router {
 /// Counts every request by route and status code; answers 503 while the process is not
 /// ready (except for the health check and self-metrics, as Prometheus).
 async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    let handler = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
-    let resp = if !s.is_ready() && !matches!(handler.as_str(), "/-/healthy" | "/metrics" | "/-/ready") {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
-    } else {
-        next.run(req).await
-    };
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let resp =
+        if !s.is_ready() && !matches!(handler.as_str(), "/-/healthy" | "/metrics" | "/-/ready") {
+            (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+        } else {
+            next.run(req).await
+        };
     if !handler.is_empty() {
-        s.metrics().observe_request(&handler, resp.status().as_u16());
+        s.metrics()
+            .observe_request(&handler, resp.status().as_u16());
     }
     resp
 }
@@ -72,7 +87,10 @@ pub(crate) async fn read_form(s: &ApiState, req: Request) -> Result<Form, ApiErr
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
     if !is_form {
         return Ok(Form::parse(query.as_deref(), None));
     }

@@ -15,7 +15,10 @@ use crate::params::{self, Form, invalid_param};
 const MAX_POINTS_PER_SERIES: i128 = 11_000;
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub(crate) async fn instant(State(s): State<Shared>, req: Request) -> Response {
@@ -68,7 +71,9 @@ pub(crate) async fn exemplars(State(s): State<Shared>, req: Request) -> Response
         let start = params::parse_time_param(&form, "start", params::MIN_TIME_MS)?;
         let end = params::parse_time_param(&form, "end", params::MAX_TIME_MS)?;
         if end < start {
-            return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+            return Err(ApiError::bad_data(
+                "end timestamp must not be before start timestamp",
+            ));
         }
         promql_parser::parser::parse(form.value("query")).map_err(ApiError::bad_data)?;
         Ok(json::success("[]", &[], &[]))
@@ -93,8 +98,14 @@ fn query_timeout(s: &Shared, form: &Form) -> Result<Duration, ApiError> {
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    Instant { ts: i64 },
-    Range { start: i64, end: i64, step: Duration },
+    Instant {
+        ts: i64,
+    },
+    Range {
+        start: i64,
+        end: i64,
+        step: Duration,
+    },
 }
 
 impl Kind {
@@ -108,40 +119,69 @@ impl Kind {
 
 /// Waits for a query slot, evaluates on the blocking pool and renders the result, all within
 /// `timeout`.
-async fn run(s: &Shared, kind: Kind, query: String, timeout: Duration) -> Result<Response, ApiError> {
+async fn run(
+    s: &Shared,
+    kind: Kind,
+    query: String,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + timeout;
-    let permit = match tokio::time::timeout_at(deadline, s.query_slots.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(_)) => return Err(ApiError::new(ErrorType::Unavailable, "query engine is shutting down")),
-        Err(_) => return Err(ApiError::new(ErrorType::Timeout, "query timed out in query queue")),
-    };
+    let permit =
+        match tokio::time::timeout_at(deadline, s.query_slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    ErrorType::Unavailable,
+                    "query engine is shutting down",
+                ));
+            }
+            Err(_) => {
+                return Err(ApiError::new(
+                    ErrorType::Timeout,
+                    "query timed out in query queue",
+                ));
+            }
+        };
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let engine = lookout_promql::Engine::new(EngineOptions { timeout: remaining, ..s.engine.options().clone() });
+    let engine = lookout_promql::Engine::new(EngineOptions {
+        timeout: remaining,
+        ..s.engine.options().clone()
+    });
     let queryable = s.queryable.clone();
     let q = query.clone();
     let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         match kind {
             Kind::Instant { ts } => engine.instant_query(&*queryable, &q, ts),
-            Kind::Range { start, end, step } => engine.range_query(&*queryable, &q, start, end, step),
+            Kind::Range { start, end, step } => {
+                engine.range_query(&*queryable, &q, start, end, step)
+            }
         }
     });
     let outcome = tokio::time::timeout_at(deadline, task).await;
-    s.metrics().observe_query(kind.label(), started.elapsed().as_secs_f64());
+    s.metrics()
+        .observe_query(kind.label(), started.elapsed().as_secs_f64());
     match outcome {
         Err(_) => {
             tracing::info!(query = %query, ?timeout, "query timed out");
-            Err(ApiError::new(ErrorType::Timeout, "query timed out in expression evaluation"))
+            Err(ApiError::new(
+                ErrorType::Timeout,
+                "query timed out in expression evaluation",
+            ))
         }
         Ok(Err(join)) => {
             tracing::error!(query = %query, error = %join, "query evaluation panicked");
-            Err(ApiError::internal(format!("query evaluation failed unexpectedly: {join}")))
+            Err(ApiError::internal(format!(
+                "query evaluation failed unexpectedly: {join}"
+            )))
         }
         Ok(Ok(Err(e))) => Err(query_error(&query, e)),
-        Ok(Ok(Ok(QueryResult { value, warnings, infos }))) => {
-            Ok(json::success(&json::query_data(&value), &warnings, &infos))
-        }
+        Ok(Ok(Ok(QueryResult {
+            value,
+            warnings,
+            infos,
+        }))) => Ok(json::success(&json::query_data(&value), &warnings, &infos)),
     }
 }
 
@@ -185,9 +225,18 @@ mod tests {
 
     #[test]
     fn parse_errors_are_bad_data_with_position() {
-        let e = query_error("foo{", QueryError::Parse { message: "unexpected end of input".into(), position: Some(4) });
+        let e = query_error(
+            "foo{",
+            QueryError::Parse {
+                message: "unexpected end of input".into(),
+                position: Some(4),
+            },
+        );
         assert_eq!(e.typ, ErrorType::BadData);
-        assert_eq!(e.message, "invalid parameter \"query\": 1:5: parse error: unexpected end of input");
+        assert_eq!(
+            e.message,
+            "invalid parameter \"query\": 1:5: parse error: unexpected end of input"
+        );
         let e = query_error("x", QueryError::Execution("boom".into()));
         assert_eq!(e.typ, ErrorType::Execution);
         let e = query_error("x", QueryError::Timeout("expression evaluation"));

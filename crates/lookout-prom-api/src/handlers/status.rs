@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use lookout_storage::{Labels, MatchOp, Matcher, METRIC_NAME};
+use lookout_storage::{Labels, METRIC_NAME, MatchOp, Matcher};
 use serde_json::{Map, Value as Json, json};
 
 use super::query::now_ms;
@@ -19,7 +19,11 @@ use crate::{ActiveTarget, DroppedTarget};
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 fn labels_json(l: &Labels) -> Json {
-    Json::Object(l.iter().map(|l| (l.name.clone(), Json::String(l.value.clone()))).collect::<Map<_, _>>())
+    Json::Object(
+        l.iter()
+            .map(|l| (l.name.clone(), Json::String(l.value.clone())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 fn time_json(t: Option<SystemTime>) -> Json {
@@ -61,8 +65,16 @@ pub(crate) async fn targets(State(s): State<Shared>, req: Request) -> Response {
         let show_dropped = matches!(state.as_str(), "" | "any" | "dropped");
         let provider = s.targets.clone();
         let (mut active, mut dropped) = tokio::task::spawn_blocking(move || {
-            let a = if show_active { provider.active_targets() } else { Vec::new() };
-            let d = if show_dropped { provider.dropped_targets() } else { Vec::new() };
+            let a = if show_active {
+                provider.active_targets()
+            } else {
+                Vec::new()
+            };
+            let d = if show_dropped {
+                provider.dropped_targets()
+            } else {
+                Vec::new()
+            };
             (a, d)
         })
         .await
@@ -97,7 +109,9 @@ pub(crate) async fn targets_metadata(State(s): State<Shared>, req: Request) -> R
         let form = read_form(&s, req).await?;
         let limit: i64 = match form.value("limit") {
             "" => -1,
-            v => v.parse().map_err(|_| ApiError::bad_data("limit must be a number"))?,
+            v => v
+                .parse()
+                .map_err(|_| ApiError::bad_data("limit must be a number"))?,
         };
         let match_target = form.value("match_target");
         let matcher_sets = if match_target.is_empty() {
@@ -112,7 +126,10 @@ pub(crate) async fn targets_metadata(State(s): State<Shared>, req: Request) -> R
             .map_err(|e| ApiError::internal(format!("targets task failed: {e}")))?;
         let mut out = Vec::new();
         'targets: for t in &all {
-            if !matcher_sets.iter().any(|set| set.iter().all(|m| m.matches_labels(&t.target))) {
+            if !matcher_sets
+                .iter()
+                .any(|set| set.iter().all(|m| m.matches_labels(&t.target)))
+            {
                 continue;
             }
             for m in &t.metadata {
@@ -138,7 +155,10 @@ pub(crate) async fn targets_metadata(State(s): State<Shared>, req: Request) -> R
             }
         }
         if out.is_empty() {
-            return Err(ApiError::new(ErrorType::NotFound, "specified metadata not found"));
+            return Err(ApiError::new(
+                ErrorType::NotFound,
+                "specified metadata not found",
+            ));
         }
         Ok(json::success_value(&out, &[]))
     }
@@ -175,7 +195,9 @@ pub(crate) async fn runtimeinfo(State(s): State<Shared>) -> Response {
     let provider = s.runtime_info.clone();
     let info = match tokio::task::spawn_blocking(move || provider.runtime_info()).await {
         Ok(i) => i,
-        Err(e) => return ApiError::internal(format!("runtime info task failed: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::internal(format!("runtime info task failed: {e}")).into_response();
+        }
     };
     let data = json!({
         "startTime": time_json(Some(info.start_time)),
@@ -208,8 +230,10 @@ pub(crate) async fn tsdb(State(s): State<Shared>, req: Request) -> Response {
         let end = now_ms();
         let start = end - 2 * 3600 * 1000;
         let series = tokio::task::spawn_blocking(move || {
-            let all = Matcher::new(MatchOp::Regex, METRIC_NAME, ".+").map_err(|e| ApiError::internal(e.to_string()))?;
-            q.series(&[all], start, params::MAX_TIME_MS).map_err(|e| ApiError::internal(e.to_string()))
+            let all = Matcher::new(MatchOp::Regex, METRIC_NAME, ".+")
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            q.series(&[all], start, params::MAX_TIME_MS)
+                .map_err(|e| ApiError::internal(e.to_string()))
         })
         .await
         .map_err(|e| ApiError::internal(format!("tsdb status task failed: {e}")))??;
@@ -229,7 +253,10 @@ fn tsdb_stats(series: &[Labels], limit: usize) -> Json {
             *by_metric.entry(name).or_default() += 1;
         }
         for label in l.iter() {
-            values_by_name.entry(&label.name).or_default().insert(&label.value);
+            values_by_name
+                .entry(&label.name)
+                .or_default()
+                .insert(&label.value);
             *by_pair.entry((&label.name, &label.value)).or_default() += 1;
             pairs.insert((&label.name, &label.value));
         }
@@ -237,15 +264,25 @@ fn tsdb_stats(series: &[Labels], limit: usize) -> Json {
     fn top(mut v: Vec<(String, u64)>, limit: usize) -> Json {
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v.truncate(limit);
-        Json::Array(v.into_iter().map(|(name, value)| json!({"name": name, "value": value})).collect())
+        Json::Array(
+            v.into_iter()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect(),
+        )
     }
     let metric_counts = by_metric.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let value_counts = values_by_name.iter().map(|(k, v)| (k.to_string(), v.len() as u64)).collect();
+    let value_counts = values_by_name
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.len() as u64))
+        .collect();
     let memory = values_by_name
         .iter()
         .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.len() as u64).sum()))
         .collect();
-    let pair_counts = by_pair.iter().map(|((n, v), c)| (format!("{n}={v}"), *c)).collect();
+    let pair_counts = by_pair
+        .iter()
+        .map(|((n, v), c)| (format!("{n}={v}"), *c))
+        .collect();
     json!({
         "headStats": { "numSeries": series.len(), "numLabelPairs": pairs.len() },
         "seriesCountByMetricName": top(metric_counts, limit),
@@ -269,9 +306,23 @@ mod tests {
         let j = tsdb_stats(&s, 10);
         assert_eq!(j["headStats"]["numSeries"], 3);
         assert_eq!(j["headStats"]["numLabelPairs"], 4);
-        assert_eq!(j["seriesCountByMetricName"][0], json!({"name": "a", "value": 2}));
-        assert_eq!(j["seriesCountByLabelValuePair"][0], json!({"name": "__name__=a", "value": 2}));
-        assert_eq!(j["seriesCountByLabelValuePair"][1], json!({"name": "job=x", "value": 2}));
-        assert_eq!(tsdb_stats(&s, 1)["labelValueCountByLabelName"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            j["seriesCountByMetricName"][0],
+            json!({"name": "a", "value": 2})
+        );
+        assert_eq!(
+            j["seriesCountByLabelValuePair"][0],
+            json!({"name": "__name__=a", "value": 2})
+        );
+        assert_eq!(
+            j["seriesCountByLabelValuePair"][1],
+            json!({"name": "job=x", "value": 2})
+        );
+        assert_eq!(
+            tsdb_stats(&s, 1)["labelValueCountByLabelName"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
     }
 }
