@@ -69,6 +69,20 @@ fn bench(c: &mut Criterion) {
             black_box(r)
         })
     });
+    g.bench_function("sum_by_job_rate_5m_full_6h_step_60s", |b| {
+        b.iter(|| {
+            let r = engine
+                .range_query(
+                    &storage,
+                    "sum by (job) (rate(x[5m]))",
+                    0,
+                    end,
+                    Duration::from_secs(60),
+                )
+                .expect("query");
+            black_box(r)
+        })
+    });
     g.bench_function("histogram_quantile_0.99", |b| {
         b.iter(|| {
             let r = engine

@@ -991,3 +991,174 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSerie
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use lookout_storage::memory::MemStorage;
+    use lookout_storage::{Appendable, Labels};
+
+    use crate::{Engine, QueryError, Value};
+
+    fn store(series: &[(&[(&str, &str)], f64)]) -> MemStorage {
+        let s = MemStorage::new();
+        let mut app = s.appender();
+        for (labels, v) in series {
+            let l = Labels::from_pairs(labels.iter().copied());
+            app.append(None, &l, 0, *v).unwrap();
+        }
+        app.commit().unwrap();
+        s
+    }
+
+    fn vector(s: &MemStorage, q: &str) -> Vec<(String, f64)> {
+        match Engine::default().instant_query(s, q, 0).unwrap().value {
+            Value::Vector(v) => {
+                let mut out: Vec<(String, f64)> =
+                    v.into_iter().map(|x| (x.labels.to_string(), x.v)).collect();
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                out
+            }
+            other => panic!("not a vector: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_to_one_matching_drops_name_and_ignored_labels() {
+        let s = store(&[
+            (&[("__name__", "a"), ("job", "x"), ("i", "1")], 10.0),
+            (&[("__name__", "b"), ("job", "x"), ("i", "1")], 2.0),
+            (&[("__name__", "b"), ("job", "y"), ("i", "1")], 3.0),
+        ]);
+        assert_eq!(
+            vector(&s, "a / b"),
+            vec![(r#"{i="1", job="x"}"#.into(), 5.0)]
+        );
+        assert_eq!(
+            vector(&s, "a / on(job) b"),
+            vec![(r#"{job="x"}"#.into(), 5.0)]
+        );
+        assert_eq!(
+            vector(&s, "a > bool ignoring(i) b"),
+            vec![(r#"{job="x"}"#.into(), 1.0)]
+        );
+        // Filtering comparison keeps the name and the left value.
+        assert_eq!(
+            vector(&s, "a > b"),
+            vec![(r#"{__name__="a", i="1", job="x"}"#.into(), 10.0)]
+        );
+    }
+
+    #[test]
+    fn group_left_copies_labels_from_one_side() {
+        let s = store(&[
+            (&[("__name__", "req"), ("job", "x"), ("path", "/a")], 4.0),
+            (&[("__name__", "req"), ("job", "x"), ("path", "/b")], 6.0),
+            (
+                &[("__name__", "info"), ("job", "x"), ("version", "1.2")],
+                1.0,
+            ),
+        ]);
+        assert_eq!(
+            vector(&s, "req * on(job) group_left(version) info"),
+            vec![
+                (r#"{job="x", path="/a", version="1.2"}"#.into(), 4.0),
+                (r#"{job="x", path="/b", version="1.2"}"#.into(), 6.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn many_to_many_is_an_error_with_prometheus_message() {
+        let s = store(&[
+            (&[("__name__", "a"), ("job", "x"), ("i", "1")], 1.0),
+            (&[("__name__", "a"), ("job", "x"), ("i", "2")], 1.0),
+            (&[("__name__", "b"), ("job", "x")], 1.0),
+        ]);
+        let err = Engine::default()
+            .instant_query(&s, "b + on(job) a", 0)
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Execution(_)));
+        assert!(err.to_string().starts_with(
+            "found duplicate series for the match group {job=\"x\"} on the right hand-side"
+        ));
+        assert!(err.to_string().ends_with(
+            "many-to-many matching not allowed: matching labels must be unique on one side"
+        ));
+    }
+
+    #[test]
+    fn set_operators() {
+        let s = store(&[
+            (&[("__name__", "a"), ("job", "x")], 1.0),
+            (&[("__name__", "a"), ("job", "y")], 2.0),
+            (&[("__name__", "b"), ("job", "y")], 3.0),
+            (&[("__name__", "b"), ("job", "z")], 4.0),
+        ]);
+        assert_eq!(
+            vector(&s, "a and b"),
+            vec![(r#"{__name__="a", job="y"}"#.into(), 2.0)]
+        );
+        assert_eq!(
+            vector(&s, "a unless b"),
+            vec![(r#"{__name__="a", job="x"}"#.into(), 1.0)]
+        );
+        assert_eq!(vector(&s, "a or b").len(), 3);
+    }
+
+    #[test]
+    fn range_query_of_scalar_is_one_unlabelled_series() {
+        let s = MemStorage::new();
+        let r = Engine::default()
+            .range_query(&s, "1 + 1", 0, 120_000, std::time::Duration::from_secs(60))
+            .unwrap();
+        match r.value {
+            Value::Matrix(m) => {
+                assert_eq!(m.len(), 1);
+                assert!(m[0].labels.is_empty());
+                assert_eq!(m[0].samples.len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_map_to_api_types() {
+        let s = MemStorage::new();
+        let e = Engine::default().parse_check("sum(").unwrap_err();
+        assert_eq!(e.error_type(), "bad_data");
+        let e = Engine::default()
+            .instant_query(&s, "rate(x)", 0)
+            .unwrap_err();
+        assert_eq!(e.error_type(), "bad_data");
+        let e = Engine::default()
+            .range_query(&s, "x[5m]", 0, 60_000, std::time::Duration::from_secs(60))
+            .unwrap_err();
+        assert_eq!(e.error_type(), "execution");
+    }
+
+    #[test]
+    fn limits_and_timeout() {
+        let s = MemStorage::new();
+        let mut app = s.appender();
+        let l = Labels::from_pairs([("__name__", "x")]);
+        for k in 0..100 {
+            app.append(None, &l, k * 1000, k as f64).unwrap();
+        }
+        app.commit().unwrap();
+        let engine = Engine::new(crate::EngineOptions {
+            max_samples: 10,
+            ..Default::default()
+        });
+        let e = engine
+            .instant_query(&s, "sum_over_time(x[100s])", 100_000)
+            .unwrap_err();
+        assert!(matches!(e, QueryError::TooManySamples(_)), "{e}");
+        let engine = Engine::new(crate::EngineOptions {
+            timeout: std::time::Duration::ZERO,
+            ..Default::default()
+        });
+        let e = engine.instant_query(&s, "x", 0).unwrap_err();
+        assert!(matches!(e, QueryError::Timeout(_)), "{e}");
+        assert_eq!(e.error_type(), "timeout");
+    }
+}

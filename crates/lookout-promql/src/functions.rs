@@ -904,3 +904,116 @@ fn for_each_window(
         f(i, &samples[lo..hi], te);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(points: &[(i64, f64)]) -> Vec<Sample> {
+        points.iter().map(|&(t, v)| Sample { t, v }).collect()
+    }
+
+    #[test]
+    fn rate_extrapolates_to_window_boundaries() {
+        // Samples every 10s covering the whole 60s window (0, 60]: 10..60.
+        let w = s(&[
+            (10_000, 1.0),
+            (20_000, 2.0),
+            (30_000, 3.0),
+            (40_000, 4.0),
+            (50_000, 5.0),
+            (60_000, 6.0),
+        ]);
+        // Sampled 50s for an increase of 5; start gap 10s <= 1.1*10s so extrapolate to 60s.
+        let inc = extrapolated_rate(&w, 0, 60_000, 60_000, true, false).unwrap();
+        assert!((inc - 6.0).abs() < 1e-9, "{inc}");
+        let rate = extrapolated_rate(&w, 0, 60_000, 60_000, true, true).unwrap();
+        assert!((rate - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rate_limits_extrapolation_to_half_interval_when_series_starts_late() {
+        // Series starts 40s into a 60s window: gap 40s > 1.1*10s, extrapolate by 5s only;
+        // the counter's zero point (first value 10 / slope 1 per 10s = 100s away) does not cut it.
+        let w = s(&[(40_000, 10.0), (50_000, 11.0), (60_000, 12.0)]);
+        let inc = extrapolated_rate(&w, 0, 60_000, 60_000, true, false).unwrap();
+        assert!((inc - 2.0 * 25.0 / 20.0).abs() < 1e-9, "{inc}");
+    }
+
+    #[test]
+    fn counter_zero_point_caps_start_extrapolation() {
+        // Value 1 at 10s rising 10 per 10s: zero point is 1s before the first sample.
+        let w = s(&[(10_000, 1.0), (20_000, 11.0), (30_000, 21.0)]);
+        let inc = extrapolated_rate(&w, 0, 30_000, 30_000, true, false).unwrap();
+        assert!((inc - 20.0 * 21.0 / 20.0).abs() < 1e-9, "{inc}");
+        // delta (not a counter) extrapolates the full 10s to the start instead.
+        let d = extrapolated_rate(&w, 0, 30_000, 30_000, false, false).unwrap();
+        assert!((d - 20.0 * 30.0 / 20.0).abs() < 1e-9, "{d}");
+    }
+
+    #[test]
+    fn counter_resets_are_compensated() {
+        let w = s(&[(10_000, 5.0), (20_000, 8.0), (30_000, 2.0), (40_000, 4.0)]);
+        // 3 (5->8) + 2 (reset to 2, counted from 0) + 2 (2->4) = 7 over 30s, window 40s.
+        let inc = extrapolated_rate(&w, 0, 40_000, 40_000, true, false).unwrap();
+        let zero_cap = 30.0 * (5.0 / 7.0);
+        let expect = 7.0 * (30.0 + 10.0_f64.min(zero_cap)) / 30.0;
+        assert!((inc - expect).abs() < 1e-9, "{inc} vs {expect}");
+        assert!(extrapolated_rate(&w[..1], 0, 40_000, 40_000, true, false).is_none());
+    }
+
+    #[test]
+    fn irate_uses_last_two_samples_and_handles_resets() {
+        let w = s(&[(0, 1.0), (10_000, 5.0), (20_000, 2.0)]);
+        assert_eq!(instant_value(&w, true), Some(0.2));
+        assert_eq!(instant_value(&w, false), Some(-3.0));
+    }
+
+    #[test]
+    fn regression_slope_and_intercept() {
+        let w = s(&[(0, 1.0), (10_000, 3.0), (20_000, 5.0)]);
+        let (slope, intercept) = linear_regression(&w, 20_000);
+        assert!((slope - 0.2).abs() < 1e-12);
+        assert!((intercept - 5.0).abs() < 1e-12);
+        let flat = s(&[(0, 7.0), (10_000, 7.0)]);
+        assert_eq!(linear_regression(&flat, 0), (0.0, 7.0));
+    }
+
+    #[test]
+    fn quantile_interpolates_and_clamps() {
+        let mut v = vec![3.0, 1.0, 2.0, 4.0];
+        assert!((quantile(0.5, &mut v) - 2.5).abs() < 1e-12);
+        assert_eq!(quantile(-1.0, &mut v), f64::NEG_INFINITY);
+        assert_eq!(quantile(2.0, &mut v), f64::INFINITY);
+        assert!(quantile(0.5, &mut []).is_nan());
+    }
+
+    #[test]
+    fn kahan_keeps_small_terms() {
+        let (mut sum, mut c) = (0.0, 0.0);
+        for x in [1e100, 1.0, -1e100] {
+            (sum, c) = kahan_inc(x, sum, c);
+        }
+        assert_eq!(sum + c, 1.0);
+    }
+
+    #[test]
+    fn calendar_parts() {
+        // 2024-02-29T13:45:00Z
+        let t = 1_709_214_300.0;
+        assert_eq!(date_part("year", t), 2024.0);
+        assert_eq!(date_part("month", t), 2.0);
+        assert_eq!(date_part("day_of_month", t), 29.0);
+        assert_eq!(date_part("days_in_month", t), 29.0);
+        assert_eq!(date_part("day_of_year", t), 60.0);
+        assert_eq!(date_part("day_of_week", t), 4.0);
+        assert_eq!(date_part("hour", t), 13.0);
+        assert_eq!(date_part("minute", t), 45.0);
+    }
+
+    #[test]
+    fn natural_order() {
+        assert_eq!(natural_cmp("a2", "a10"), std::cmp::Ordering::Less);
+        assert_eq!(natural_cmp("b", "a10"), std::cmp::Ordering::Greater);
+    }
+}
