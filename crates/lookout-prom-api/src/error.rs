@@ -98,14 +98,15 @@ impl ApiError {
         self.status.unwrap_or_else(|| self.typ.status())
     }
 
-    /// The JSON body.
+    /// The JSON body, keys in Prometheus's order.
     pub fn body(&self) -> String {
-        serde_json::json!({
-            "status": "error",
-            "errorType": self.typ.as_str(),
-            "error": self.message,
-        })
-        .to_string()
+        let mut out = String::with_capacity(self.message.len() + 64);
+        out.push_str(r#"{"status":"error","errorType":""#);
+        out.push_str(self.typ.as_str());
+        out.push_str(r#"","error":"#);
+        crate::json::write_str(&mut out, &self.message);
+        out.push('}');
+        out
     }
 }
 
@@ -118,5 +119,34 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         crate::json::json_response(self.status(), self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_in_prometheus_key_order() {
+        let e = ApiError::bad_data("invalid parameter \"time\": x");
+        assert_eq!(
+            e.body(),
+            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"time\": x"}"#
+        );
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ApiError::new(ErrorType::Execution, "x").status().as_u16(),
+            422
+        );
+        assert_eq!(
+            ApiError::new(ErrorType::Timeout, "x").status().as_u16(),
+            503
+        );
+        assert_eq!(
+            ApiError::new(ErrorType::NotFound, "x").status().as_u16(),
+            404
+        );
+        assert_eq!(ApiError::internal("x").status().as_u16(), 500);
+        assert_eq!(ApiError::too_large("x").status().as_u16(), 413);
     }
 }

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use lookout_storage::{Labels, METRIC_NAME, MatchOp, Matcher};
+use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::{Map, Value as Json, json};
 
 use super::query::now_ms;
@@ -26,34 +28,83 @@ fn labels_json(l: &Labels) -> Json {
     )
 }
 
-fn time_json(t: Option<SystemTime>) -> Json {
-    match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
-        Some(d) => Json::String(format_rfc3339(d.as_millis() as i64)),
-        None => Json::String(GO_ZERO_TIME.into()),
+/// A label set serialized as a JSON object in label order.
+struct LabelsJson<'a>(&'a Labels);
+
+impl Serialize for LabelsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for l in self.0.iter() {
+            m.serialize_entry(&l.name, &l.value)?;
+        }
+        m.end()
     }
 }
 
-fn active_json(t: &ActiveTarget) -> Json {
-    json!({
-        "discoveredLabels": labels_json(&t.discovered_labels),
-        "labels": labels_json(&t.labels),
-        "scrapePool": t.scrape_pool,
-        "scrapeUrl": t.scrape_url,
-        "globalUrl": t.global_url,
-        "lastError": t.last_error,
-        "lastScrape": time_json(t.last_scrape),
-        "lastScrapeDuration": t.last_scrape_duration.as_secs_f64(),
-        "health": t.health,
-        "scrapeInterval": format_prom_duration(t.scrape_interval),
-        "scrapeTimeout": format_prom_duration(t.scrape_timeout),
-    })
+fn time_string(t: Option<SystemTime>) -> String {
+    match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        Some(d) => format_rfc3339(d.as_millis() as i64),
+        None => GO_ZERO_TIME.into(),
+    }
 }
 
-fn dropped_json(t: &DroppedTarget) -> Json {
-    json!({
-        "discoveredLabels": labels_json(&t.discovered_labels),
-        "scrapePool": t.scrape_pool,
-    })
+fn time_json(t: Option<SystemTime>) -> Json {
+    Json::String(time_string(t))
+}
+
+/// Prometheus's `activeTargets` entry, fields in its order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActiveJson<'a> {
+    discovered_labels: LabelsJson<'a>,
+    labels: LabelsJson<'a>,
+    scrape_pool: &'a str,
+    scrape_url: &'a str,
+    global_url: &'a str,
+    last_error: &'a str,
+    last_scrape: String,
+    last_scrape_duration: f64,
+    health: crate::TargetHealth,
+    scrape_interval: String,
+    scrape_timeout: String,
+}
+
+fn active_json(t: &ActiveTarget) -> ActiveJson<'_> {
+    ActiveJson {
+        discovered_labels: LabelsJson(&t.discovered_labels),
+        labels: LabelsJson(&t.labels),
+        scrape_pool: &t.scrape_pool,
+        scrape_url: &t.scrape_url,
+        global_url: &t.global_url,
+        last_error: &t.last_error,
+        last_scrape: time_string(t.last_scrape),
+        last_scrape_duration: t.last_scrape_duration.as_secs_f64(),
+        health: t.health,
+        scrape_interval: format_prom_duration(t.scrape_interval),
+        scrape_timeout: format_prom_duration(t.scrape_timeout),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DroppedJson<'a> {
+    discovered_labels: LabelsJson<'a>,
+    scrape_pool: &'a str,
+}
+
+fn dropped_json(t: &DroppedTarget) -> DroppedJson<'_> {
+    DroppedJson {
+        discovered_labels: LabelsJson(&t.discovered_labels),
+        scrape_pool: &t.scrape_pool,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetDiscovery<'a> {
+    active_targets: Vec<ActiveJson<'a>>,
+    dropped_targets: Vec<DroppedJson<'a>>,
+    dropped_target_counts: Option<BTreeMap<&'a str, u64>>,
 }
 
 pub(crate) async fn targets(State(s): State<Shared>, req: Request) -> Response {
@@ -84,20 +135,18 @@ pub(crate) async fn targets(State(s): State<Shared>, req: Request) -> Response {
         // Grouped by scrape pool in name order, as Prometheus sorts its pool keys.
         active.sort_by(|a, b| a.scrape_pool.cmp(&b.scrape_pool));
         dropped.sort_by(|a, b| a.scrape_pool.cmp(&b.scrape_pool));
-        let counts = if show_dropped {
+        let counts = show_dropped.then(|| {
             let mut c: BTreeMap<&str, u64> = BTreeMap::new();
             for t in &dropped {
                 *c.entry(t.scrape_pool.as_str()).or_default() += 1;
             }
-            json!(c)
-        } else {
-            Json::Null
-        };
-        let data = json!({
-            "activeTargets": active.iter().map(active_json).collect::<Vec<_>>(),
-            "droppedTargets": dropped.iter().map(dropped_json).collect::<Vec<_>>(),
-            "droppedTargetCounts": counts,
+            c
         });
+        let data = TargetDiscovery {
+            active_targets: active.iter().map(active_json).collect(),
+            dropped_targets: dropped.iter().map(dropped_json).collect(),
+            dropped_target_counts: counts,
+        };
         Ok(json::success_value(&data, &[]))
     }
     .await;
