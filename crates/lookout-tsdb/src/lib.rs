@@ -96,7 +96,7 @@ pub enum TsdbError {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
     pub series: usize,
-    /// Samples stored since open (replayed ones included).
+    /// Samples stored by commits since open (WAL replay not counted).
     pub samples_appended: u64,
     /// Open (in-memory) head chunks.
     pub head_chunks: u64,
