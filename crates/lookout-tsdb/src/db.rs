@@ -335,6 +335,7 @@ impl Tsdb {
             symbols: inner.head.symbols.read().len(),
             min_time: (min != i64::MAX && max != i64::MIN).then_some(min),
             max_time: (max != i64::MIN).then_some(max),
+            corruptions: m.wal_corruptions.get() + m.chunk_corruptions.get(),
         }
     }
 

@@ -110,6 +110,8 @@ pub struct Stats {
     pub symbols: usize,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
+    /// WAL and head-chunk corruptions found (and repaired) since open.
+    pub corruptions: u64,
 }
 
 impl Stats {

@@ -1,0 +1,92 @@
+//! `lookout`: the binary only wires the crates together (ARCHITECTURE §2).
+
+mod cli;
+mod query;
+mod serve;
+mod targets;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lookout: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Demo(args) => serve::demo(args).await,
+            Command::Query(args) => query::run(args).await,
+            Command::Check(args) => check(args),
+            Command::Agent(_) => unavailable("agent", "the log agent (Promtail's job)"),
+            Command::Exporter(_) => unavailable("exporter", "the Redis and PostgreSQL exporters"),
+            Command::Logs(_) => unavailable("logs", "the Loki-compatible log store and LogQL"),
+            Command::Test(_) => unavailable("test rules", "the rules engine"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lookout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn unavailable(command: &str, what: &str) -> anyhow::Result<()> {
+    anyhow::bail!("`lookout {command}` is not available in this version: it arrives with {what}")
+}
+
+/// `lookout check config FILE...`: validates like `promtool check config`.
+fn check(args: cli::CheckArgs) -> anyhow::Result<()> {
+    match args.what.as_str() {
+        "config" => {
+            let mut failed = 0;
+            for file in &args.files {
+                match lookout_config::PrometheusConfig::load(file) {
+                    Ok(cfg) => println!(
+                        "Checking {}\n  SUCCESS: {} scrape configs found",
+                        file.display(),
+                        cfg.scrape_configs.len()
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        println!("Checking {}\n  FAILED: {e}", file.display());
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} configuration files are invalid",
+                    args.files.len()
+                );
+            }
+            Ok(())
+        }
+        "rules" => unavailable("check rules", "the rules engine"),
+        other => anyhow::bail!("unknown check {other:?}: expected `config` or `rules`"),
+    }
+}
