@@ -53,8 +53,13 @@ impl ScrapeClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(2)
             .build(connector);
-        let accept = HeaderValue::from_str(accept).map_err(|e| format!("invalid Accept header: {e}"))?;
-        Ok(ScrapeClient { client, http: http.clone(), accept })
+        let accept =
+            HeaderValue::from_str(accept).map_err(|e| format!("invalid Accept header: {e}"))?;
+        Ok(ScrapeClient {
+            client,
+            http: http.clone(),
+            accept,
+        })
     }
 
     /// The `Authorization` header value, reading secret files on every call as Prometheus
@@ -63,7 +68,9 @@ impl ScrapeClient {
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p)
                 .map(|s| s.trim().to_string())
-                .map_err(|e| FetchError::Config(format!("unable to read file {}: {e}", p.display())))
+                .map_err(|e| {
+                    FetchError::Config(format!("unable to read file {}: {e}", p.display()))
+                })
         };
         let value = if let Some(b) = &self.http.basic_auth {
             let user = match &b.username_file {
@@ -86,24 +93,41 @@ impl ScrapeClient {
         } else {
             return Ok(None);
         };
-        HeaderValue::from_str(&value)
-            .map(Some)
-            .map_err(|_| FetchError::Config("credentials contain characters not allowed in a header".into()))
+        HeaderValue::from_str(&value).map(Some).map_err(|_| {
+            FetchError::Config("credentials contain characters not allowed in a header".into())
+        })
     }
 
     /// GETs `url` within `timeout`, following redirects when configured, and returns the
     /// decoded body (at most `body_limit` bytes after decompression; 0 = no limit).
-    pub async fn fetch(&self, url: &str, timeout: Duration, body_limit: u64) -> Result<Fetched, FetchError> {
+    pub async fn fetch(
+        &self,
+        url: &str,
+        timeout: Duration,
+        body_limit: u64,
+    ) -> Result<Fetched, FetchError> {
         match tokio::time::timeout(timeout, self.fetch_inner(url, timeout, body_limit)).await {
             Ok(r) => r,
-            Err(_) => Err(FetchError::Timeout { url: url.to_string() }),
+            Err(_) => Err(FetchError::Timeout {
+                url: url.to_string(),
+            }),
         }
     }
 
-    async fn fetch_inner(&self, url: &str, timeout: Duration, body_limit: u64) -> Result<Fetched, FetchError> {
+    async fn fetch_inner(
+        &self,
+        url: &str,
+        timeout: Duration,
+        body_limit: u64,
+    ) -> Result<Fetched, FetchError> {
         let auth = self.authorization()?;
-        let transport = |message: String| FetchError::Transport { url: url.to_string(), message };
-        let mut uri: Uri = url.parse().map_err(|e| transport(format!("invalid URL: {e}")))?;
+        let transport = |message: String| FetchError::Transport {
+            url: url.to_string(),
+            message,
+        };
+        let mut uri: Uri = url
+            .parse()
+            .map_err(|e| transport(format!("invalid URL: {e}")))?;
         let timeout_header = HeaderValue::from_str(&format!("{}", timeout.as_secs_f64()))
             .map_err(|e| FetchError::Config(e.to_string()))?;
         let mut redirects = 0;
@@ -112,16 +136,30 @@ impl ScrapeClient {
                 .header(header::ACCEPT, self.accept.clone())
                 .header(header::ACCEPT_ENCODING, "gzip")
                 .header(header::USER_AGENT, USER_AGENT)
-                .header("X-Prometheus-Scrape-Timeout-Seconds", timeout_header.clone())
+                .header(
+                    "X-Prometheus-Scrape-Timeout-Seconds",
+                    timeout_header.clone(),
+                )
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| transport(e.to_string()))?;
             if let Some(a) = &auth {
                 req.headers_mut().insert(header::AUTHORIZATION, a.clone());
             }
-            let resp = self.client.request(req).await.map_err(|e| transport(error_chain(&e)))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| transport(error_chain(&e)))?;
             let status = resp.status();
-            if self.http.follow_redirects && status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                let Some(loc) = resp.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) else {
+            if self.http.follow_redirects
+                && status.is_redirection()
+                && status != StatusCode::NOT_MODIFIED
+            {
+                let Some(loc) = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                else {
                     break resp;
                 };
                 redirects += 1;
@@ -141,25 +179,40 @@ impl ScrapeClient {
                 status.canonical_reason().unwrap_or("")
             )));
         }
-        let content_type =
-            resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let gzip = resp
             .headers()
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-        let limit = if body_limit == 0 { usize::MAX } else { usize::try_from(body_limit).unwrap_or(usize::MAX) };
-        let collected = Limited::new(resp.into_body(), limit).collect().await.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                FetchError::BodySizeLimit
-            } else {
-                transport(error_chain(e.as_ref()))
-            }
-        })?;
+        let limit = if body_limit == 0 {
+            usize::MAX
+        } else {
+            usize::try_from(body_limit).unwrap_or(usize::MAX)
+        };
+        let collected = Limited::new(resp.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    FetchError::BodySizeLimit
+                } else {
+                    transport(error_chain(e.as_ref()))
+                }
+            })?;
         let raw = collected.to_bytes();
         let body = if gzip {
             let mut out = Vec::with_capacity(raw.len() * 4);
-            let take = if body_limit == 0 { u64::MAX } else { body_limit.saturating_add(1) };
+            let take = if body_limit == 0 {
+                u64::MAX
+            } else {
+                body_limit.saturating_add(1)
+            };
             flate2::read::GzDecoder::new(&raw[..])
                 .take(take)
                 .read_to_end(&mut out)
@@ -177,7 +230,9 @@ impl ScrapeClient {
 
 fn resolve_location(base: &Uri, loc: &str) -> Result<Uri, String> {
     if loc.starts_with("http://") || loc.starts_with("https://") {
-        return loc.parse().map_err(|e| format!("invalid redirect location {loc:?}: {e}"));
+        return loc
+            .parse()
+            .map_err(|e| format!("invalid redirect location {loc:?}: {e}"));
     }
     let scheme = base.scheme_str().unwrap_or("http");
     let auth = base.authority().map(|a| a.as_str()).unwrap_or("");
@@ -188,7 +243,9 @@ fn resolve_location(base: &Uri, loc: &str) -> Result<Uri, String> {
         let dir = &cur[..cur.rfind('/').map_or(0, |i| i + 1)];
         format!("{dir}{loc}")
     };
-    format!("{scheme}://{auth}{path}").parse().map_err(|e| format!("invalid redirect location {loc:?}: {e}"))
+    format!("{scheme}://{auth}{path}")
+        .parse()
+        .map_err(|e| format!("invalid redirect location {loc:?}: {e}"))
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -210,12 +267,24 @@ pub fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -226,7 +295,14 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("user:pass", "dXNlcjpwYXNz")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("user:pass", "dXNlcjpwYXNz"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }
@@ -234,8 +310,19 @@ mod tests {
     #[test]
     fn redirect_locations() {
         let base: Uri = "http://h:1/a/metrics".parse().unwrap();
-        assert_eq!(resolve_location(&base, "/x").unwrap().to_string(), "http://h:1/x");
-        assert_eq!(resolve_location(&base, "y").unwrap().to_string(), "http://h:1/a/y");
-        assert_eq!(resolve_location(&base, "https://o:2/z").unwrap().to_string(), "https://o:2/z");
+        assert_eq!(
+            resolve_location(&base, "/x").unwrap().to_string(),
+            "http://h:1/x"
+        );
+        assert_eq!(
+            resolve_location(&base, "y").unwrap().to_string(),
+            "http://h:1/a/y"
+        );
+        assert_eq!(
+            resolve_location(&base, "https://o:2/z")
+                .unwrap()
+                .to_string(),
+            "https://o:2/z"
+        );
     }
 }

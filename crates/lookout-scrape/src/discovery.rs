@@ -20,7 +20,11 @@ pub fn expand_group(tg: &TargetGroup, extra: &[Label]) -> Vec<Discovered> {
         .iter()
         .map(|addr| {
             let mut v: Vec<Label> = extra.to_vec();
-            v.extend(tg.labels.iter().map(|(k, val)| Label::new(k.as_str(), val.as_str())));
+            v.extend(
+                tg.labels
+                    .iter()
+                    .map(|(k, val)| Label::new(k.as_str(), val.as_str())),
+            );
             v.push(Label::new(ADDRESS_LABEL, addr.as_str()));
             v
         })
@@ -28,8 +32,14 @@ pub fn expand_group(tg: &TargetGroup, extra: &[Label]) -> Vec<Discovered> {
 }
 
 /// Parses a file-SD file: JSON for `.json`, YAML otherwise.
-pub fn parse_sd_file(path: &Path, text: &str, scheme: NameValidation) -> Result<Vec<TargetGroup>, String> {
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+pub fn parse_sd_file(
+    path: &Path,
+    text: &str,
+    scheme: NameValidation,
+) -> Result<Vec<TargetGroup>, String> {
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let groups: Vec<TargetGroup> = if is_json {
         serde_json::from_str(text).map_err(|e| e.to_string())?
     } else if text.trim().is_empty() {
@@ -66,7 +76,11 @@ pub struct Refresh {
 
 impl FileSd {
     pub fn new(cfg: &FileSdConfig, scheme: NameValidation) -> Self {
-        FileSd { patterns: cfg.files.clone(), scheme, files: BTreeMap::new() }
+        FileSd {
+            patterns: cfg.files.clone(),
+            scheme,
+            files: BTreeMap::new(),
+        }
     }
 
     /// Re-lists the globs and re-reads files whose size or modification time changed (all
@@ -117,10 +131,18 @@ impl FileSd {
             match parse_sd_file(&path, &text, self.scheme) {
                 Ok(groups) => {
                     let meta = [Label::new(META_FILEPATH_LABEL, path.to_string_lossy())];
-                    let targets: Vec<Discovered> = groups.iter().flat_map(|g| expand_group(g, &meta)).collect();
+                    let targets: Vec<Discovered> =
+                        groups.iter().flat_map(|g| expand_group(g, &meta)).collect();
                     let same = self.files.get(&path).is_some_and(|o| o.targets == targets);
                     changed |= !same;
-                    self.files.insert(path, FileState { mtime, len, targets });
+                    self.files.insert(
+                        path,
+                        FileState {
+                            mtime,
+                            len,
+                            targets,
+                        },
+                    );
                 }
                 Err(e) => {
                     errors.push(format!("parsing {}: {e}", path.display()));
@@ -155,11 +177,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(g[0].targets.len(), 2);
-        let g = parse_sd_file(Path::new("a.yml"), "- targets: ['x:1']\n", NameValidation::Utf8).unwrap();
+        let g = parse_sd_file(
+            Path::new("a.yml"),
+            "- targets: ['x:1']\n",
+            NameValidation::Utf8,
+        )
+        .unwrap();
         assert_eq!(g[0].targets, vec!["x:1".to_string()]);
-        assert!(parse_sd_file(Path::new("a.yml"), "", NameValidation::Utf8).unwrap().is_empty());
+        assert!(
+            parse_sd_file(Path::new("a.yml"), "", NameValidation::Utf8)
+                .unwrap()
+                .is_empty()
+        );
         assert!(parse_sd_file(Path::new("a.json"), "{", NameValidation::Utf8).is_err());
-        assert!(parse_sd_file(Path::new("a.yml"), "- targets: ['x/y']\n", NameValidation::Utf8).is_err());
+        assert!(
+            parse_sd_file(
+                Path::new("a.yml"),
+                "- targets: ['x/y']\n",
+                NameValidation::Utf8
+            )
+            .is_err()
+        );
         assert!(parse_sd_file(Path::new("a.yml"), "- bogus: 1\n", NameValidation::Utf8).is_err());
     }
 
@@ -168,7 +206,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t.yml");
         std::fs::write(&f, "- targets: ['a:1']\n  labels: {x: y}\n").unwrap();
-        let cfg = FileSdConfig { files: vec![dir.path().join("*.yml").to_string_lossy().into_owned()], ..Default::default() };
+        let cfg = FileSdConfig {
+            files: vec![dir.path().join("*.yml").to_string_lossy().into_owned()],
+            ..Default::default()
+        };
         let mut sd = FileSd::new(&cfg, NameValidation::Utf8);
         let r = sd.refresh(false);
         assert!(r.changed && r.errors.is_empty());

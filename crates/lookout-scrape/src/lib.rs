@@ -22,6 +22,7 @@ pub mod client;
 pub mod discovery;
 mod manager;
 mod metrics;
+pub mod offline;
 mod scrape_loop;
 pub mod target;
 mod tls;

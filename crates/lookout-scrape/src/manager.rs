@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use lookout_config::{PrometheusConfig, ScrapeConfig, ScrapeProtocol};
+use lookout_config::{DEFAULT_SCRAPE_PROTOCOLS, PrometheusConfig, ScrapeConfig, ScrapeProtocol};
 use lookout_exposition::Format;
 use lookout_storage::{Appendable, Labels};
 use parking_lot::Mutex;
@@ -44,10 +44,18 @@ impl Default for ScrapeOptions {
         let hostname = std::env::var("HOSTNAME")
             .ok()
             .filter(|h| !h.is_empty())
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_string());
-        ScrapeOptions { file_sd_poll_interval: Duration::from_secs(5), offset_seed: 0, hostname }
+        ScrapeOptions {
+            file_sd_poll_interval: Duration::from_secs(5),
+            offset_seed: 0,
+            hostname,
+        }
     }
 }
 
@@ -133,7 +141,13 @@ fn loop_relevant(sc: &ScrapeConfig) -> ScrapeConfig {
 }
 
 fn fallback_format(p: Option<ScrapeProtocol>) -> Option<Format> {
-    p.map(|p| if p.is_openmetrics() { Format::OpenMetrics } else { Format::PrometheusText })
+    p.map(|p| {
+        if p.is_openmetrics() {
+            Format::OpenMetrics
+        } else {
+            Format::PrometheusText
+        }
+    })
 }
 
 fn global_url(url: &str, target: &Target, hostname: &str) -> String {
@@ -152,13 +166,25 @@ fn global_url(url: &str, target: &Target, hostname: &str) -> String {
 
 impl Pool {
     fn new(sc: &ScrapeConfig, generation: u64) -> Result<Pool, ScrapeError> {
-        let client = ScrapeClient::new(&sc.http, &sc.accept_header())
-            .map_err(|message| ScrapeError::Client { job: sc.job_name.clone(), message })?;
+        let accept = if sc.scrape_protocols == DEFAULT_SCRAPE_PROTOCOLS {
+            lookout_exposition::SCRAPE_ACCEPT_HEADER.to_string()
+        } else {
+            sc.accept_header()
+        };
+        let client =
+            ScrapeClient::new(&sc.http, &accept).map_err(|message| ScrapeError::Client {
+                job: sc.job_name.clone(),
+                message,
+            })?;
         Ok(Pool {
             cfg: Arc::new(sc.clone()),
             client: Arc::new(client),
             generation,
-            static_targets: sc.static_configs.iter().flat_map(|g| expand_group(g, &[])).collect(),
+            static_targets: sc
+                .static_configs
+                .iter()
+                .flat_map(|g| expand_group(g, &[]))
+                .collect(),
             file_sd: Vec::new(),
             sd_tasks: Vec::new(),
             loops: HashMap::new(),
@@ -227,7 +253,11 @@ impl Pool {
         let mut seen = HashSet::new();
         let mut dropped = Vec::new();
         let keep_dropped = usize::try_from(self.cfg.keep_dropped_targets).unwrap_or(usize::MAX);
-        for d in self.static_targets.iter().chain(self.file_sd.iter().flatten()) {
+        for d in self
+            .static_targets
+            .iter()
+            .chain(self.file_sd.iter().flatten())
+        {
             match populate(d, &self.cfg) {
                 Ok(Populated::Active(t)) => {
                     let h = t.hash();
@@ -243,10 +273,15 @@ impl Pool {
                 Err(e) => tracing::warn!(job = %job, error = %e, "creating target failed"),
             }
         }
-        let limit_err = (self.cfg.target_limit > 0 && targets.len() as u64 > self.cfg.target_limit).then(|| {
-            inner.metrics.target_limit_exceeded.inc();
-            format!("target_limit exceeded (number of targets: {}, limit: {})", targets.len(), self.cfg.target_limit)
-        });
+        let limit_err = (self.cfg.target_limit > 0 && targets.len() as u64 > self.cfg.target_limit)
+            .then(|| {
+                inner.metrics.target_limit_exceeded.inc();
+                format!(
+                    "target_limit exceeded (number of targets: {}, limit: {})",
+                    targets.len(),
+                    self.cfg.target_limit
+                )
+            });
         let wanted: HashSet<u64> = targets.iter().map(|(h, _)| *h).collect();
         self.loops.retain(|h, l| {
             if wanted.contains(h) {
@@ -270,9 +305,24 @@ impl Pool {
             let shared = Arc::new(Shared::new(t));
             *shared.forced_error.lock() = limit_err.clone();
             let (tx, rx) = watch::channel(None);
-            let sl = ScrapeLoop::new(cfg, shared.clone(), inner.appendable.clone(), inner.metrics.clone(), job.clone());
+            let sl = ScrapeLoop::new(
+                cfg,
+                shared.clone(),
+                inner.appendable.clone(),
+                inner.metrics.clone(),
+                job.clone(),
+            );
             let join = tokio::spawn(sl.run(rx));
-            self.loops.insert(h, LoopHandle { shared, discovered, url, stop: tx, join });
+            self.loops.insert(
+                h,
+                LoopHandle {
+                    shared,
+                    discovered,
+                    url,
+                    stop: tx,
+                    join,
+                },
+            );
         }
         self.dropped = dropped;
         inner.metrics.set_pool_targets(&job, self.loops.len());
@@ -369,8 +419,16 @@ impl ScrapeManager {
             }
         }
         let mut pools = inner.pools.lock();
-        let wanted: HashSet<&str> = cfg.scrape_configs.iter().map(|s| s.job_name.as_str()).collect();
-        let removed: Vec<String> = pools.keys().filter(|k| !wanted.contains(k.as_str())).cloned().collect();
+        let wanted: HashSet<&str> = cfg
+            .scrape_configs
+            .iter()
+            .map(|s| s.job_name.as_str())
+            .collect();
+        let removed: Vec<String> = pools
+            .keys()
+            .filter(|k| !wanted.contains(k.as_str()))
+            .cloned()
+            .collect();
         for job in removed {
             if let Some(mut p) = pools.remove(&job) {
                 p.stop_all(StopMode::Stale);
@@ -389,7 +447,11 @@ impl ScrapeManager {
                     p.stop_discovery();
                     p.cfg = Arc::new(sc.clone());
                     p.generation = generation;
-                    p.static_targets = sc.static_configs.iter().flat_map(|g| expand_group(g, &[])).collect();
+                    p.static_targets = sc
+                        .static_configs
+                        .iter()
+                        .flat_map(|g| expand_group(g, &[]))
+                        .collect();
                     p.start_discovery(inner);
                     p.sync(inner);
                     pools.insert(sc.job_name.clone(), p);
@@ -403,7 +465,11 @@ impl ScrapeManager {
                         let keep = p.target_hashes();
                         old.stop_discovery();
                         for (h, l) in old.loops.drain() {
-                            l.stop(if keep.contains(&h) { StopMode::NoStale } else { StopMode::Stale });
+                            l.stop(if keep.contains(&h) {
+                                StopMode::NoStale
+                            } else {
+                                StopMode::Stale
+                            });
                         }
                     }
                     p.sync(inner);
@@ -479,7 +545,11 @@ impl ScrapeManager {
 
     /// `/api/v1/metadata`: metadata per metric family across all targets, distinct entries
     /// only, optionally for one `metric`, at most `limit` metrics.
-    pub fn metadata(&self, metric: Option<&str>, limit: Option<usize>) -> BTreeMap<String, Vec<MetricMetadata>> {
+    pub fn metadata(
+        &self,
+        metric: Option<&str>,
+        limit: Option<usize>,
+    ) -> BTreeMap<String, Vec<MetricMetadata>> {
         let pools = self.inner.pools.lock();
         let mut out: BTreeMap<String, Vec<MetricMetadata>> = BTreeMap::new();
         for p in pools.values() {
@@ -522,14 +592,21 @@ impl ScrapeManager {
                     continue;
                 }
                 let meta = l.shared.metadata.lock();
-                let mut names: Vec<&String> = meta.keys().filter(|n| metric.is_none_or(|w| w == n.as_str())).collect();
+                let mut names: Vec<&String> = meta
+                    .keys()
+                    .filter(|n| metric.is_none_or(|w| w == n.as_str()))
+                    .collect();
                 names.sort();
                 for n in names {
                     if limit.is_some_and(|lim| out.len() >= lim) {
                         return out;
                     }
                     if let Some(m) = meta.get(n) {
-                        out.push(TargetMetadata { target: labels.clone(), metric: n.clone(), metadata: m.meta.clone() });
+                        out.push(TargetMetadata {
+                            target: labels.clone(),
+                            metric: n.clone(),
+                            metadata: m.meta.clone(),
+                        });
                     }
                 }
             }

@@ -73,21 +73,65 @@ impl Metrics {
     }
 
     pub fn register(&self, r: &mut Registry) {
-        r.register("lookout_scrape_pool_targets", "Current number of active targets per scrape pool.", self.pool_targets.clone());
-        r.register("lookout_scrape_duration_seconds", "Scrape duration per scrape pool.", self.scrape_duration.clone());
-        r.register("lookout_scrape_failures", "Failed scrapes per scrape pool.", self.scrapes_failed.clone());
-        r.register("lookout_scrape_samples_out_of_order", "Samples rejected as out of order.", self.out_of_order.clone());
+        r.register(
+            "lookout_scrape_pool_targets",
+            "Current number of active targets per scrape pool.",
+            self.pool_targets.clone(),
+        );
+        r.register(
+            "lookout_scrape_duration_seconds",
+            "Scrape duration per scrape pool.",
+            self.scrape_duration.clone(),
+        );
+        r.register(
+            "lookout_scrape_failures",
+            "Failed scrapes per scrape pool.",
+            self.scrapes_failed.clone(),
+        );
+        r.register(
+            "lookout_scrape_samples_out_of_order",
+            "Samples rejected as out of order.",
+            self.out_of_order.clone(),
+        );
         r.register(
             "lookout_scrape_samples_duplicate_timestamp",
             "Samples rejected for a duplicate timestamp with a different value (or repeated in one scrape).",
             self.duplicate.clone(),
         );
-        r.register("lookout_scrape_samples_out_of_bounds", "Samples rejected as too old or too new.", self.out_of_bounds.clone());
-        r.register("lookout_scrape_sample_limit_exceeded", "Scrapes that hit sample_limit.", self.sample_limit_exceeded.clone());
-        r.register("lookout_scrape_label_limit_exceeded", "Scrapes that hit a label limit.", self.label_limit_exceeded.clone());
-        r.register("lookout_scrape_body_size_limit_exceeded", "Scrapes that hit body_size_limit.", self.body_size_exceeded.clone());
-        r.register("lookout_scrape_target_limit_exceeded", "Pool syncs that hit target_limit.", self.target_limit_exceeded.clone());
-        r.register("lookout_sd_file_read_errors", "File service discovery read or parse errors.", self.sd_file_read_errors.clone());
-        r.register("lookout_scrape_config_reloads", "Configurations applied to the scrape manager.", self.reloads.clone());
+        r.register(
+            "lookout_scrape_samples_out_of_bounds",
+            "Samples rejected as too old or too new.",
+            self.out_of_bounds.clone(),
+        );
+        r.register(
+            "lookout_scrape_sample_limit_exceeded",
+            "Scrapes that hit sample_limit.",
+            self.sample_limit_exceeded.clone(),
+        );
+        r.register(
+            "lookout_scrape_label_limit_exceeded",
+            "Scrapes that hit a label limit.",
+            self.label_limit_exceeded.clone(),
+        );
+        r.register(
+            "lookout_scrape_body_size_limit_exceeded",
+            "Scrapes that hit body_size_limit.",
+            self.body_size_exceeded.clone(),
+        );
+        r.register(
+            "lookout_scrape_target_limit_exceeded",
+            "Pool syncs that hit target_limit.",
+            self.target_limit_exceeded.clone(),
+        );
+        r.register(
+            "lookout_sd_file_read_errors",
+            "File service discovery read or parse errors.",
+            self.sd_file_read_errors.clone(),
+        );
+        r.register(
+            "lookout_scrape_config_reloads",
+            "Configurations applied to the scrape manager.",
+            self.reloads.clone(),
+        );
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lookout_exposition::{Entry, Format, MetricType, Parser, Sample};
 use lookout_relabel::RelabelConfig;
-use lookout_storage::{AppendError, Appendable, Appender, Label, Labels, METRIC_NAME, STALE_NAN, SeriesRef};
+use lookout_storage::{
+    AppendError, Appendable, Appender, Label, Labels, METRIC_NAME, STALE_NAN, SeriesRef,
+};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
@@ -197,7 +199,10 @@ pub(crate) struct ScrapeLoop {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Delay before the first scrape so that this target is scraped at a fixed phase of the
@@ -245,8 +250,13 @@ impl ScrapeLoop {
     }
 
     pub async fn run(mut self, mut stop: watch::Receiver<Option<StopMode>>) {
-        let delay = offset(self.cfg.interval, self.cfg.offset_seed ^ self.shared.target.hash(), now_ms());
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + delay, self.cfg.interval);
+        let delay = offset(
+            self.cfg.interval,
+            self.cfg.offset_seed ^ self.shared.target.hash(),
+            now_ms(),
+        );
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + delay, self.cfg.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mode = loop {
             tokio::select! {
@@ -272,7 +282,7 @@ impl ScrapeLoop {
                     }
                 },
             };
-            self.process(fetched, start, ts);
+            self.process(fetched.as_ref().map_err(String::clone), start, ts);
         };
         if mode == StopMode::Stale {
             self.end_of_run_staleness();
@@ -280,13 +290,13 @@ impl ScrapeLoop {
     }
 
     /// Handles one scrape result: append, report, commit, update health.
-    fn process(&mut self, fetched: Result<Fetched, String>, start: Instant, ts: i64) {
+    pub fn process(&mut self, fetched: Result<&Fetched, String>, start: Instant, ts: i64) {
         let ts = ts.max(self.last_ts.saturating_add(1));
         self.last_ts = ts;
         let appendable = self.appendable.clone();
         let mut app = appendable.appender();
         let (err, stats) = match fetched {
-            Ok(f) => match self.append_body(app.as_mut(), &f, ts) {
+            Ok(f) => match self.append_body(app.as_mut(), f, ts) {
                 Ok(stats) => (None, stats),
                 Err(Fail::Scrape(e, stats)) => {
                     app.rollback();
@@ -305,17 +315,28 @@ impl ScrapeLoop {
             if err.is_none() { 1.0 } else { 0.0 },
             elapsed.as_secs_f64(),
             stats.total as f64,
-            if err.is_none() { stats.added as f64 } else { 0.0 },
-            if err.is_none() { stats.series_added as f64 } else { 0.0 },
+            if err.is_none() {
+                stats.added as f64
+            } else {
+                0.0
+            },
+            if err.is_none() {
+                stats.series_added as f64
+            } else {
+                0.0
+            },
         ];
         for ((labels, sref), v) in self.synth.iter_mut().zip(values) {
             match app.append(*sref, labels, ts, v) {
                 Ok(r) => *sref = Some(r),
-                Err(e) => tracing::debug!(error = %e, series = %labels, "appending synthetic series"),
+                Err(e) => {
+                    tracing::debug!(error = %e, series = %labels, "appending synthetic series")
+                }
             }
         }
         let commit = app.commit();
-        self.metrics.observe_scrape(&self.job, elapsed.as_secs_f64(), err.is_some());
+        self.metrics
+            .observe_scrape(&self.job, elapsed.as_secs_f64(), err.is_some());
         let err = match (err, commit) {
             (e, Ok(())) => e,
             (_, Err(e)) => Some(format!("committing scrape: {e}")),
@@ -324,7 +345,11 @@ impl ScrapeLoop {
             tracing::debug!(url = %self.cfg.url, error = %e, "scrape failed");
         }
         let mut h = self.shared.health.lock();
-        h.health = if err.is_none() { Health::Up } else { Health::Down };
+        h.health = if err.is_none() {
+            Health::Up
+        } else {
+            Health::Down
+        };
         h.last_error = err.unwrap_or_default();
         h.last_scrape = Some(SystemTime::now());
         h.last_duration = elapsed;
@@ -362,7 +387,9 @@ impl ScrapeLoop {
         } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
             Format::OpenMetrics
         } else {
-            self.cfg.fallback_format.unwrap_or(Format::from_content_type(content_type))
+            self.cfg
+                .fallback_format
+                .unwrap_or(Format::from_content_type(content_type))
         }
     }
 
@@ -437,7 +464,12 @@ impl ScrapeLoop {
             None => {
                 let labels = self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))?;
                 let dropped = labels.is_none();
-                let e = CacheEntry { labels: labels.unwrap_or_default(), sref: None, dropped, last_iter: 0 };
+                let e = CacheEntry {
+                    labels: labels.unwrap_or_default(),
+                    sref: None,
+                    dropped,
+                    last_iter: 0,
+                };
                 (self.cache.insert(key, e), true)
             }
         };
@@ -495,7 +527,9 @@ impl ScrapeLoop {
             v.push(Label::new(n, val));
         }
         for tl in &self.target_labels {
-            let pos = v.iter().position(|l| l.name == tl.name && !l.value.is_empty());
+            let pos = v
+                .iter()
+                .position(|l| l.name == tl.name && !l.value.is_empty());
             match pos {
                 Some(_) if self.cfg.honor_labels => {}
                 Some(p) => {
@@ -541,7 +575,9 @@ impl ScrapeLoop {
         }
         for lab in l.iter() {
             let name: String = lab.name.chars().take(50).collect();
-            if self.cfg.label_name_length_limit > 0 && lab.name.len() > self.cfg.label_name_length_limit {
+            if self.cfg.label_name_length_limit > 0
+                && lab.name.len() > self.cfg.label_name_length_limit
+            {
                 self.metrics.label_limit_exceeded.inc();
                 return Err(format!(
                     "label_name_length_limit exceeded (metric: {met}, label name: {name}, length: {}, limit: {})",
@@ -549,7 +585,9 @@ impl ScrapeLoop {
                     self.cfg.label_name_length_limit
                 ));
             }
-            if self.cfg.label_value_length_limit > 0 && lab.value.len() > self.cfg.label_value_length_limit {
+            if self.cfg.label_value_length_limit > 0
+                && lab.value.len() > self.cfg.label_value_length_limit
+            {
                 self.metrics.label_limit_exceeded.inc();
                 let value: String = lab.value.chars().take(50).collect();
                 return Err(format!(
@@ -564,11 +602,24 @@ impl ScrapeLoop {
 }
 
 /// The metadata entry for family `name`, created on first sight (the only allocation).
-fn meta_entry<'m>(meta: &'m mut FxHashMap<String, MetaEntry>, name: &str, iter: u64) -> Option<&'m mut MetaEntry> {
+fn meta_entry<'m>(
+    meta: &'m mut FxHashMap<String, MetaEntry>,
+    name: &str,
+    iter: u64,
+) -> Option<&'m mut MetaEntry> {
     if !meta.contains_key(name) {
-        let meta_new =
-            MetricMetadata { metric_type: MetricType::Unknown, help: String::new(), unit: String::new() };
-        meta.insert(name.to_string(), MetaEntry { meta: meta_new, last_iter: iter });
+        let meta_new = MetricMetadata {
+            metric_type: MetricType::Unknown,
+            help: String::new(),
+            unit: String::new(),
+        };
+        meta.insert(
+            name.to_string(),
+            MetaEntry {
+                meta: meta_new,
+                last_iter: iter,
+            },
+        );
     }
     let m = meta.get_mut(name)?;
     m.last_iter = iter;

@@ -51,7 +51,11 @@ pub fn populate(discovered: &[Label], cfg: &ScrapeConfig) -> Result<Populated, S
         }
     };
     set_default(&mut b, JOB_LABEL, cfg.job_name.clone());
-    set_default(&mut b, SCRAPE_INTERVAL_LABEL, cfg.scrape_interval.to_string());
+    set_default(
+        &mut b,
+        SCRAPE_INTERVAL_LABEL,
+        cfg.scrape_interval.to_string(),
+    );
     set_default(&mut b, SCRAPE_TIMEOUT_LABEL, cfg.scrape_timeout.to_string());
     set_default(&mut b, METRICS_PATH_LABEL, cfg.metrics_path.clone());
     set_default(&mut b, SCHEME_LABEL, cfg.scheme.clone());
@@ -80,25 +84,35 @@ pub fn populate(discovered: &[Label], cfg: &ScrapeConfig) -> Result<Populated, S
         return Err("scrape timeout cannot be 0".into());
     }
     if timeout > interval {
-        return Err(format!("scrape timeout cannot be greater than scrape interval ({timeout:?} > {interval:?})"));
+        return Err(format!(
+            "scrape timeout cannot be greater than scrape interval ({timeout:?} > {interval:?})"
+        ));
     }
     b.retain(|l| !l.name.starts_with(META_LABEL_PREFIX));
     if b.get(INSTANCE_LABEL).is_none() {
         b.set(INSTANCE_LABEL, addr);
     }
-    Ok(Populated::Active(Target { discovered: pre, labels: b.build() }))
+    Ok(Populated::Active(Target {
+        discovered: pre,
+        labels: b.build(),
+    }))
 }
 
 fn parse_duration_label(b: &LabelsBuilder, name: &str, what: &str) -> Result<Duration, String> {
     let v = b.get(name).unwrap_or("");
-    v.parse::<Duration>().map_err(|e| format!("error parsing scrape {what}: {e}"))
+    v.parse::<Duration>()
+        .map_err(|e| format!("error parsing scrape {what}: {e}"))
 }
 
 impl Target {
     /// Labels without the `__`-prefixed ones: what every scraped sample is stamped with.
     pub fn public_labels(&self) -> Labels {
         Labels::from_sorted_unchecked(
-            self.labels.iter().filter(|l| !l.name.starts_with(RESERVED_LABEL_PREFIX)).cloned().collect(),
+            self.labels
+                .iter()
+                .filter(|l| !l.name.starts_with(RESERVED_LABEL_PREFIX))
+                .cloned()
+                .collect(),
         )
     }
 
@@ -120,19 +134,25 @@ impl Target {
 
     /// Scrape interval from `__scrape_interval__` (validated by [`populate`]).
     pub fn interval(&self) -> Duration {
-        self.get(SCRAPE_INTERVAL_LABEL).parse().unwrap_or(Duration::from_secs(60))
+        self.get(SCRAPE_INTERVAL_LABEL)
+            .parse()
+            .unwrap_or(Duration::from_secs(60))
     }
 
     /// Scrape timeout from `__scrape_timeout__` (validated by [`populate`]).
     pub fn timeout(&self) -> Duration {
-        self.get(SCRAPE_TIMEOUT_LABEL).parse().unwrap_or(Duration::from_secs(10))
+        self.get(SCRAPE_TIMEOUT_LABEL)
+            .parse()
+            .unwrap_or(Duration::from_secs(10))
     }
 
     /// `scheme://address/path?params`, the `__param_*` labels overriding the first value of
     /// each configured parameter.
     pub fn url(&self, cfg_params: &BTreeMap<String, Vec<String>>) -> String {
-        let mut params: BTreeMap<&str, Vec<&str>> =
-            cfg_params.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
+        let mut params: BTreeMap<&str, Vec<&str>> = cfg_params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect()))
+            .collect();
         for l in self.labels.iter() {
             if let Some(k) = l.name.strip_prefix(PARAM_LABEL_PREFIX) {
                 let e = params.entry(k).or_default();
@@ -142,7 +162,12 @@ impl Target {
                 }
             }
         }
-        let mut url = format!("{}://{}{}", self.scheme(), self.address(), self.get(METRICS_PATH_LABEL));
+        let mut url = format!(
+            "{}://{}{}",
+            self.scheme(),
+            self.address(),
+            self.get(METRICS_PATH_LABEL)
+        );
         let mut first = true;
         for (k, vs) in params {
             for v in vs {
@@ -169,7 +194,9 @@ impl Target {
 fn query_escape(s: &str, out: &mut String) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -187,7 +214,10 @@ mod tests {
     use lookout_config::PrometheusConfig;
 
     fn cfg(yaml: &str) -> ScrapeConfig {
-        PrometheusConfig::parse(yaml).unwrap().scrape_configs.remove(0)
+        PrometheusConfig::parse(yaml)
+            .unwrap()
+            .scrape_configs
+            .remove(0)
     }
 
     fn disc(pairs: &[(&str, &str)]) -> Vec<Label> {
@@ -196,9 +226,14 @@ mod tests {
 
     #[test]
     fn defaults_instance_and_url() {
-        let c = cfg("scrape_configs:\n  - job_name: api\n    scrape_interval: 5s\n    params:\n      module: [a b, c]\n");
-        let Populated::Active(t) = populate(&disc(&[("__address__", "h:1"), ("__meta_x", "y"), ("team", "t")]), &c).unwrap()
-        else {
+        let c = cfg(
+            "scrape_configs:\n  - job_name: api\n    scrape_interval: 5s\n    params:\n      module: [a b, c]\n",
+        );
+        let Populated::Active(t) = populate(
+            &disc(&[("__address__", "h:1"), ("__meta_x", "y"), ("team", "t")]),
+            &c,
+        )
+        .unwrap() else {
             panic!("dropped")
         };
         assert_eq!(t.discovered.get("__meta_x"), Some("y"));
@@ -209,7 +244,10 @@ mod tests {
         assert_eq!(t.interval(), Duration::from_secs(5));
         assert_eq!(t.timeout(), Duration::from_secs(5));
         assert_eq!(t.url(&c.params), "http://h:1/metrics?module=a+b&module=c");
-        assert_eq!(t.public_labels(), Labels::from_pairs([("instance", "h:1"), ("job", "api"), ("team", "t")]));
+        assert_eq!(
+            t.public_labels(),
+            Labels::from_pairs([("instance", "h:1"), ("job", "api"), ("team", "t")])
+        );
     }
 
     #[test]
@@ -217,16 +255,31 @@ mod tests {
         let c = cfg(
             "scrape_configs:\n  - job_name: api\n    relabel_configs:\n      - source_labels: [__address__]\n        regex: 'skip:.*'\n        action: drop\n      - source_labels: [__address__]\n        regex: '(.*):.*'\n        target_label: instance\n      - source_labels: [__meta_path]\n        regex: '(.+)'\n        target_label: __metrics_path__\n",
         );
-        assert!(matches!(populate(&disc(&[("__address__", "skip:1")]), &c), Ok(Populated::Dropped(_))));
-        let Ok(Populated::Active(t)) = populate(&disc(&[("__address__", "h:1"), ("__meta_path", "/m")]), &c) else {
+        assert!(matches!(
+            populate(&disc(&[("__address__", "skip:1")]), &c),
+            Ok(Populated::Dropped(_))
+        ));
+        let Ok(Populated::Active(t)) =
+            populate(&disc(&[("__address__", "h:1"), ("__meta_path", "/m")]), &c)
+        else {
             panic!()
         };
         assert_eq!(t.labels.get("instance"), Some("h"));
         assert_eq!(t.url(&c.params), "http://h:1/m");
-        let bad = cfg("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - target_label: __scrape_timeout__\n        replacement: 2m\n");
+        let bad = cfg(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - target_label: __scrape_timeout__\n        replacement: 2m\n",
+        );
         let e = populate(&disc(&[("__address__", "h:1")]), &bad).unwrap_err();
-        assert!(e.contains("scrape timeout cannot be greater than scrape interval"), "{e}");
-        let noaddr = cfg("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - target_label: __address__\n        replacement: ''\n        regex: '.*'\n");
-        assert_eq!(populate(&disc(&[("__address__", "h:1")]), &noaddr).unwrap_err(), "no address");
+        assert!(
+            e.contains("scrape timeout cannot be greater than scrape interval"),
+            "{e}"
+        );
+        let noaddr = cfg(
+            "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - target_label: __address__\n        replacement: ''\n        regex: '.*'\n",
+        );
+        assert_eq!(
+            populate(&disc(&[("__address__", "h:1")]), &noaddr).unwrap_err(),
+            "no address"
+        );
     }
 }

@@ -42,7 +42,9 @@ pub fn connector(tls: &TlsConfig) -> Result<Connector, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls_config: {e}"))?;
     let builder = if tls.insecure_skip_verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
     } else if let Some(ca) = &tls.ca_file {
         let mut store = RootCertStore::empty();
         let certs = CertificateDer::pem_file_iter(ca)
@@ -51,7 +53,10 @@ pub fn connector(tls: &TlsConfig) -> Result<Connector, String> {
             .map_err(|e| format!("unable to load specified CA cert {}: {e}", ca.display()))?;
         let (added, _) = store.add_parsable_certificates(certs);
         if added == 0 {
-            return Err(format!("unable to use specified CA cert {}: no certificates found", ca.display()));
+            return Err(format!(
+                "unable to use specified CA cert {}: no certificates found",
+                ca.display()
+            ));
         }
         builder.with_root_certificates(store)
     } else {
@@ -64,14 +69,19 @@ pub fn connector(tls: &TlsConfig) -> Result<Connector, String> {
                 .map_err(|e| format!("unable to load client cert {}: {e}", cert.display()))?;
             let key = PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| format!("unable to load client key {}: {e}", key.display()))?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| format!("tls_config client certificate: {e}"))?
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("tls_config client certificate: {e}"))?
         }
         _ => builder.with_no_client_auth(),
     };
-    let builder = HttpsConnectorBuilder::new().with_tls_config(config).https_or_http();
+    let builder = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http();
     let builder = match &tls.server_name {
         Some(name) if !name.is_empty() => {
-            let sn = ServerName::try_from(name.clone()).map_err(|e| format!("tls_config server_name {name:?}: {e}"))?;
+            let sn = ServerName::try_from(name.clone())
+                .map_err(|e| format!("tls_config server_name {name:?}: {e}"))?;
             builder.with_server_name_resolver(FixedServerNameResolver::new(sn))
         }
         _ => builder,
@@ -104,7 +114,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -113,7 +128,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -1,0 +1,113 @@
+//! Steady-state scrapes must not allocate per sample: the cache maps raw series bytes to
+//! label sets and storage references. Counted with a global allocator wrapper over a
+//! storage that itself never allocates.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use lookout_config::PrometheusConfig;
+use lookout_scrape::client::Fetched;
+use lookout_scrape::offline::OfflineScraper;
+use lookout_storage::{
+    AppendError, Appendable, Appender, Labels, SeriesRef, StorageError, Timestamp,
+};
+
+struct Counting;
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Accepts everything, allocates nothing per sample.
+struct NullStorage {
+    appended: AtomicUsize,
+}
+
+struct NullAppender<'a>(&'a NullStorage, usize);
+
+impl Appendable for NullStorage {
+    fn appender(&self) -> Box<dyn Appender + Send + '_> {
+        Box::new(NullAppender(self, 0))
+    }
+}
+
+impl Appender for NullAppender<'_> {
+    fn append(
+        &mut self,
+        r: Option<SeriesRef>,
+        _l: &Labels,
+        _t: Timestamp,
+        _v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        self.1 += 1;
+        Ok(r.unwrap_or(SeriesRef(1)))
+    }
+    fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        self.0.appended.fetch_add(self.1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn rollback(self: Box<Self>) {}
+}
+
+fn exposition(n: usize) -> Vec<u8> {
+    let mut s =
+        String::from("# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "http_requests_total{{method=\"GET\",path=\"/api/v{}/items\",status=\"{}\"}} {}\n",
+            i % 50,
+            200 + i % 7,
+            i * 3
+        ));
+    }
+    s.into_bytes()
+}
+
+#[test]
+fn steady_state_scrape_does_not_allocate_per_sample() {
+    let cfg = PrometheusConfig::parse("scrape_configs:\n  - job_name: bench\n").unwrap();
+    let storage = Arc::new(NullStorage {
+        appended: AtomicUsize::new(0),
+    });
+    let mut s =
+        OfflineScraper::new(&cfg.scrape_configs[0], "127.0.0.1:9100", storage.clone()).unwrap();
+    let n = 350; // 50 paths x 7 statuses: all distinct
+    let body = Fetched {
+        body: exposition(n),
+        content_type: "text/plain; version=0.0.4".into(),
+    };
+    s.scrape(&body, 1_000).unwrap();
+    s.scrape(&body, 2_000).unwrap();
+    ALLOCS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let r = s.scrape(&body, 3_000);
+    COUNTING.store(false, Ordering::Relaxed);
+    r.unwrap();
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    eprintln!("steady-state scrape of {n} samples: {allocs} allocations");
+    assert_eq!(storage.appended.load(Ordering::Relaxed), 3 * (n + 5));
+    assert!(
+        allocs < 32,
+        "{allocs} allocations for a steady-state scrape of {n} samples"
+    );
+}
