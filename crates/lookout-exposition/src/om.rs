@@ -10,8 +10,8 @@ use rustc_hash::{FxHashSet, FxHasher};
 
 use crate::float::{parse_go_float, parse_om_timestamp_ms};
 use crate::parser::{
-    Parser, RawEntry, RawLabel, SampleHead, is_label_char, is_label_start, is_metric_char,
-    is_metric_start, line_end, unescape,
+    Parser, RawEntry, RawLabel, SampleHead, Src, is_label_start, is_metric_start, label_name_end,
+    line_end, metric_name_end, unescape,
 };
 use crate::{Format, MetricType};
 
@@ -46,43 +46,80 @@ fn hash_str(s: &str) -> u64 {
     mix(h.finish())
 }
 
-fn label_is(l: &RawLabel<'_>, name: &str) -> bool {
-    if l.name_escaped {
-        unescape(l.name, true) == name
+/// Raw bytes of a span.
+#[inline]
+fn bytes(src: Src<'_>, start: u32, end: u32) -> &[u8] {
+    src.input.get(start as usize..end as usize).unwrap_or(&[])
+}
+
+/// FxHash of a span's unescaped text.
+fn text_hash(src: Src<'_>, start: u32, end: u32, escaped: bool) -> u64 {
+    let mut h = FxHasher::default();
+    if escaped {
+        h.write(unescape(src.str(start, end), true).as_bytes());
     } else {
-        l.name == name
+        h.write(bytes(src, start, end));
     }
+    h.finish()
 }
 
-fn find_label<'a>(labels: &[RawLabel<'a>], name: &str) -> Option<Cow<'a, str>> {
-    labels
-        .iter()
-        .find(|l| label_is(l, name))
-        .map(|l| unescape(l.value, l.value_escaped))
+/// What one pass over a sample's labels learned.
+struct LabelScan {
+    /// Order-independent hash of the whole label set.
+    all: u64,
+    /// The same without the special label (`le`, `quantile` or the state label).
+    group: u64,
+    /// Index of the special label.
+    special: Option<usize>,
 }
 
-/// Order-independent hash of a label set (sum of well-mixed per-pair hashes), leaving out the
-/// label named `skip`.
-fn group_hash(labels: &[RawLabel<'_>], skip: Option<&str>) -> u64 {
-    let mut sum: u64 = 0;
-    for l in labels {
-        if skip.is_some_and(|s| label_is(l, s)) {
-            continue;
-        }
-        let mut h = FxHasher::default();
-        h.write(unescape(l.name, l.name_escaped).as_bytes());
-        h.write_u8(0xff);
-        h.write(unescape(l.value, l.value_escaped).as_bytes());
-        sum = sum.wrapping_add(mix(h.finish()));
-    }
-    sum
-}
-
-fn has_duplicate_names(labels: &[RawLabel<'_>]) -> Option<String> {
+/// Hashes a sample's labels (pairs summed, so the set hash ignores order), rejects duplicate
+/// names and finds the label named `special`.
+fn scan_labels_into(
+    name_hashes: &mut Vec<u64>,
+    src: Src<'_>,
+    labels: &[RawLabel],
+    special: Option<&str>,
+) -> Result<LabelScan, String> {
+    name_hashes.clear();
+    let mut all: u64 = 0;
+    let mut special_at = None;
+    let mut special_hash = 0;
     for (i, l) in labels.iter().enumerate() {
-        let n = unescape(l.name, l.name_escaped);
-        if labels[..i].iter().any(|p| label_is(p, &n)) {
-            return Some(n.into_owned());
+        let nh = text_hash(src, l.name_start, l.name_end, l.name_escaped);
+        if name_hashes.contains(&nh) {
+            let n = l.name(src);
+            if labels[..i].iter().any(|p| p.name(src) == n) {
+                return Err(format!("duplicate label name {n:?}"));
+            }
+        }
+        name_hashes.push(nh);
+        let vh = text_hash(src, l.value_start, l.value_end, l.value_escaped);
+        let pair = mix(nh ^ vh.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        all = all.wrapping_add(pair);
+        if special_at.is_none() && special.is_some_and(|sp| l.is(src, sp)) {
+            special_at = Some(i);
+            special_hash = pair;
+        }
+    }
+    Ok(LabelScan {
+        all,
+        group: all.wrapping_sub(special_hash),
+        special: special_at,
+    })
+}
+
+fn has_duplicate_names(src: Src<'_>, labels: &[RawLabel]) -> Option<String> {
+    for (i, l) in labels.iter().enumerate() {
+        let dup = labels[..i].iter().any(|p| {
+            if p.name_escaped || l.name_escaped {
+                p.name(src) == l.name(src)
+            } else {
+                bytes(src, p.name_start, p.name_end) == bytes(src, l.name_start, l.name_end)
+            }
+        });
+        if dup {
+            return Some(l.name(src).into_owned());
         }
     }
     None
@@ -170,12 +207,15 @@ pub(crate) struct OmState<'a> {
     seen_groups: FxHashSet<u64>,
     /// Series of the current group, to skip exact repeats in histogram checks.
     group_series: Vec<u64>,
+    /// Label-name hashes of the sample being checked (duplicate detection).
+    name_hashes: Vec<u64>,
     hist: Hist,
 }
 
 pub(crate) struct OmSample<'s, 'a> {
     pub(crate) name: Cow<'a, str>,
-    pub(crate) labels: &'s [RawLabel<'a>],
+    pub(crate) src: Src<'a>,
+    pub(crate) labels: &'s [RawLabel],
     pub(crate) value: f64,
     pub(crate) ts: Option<i64>,
     pub(crate) has_exemplar: bool,
@@ -296,14 +336,29 @@ impl<'a> OmState<'a> {
         let suffix = name.strip_prefix(fam_name).unwrap_or("");
         let v = s.value;
 
-        if typ == MetricType::StateSet && find_label(s.labels, fam_name).is_none() {
+        let quantile_sample = typ == MetricType::Summary && suffix.is_empty();
+        let bucket_sample = is_histogram(typ) && suffix == "_bucket";
+        let special = match typ {
+            MetricType::StateSet => Some(fam_name),
+            _ if bucket_sample => Some("le"),
+            _ if quantile_sample => Some("quantile"),
+            _ => None,
+        };
+        let scan = scan_labels_into(&mut self.name_hashes, s.src, s.labels, special)?;
+        let special_value = scan
+            .special
+            .and_then(|i| s.labels.get(i))
+            .map(|l| l.value(s.src));
+
+        if typ == MetricType::StateSet && special_value.is_none() {
             return Err(format!(
                 "stateset sample {name} is missing the {fam_name} label"
             ));
         }
         let mut le = None;
-        if is_histogram(typ) && suffix == "_bucket" {
-            let raw = find_label(s.labels, "le")
+        if bucket_sample {
+            let raw = special_value
+                .as_deref()
                 .ok_or_else(|| format!("{name} is missing the le label"))?;
             let b = parse_go_float(raw.as_bytes())
                 .filter(|b| !b.is_nan())
@@ -315,9 +370,9 @@ impl<'a> OmState<'a> {
             }
             le = Some(b);
         }
-        let quantile_sample = typ == MetricType::Summary && suffix.is_empty();
         if quantile_sample {
-            let raw = find_label(s.labels, "quantile")
+            let raw = special_value
+                .as_deref()
                 .ok_or_else(|| format!("{name} is missing the quantile label"))?;
             let ok = parse_go_float(raw.as_bytes()).is_some_and(|q| (0.0..=1.0).contains(&q));
             if !ok {
@@ -327,16 +382,10 @@ impl<'a> OmState<'a> {
 
         // Grouping: a family's metrics must not be interleaved; within a group, timestamps are
         // all present or all absent and do not go backwards.
-        let skip = match typ {
-            MetricType::Summary if quantile_sample => Some("quantile"),
-            MetricType::StateSet => Some(fam_name),
-            _ if le.is_some() => Some("le"),
-            _ => None,
-        };
         let g = if typ == MetricType::Info {
             0
         } else {
-            group_hash(s.labels, skip)
+            scan.group
         };
         if self.group.is_some_and(|cur| cur != g) && self.seen_groups.contains(&g) {
             return Err(format!(
@@ -362,13 +411,15 @@ impl<'a> OmState<'a> {
         }
         let mut repeat = false;
         if is_histogram(typ) {
-            let sid = hash_str(name) ^ group_hash(s.labels, None);
+            let sid = hash_str(name) ^ scan.all;
             repeat = s.ts == self.group_ts && self.group_series.contains(&sid);
             self.group_series.push(sid);
         }
+        if self.group != Some(g) {
+            self.seen_groups.insert(g);
+        }
         self.group = Some(g);
         self.group_ts = s.ts;
-        self.seen_groups.insert(g);
 
         if is_histogram(typ) && !repeat {
             let h = &mut self.hist;
@@ -488,10 +539,7 @@ impl<'a> Parser<'a> {
         let k = i + 7;
         let (name, name_escaped, after) = match b.get(k) {
             Some(&c) if is_metric_start(c) => {
-                let mut j = k + 1;
-                while j < b.len() && is_metric_char(b[j]) {
-                    j += 1;
-                }
+                let j = metric_name_end(b, k + 1);
                 (self.span(k, j, "metric name")?, false, j)
             }
             Some(b'"') => match self.scan_quoted(k) {
@@ -553,10 +601,7 @@ impl<'a> Parser<'a> {
         if b[i] == b'{' {
             i = self.om_labels(start, i + 1, Some(&mut name))?;
         } else if is_metric_start(b[i]) {
-            i += 1;
-            while i < b.len() && is_metric_char(b[i]) {
-                i += 1;
-            }
+            i = metric_name_end(b, i + 1);
             name = Some((self.span(start, i, "metric name")?, false));
             if b.get(i) == Some(&b'{') {
                 i = self.om_labels(start, i + 1, Some(&mut name))?;
@@ -572,12 +617,6 @@ impl<'a> Parser<'a> {
             ));
         };
         let n_labels = self.labels.len();
-        if let Some(dup) = has_duplicate_names(&self.labels) {
-            return Err(format!(
-                "duplicate label name {dup:?} in {:?}",
-                String::from_utf8_lossy(&b[start..i])
-            ));
-        }
 
         if b.get(i) != Some(&b' ') {
             return Err(self.unexpected(
@@ -634,15 +673,13 @@ impl<'a> Parser<'a> {
                 }
                 i = self.om_labels(start, i + 3, None)?;
                 let ex_labels = &self.labels[n_labels..];
-                if let Some(dup) = has_duplicate_names(ex_labels) {
+                let src = self.src();
+                if let Some(dup) = has_duplicate_names(src, ex_labels) {
                     return Err(format!("duplicate exemplar label name {dup:?}"));
                 }
                 let chars: usize = ex_labels
                     .iter()
-                    .map(|l| {
-                        unescape(l.name, l.name_escaped).chars().count()
-                            + unescape(l.value, l.value_escaped).chars().count()
-                    })
+                    .map(|l| l.name(src).chars().count() + l.value(src).chars().count())
                     .sum();
                 if chars > MAX_EXEMPLAR_LABEL_CHARS {
                     return Err(format!(
@@ -687,8 +724,10 @@ impl<'a> Parser<'a> {
         self.pos = i + 1;
         self.line += 1;
 
+        let src = self.src();
         let metric_type = self.om.on_sample(OmSample {
             name: unescape(name, name_escaped),
+            src,
             labels: &self.labels[..n_labels],
             value,
             ts: timestamp_ms,
@@ -720,21 +759,17 @@ impl<'a> Parser<'a> {
             return Ok(i + 1);
         }
         loop {
-            let (lname, lname_escaped) = match b.get(i) {
+            let lname = match b.get(i) {
                 Some(&c) if is_label_start(c) => {
                     let s = i;
-                    i += 1;
-                    while i < b.len() && is_label_char(b[i]) {
-                        i += 1;
-                    }
-                    (self.span(s, i, "label name")?, false)
+                    i = label_name_end(b, i + 1);
+                    (s, i, false)
                 }
                 Some(b'"') => {
                     let q = match self.scan_quoted(i) {
                         Some(q) if q.newlines == 0 => q,
                         _ => return Err(self.unexpected("expected label name", line_start, i)),
                     };
-                    let s = self.span(q.start, q.end, "label name")?;
                     i = q.next;
                     if matches!(b.get(i), Some(b',') | Some(b'}')) {
                         let Some(slot) = name_slot.as_deref_mut() else {
@@ -750,14 +785,14 @@ impl<'a> Parser<'a> {
                                 lossy(&b[line_start..i])
                             ));
                         }
-                        *slot = Some((s, q.escaped));
+                        *slot = Some((self.span(q.start, q.end, "metric name")?, q.escaped));
                         if b[i] == b'}' {
                             return Ok(i + 1);
                         }
                         i += 1;
                         continue;
                     }
-                    (s, q.escaped)
+                    (q.start, q.end, q.escaped)
                 }
                 _ => return Err(self.unexpected("expected label name", line_start, i)),
             };
@@ -769,13 +804,7 @@ impl<'a> Parser<'a> {
                 (Some(b'"'), Some(q)) if q.newlines == 0 => q,
                 _ => return Err(self.unexpected("expected label value", line_start, i)),
             };
-            let value = self.span(q.start, q.end, "label value")?;
-            self.labels.push(RawLabel {
-                name: lname,
-                value,
-                name_escaped: lname_escaped,
-                value_escaped: q.escaped,
-            });
+            self.push_label(lname, (q.start, q.end, q.escaped))?;
             i = q.next;
             match b.get(i) {
                 Some(b',') => i += 1,

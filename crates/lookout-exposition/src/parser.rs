@@ -4,14 +4,75 @@ use std::borrow::Cow;
 
 use crate::{Format, MetricType, ParseError};
 
-/// One label as found in the input: spans of the name and the value (without quotes), still
-/// escaped when the matching flag is set.
+/// The input a parser reads, for turning spans back into `&str`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RawLabel<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) value: &'a str,
+pub(crate) struct Src<'a> {
+    pub(crate) input: &'a [u8],
+    /// The whole input as `&str` when it is valid UTF-8 (the common case).
+    pub(crate) text: Option<&'a str>,
+}
+
+impl<'a> Src<'a> {
+    /// `input[start..end]`. Spans handed to this were checked while parsing (they lie between
+    /// ASCII delimiters of valid UTF-8 input, or were validated one by one), so the empty
+    /// fallback is never taken.
+    #[inline(always)]
+    pub(crate) fn str(self, start: u32, end: u32) -> &'a str {
+        let r = start as usize..end as usize;
+        match self.text {
+            Some(t) => t.get(r).unwrap_or(""),
+            None => self
+                .input
+                .get(r)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+        }
+    }
+}
+
+/// One label as found in the input: byte spans of the name and the value (without quotes),
+/// still escaped when the matching flag is set. Strings are made from the spans only when a
+/// consumer asks for them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawLabel {
+    pub(crate) name_start: u32,
+    pub(crate) name_end: u32,
+    pub(crate) value_start: u32,
+    pub(crate) value_end: u32,
     pub(crate) name_escaped: bool,
     pub(crate) value_escaped: bool,
+}
+
+impl RawLabel {
+    #[inline]
+    pub(crate) fn raw_name<'a>(&self, src: Src<'a>) -> &'a str {
+        src.str(self.name_start, self.name_end)
+    }
+
+    #[inline]
+    pub(crate) fn name<'a>(&self, src: Src<'a>) -> Cow<'a, str> {
+        unescape(self.raw_name(src), self.name_escaped)
+    }
+
+    #[inline]
+    pub(crate) fn value<'a>(&self, src: Src<'a>) -> Cow<'a, str> {
+        unescape(
+            src.str(self.value_start, self.value_end),
+            self.value_escaped,
+        )
+    }
+
+    /// Whether the (unescaped) name is `name`.
+    #[inline]
+    pub(crate) fn is(&self, src: Src<'_>, name: &str) -> bool {
+        if self.name_escaped {
+            self.name(src) == name
+        } else {
+            src.input
+                .get(self.name_start as usize..self.name_end as usize)
+                == Some(name.as_bytes())
+        }
+    }
 }
 
 /// One entry of an exposition.
@@ -40,7 +101,8 @@ pub struct Sample<'p, 'a> {
     pub(crate) name: &'a str,
     pub(crate) name_escaped: bool,
     pub(crate) raw_series: &'a [u8],
-    pub(crate) labels: &'p [RawLabel<'a>],
+    pub(crate) labels: &'p [RawLabel],
+    pub(crate) src: Src<'a>,
     pub(crate) value: f64,
     pub(crate) timestamp_ms: Option<i64>,
     pub(crate) exemplar: Option<Exemplar<'p, 'a>>,
@@ -50,7 +112,8 @@ pub struct Sample<'p, 'a> {
 /// An OpenMetrics exemplar attached to a sample.
 #[derive(Clone, Copy, Debug)]
 pub struct Exemplar<'p, 'a> {
-    pub(crate) labels: &'p [RawLabel<'a>],
+    pub(crate) labels: &'p [RawLabel],
+    pub(crate) src: Src<'a>,
     pub(crate) value: f64,
     pub(crate) timestamp_ms: Option<i64>,
 }
@@ -59,7 +122,8 @@ pub struct Exemplar<'p, 'a> {
 /// unless the pair contained escape sequences). The metric name is not included.
 #[derive(Clone, Debug)]
 pub struct LabelIter<'p, 'a> {
-    inner: std::slice::Iter<'p, RawLabel<'a>>,
+    inner: std::slice::Iter<'p, RawLabel>,
+    src: Src<'a>,
 }
 
 /// An owned copy of a [`Sample`].
@@ -111,10 +175,7 @@ impl<'p, 'a> Iterator for LabelIter<'p, 'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let l = self.inner.next()?;
-        Some((
-            unescape(l.name, l.name_escaped),
-            unescape(l.value, l.value_escaped),
-        ))
+        Some((l.name(self.src), l.value(self.src)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -140,6 +201,7 @@ impl<'p, 'a> Sample<'p, 'a> {
     pub fn labels(&self) -> LabelIter<'p, 'a> {
         LabelIter {
             inner: self.labels.iter(),
+            src: self.src,
         }
     }
 
@@ -152,8 +214,8 @@ impl<'p, 'a> Sample<'p, 'a> {
     pub fn label(&self, name: &str) -> Option<Cow<'a, str>> {
         self.labels
             .iter()
-            .find(|l| unescape(l.name, l.name_escaped) == name)
-            .map(|l| unescape(l.value, l.value_escaped))
+            .find(|l| l.is(self.src, name))
+            .map(|l| l.value(self.src))
     }
 
     pub fn value(&self) -> f64 {
@@ -203,6 +265,7 @@ impl<'p, 'a> Exemplar<'p, 'a> {
     pub fn labels(&self) -> LabelIter<'p, 'a> {
         LabelIter {
             inner: self.labels.iter(),
+            src: self.src,
         }
     }
 
@@ -285,7 +348,7 @@ pub struct Parser<'a> {
     /// 1-based number of the line the entry being parsed starts on.
     pub(crate) entry_line: usize,
     /// Sample labels followed by exemplar labels; reused across samples.
-    pub(crate) labels: Vec<RawLabel<'a>>,
+    pub(crate) labels: Vec<RawLabel>,
     failed: Option<ParseError>,
     finished: bool,
     /// Name (as written) and type of the last `# TYPE` line (text format).
@@ -329,6 +392,14 @@ impl<'a> Parser<'a> {
         }
         if self.finished {
             return Ok(None);
+        }
+        if u32::try_from(self.input.len()).is_err() {
+            let e = ParseError {
+                line: 1,
+                message: "exposition is larger than 4 GiB".into(),
+            };
+            self.failed = Some(e.clone());
+            return Err(e);
         }
         self.labels.clear();
         let raw = match self.format {
@@ -385,10 +456,12 @@ impl<'a> Parser<'a> {
                     name_escaped: h.name_escaped,
                     raw_series: h.raw_series,
                     labels,
+                    src: self.src(),
                     value: h.value,
                     timestamp_ms: h.timestamp_ms,
                     exemplar: h.exemplar.map(|(value, timestamp_ms)| Exemplar {
                         labels: ex_labels,
+                        src: self.src(),
                         value,
                         timestamp_ms,
                     }),
@@ -398,22 +471,53 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline(always)]
+    pub(crate) fn src(&self) -> Src<'a> {
+        Src {
+            input: self.input,
+            text: self.text,
+        }
+    }
+
+    /// Records a label whose spans were found at the given offsets. Spans of input that is not
+    /// valid UTF-8 as a whole are validated here, one by one.
+    #[inline(always)]
+    pub(crate) fn push_label(
+        &mut self,
+        name: (usize, usize, bool),
+        value: (usize, usize, bool),
+    ) -> Result<(), String> {
+        if self.text.is_none() {
+            self.span_slow(name.0, name.1, "label name")?;
+            self.span_slow(value.0, value.1, "label value")?;
+        }
+        // Lossless: `next_entry` refuses inputs longer than `u32::MAX`.
+        self.labels.push(RawLabel {
+            name_start: name.0 as u32,
+            name_end: name.1 as u32,
+            value_start: value.0 as u32,
+            value_end: value.1 as u32,
+            name_escaped: name.2,
+            value_escaped: value.2,
+        });
+        Ok(())
+    }
+
     /// `input[a..b]` as `&str`, or an error naming `what` when it is not valid UTF-8.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn span(&self, a: usize, b: usize, what: &str) -> Result<&'a str, String> {
-        let s = match self.text {
-            Some(t) => t.get(a..b),
-            None => self
-                .input
-                .get(a..b)
-                .and_then(|s| std::str::from_utf8(s).ok()),
-        };
-        s.ok_or_else(|| {
-            format!(
-                "invalid UTF-8 {what}: {:?}",
-                String::from_utf8_lossy(self.input.get(a..b).unwrap_or(&[]))
-            )
-        })
+        if let Some(s) = self.text.and_then(|t| t.get(a..b)) {
+            return Ok(s);
+        }
+        self.span_slow(a, b, what)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn span_slow(&self, a: usize, b: usize, what: &str) -> Result<&'a str, String> {
+        let bytes = self.input.get(a..b).unwrap_or(&[]);
+        std::str::from_utf8(bytes)
+            .map_err(|_| format!("invalid UTF-8 {what}: {:?}", String::from_utf8_lossy(bytes)))
     }
 
     /// A Prometheus-style error: what was expected, the offending token and the line so far.
@@ -444,8 +548,9 @@ impl<'a> Parser<'a> {
         let mut i = at + 1;
         let mut escaped = false;
         let mut newlines = 0;
-        while i < b.len() {
-            match b[i] {
+        loop {
+            i = find_quote_special(b, i);
+            match b.get(i)? {
                 b'"' => {
                     return Some(Quoted {
                         start: at + 1,
@@ -457,16 +562,55 @@ impl<'a> Parser<'a> {
                 }
                 b'\\' => {
                     escaped = true;
+                    if b.get(i + 1) == Some(&b'\n') {
+                        newlines += 1;
+                    }
                     i += 2;
-                    continue;
                 }
-                b'\n' => newlines += 1,
-                _ => {}
+                _ => {
+                    newlines += 1;
+                    i += 1;
+                }
             }
-            i += 1;
         }
-        None
     }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 of each byte of the result is set where `w` has a byte equal to `c` (exact for the
+/// lowest such byte, which is all callers use).
+#[inline(always)]
+fn bytes_equal(w: u64, c: u8) -> u64 {
+    let x = w ^ (LO * u64::from(c));
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// Offset of the first `"`, `\\` or newline at or after `i` (or `b.len()`), eight bytes at a
+/// time.
+#[inline(always)]
+fn find_quote_special(b: &[u8], i: usize) -> usize {
+    let rest = b.get(i..).unwrap_or(&[]);
+    let mut chunks = rest.chunks_exact(8);
+    let mut off = 0;
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        let m = bytes_equal(w, b'"') | bytes_equal(w, b'\\') | bytes_equal(w, b'\n');
+        if m != 0 {
+            return i + off + (m.trailing_zeros() / 8) as usize;
+        }
+        off += 8;
+    }
+    for &c in chunks.remainder() {
+        if matches!(c, b'"' | b'\\' | b'\n') {
+            return i + off;
+        }
+        off += 1;
+    }
+    i + off
 }
 
 pub(crate) struct Quoted {
@@ -477,24 +621,84 @@ pub(crate) struct Quoted {
     pub(crate) next: usize,
 }
 
-#[inline]
+const METRIC_START: u8 = 1;
+const METRIC_CHAR: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL_CHAR: u8 = 8;
+
+/// Character classes of the legacy name grammar, by byte.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alpha = b.is_ascii_alphabetic();
+        let digit = b.is_ascii_digit();
+        let mut v = 0;
+        if alpha || b == b'_' || b == b':' {
+            v |= METRIC_START | METRIC_CHAR;
+        }
+        if digit {
+            v |= METRIC_CHAR | LABEL_CHAR;
+        }
+        if alpha || b == b'_' {
+            v |= LABEL_START | LABEL_CHAR;
+        }
+        t[c] = v;
+        c += 1;
+    }
+    t
+};
+
+#[inline(always)]
 pub(crate) fn is_metric_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_' || c == b':'
+    CLASS[c as usize] & METRIC_START != 0
 }
 
-#[inline]
-pub(crate) fn is_metric_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b':'
-}
-
-#[inline]
+#[inline(always)]
 pub(crate) fn is_label_start(c: u8) -> bool {
-    c.is_ascii_alphabetic() || c == b'_'
+    CLASS[c as usize] & LABEL_START != 0
 }
 
-#[inline]
-pub(crate) fn is_label_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+/// End of the run of bytes of class `bit` starting at `i`, eight bytes at a time.
+#[inline(always)]
+fn run_end(b: &[u8], i: usize, bit: u8) -> usize {
+    let rest = b.get(i..).unwrap_or(&[]);
+    let mut chunks = rest.chunks_exact(8);
+    let mut off = 0;
+    for c in &mut chunks {
+        let m = CLASS[c[0] as usize]
+            & CLASS[c[1] as usize]
+            & CLASS[c[2] as usize]
+            & CLASS[c[3] as usize]
+            & CLASS[c[4] as usize]
+            & CLASS[c[5] as usize]
+            & CLASS[c[6] as usize]
+            & CLASS[c[7] as usize];
+        if m & bit == 0 {
+            break;
+        }
+        off += 8;
+    }
+    for &c in &rest[off..] {
+        if CLASS[c as usize] & bit == 0 {
+            break;
+        }
+        off += 1;
+    }
+    i + off
+}
+
+/// End of the legacy metric-name characters starting at `i`.
+#[inline(always)]
+pub(crate) fn metric_name_end(b: &[u8], i: usize) -> usize {
+    run_end(b, i, METRIC_CHAR)
+}
+
+/// End of the legacy label-name characters starting at `i`.
+#[inline(always)]
+pub(crate) fn label_name_end(b: &[u8], i: usize) -> usize {
+    run_end(b, i, LABEL_CHAR)
 }
 
 /// Offset of the next `\n` at or after `from`, or the input length.

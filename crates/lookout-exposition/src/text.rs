@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use crate::float::parse_go_float;
 use crate::parser::{
-    Parser, RawEntry, RawLabel, SampleHead, is_label_char, is_label_start, is_metric_char,
-    is_metric_start, line_end,
+    Parser, RawEntry, SampleHead, is_label_start, is_metric_start, label_name_end, line_end,
+    metric_name_end,
 };
 use crate::{Format, MetricType};
 
@@ -16,8 +16,15 @@ fn is_ws(c: u8) -> bool {
     c == b' ' || c == b'\t'
 }
 
-#[inline]
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+#[inline(always)]
+fn skip_ws(b: &[u8], i: usize) -> usize {
+    match b.get(i) {
+        Some(b' ' | b'\t') => skip_ws_run(b, i + 1),
+        _ => i,
+    }
+}
+
+fn skip_ws_run(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && is_ws(b[i]) {
         i += 1;
     }
@@ -136,10 +143,7 @@ impl<'a> Parser<'a> {
         let kw = if is_help { "HELP" } else { "TYPE" };
         let (name, name_escaped, after) = match b.get(i) {
             Some(&c) if is_metric_start(c) => {
-                let mut j = i + 1;
-                while j < b.len() && is_metric_char(b[j]) {
-                    j += 1;
-                }
+                let j = metric_name_end(b, i + 1);
                 (self.span(i, j, "metric name")?, false, j)
             }
             Some(b'"') => {
@@ -208,10 +212,7 @@ impl<'a> Parser<'a> {
             i = self.text_labels(line_start, i + 1, &mut name, &mut newlines)?;
             series_end = i;
         } else {
-            i += 1;
-            while i < b.len() && is_metric_char(b[i]) {
-                i += 1;
-            }
+            i = metric_name_end(b, i + 1);
             name = Some((self.span(start, i, "metric name")?, false));
             let j = skip_ws(b, i);
             if b.get(j) == Some(&b'{') {
@@ -309,22 +310,18 @@ impl<'a> Parser<'a> {
         let b = self.input;
         loop {
             i = skip_ws(b, i);
-            let (lname, lname_escaped) = match b.get(i) {
+            let lname = match b.get(i) {
                 Some(b'}') => return Ok(i + 1),
                 Some(&c) if is_label_start(c) => {
                     let s = i;
-                    i += 1;
-                    while i < b.len() && is_label_char(b[i]) {
-                        i += 1;
-                    }
-                    (self.span(s, i, "label name")?, false)
+                    i = label_name_end(b, i + 1);
+                    (s, i, false)
                 }
                 Some(b'"') => {
                     let q = self
                         .scan_quoted(i)
                         .ok_or_else(|| self.unexpected("expected label name", line_start, i))?;
                     *newlines += q.newlines;
-                    let s = self.span(q.start, q.end, "label name")?;
                     i = skip_ws(b, q.next);
                     // A quoted string followed by a comma or brace is the metric name.
                     if matches!(b.get(i), Some(b',') | Some(b'}')) {
@@ -334,14 +331,14 @@ impl<'a> Parser<'a> {
                                 String::from_utf8_lossy(&b[line_start..i])
                             ));
                         }
-                        *name = Some((s, q.escaped));
+                        *name = Some((self.span(q.start, q.end, "metric name")?, q.escaped));
                         if b[i] == b'}' {
                             return Ok(i + 1);
                         }
                         i += 1;
                         continue;
                     }
-                    (s, q.escaped)
+                    (q.start, q.end, q.escaped)
                 }
                 _ => return Err(self.unexpected("expected label name", line_start, i)),
             };
@@ -357,13 +354,7 @@ impl<'a> Parser<'a> {
                 .scan_quoted(i)
                 .ok_or_else(|| self.unexpected("expected label value", line_start, i))?;
             *newlines += q.newlines;
-            let value = self.span(q.start, q.end, "label value")?;
-            self.labels.push(RawLabel {
-                name: lname,
-                value,
-                name_escaped: lname_escaped,
-                value_escaped: q.escaped,
-            });
+            self.push_label(lname, (q.start, q.end, q.escaped))?;
             i = skip_ws(b, q.next);
             if b.get(i) == Some(&b',') {
                 i += 1;
