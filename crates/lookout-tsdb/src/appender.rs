@@ -60,7 +60,14 @@ impl<'a> TsdbAppender<'a> {
         };
         let idx = self.series.len() as u32;
         self.by_id.insert(s.id, idx);
-        self.series.push(Pending { id: s.id, series: Some(s), labels: None, max_t, last_v, samples: 0 });
+        self.series.push(Pending {
+            id: s.id,
+            series: Some(s),
+            labels: None,
+            max_t,
+            last_v,
+            samples: 0,
+        });
         idx
     }
 
@@ -70,17 +77,26 @@ impl<'a> TsdbAppender<'a> {
             return Err(AppendError::InvalidSeries("empty label set".into()));
         }
         if labels.len() > o.max_labels_per_series {
-            return Err(AppendError::TooManyLabels { count: labels.len(), limit: o.max_labels_per_series });
+            return Err(AppendError::TooManyLabels {
+                count: labels.len(),
+                limit: o.max_labels_per_series,
+            });
         }
         for l in labels {
             if l.name.is_empty() {
                 return Err(AppendError::InvalidSeries("empty label name".into()));
             }
             if l.name.len() > o.max_label_name_len {
-                return Err(AppendError::LabelTooLong { name: l.name.clone(), limit: o.max_label_name_len });
+                return Err(AppendError::LabelTooLong {
+                    name: l.name.clone(),
+                    limit: o.max_label_name_len,
+                });
             }
             if l.value.len() > o.max_label_value_len {
-                return Err(AppendError::LabelTooLong { name: l.name.clone(), limit: o.max_label_value_len });
+                return Err(AppendError::LabelTooLong {
+                    name: l.name.clone(),
+                    limit: o.max_label_value_len,
+                });
             }
         }
         if let Some(limit) = o.max_series {
@@ -93,7 +109,11 @@ impl<'a> TsdbAppender<'a> {
         Ok(())
     }
 
-    fn resolve(&mut self, series_ref: Option<SeriesRef>, labels: &Labels) -> Result<u32, AppendError> {
+    fn resolve(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        labels: &Labels,
+    ) -> Result<u32, AppendError> {
         let head = &self.db.head;
         if let Some(r) = series_ref {
             if let Some(&i) = self.by_id.get(&r.0) {
@@ -137,7 +157,8 @@ impl<'a> TsdbAppender<'a> {
         let db = self.db;
         let head = &db.head;
         let m = &head.metrics;
-        db.check_open().map_err(|e| StorageError::Other(e.to_string()))?;
+        db.check_open()
+            .map_err(|e| StorageError::Other(e.to_string()))?;
 
         let mut buf = Vec::with_capacity(self.samples.len() * 14 + 64);
         let mut w = db.wal.lock();
@@ -152,7 +173,11 @@ impl<'a> TsdbAppender<'a> {
                 Some(s) => s.state.lock().deleted.as_deref().cloned(),
             };
             if let Some(labels) = recreate {
-                let id = if p.series.is_none() { p.id } else { head.next_id.fetch_add(1, Ordering::Relaxed) };
+                let id = if p.series.is_none() {
+                    p.id
+                } else {
+                    head.next_id.fetch_add(1, Ordering::Relaxed)
+                };
                 let hash = labels_hash(&labels);
                 let (s, was_created) = head.get_or_create(&labels, hash, id);
                 p.id = s.id;
@@ -168,7 +193,11 @@ impl<'a> TsdbAppender<'a> {
             for &i in &created {
                 let p = &self.series[i as usize];
                 if let Some(l) = &p.labels {
-                    wal::put_series(&mut buf, p.id, l.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+                    wal::put_series(
+                        &mut buf,
+                        p.id,
+                        l.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+                    );
                 }
             }
             wal::finish_frame(&mut buf, start);
@@ -195,7 +224,9 @@ impl<'a> TsdbAppender<'a> {
         let (mut stored, mut ooo_stored) = (0u64, 0u64);
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for s in &self.samples {
-            let Some(series) = &self.series[s.idx as usize].series else { continue };
+            let Some(series) = &self.series[s.idx as usize].series else {
+                continue;
+            };
             let mut st = series.state.lock();
             if st.deleted.is_some() {
                 // Unreachable by construction: collection holds the WAL lock and waits for
@@ -203,9 +234,9 @@ impl<'a> TsdbAppender<'a> {
                 continue;
             }
             let r = if s.ooo {
-                st.insert_ooo(series.id, s.t, s.v, seg, &head.params, &head.chunks, m)
+                st.insert_ooo(series.id, s.t, s.v, seg, &head.ctx())
             } else {
-                st.append_in_order(series.id, s.t, s.v, seg, &head.params, &head.chunks, m)
+                st.append_in_order(series.id, s.t, s.v, seg, &head.ctx())
             };
             match r {
                 Ok(Applied::Stored) => {
@@ -255,8 +286,17 @@ impl Appender for TsdbAppender<'_> {
         if db.closed.load(Ordering::Relaxed) {
             return Err(AppendError::Storage("storage is closed".into()));
         }
-        let idx = self.resolve(series_ref, labels)?;
         let m = &db.head.metrics;
+        if let Some(f) = db.opts.max_future {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            if t > now.saturating_add(i64::try_from(f.as_millis()).unwrap_or(i64::MAX)) {
+                m.too_new_samples.inc();
+                return Err(AppendError::TooNew);
+            }
+        }
+        let idx = self.resolve(series_ref, labels)?;
         let head_max = db.head.max_t.load(Ordering::Relaxed);
         if head_max != i64::MIN && t < head_max.saturating_sub(db.retention_ms) {
             m.too_old_samples.inc();

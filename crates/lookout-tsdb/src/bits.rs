@@ -15,7 +15,10 @@ pub struct BitWriter {
 
 impl BitWriter {
     pub fn with_capacity(cap: usize) -> Self {
-        BitWriter { buf: Vec::with_capacity(cap), free: 0 }
+        BitWriter {
+            buf: Vec::with_capacity(cap),
+            free: 0,
+        }
     }
 
     #[inline]
@@ -106,7 +109,12 @@ pub struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0, reg: 0, valid: 0 }
+        BitReader {
+            data,
+            pos: 0,
+            reg: 0,
+            valid: 0,
+        }
     }
 
     #[inline]

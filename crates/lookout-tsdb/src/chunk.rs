@@ -35,7 +35,16 @@ impl XorChunk {
     pub fn with_capacity(cap: usize) -> Self {
         let mut w = BitWriter::with_capacity(cap.max(HEADER));
         w.write_bits(0, 16);
-        XorChunk { w, num: 0, min_t: 0, t: 0, delta: 0, v: 0, leading: NO_WINDOW, trailing: 0 }
+        XorChunk {
+            w,
+            num: 0,
+            min_t: 0,
+            t: 0,
+            delta: 0,
+            v: 0,
+            leading: NO_WINDOW,
+            trailing: 0,
+        }
     }
 
     /// Empties the chunk, keeping the allocation.
@@ -298,15 +307,23 @@ impl Iterator for XorIter<'_> {
             return None;
         }
         if self.read == 0 {
-            let Some(t) = read_varint(&mut self.r) else { return self.fail() };
-            let Some(v) = self.r.read_bits(64) else { return self.fail() };
+            let Some(t) = read_varint(&mut self.r) else {
+                return self.fail();
+            };
+            let Some(v) = self.r.read_bits(64) else {
+                return self.fail();
+            };
             self.t = t;
             self.v = v;
         } else {
-            let Some(dod) = self.read_dod() else { return self.fail() };
+            let Some(dod) = self.read_dod() else {
+                return self.fail();
+            };
             self.delta = self.delta.wrapping_add(dod);
             self.t = self.t.wrapping_add(self.delta);
-            let Some(v) = self.read_value() else { return self.fail() };
+            let Some(v) = self.read_value() else {
+                return self.fail();
+            };
             self.v = v;
         }
         self.read += 1;
@@ -370,7 +387,10 @@ mod tests {
     fn regular_scrape_compresses_well() {
         let mut c = XorChunk::default();
         for i in 0..120i64 {
-            c.append(1_700_000_000_000 + i * 15_000 + (i % 3), 100.0 + (i / 10) as f64);
+            c.append(
+                1_700_000_000_000 + i * 15_000 + (i % 3),
+                100.0 + (i / 10) as f64,
+            );
         }
         // Well under 2 bytes per sample for a steady counter-like series.
         assert!(c.bytes().len() < 240, "{} bytes", c.bytes().len());

@@ -150,7 +150,9 @@ impl ChunkFiles {
                 // SAFETY: the file is not written while we scan it (it is not the active file).
                 let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
                 let (valid, max_t) = scan(bytes, index, &mut chunks);
-                let zero_tail = bytes.get(valid as usize..).is_some_and(|t| t.iter().all(|&b| b == 0));
+                let zero_tail = bytes
+                    .get(valid as usize..)
+                    .is_some_and(|t| t.iter().all(|&b| b == 0));
                 (valid, max_t, zero_tail)
             };
             if valid < file_len && zero_tail && valid > FILE_HEADER {
@@ -158,7 +160,10 @@ impl ChunkFiles {
                 file.set_len(valid)?;
             } else if valid < file_len {
                 if valid <= FILE_HEADER {
-                    repairs.push(format!("chunk file {} has no valid chunks; removed", path.display()));
+                    repairs.push(format!(
+                        "chunk file {} has no valid chunks; removed",
+                        path.display()
+                    ));
                     drop(file);
                     fs::remove_file(&path)?;
                     continue;
@@ -178,7 +183,12 @@ impl ChunkFiles {
             total += valid;
             files.insert(
                 index,
-                Arc::new(ChunkFile { index, map, published: AtomicU64::new(valid), max_t: AtomicI64::new(max_t) }),
+                Arc::new(ChunkFile {
+                    index,
+                    map,
+                    published: AtomicU64::new(valid),
+                    max_t: AtomicI64::new(max_t),
+                }),
             );
         }
         let next = indices.last().map_or(1, |n| n + 1);
@@ -193,12 +203,20 @@ impl ChunkFiles {
             let mut w = cf.writer.lock();
             *w = Some(cf.new_file(next)?);
         }
-        Ok(OpenedChunks { files: cf, chunks, repairs })
+        Ok(OpenedChunks {
+            files: cf,
+            chunks,
+            repairs,
+        })
     }
 
     fn new_file(&self, index: u32) -> io::Result<Writer> {
         let path = file_path(&self.dir, index);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         let mut header = [0u8; FILE_HEADER as usize];
         header[..4].copy_from_slice(MAGIC);
         header[4] = VERSION;
@@ -216,13 +234,26 @@ impl ChunkFiles {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        Ok(Writer { file, cur, off: FILE_HEADER, buf: Vec::with_capacity(2048) })
+        Ok(Writer {
+            file,
+            cur,
+            off: FILE_HEADER,
+            buf: Vec::with_capacity(2048),
+        })
     }
 
     /// Writes one chunk and returns its reference.
-    pub fn write_chunk(&self, series: u64, min_t: i64, max_t: i64, kind: ChunkKind, data: &[u8]) -> io::Result<u64> {
+    pub fn write_chunk(
+        &self,
+        series: u64,
+        min_t: i64,
+        max_t: i64,
+        kind: ChunkKind,
+        data: &[u8],
+    ) -> io::Result<u64> {
         let rec_len = (REC_HEADER + data.len() + REC_TRAILER) as u64;
-        let data_len = u32::try_from(data.len()).map_err(|_| io::Error::other("chunk too large"))?;
+        let data_len =
+            u32::try_from(data.len()).map_err(|_| io::Error::other("chunk too large"))?;
         let mut guard = self.writer.lock();
         let w = match guard.as_mut() {
             Some(w) => w,
@@ -287,8 +318,11 @@ impl ChunkFiles {
         let active = self.writer.lock().as_ref().map(|w| w.cur.index);
         let victims: Vec<Arc<ChunkFile>> = {
             let mut files = self.files.write();
-            let ids: Vec<u32> =
-                files.values().filter(|f| Some(f.index) != active && f.max_t() < cutoff).map(|f| f.index).collect();
+            let ids: Vec<u32> = files
+                .values()
+                .filter(|f| Some(f.index) != active && f.max_t() < cutoff)
+                .map(|f| f.index)
+                .collect();
             ids.iter().filter_map(|i| files.remove(i)).collect()
         };
         for f in &victims {
@@ -317,20 +351,29 @@ fn scan(bytes: &[u8], index: u32, out: &mut Vec<ScannedChunk>) -> (u64, i64) {
     }
     let mut off = FILE_HEADER as usize;
     let mut max_seen = i64::MIN;
-    loop {
-        let Some(hdr) = bytes.get(off..off + REC_HEADER) else { break };
+    while let Some(hdr) = bytes.get(off..off + REC_HEADER) {
         let series = u64::from_le_bytes(le8(&hdr[0..8]));
         let min_t = i64::from_le_bytes(le8(&hdr[8..16]));
         let max_t = i64::from_le_bytes(le8(&hdr[16..24]));
-        let Some(kind) = ChunkKind::from_u8(hdr[24]) else { break };
+        let Some(kind) = ChunkKind::from_u8(hdr[24]) else {
+            break;
+        };
         let len = u32::from_le_bytes([hdr[25], hdr[26], hdr[27], hdr[28]]) as usize;
         let body_end = off + REC_HEADER + len;
-        let Some(crc_bytes) = bytes.get(body_end..body_end + REC_TRAILER) else { break };
+        let Some(crc_bytes) = bytes.get(body_end..body_end + REC_TRAILER) else {
+            break;
+        };
         let want = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
         if crc32c::crc32c(&bytes[off..body_end]) != want || series == 0 {
             break;
         }
-        out.push(ScannedChunk { series, r: (u64::from(index) << 32) | off as u64, min_t, max_t, kind });
+        out.push(ScannedChunk {
+            series,
+            r: (u64::from(index) << 32) | off as u64,
+            min_t,
+            max_t,
+            kind,
+        });
         max_seen = max_seen.max(max_t);
         off = body_end + REC_TRAILER;
     }
@@ -354,8 +397,12 @@ mod tests {
         let opened = ChunkFiles::open(&d, 1 << 16).unwrap();
         assert!(opened.chunks.is_empty());
         let cf = opened.files;
-        let r1 = cf.write_chunk(7, 10, 20, ChunkKind::InOrder, b"hello").unwrap();
-        let r2 = cf.write_chunk(8, 30, 40, ChunkKind::OutOfOrder, b"world!").unwrap();
+        let r1 = cf
+            .write_chunk(7, 10, 20, ChunkKind::InOrder, b"hello")
+            .unwrap();
+        let r2 = cf
+            .write_chunk(8, 30, 40, ChunkKind::OutOfOrder, b"world!")
+            .unwrap();
         let (f, off) = cf.resolve(r1).unwrap();
         assert_eq!(f.chunk_data(off), Some(&b"hello"[..]));
         let (f, off) = cf.resolve(r2).unwrap();
@@ -387,7 +434,10 @@ mod tests {
         let data = vec![1u8; 1000];
         let mut refs = Vec::new();
         for i in 0..10 {
-            refs.push(cf.write_chunk(1, i * 10, i * 10 + 9, ChunkKind::InOrder, &data).unwrap());
+            refs.push(
+                cf.write_chunk(1, i * 10, i * 10 + 9, ChunkKind::InOrder, &data)
+                    .unwrap(),
+            );
         }
         assert!(cf.file_count() >= 3);
         let removed = cf.remove_before(50).unwrap();

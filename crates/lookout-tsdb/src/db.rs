@@ -35,7 +35,10 @@ trait IoCtx<T> {
 
 impl<T> IoCtx<T> for io::Result<T> {
     fn ctx(self, path: &Path) -> Result<T, TsdbError> {
-        self.map_err(|source| TsdbError::Io { path: path.to_path_buf(), source })
+        self.map_err(|source| TsdbError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -75,7 +78,12 @@ pub struct RetentionOutcome {
 fn lock_dir(dir: &Path) -> Result<File, TsdbError> {
     use std::os::fd::AsRawFd;
     let path = dir.join("lock");
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).ctx(&path)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ctx(&path)?;
     // SAFETY: flock on a file descriptor we own; no memory is shared with the call.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -126,7 +134,9 @@ impl RecordSink for Replayer<'_> {
         }
         let (s, created) = self.head.get_or_create(&labels, labels_hash(&labels), id);
         if created && let Some((inorder, ooo)) = self.pending.remove(&id) {
-            s.state.lock().attach(inorder, ooo, &self.head.chunks, &self.head.metrics);
+            s.state
+                .lock()
+                .attach(inorder, ooo, &self.head.chunks, &self.head.metrics);
         }
         self.by_ref.insert(id, s);
     }
@@ -139,9 +149,9 @@ impl RecordSink for Replayer<'_> {
         let h = self.head;
         let mut st = s.state.lock();
         let r = if ooo {
-            st.insert_ooo(s.id, t, v, self.seg, &h.params, &h.chunks, &h.metrics)
+            st.insert_ooo(s.id, t, v, self.seg, &h.ctx())
         } else {
-            st.append_in_order(s.id, t, v, self.seg, &h.params, &h.chunks, &h.metrics)
+            st.append_in_order(s.id, t, v, self.seg, &h.ctx())
         };
         if let Ok(Applied::Stored) = r {
             self.samples += 1;
@@ -171,7 +181,11 @@ impl Tsdb {
         for c in &opened.chunks {
             max_id = max_id.max(c.series);
             let e = pending.entry(c.series).or_default();
-            let meta = ChunkMeta { r: c.r, min_t: c.min_t, max_t: c.max_t };
+            let meta = ChunkMeta {
+                r: c.r,
+                min_t: c.min_t,
+                max_t: c.max_t,
+            };
             match c.kind {
                 ChunkKind::InOrder => e.0.push(meta),
                 ChunkKind::OutOfOrder => e.1.push(meta),
@@ -188,8 +202,15 @@ impl Tsdb {
         let wal_dir = dir.join("wal");
         fs::create_dir_all(&wal_dir).ctx(&wal_dir)?;
         let listing = wal::list(&wal_dir).ctx(&wal_dir)?;
-        let mut rp =
-            Replayer { head: &head, pending, by_ref: FxHashMap::default(), seg: 0, max_id, unknown: 0, samples: 0 };
+        let mut rp = Replayer {
+            head: &head,
+            pending,
+            by_ref: FxHashMap::default(),
+            seg: 0,
+            max_id,
+            unknown: 0,
+            samples: 0,
+        };
         let mut after = 0u32;
         if let Some(&cp) = listing.checkpoints.last() {
             let path = wal::checkpoint_path(&wal_dir, cp);
@@ -218,7 +239,11 @@ impl Tsdb {
                 continue;
             }
             if seg != last + 1 && first_kept.is_some() {
-                tracing::warn!(segment = seg, "WAL segment {} is missing; samples in it are lost", last + 1);
+                tracing::warn!(
+                    segment = seg,
+                    "WAL segment {} is missing; samples in it are lost",
+                    last + 1
+                );
             }
             let data = fs::read(&path).ctx(&path)?;
             rp.seg = seg;
@@ -248,15 +273,24 @@ impl Tsdb {
             }
         }
         if rp.unknown > 0 {
-            tracing::warn!(samples = rp.unknown, "WAL replay skipped samples of unknown series");
+            tracing::warn!(
+                samples = rp.unknown,
+                "WAL replay skipped samples of unknown series"
+            );
         }
         let replayed = rp.samples;
         head.next_id.fetch_max(rp.max_id + 1, Ordering::Relaxed);
         drop(rp);
 
         let next = last + 1;
-        let wal = Wal::create(&wal_dir, opts.wal_segment_size, first_kept.unwrap_or(next), next, existing)
-            .ctx(&wal_dir)?;
+        let wal = Wal::create(
+            &wal_dir,
+            opts.wal_segment_size,
+            first_kept.unwrap_or(next),
+            next,
+            existing,
+        )
+        .ctx(&wal_dir)?;
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             retention_ms: ms(opts.retention),
@@ -286,7 +320,10 @@ impl Tsdb {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "metrics storage opened"
         );
-        Ok(Tsdb { inner, bg: Mutex::new(Some(bg)) })
+        Ok(Tsdb {
+            inner,
+            bg: Mutex::new(Some(bg)),
+        })
     }
 
     /// Flushes the WAL and chunk files to disk and stops the background thread. Later
@@ -310,9 +347,17 @@ impl Tsdb {
         }
         let wal_dir = inner.dir.join("wal");
         if let Some(d) = inner.wal.close().ctx(&wal_dir)? {
-            inner.head.metrics.wal_fsync_duration.observe(d.as_secs_f64());
+            inner
+                .head
+                .metrics
+                .wal_fsync_duration
+                .observe(d.as_secs_f64());
         }
-        inner.head.chunks.close().ctx(&inner.dir.join("chunks_head"))?;
+        inner
+            .head
+            .chunks
+            .close()
+            .ctx(&inner.dir.join("chunks_head"))?;
         Ok(())
     }
 
@@ -381,7 +426,10 @@ fn background(inner: Arc<Inner>) {
     let tick = if inner.opts.wal_fsync_interval.is_zero() {
         Duration::from_secs(1)
     } else {
-        inner.opts.wal_fsync_interval.clamp(Duration::from_millis(5), Duration::from_secs(60))
+        inner
+            .opts
+            .wal_fsync_interval
+            .clamp(Duration::from_millis(5), Duration::from_secs(60))
     };
     loop {
         {
@@ -409,16 +457,24 @@ fn background(inner: Arc<Inner>) {
 
 impl Inner {
     pub fn check_open(&self) -> Result<(), TsdbError> {
-        if self.closed.load(Ordering::Acquire) { Err(TsdbError::Closed) } else { Ok(()) }
+        if self.closed.load(Ordering::Acquire) {
+            Err(TsdbError::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     fn check_open_storage(&self) -> Result<(), StorageError> {
-        self.check_open().map_err(|e| StorageError::Other(e.to_string()))
+        self.check_open()
+            .map_err(|e| StorageError::Other(e.to_string()))
     }
 
     pub fn sync_wal(&self) -> io::Result<()> {
         if let Some(d) = self.wal.sync()? {
-            self.head.metrics.wal_fsync_duration.observe(d.as_secs_f64());
+            self.head
+                .metrics
+                .wal_fsync_duration
+                .observe(d.as_secs_f64());
         }
         Ok(())
     }
@@ -426,7 +482,8 @@ impl Inner {
     fn update_size_gauges(&self) {
         let m = &self.head.metrics;
         m.wal_size_bytes.set(self.wal.size() as i64);
-        m.mmapped_chunk_bytes.set(self.head.chunks.total_bytes() as i64);
+        m.mmapped_chunk_bytes
+            .set(self.head.chunks.total_bytes() as i64);
     }
 
     /// Recomputes the oldest sample time (and, on open, the newest) from the series.
@@ -528,7 +585,9 @@ impl Inner {
                 m.checkpoint_failures.inc();
                 return Err(TsdbError::Io {
                     path: self.dir.join("chunks_head"),
-                    source: io::Error::other("could not write open chunks before truncating the WAL"),
+                    source: io::Error::other(
+                        "could not write open chunks before truncating the WAL",
+                    ),
                 });
             }
         }
@@ -542,7 +601,10 @@ impl Inner {
         let written = wal::write_checkpoint(&wal_dir, upto, live.iter().map(|(id, l)| (*id, l)));
         if let Err(e) = written {
             m.checkpoint_failures.inc();
-            return Err(TsdbError::Io { path: wal_dir, source: e });
+            return Err(TsdbError::Io {
+                path: wal_dir,
+                source: e,
+            });
         }
         self.wal.remove_upto(upto).ctx(&wal_dir)?;
         m.checkpoints.inc();
@@ -552,16 +614,26 @@ impl Inner {
     }
 
     fn series_for(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
-        self.head.matching_ids(matchers).iter().filter_map(|&id| self.head.get_by_id(id)).collect()
+        self.head
+            .matching_ids(matchers)
+            .iter()
+            .filter_map(|&id| self.head.get_by_id(id))
+            .collect()
     }
 
     fn has_data(&self, id: u64, start: i64, end: i64) -> bool {
-        self.head.get_by_id(id).is_some_and(|s| s.state.lock().has_data(start, end))
+        self.head
+            .get_by_id(id)
+            .is_some_and(|s| s.state.lock().has_data(start, end))
     }
 }
 
 impl Queryable for Tsdb {
-    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
         let inner = &self.inner;
         inner.check_open_storage()?;
         let (start, end) = (hints.start, hints.end);
@@ -579,8 +651,10 @@ impl Queryable for Tsdb {
                 }
             }
         }
-        let mut labelled: Vec<(Labels, Snapshot)> =
-            snaps.into_iter().map(|(s, snap)| (inner.head.resolve_labels(&s), snap)).collect();
+        let mut labelled: Vec<(Labels, Snapshot)> = snaps
+            .into_iter()
+            .map(|(s, snap)| (inner.head.resolve_labels(&s), snap))
+            .collect();
         labelled.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = Vec::with_capacity(labelled.len());
         let mut total = 0usize;
@@ -605,7 +679,12 @@ impl Queryable for Tsdb {
         Ok(out)
     }
 
-    fn series(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<Labels>, StorageError> {
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<Labels>, StorageError> {
         let inner = &self.inner;
         inner.check_open_storage()?;
         let mut out: Vec<Labels> = inner
@@ -618,14 +697,23 @@ impl Queryable for Tsdb {
         Ok(out)
     }
 
-    fn label_names(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<String>, StorageError> {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<String>, StorageError> {
         let inner = &self.inner;
         inner.check_open_storage()?;
         let mut names: Vec<String> = if matchers.is_empty() {
             let idx = inner.head.index.read();
             let syms = inner.head.symbols.read();
             idx.names()
-                .filter(|(_, values)| values.values().any(|ids| ids.iter().any(|&id| inner.has_data(id, start, end))))
+                .filter(|(_, values)| {
+                    values
+                        .values()
+                        .any(|ids| ids.iter().any(|&id| inner.has_data(id, start, end)))
+                })
                 .map(|(n, _)| syms.str(*n).to_string())
                 .collect()
         } else {
@@ -655,7 +743,9 @@ impl Queryable for Tsdb {
         let mut values: Vec<String> = if matchers.is_empty() {
             let idx = inner.head.index.read();
             let syms = inner.head.symbols.read();
-            let Some(values) = syms.lookup(name).and_then(|n| idx.values(n)) else { return Ok(Vec::new()) };
+            let Some(values) = syms.lookup(name).and_then(|n| idx.values(n)) else {
+                return Ok(Vec::new());
+            };
             values
                 .iter()
                 .filter(|(_, ids)| ids.iter().any(|&id| inner.has_data(id, start, end)))
@@ -664,7 +754,9 @@ impl Queryable for Tsdb {
         } else {
             let series = inner.series_for(matchers);
             let syms = inner.head.symbols.read();
-            let Some(n) = syms.lookup(name) else { return Ok(Vec::new()) };
+            let Some(n) = syms.lookup(name) else {
+                return Ok(Vec::new());
+            };
             let mut set = FxHashSet::default();
             for s in series {
                 if let Some(&(_, v)) = s.labels.iter().find(|(ln, _)| *ln == n)

@@ -63,6 +63,13 @@ pub struct SeriesState {
     pub deleted: Option<Box<Labels>>,
 }
 
+/// What appending needs besides the series: chunk sizing, the chunk files, the metrics.
+pub struct Ctx<'a> {
+    pub params: &'a ChunkParams,
+    pub files: &'a ChunkFiles,
+    pub metrics: &'a Metrics,
+}
+
 pub enum Applied {
     Stored,
     Noop,
@@ -77,19 +84,32 @@ pub struct MemSeries {
 
 impl SeriesState {
     fn new() -> Self {
-        SeriesState { head: None, chunks: Vec::new(), ooo: None, max_t: i64::MIN, last_v: 0, deleted: None }
+        SeriesState {
+            head: None,
+            chunks: Vec::new(),
+            ooo: None,
+            max_t: i64::MIN,
+            last_v: 0,
+            deleted: None,
+        }
     }
 
     /// Heap bytes of sample data held by this series.
     pub fn heap_bytes(&self) -> usize {
         self.head.as_ref().map_or(0, |h| h.c.capacity())
-            + self.ooo.as_ref().map_or(0, |o| o.head.capacity() * std::mem::size_of::<(i64, f64)>())
+            + self
+                .ooo
+                .as_ref()
+                .map_or(0, |o| o.head.capacity() * std::mem::size_of::<(i64, f64)>())
     }
 
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
             && self.head.as_ref().is_none_or(|h| h.c.num_samples() == 0)
-            && self.ooo.as_ref().is_none_or(|o| o.head.is_empty() && o.chunks.is_empty())
+            && self
+                .ooo
+                .as_ref()
+                .is_none_or(|o| o.head.is_empty() && o.chunks.is_empty())
     }
 
     pub fn min_time(&self) -> Option<i64> {
@@ -145,10 +165,9 @@ impl SeriesState {
         t: i64,
         v: f64,
         seg: u32,
-        p: &ChunkParams,
-        files: &ChunkFiles,
-        m: &Metrics,
+        cx: &Ctx<'_>,
     ) -> Result<Applied, AppendError> {
+        let (p, files, m) = (cx.params, cx.files, cx.metrics);
         if self.max_t != i64::MIN {
             if t < self.max_t {
                 return Err(AppendError::OutOfOrder);
@@ -173,14 +192,19 @@ impl SeriesState {
                 self.cut_head(id, files, m);
             }
             if self.head.as_ref().is_some_and(|h| h.c.is_full()) && !self.cut_head(id, files, m) {
-                return Err(AppendError::Storage("head chunk is full and cannot be written to disk".into()));
+                return Err(AppendError::Storage(
+                    "head chunk is full and cannot be written to disk".into(),
+                ));
             }
         }
         let h = match &mut self.head {
             Some(h) => h,
             None => {
                 m.head_chunks.inc();
-                self.head.insert(HeadChunk { c: XorChunk::with_capacity(32), first_seg: seg })
+                self.head.insert(HeadChunk {
+                    c: XorChunk::with_capacity(32),
+                    first_seg: seg,
+                })
             }
         };
         if h.c.num_samples() == 0 {
@@ -202,9 +226,19 @@ impl SeriesState {
         if h.c.num_samples() == 0 {
             return true;
         }
-        match files.write_chunk(id, h.c.min_t(), h.c.max_t(), ChunkKind::InOrder, h.c.bytes()) {
+        match files.write_chunk(
+            id,
+            h.c.min_t(),
+            h.c.max_t(),
+            ChunkKind::InOrder,
+            h.c.bytes(),
+        ) {
             Ok(r) => {
-                self.chunks.push(ChunkMeta { r, min_t: h.c.min_t(), max_t: h.c.max_t() });
+                self.chunks.push(ChunkMeta {
+                    r,
+                    min_t: h.c.min_t(),
+                    max_t: h.c.max_t(),
+                });
                 m.mmapped_chunks.inc();
                 h.c.reset();
                 true
@@ -219,11 +253,17 @@ impl SeriesState {
 
     fn cut_ooo(&mut self, id: u64, files: &ChunkFiles, m: &Metrics) -> bool {
         let Some(o) = &mut self.ooo else { return true };
-        let (Some(first), Some(last)) = (o.head.first().copied(), o.head.last().copied()) else { return true };
+        let (Some(first), Some(last)) = (o.head.first().copied(), o.head.last().copied()) else {
+            return true;
+        };
         let data = XorChunk::encode(o.head.iter().copied());
         match files.write_chunk(id, first.0, last.0, ChunkKind::OutOfOrder, &data) {
             Ok(r) => {
-                o.chunks.push(ChunkMeta { r, min_t: first.0, max_t: last.0 });
+                o.chunks.push(ChunkMeta {
+                    r,
+                    min_t: first.0,
+                    max_t: last.0,
+                });
                 m.mmapped_chunks.inc();
                 o.head.clear();
                 true
@@ -243,10 +283,9 @@ impl SeriesState {
         t: i64,
         v: f64,
         seg: u32,
-        p: &ChunkParams,
-        files: &ChunkFiles,
-        m: &Metrics,
+        cx: &Ctx<'_>,
     ) -> Result<Applied, AppendError> {
+        let (p, files, m) = (cx.params, cx.files, cx.metrics);
         if t == self.max_t {
             return if v.to_bits() == self.last_v {
                 Ok(Applied::Noop)
@@ -269,13 +308,15 @@ impl SeriesState {
                     o.first_seg = seg;
                 }
                 if o.head.len() >= usize::from(u16::MAX) {
-                    return Err(AppendError::Storage("out-of-order buffer is full and cannot be written".into()));
+                    return Err(AppendError::Storage(
+                        "out-of-order buffer is full and cannot be written".into(),
+                    ));
                 }
                 o.head.insert(i, (t, v));
             }
         }
         let n = o.head.len();
-        if n >= p.ooo_cap && (n == p.ooo_cap || n % p.ooo_cap == 0) {
+        if n >= p.ooo_cap && (n == p.ooo_cap || n.is_multiple_of(p.ooo_cap)) {
             self.cut_ooo(id, files, m);
         }
         let after = self.heap_bytes();
@@ -287,10 +328,20 @@ impl SeriesState {
 
     /// Writes open chunks whose first sample lives in WAL segment `≤ upto` to the chunk
     /// files and frees their memory. False when a write failed.
-    pub fn cut_for_checkpoint(&mut self, id: u64, upto: u32, files: &ChunkFiles, m: &Metrics) -> bool {
+    pub fn cut_for_checkpoint(
+        &mut self,
+        id: u64,
+        upto: u32,
+        files: &ChunkFiles,
+        m: &Metrics,
+    ) -> bool {
         let before = self.heap_bytes();
         let mut ok = true;
-        if self.head.as_ref().is_some_and(|h| h.c.num_samples() > 0 && h.first_seg <= upto) {
+        if self
+            .head
+            .as_ref()
+            .is_some_and(|h| h.c.num_samples() > 0 && h.first_seg <= upto)
+        {
             if self.cut_head(id, files, m) {
                 self.head = None;
                 m.head_chunks.dec();
@@ -298,7 +349,11 @@ impl SeriesState {
                 ok = false;
             }
         }
-        if self.ooo.as_ref().is_some_and(|o| !o.head.is_empty() && o.first_seg <= upto) {
+        if self
+            .ooo
+            .as_ref()
+            .is_some_and(|o| !o.head.is_empty() && o.first_seg <= upto)
+        {
             if self.cut_ooo(id, files, m) {
                 if let Some(o) = &mut self.ooo {
                     o.head = Vec::new();
@@ -321,7 +376,11 @@ impl SeriesState {
         self.chunks.retain(|c| c.max_t >= cutoff);
         let mut dropped = n0 - self.chunks.len();
         m.mmapped_chunks.dec_by(dropped as i64);
-        if self.head.as_ref().is_some_and(|h| h.c.num_samples() == 0 || h.c.max_t() < cutoff) {
+        if self
+            .head
+            .as_ref()
+            .is_some_and(|h| h.c.num_samples() == 0 || h.c.max_t() < cutoff)
+        {
             if self.head.as_ref().is_some_and(|h| h.c.num_samples() > 0) {
                 dropped += 1;
             }
@@ -360,7 +419,13 @@ impl SeriesState {
     }
 
     /// Attaches chunks found in the chunk files on open (sorted by time).
-    pub fn attach(&mut self, mut inorder: Vec<ChunkMeta>, mut ooo: Vec<ChunkMeta>, files: &ChunkFiles, m: &Metrics) {
+    pub fn attach(
+        &mut self,
+        mut inorder: Vec<ChunkMeta>,
+        mut ooo: Vec<ChunkMeta>,
+        files: &ChunkFiles,
+        m: &Metrics,
+    ) {
         inorder.sort_by_key(|c| c.min_t);
         // Overlapping in-order chunks can only come from a torn previous run; keep the first.
         inorder.dedup_by(|b, a| b.min_t <= a.max_t);
@@ -382,7 +447,12 @@ impl SeriesState {
     }
 
     /// Copies what a reader needs for `[start, end]`; `None` when nothing overlaps.
-    pub fn snapshot(&self, start: i64, end: i64, files: &ChunkFiles) -> Result<Option<Snapshot>, StorageError> {
+    pub fn snapshot(
+        &self,
+        start: i64,
+        end: i64,
+        files: &ChunkFiles,
+    ) -> Result<Option<Snapshot>, StorageError> {
         let mut snap = Snapshot::default();
         let i = self.chunks.partition_point(|c| c.max_t < start);
         for c in self.chunks[i..].iter().take_while(|c| c.min_t <= end) {
@@ -396,10 +466,19 @@ impl SeriesState {
             snap.inorder.push(ChunkSrc::Heap(h.c.bytes().to_vec()));
         }
         if let Some(o) = &self.ooo {
-            for c in o.chunks.iter().filter(|c| c.min_t <= end && c.max_t >= start) {
+            for c in o
+                .chunks
+                .iter()
+                .filter(|c| c.min_t <= end && c.max_t >= start)
+            {
                 snap.ooo.push(resolve(files, c)?);
             }
-            snap.ooo_head.extend(o.head.iter().filter(|s| s.0 >= start && s.0 <= end).copied());
+            snap.ooo_head.extend(
+                o.head
+                    .iter()
+                    .filter(|s| s.0 >= start && s.0 <= end)
+                    .copied(),
+            );
         }
         if snap.inorder.is_empty() && snap.ooo.is_empty() && snap.ooo_head.is_empty() {
             return Ok(None);
@@ -412,7 +491,9 @@ fn resolve(files: &ChunkFiles, c: &ChunkMeta) -> Result<ChunkSrc, StorageError> 
     files
         .resolve(c.r)
         .map(|(f, off)| ChunkSrc::Mapped(f, off))
-        .ok_or_else(|| StorageError::Other(format!("head-chunk file for chunk {:#x} is missing", c.r)))
+        .ok_or_else(|| {
+            StorageError::Other(format!("head-chunk file for chunk {:#x} is missing", c.r))
+        })
 }
 
 pub enum ChunkSrc {
@@ -424,9 +505,12 @@ impl ChunkSrc {
     fn bytes(&self) -> Result<&[u8], StorageError> {
         match self {
             ChunkSrc::Heap(b) => Ok(b),
-            ChunkSrc::Mapped(f, off) => f
-                .chunk_data(*off)
-                .ok_or_else(|| StorageError::Other(format!("chunk at offset {off} of file {} is unreadable", f.index))),
+            ChunkSrc::Mapped(f, off) => f.chunk_data(*off).ok_or_else(|| {
+                StorageError::Other(format!(
+                    "chunk at offset {off} of file {} is unreadable",
+                    f.index
+                ))
+            }),
         }
     }
 }
@@ -439,7 +523,12 @@ pub struct Snapshot {
     pub ooo_head: Vec<(i64, f64)>,
 }
 
-fn decode_range(src: &ChunkSrc, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), StorageError> {
+fn decode_range(
+    src: &ChunkSrc,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), StorageError> {
     let mut it = XorIter::new(src.bytes()?);
     for (t, v) in it.by_ref() {
         if t > end {
@@ -501,6 +590,8 @@ impl Snapshot {
     }
 }
 
+type IdMap = FxHashMap<u64, Arc<MemSeries>>;
+
 enum HashEntry {
     One(Arc<MemSeries>),
     Many(Vec<Arc<MemSeries>>),
@@ -510,7 +601,7 @@ enum HashEntry {
 pub struct Head {
     pub symbols: SymbolTable,
     pub index: RwLock<PostingsIndex>,
-    by_id: Box<[RwLock<FxHashMap<u64, Arc<MemSeries>>>]>,
+    by_id: Box<[RwLock<IdMap>]>,
     by_hash: Box<[RwLock<FxHashMap<u64, HashEntry>>]>,
     pub next_id: AtomicU64,
     pub chunks: ChunkFiles,
@@ -536,14 +627,26 @@ impl Head {
         Head {
             symbols: SymbolTable::default(),
             index: RwLock::new(PostingsIndex::default()),
-            by_id: (0..STRIPES).map(|_| RwLock::new(FxHashMap::default())).collect(),
-            by_hash: (0..STRIPES).map(|_| RwLock::new(FxHashMap::default())).collect(),
+            by_id: (0..STRIPES)
+                .map(|_| RwLock::new(FxHashMap::default()))
+                .collect(),
+            by_hash: (0..STRIPES)
+                .map(|_| RwLock::new(FxHashMap::default()))
+                .collect(),
             next_id: AtomicU64::new(1),
             chunks,
             params,
             metrics,
             max_t: AtomicI64::new(i64::MIN),
             min_t: AtomicI64::new(i64::MAX),
+        }
+    }
+
+    pub fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            params: &self.params,
+            files: &self.chunks,
+            metrics: &self.metrics,
         }
     }
 
@@ -557,7 +660,10 @@ impl Head {
             return false;
         }
         let syms = self.symbols.read();
-        s.labels.iter().zip(labels.iter()).all(|(&(n, v), l)| syms.str(n) == l.name && syms.str(v) == l.value)
+        s.labels
+            .iter()
+            .zip(labels.iter())
+            .all(|(&(n, v), l)| syms.str(n) == l.name && syms.str(v) == l.value)
     }
 
     pub fn get_by_labels(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
@@ -579,8 +685,15 @@ impl Head {
         if let Some(s) = existing {
             return (s, false);
         }
-        let syms = self.symbols.intern_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-        let s = Arc::new(MemSeries { id, hash, labels: syms, state: Mutex::new(SeriesState::new()) });
+        let syms = self
+            .symbols
+            .intern_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        let s = Arc::new(MemSeries {
+            id,
+            hash,
+            labels: syms,
+            state: Mutex::new(SeriesState::new()),
+        });
         match g.remove(&hash) {
             None => {
                 g.insert(hash, HashEntry::One(s.clone()));
@@ -593,7 +706,9 @@ impl Head {
                 g.insert(hash, HashEntry::Many(v));
             }
         }
-        self.by_id[id as usize % STRIPES].write().insert(id, s.clone());
+        self.by_id[id as usize % STRIPES]
+            .write()
+            .insert(id, s.clone());
         self.index.write().add(id, &s.labels);
         drop(g);
         self.next_id.fetch_max(id + 1, Ordering::Relaxed);
@@ -637,7 +752,10 @@ impl Head {
     pub fn resolve_labels(&self, s: &MemSeries) -> Labels {
         let syms = self.symbols.read();
         Labels::from_sorted_unchecked(
-            s.labels.iter().map(|&(n, v)| Label::new(syms.str(n), syms.str(v))).collect(),
+            s.labels
+                .iter()
+                .map(|&(n, v)| Label::new(syms.str(n), syms.str(v)))
+                .collect(),
         )
     }
 
@@ -675,8 +793,11 @@ impl Head {
             if m.matches_empty() {
                 // Series without the label match; remove those whose value does not.
                 let Some(values) = values else { continue };
-                let bad: Vec<&[u64]> =
-                    values.iter().filter(|(v, _)| !m.matches(syms.str(**v))).map(|(_, l)| l.as_slice()).collect();
+                let bad: Vec<&[u64]> = values
+                    .iter()
+                    .filter(|(v, _)| !m.matches(syms.str(**v)))
+                    .map(|(_, l)| l.as_slice())
+                    .collect();
                 if !bad.is_empty() {
                     subtract.push(postings::union(&bad));
                 }
@@ -684,9 +805,11 @@ impl Head {
             }
             let good: Vec<u64> = match (m.op, values) {
                 (_, None) => Vec::new(),
-                (lookout_storage::MatchOp::Equal, Some(values)) => {
-                    syms.lookup(&m.value).and_then(|v| values.get(&v)).cloned().unwrap_or_default()
-                }
+                (lookout_storage::MatchOp::Equal, Some(values)) => syms
+                    .lookup(&m.value)
+                    .and_then(|v| values.get(&v))
+                    .cloned()
+                    .unwrap_or_default(),
                 (_, Some(values)) => {
                     let lists: Vec<&[u64]> = match literal_alternatives(m) {
                         Some(alts) => alts
@@ -726,7 +849,8 @@ fn literal_alternatives(m: &Matcher) -> Option<Vec<&str>> {
     if m.op != lookout_storage::MatchOp::Regex {
         return None;
     }
-    let plain = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ' ' | ',' | '@' | '=');
+    let plain =
+        |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ' ' | ',' | '@' | '=');
     if m.value.is_empty() || !m.value.chars().all(|c| c == '|' || plain(c)) {
         return None;
     }
@@ -741,7 +865,12 @@ mod tests {
     fn head() -> (tempfile::TempDir, Head) {
         let dir = tempfile::tempdir().unwrap();
         let files = ChunkFiles::open(dir.path(), 1 << 20).unwrap().files;
-        let p = ChunkParams { samples_per_chunk: 4, max_chunk_bytes: 1024, chunk_range_ms: 1 << 40, ooo_cap: 3 };
+        let p = ChunkParams {
+            samples_per_chunk: 4,
+            max_chunk_bytes: 1024,
+            chunk_range_ms: 1 << 40,
+            ooo_cap: 3,
+        };
         (dir, Head::new(files, p, Metrics::default()))
     }
 
@@ -758,13 +887,37 @@ mod tests {
         mk(&[("__name__", "rps"), ("job", "api")], 4);
         let q = |ms: Vec<Matcher>| h.matching_ids(&ms);
         assert_eq!(q(vec![Matcher::equal("__name__", "up")]), vec![1, 2, 3]);
-        assert_eq!(q(vec![Matcher::equal("__name__", "up"), Matcher::equal("job", "api")]), vec![1]);
-        assert_eq!(q(vec![Matcher::equal("__name__", "up"), Matcher::not_equal("job", "api")]), vec![2, 3]);
+        assert_eq!(
+            q(vec![
+                Matcher::equal("__name__", "up"),
+                Matcher::equal("job", "api")
+            ]),
+            vec![1]
+        );
+        assert_eq!(
+            q(vec![
+                Matcher::equal("__name__", "up"),
+                Matcher::not_equal("job", "api")
+            ]),
+            vec![2, 3]
+        );
         assert_eq!(q(vec![Matcher::equal("job", "")]), vec![3]);
-        assert_eq!(q(vec![Matcher::new(MatchOp::Regex, "job", "api|db").unwrap()]), vec![1, 2, 4]);
-        assert_eq!(q(vec![Matcher::new(MatchOp::Regex, "job", "a.*").unwrap()]), vec![1, 4]);
-        assert_eq!(q(vec![Matcher::new(MatchOp::NotRegex, "job", "a.*").unwrap()]), vec![2, 3]);
-        assert_eq!(q(vec![Matcher::new(MatchOp::Regex, "job", "db|").unwrap()]), vec![2, 3]);
+        assert_eq!(
+            q(vec![Matcher::new(MatchOp::Regex, "job", "api|db").unwrap()]),
+            vec![1, 2, 4]
+        );
+        assert_eq!(
+            q(vec![Matcher::new(MatchOp::Regex, "job", "a.*").unwrap()]),
+            vec![1, 4]
+        );
+        assert_eq!(
+            q(vec![Matcher::new(MatchOp::NotRegex, "job", "a.*").unwrap()]),
+            vec![2, 3]
+        );
+        assert_eq!(
+            q(vec![Matcher::new(MatchOp::Regex, "job", "db|").unwrap()]),
+            vec![2, 3]
+        );
         assert_eq!(q(vec![Matcher::equal("nope", "x")]), Vec::<u64>::new());
         assert_eq!(q(vec![]), vec![1, 2, 3, 4]);
     }
@@ -776,17 +929,24 @@ mod tests {
         let (s, _) = h.get_or_create(&l, labels_hash(&l), 1);
         let mut st = s.state.lock();
         for t in 0..10 {
-            st.append_in_order(1, t * 10, t as f64, 1, &h.params, &h.chunks, &h.metrics).unwrap();
+            st.append_in_order(1, t * 10, t as f64, 1, &h.ctx())
+                .unwrap();
         }
         assert_eq!(st.chunks.len(), 2, "4 samples per chunk");
-        assert!(matches!(st.append_in_order(1, 90, 9.0, 1, &h.params, &h.chunks, &h.metrics), Ok(Applied::Noop)));
+        assert!(matches!(
+            st.append_in_order(1, 90, 9.0, 1, &h.ctx()),
+            Ok(Applied::Noop)
+        ));
         assert_eq!(
-            st.append_in_order(1, 90, 8.0, 1, &h.params, &h.chunks, &h.metrics).err(),
+            st.append_in_order(1, 90, 8.0, 1, &h.ctx()).err(),
             Some(AppendError::DuplicateSampleForTimestamp)
         );
-        assert_eq!(st.append_in_order(1, 5, 8.0, 1, &h.params, &h.chunks, &h.metrics).err(), Some(AppendError::OutOfOrder));
+        assert_eq!(
+            st.append_in_order(1, 5, 8.0, 1, &h.ctx()).err(),
+            Some(AppendError::OutOfOrder)
+        );
         for t in [15, 25, 35, 45] {
-            st.insert_ooo(1, t, -1.0, 1, &h.params, &h.chunks, &h.metrics).unwrap();
+            st.insert_ooo(1, t, -1.0, 1, &h.ctx()).unwrap();
         }
         assert_eq!(st.ooo.as_ref().map(|o| o.chunks.len()), Some(1));
         let snap = st.snapshot(10, 50, &h.chunks).unwrap().unwrap();

@@ -37,6 +37,11 @@ pub struct TsdbOptions {
     /// How far behind the newest sample (over all series) an out-of-order sample may be and
     /// still be stored. Zero turns out-of-order ingestion off (the default).
     pub out_of_order_window: Duration,
+    /// Refuse samples more than this far ahead of the wall clock (`AppendError::TooNew`).
+    /// `None` (the default, as in Prometheus) accepts any future timestamp; note that
+    /// retention is measured from the newest sample, so one far-future sample would age
+    /// out everything else.
+    pub max_future: Option<Duration>,
     /// Out-of-order samples buffered per series before they are written out as a chunk.
     pub out_of_order_cap: usize,
     /// Refuse new series beyond this many (`AppendError::SeriesLimit`).
@@ -61,6 +66,7 @@ impl Default for TsdbOptions {
         TsdbOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             out_of_order_window: Duration::ZERO,
+            max_future: None,
             out_of_order_cap: 32,
             max_series: None,
             max_labels_per_series: 128,

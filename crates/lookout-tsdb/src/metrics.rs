@@ -20,6 +20,7 @@ pub struct Metrics {
     pub ooo_samples_appended: Counter,
     pub out_of_order_samples: Counter,
     pub too_old_samples: Counter,
+    pub too_new_samples: Counter,
     pub duplicate_samples: Counter,
     pub series_limit_rejections: Counter,
     pub series_created: Counter,
@@ -49,6 +50,7 @@ impl Default for Metrics {
             ooo_samples_appended: Counter::default(),
             out_of_order_samples: Counter::default(),
             too_old_samples: Counter::default(),
+            too_new_samples: Counter::default(),
             duplicate_samples: Counter::default(),
             series_limit_rejections: Counter::default(),
             series_created: Counter::default(),
@@ -68,29 +70,70 @@ impl Default for Metrics {
 impl Metrics {
     pub fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("lookout_tsdb");
-        r.register("head_series", "Series in the head.", self.head_series.clone());
-        r.register("head_chunks", "Open head chunks held in memory.", self.head_chunks.clone());
+        r.register(
+            "head_series",
+            "Series in the head.",
+            self.head_series.clone(),
+        );
+        r.register(
+            "head_chunks",
+            "Open head chunks held in memory.",
+            self.head_chunks.clone(),
+        );
         r.register(
             "head_chunk_heap_bytes",
             "Heap bytes held by open head chunks and out-of-order buffers.",
             self.head_chunk_heap_bytes.clone(),
         );
-        r.register("mmapped_chunks", "Chunks referenced in head-chunk files.", self.mmapped_chunks.clone());
-        r.register("mmapped_chunk_bytes", "Bytes of head-chunk files on disk.", self.mmapped_chunk_bytes.clone());
-        r.register("wal_size_bytes", "Bytes of WAL segments on disk.", self.wal_size_bytes.clone());
-        r.register("head_min_time", "Oldest sample timestamp in the head (ms).", self.min_time.clone());
-        r.register("head_max_time", "Newest sample timestamp in the head (ms).", self.max_time.clone());
-        r.register("head_samples_appended", "Samples stored.", self.samples_appended.clone());
+        r.register(
+            "mmapped_chunks",
+            "Chunks referenced in head-chunk files.",
+            self.mmapped_chunks.clone(),
+        );
+        r.register(
+            "mmapped_chunk_bytes",
+            "Bytes of head-chunk files on disk.",
+            self.mmapped_chunk_bytes.clone(),
+        );
+        r.register(
+            "wal_size_bytes",
+            "Bytes of WAL segments on disk.",
+            self.wal_size_bytes.clone(),
+        );
+        r.register(
+            "head_min_time",
+            "Oldest sample timestamp in the head (ms).",
+            self.min_time.clone(),
+        );
+        r.register(
+            "head_max_time",
+            "Newest sample timestamp in the head (ms).",
+            self.max_time.clone(),
+        );
+        r.register(
+            "head_samples_appended",
+            "Samples stored.",
+            self.samples_appended.clone(),
+        );
         r.register(
             "out_of_order_samples_appended",
             "Out-of-order samples stored within the out-of-order window.",
             self.ooo_samples_appended.clone(),
         );
-        r.register("out_of_order_samples", "Samples rejected as out of order.", self.out_of_order_samples.clone());
+        r.register(
+            "out_of_order_samples",
+            "Samples rejected as out of order.",
+            self.out_of_order_samples.clone(),
+        );
         r.register(
             "too_old_samples",
             "Samples rejected as older than retention or the out-of-order window.",
             self.too_old_samples.clone(),
+        );
+        r.register(
+            "too_new_samples",
+            "Samples rejected as too far in the future (max_future).",
+            self.too_new_samples.clone(),
         );
         r.register(
             "duplicate_samples",
@@ -102,15 +145,55 @@ impl Metrics {
             "Samples rejected because the series limit was reached.",
             self.series_limit_rejections.clone(),
         );
-        r.register("head_series_created", "Series created in the head.", self.series_created.clone());
-        r.register("head_series_removed", "Series garbage collected from the head.", self.series_removed.clone());
-        r.register("wal_corruptions", "WAL corruptions repaired on open.", self.wal_corruptions.clone());
-        r.register("wal_write_failures", "Failed WAL writes.", self.wal_write_failures.clone());
-        r.register("wal_fsync_duration_seconds", "Duration of WAL fsyncs.", self.wal_fsync_duration.clone());
-        r.register("head_chunk_corruptions", "Head-chunk file corruptions repaired on open.", self.chunk_corruptions.clone());
-        r.register("head_chunk_write_failures", "Failed writes of full chunks to head-chunk files.", self.chunk_write_failures.clone());
-        r.register("checkpoints", "WAL checkpoints written.", self.checkpoints.clone());
-        r.register("checkpoint_failures", "WAL checkpoints that failed.", self.checkpoint_failures.clone());
-        r.register("retention_chunks_removed", "Chunks dropped by retention.", self.retention_chunks_removed.clone());
+        r.register(
+            "head_series_created",
+            "Series created in the head.",
+            self.series_created.clone(),
+        );
+        r.register(
+            "head_series_removed",
+            "Series garbage collected from the head.",
+            self.series_removed.clone(),
+        );
+        r.register(
+            "wal_corruptions",
+            "WAL corruptions repaired on open.",
+            self.wal_corruptions.clone(),
+        );
+        r.register(
+            "wal_write_failures",
+            "Failed WAL writes.",
+            self.wal_write_failures.clone(),
+        );
+        r.register(
+            "wal_fsync_duration_seconds",
+            "Duration of WAL fsyncs.",
+            self.wal_fsync_duration.clone(),
+        );
+        r.register(
+            "head_chunk_corruptions",
+            "Head-chunk file corruptions repaired on open.",
+            self.chunk_corruptions.clone(),
+        );
+        r.register(
+            "head_chunk_write_failures",
+            "Failed writes of full chunks to head-chunk files.",
+            self.chunk_write_failures.clone(),
+        );
+        r.register(
+            "checkpoints",
+            "WAL checkpoints written.",
+            self.checkpoints.clone(),
+        );
+        r.register(
+            "checkpoint_failures",
+            "WAL checkpoints that failed.",
+            self.checkpoint_failures.clone(),
+        );
+        r.register(
+            "retention_chunks_removed",
+            "Chunks dropped by retention.",
+            self.retention_chunks_removed.clone(),
+        );
     }
 }

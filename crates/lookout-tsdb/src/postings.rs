@@ -41,7 +41,9 @@ impl PostingsIndex {
     pub fn remove(&mut self, id: u64, labels: &[(Sym, Sym)]) {
         remove_sorted(&mut self.all, id);
         for &(n, v) in labels {
-            let Some(values) = self.by_name.get_mut(&n) else { continue };
+            let Some(values) = self.by_name.get_mut(&n) else {
+                continue;
+            };
             if let Some(list) = values.get_mut(&v) {
                 remove_sorted(list, id);
                 if list.is_empty() {
@@ -64,13 +66,16 @@ impl PostingsIndex {
 
     #[cfg(test)]
     pub fn postings(&self, name: Sym, value: Sym) -> &[u64] {
-        self.by_name.get(&name).and_then(|m| m.get(&value)).map(Vec::as_slice).unwrap_or(&[])
+        self.by_name
+            .get(&name)
+            .and_then(|m| m.get(&value))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn names(&self) -> impl Iterator<Item = (&Sym, &FxHashMap<Sym, Vec<u64>>)> {
         self.by_name.iter()
     }
-
 }
 
 /// Sorted intersection. Gallops through the longer list when sizes differ a lot.

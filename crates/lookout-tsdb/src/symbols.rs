@@ -40,7 +40,6 @@ impl Inner {
     pub fn len(&self) -> usize {
         self.ids.len()
     }
-
 }
 
 impl SymbolTable {
@@ -49,9 +48,14 @@ impl SymbolTable {
     }
 
     /// Interns every string of `pairs`, taking one reference per occurrence.
-    pub fn intern_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Box<[(Sym, Sym)]> {
+    pub fn intern_pairs<'a>(
+        &self,
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Box<[(Sym, Sym)]> {
         let mut g = self.inner.write();
-        pairs.map(|(n, v)| (intern(&mut g, n), intern(&mut g, v))).collect()
+        pairs
+            .map(|(n, v)| (intern(&mut g, n), intern(&mut g, v)))
+            .collect()
     }
 
     /// Drops one reference per occurrence; symbols reaching zero are freed.
@@ -88,7 +92,9 @@ fn intern(g: &mut Inner, s: &str) -> Sym {
 }
 
 fn release(g: &mut Inner, id: Sym) {
-    let Some(r) = g.refs.get_mut(id as usize) else { return };
+    let Some(r) = g.refs.get_mut(id as usize) else {
+        return;
+    };
     if *r == 0 {
         return;
     }

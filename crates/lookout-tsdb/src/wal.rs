@@ -66,7 +66,11 @@ pub fn finish_frame(buf: &mut [u8], start: usize) {
 }
 
 /// Appends one series entry to an open series frame.
-pub fn put_series<'a>(buf: &mut Vec<u8>, id: u64, labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+pub fn put_series<'a>(
+    buf: &mut Vec<u8>,
+    id: u64,
+    labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) {
     put_uvarint(buf, id);
     put_uvarint(buf, labels.len() as u64);
     for (n, v) in labels {
@@ -77,7 +81,9 @@ pub fn put_series<'a>(buf: &mut Vec<u8>, id: u64, labels: impl ExactSizeIterator
 
 /// Appends a complete samples frame.
 pub fn put_samples_frame(buf: &mut Vec<u8>, ooo: bool, samples: &[(u64, i64, f64)]) {
-    let Some(&(base_id, base_t, _)) = samples.first() else { return };
+    let Some(&(base_id, base_t, _)) = samples.first() else {
+        return;
+    };
     let start = begin_frame(buf, if ooo { REC_OOO_SAMPLES } else { REC_SAMPLES });
     buf.reserve(samples.len() * 13 + 16);
     put_uvarint(buf, samples.len() as u64);
@@ -164,9 +170,18 @@ pub fn decode_record(payload: &[u8], sink: &mut impl RecordSink) -> Result<(), S
                 let vb = d.bytes(8)?;
                 let mut a = [0u8; 8];
                 a.copy_from_slice(vb);
-                sink.sample(kind == REC_OOO_SAMPLES, id, t, f64::from_bits(u64::from_le_bytes(a)));
+                sink.sample(
+                    kind == REC_OOO_SAMPLES,
+                    id,
+                    t,
+                    f64::from_bits(u64::from_le_bytes(a)),
+                );
             }
-            if d.b.is_empty() { Ok(()) } else { Err("trailing bytes in samples record".into()) }
+            if d.b.is_empty() {
+                Ok(())
+            } else {
+                Err("trailing bytes in samples record".into())
+            }
         }
         k => Err(format!("unknown record type {k}")),
     }
@@ -185,25 +200,43 @@ pub fn read_frames(data: &[u8], mut f: impl FnMut(&[u8]) -> Result<(), String>) 
     let mut off = 0usize;
     while off < data.len() {
         let Some(hdr) = data.get(off..off + FRAME_HEADER) else {
-            return FrameOutcome { valid_len: off as u64, error: Some(format!("torn frame header at offset {off}")) };
+            return FrameOutcome {
+                valid_len: off as u64,
+                error: Some(format!("torn frame header at offset {off}")),
+            };
         };
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
         let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
         if len == 0 || len > MAX_FRAME {
-            return FrameOutcome { valid_len: off as u64, error: Some(format!("invalid frame length {len} at offset {off}")) };
+            return FrameOutcome {
+                valid_len: off as u64,
+                error: Some(format!("invalid frame length {len} at offset {off}")),
+            };
         }
         let Some(payload) = data.get(off + FRAME_HEADER..off + FRAME_HEADER + len) else {
-            return FrameOutcome { valid_len: off as u64, error: Some(format!("torn frame at offset {off}")) };
+            return FrameOutcome {
+                valid_len: off as u64,
+                error: Some(format!("torn frame at offset {off}")),
+            };
         };
         if crc32c::crc32c(payload) != crc {
-            return FrameOutcome { valid_len: off as u64, error: Some(format!("CRC mismatch at offset {off}")) };
+            return FrameOutcome {
+                valid_len: off as u64,
+                error: Some(format!("CRC mismatch at offset {off}")),
+            };
         }
         if let Err(e) = f(payload) {
-            return FrameOutcome { valid_len: off as u64, error: Some(format!("undecodable record at offset {off}: {e}")) };
+            return FrameOutcome {
+                valid_len: off as u64,
+                error: Some(format!("undecodable record at offset {off}: {e}")),
+            };
         }
         off += FRAME_HEADER + len;
     }
-    FrameOutcome { valid_len: off as u64, error: None }
+    FrameOutcome {
+        valid_len: off as u64,
+        error: None,
+    }
 }
 
 pub fn segment_path(dir: &Path, seg: u32) -> PathBuf {
@@ -264,7 +297,11 @@ pub fn write_checkpoint<'a>(
     let mut total = 0u64;
     let mut in_frame = 0usize;
     for (id, labels) in series {
-        put_series(&mut buf, id, labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        put_series(
+            &mut buf,
+            id,
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
         in_frame += 1;
         if buf.len() >= 1 << 20 {
             finish_frame(&mut buf, start);
@@ -306,13 +343,28 @@ pub struct Wal {
 impl Wal {
     /// Starts writing a fresh segment `seg`; segments from `first_seg` on exist with
     /// `existing_bytes` in total.
-    pub fn create(dir: &Path, seg_size: u64, first_seg: u32, seg: u32, existing_bytes: u64) -> io::Result<Wal> {
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(segment_path(dir, seg))?;
+    pub fn create(
+        dir: &Path,
+        seg_size: u64,
+        first_seg: u32,
+        seg: u32,
+        existing_bytes: u64,
+    ) -> io::Result<Wal> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(segment_path(dir, seg))?;
         sync_dir(dir);
         Ok(Wal {
             dir: dir.to_path_buf(),
             seg_size: seg_size.max(4096),
-            inner: Mutex::new(WalWriter { file: Arc::new(file), seg, seg_len: 0, first_seg: first_seg.min(seg) }),
+            inner: Mutex::new(WalWriter {
+                file: Arc::new(file),
+                seg,
+                seg_len: 0,
+                first_seg: first_seg.min(seg),
+            }),
             dirty: AtomicBool::new(false),
             size: AtomicU64::new(existing_bytes),
             closed: AtomicBool::new(false),
@@ -349,7 +401,11 @@ impl Wal {
     pub fn cut(&self, w: &mut WalWriter) -> io::Result<()> {
         w.file.sync_data()?;
         let next = w.seg + 1;
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(segment_path(&self.dir, next))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(segment_path(&self.dir, next))?;
         sync_dir(&self.dir);
         w.file = Arc::new(file);
         w.seg = next;
@@ -384,7 +440,10 @@ impl Wal {
         for seg in first.0..first.1 {
             let p = segment_path(&self.dir, seg);
             if let Ok(m) = fs::metadata(&p) {
-                self.size.fetch_sub(m.len().min(self.size.load(Ordering::Relaxed)), Ordering::Relaxed);
+                self.size.fetch_sub(
+                    m.len().min(self.size.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
                 fs::remove_file(&p)?;
             }
         }
@@ -439,9 +498,17 @@ mod tests {
         let mut buf = Vec::new();
         let s = begin_frame(&mut buf, REC_SERIES);
         let l = Labels::from_pairs([("__name__", "up"), ("job", "é")]);
-        put_series(&mut buf, 5, l.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        put_series(
+            &mut buf,
+            5,
+            l.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
         finish_frame(&mut buf, s);
-        put_samples_frame(&mut buf, false, &[(5, 1000, 1.5), (3, -7, f64::NAN), (u64::MAX, i64::MAX, 0.0)]);
+        put_samples_frame(
+            &mut buf,
+            false,
+            &[(5, 1000, 1.5), (3, -7, f64::NAN), (u64::MAX, i64::MAX, 0.0)],
+        );
         let first_two = buf.len();
         put_samples_frame(&mut buf, true, &[(5, 10, 2.0)]);
 

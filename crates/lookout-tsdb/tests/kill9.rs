@@ -30,7 +30,9 @@ fn opts() -> TsdbOptions {
 /// Writer mode: only does something when the parent sets the environment variable.
 #[test]
 fn kill9_writer_child() {
-    let Some(dir) = std::env::var_os(ENV).map(PathBuf::from) else { return };
+    let Some(dir) = std::env::var_os(ENV).map(PathBuf::from) else {
+        return;
+    };
     let db = open(&dir, opts());
     let mut refs: Vec<Option<SeriesRef>> = vec![None; SERIES];
     let stdout = std::io::stdout();
@@ -40,7 +42,10 @@ fn kill9_writer_child() {
     while Instant::now() < deadline {
         let mut app = db.appender();
         for (i, r) in refs.iter_mut().enumerate() {
-            *r = Some(app.append(*r, &series("k9", i), batch * 1000, batch as f64).expect("append"));
+            *r = Some(
+                app.append(*r, &series("k9", i), batch * 1000, batch as f64)
+                    .expect("append"),
+            );
         }
         app.commit().expect("commit");
         let mut out = stdout.lock();
@@ -56,7 +61,12 @@ fn acknowledged_samples_survive_kill9() {
     let exe = std::env::current_exe().unwrap();
     for round in 0..2 {
         let mut child = Command::new(&exe)
-            .args(["kill9_writer_child", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "kill9_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -87,7 +97,12 @@ fn acknowledged_samples_survive_kill9() {
         for s in &got {
             let ts: Vec<i64> = s.samples.iter().map(|x| x.t / 1000).collect();
             let want: Vec<i64> = (0..=last_ack.max(ts.len() as i64 - 1)).collect();
-            assert!(ts.len() as i64 > last_ack, "{}: {} samples, last ack {last_ack}", s.labels, ts.len());
+            assert!(
+                ts.len() as i64 > last_ack,
+                "{}: {} samples, last ack {last_ack}",
+                s.labels,
+                ts.len()
+            );
             assert_eq!(ts, want[..ts.len()].to_vec(), "{}", s.labels);
             assert!(s.samples.iter().all(|x| x.v == (x.t / 1000) as f64));
         }
@@ -100,7 +115,10 @@ fn acknowledged_samples_survive_kill9() {
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
-            assert!(names.iter().any(|n| n.starts_with("checkpoint.")), "{names:?}");
+            assert!(
+                names.iter().any(|n| n.starts_with("checkpoint.")),
+                "{names:?}"
+            );
         }
     }
 }

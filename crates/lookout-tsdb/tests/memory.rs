@@ -9,7 +9,11 @@ use lookout_tsdb::TsdbOptions;
 #[test]
 fn heap_chunk_bytes_stay_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = TsdbOptions { chunk_file_size: 8 << 20, wal_segment_size: 1 << 20, ..small_opts() };
+    let opts = TsdbOptions {
+        chunk_file_size: 8 << 20,
+        wal_segment_size: 1 << 20,
+        ..small_opts()
+    };
     let db = open(dir.path(), opts);
     const SERIES: usize = 100;
     let mut refs: Vec<Option<SeriesRef>> = vec![None; SERIES];
@@ -22,7 +26,10 @@ fn heap_chunk_bytes_stay_bounded() {
             let mut app = db.appender();
             for (i, r) in refs.iter_mut().enumerate() {
                 let v = ((t / 15_000) % 1000) as f64 * 0.5 + i as f64;
-                *r = Some(app.append(*r, &series("mem", i), t + (i as i64 % 7), v).unwrap());
+                *r = Some(
+                    app.append(*r, &series("mem", i), t + (i as i64 % 7), v)
+                        .unwrap(),
+                );
             }
             app.commit().unwrap();
         }
@@ -31,7 +38,10 @@ fn heap_chunk_bytes_stay_bounded() {
         if round == 9 {
             // 12,000 samples per series: at least 99 full chunks each went to the files.
             assert!(st.mmapped_chunks >= (SERIES * 99) as u64, "{st:?}");
-            assert!(st.mmapped_chunk_bytes > 50 * st.head_chunk_heap_bytes, "{st:?}");
+            assert!(
+                st.mmapped_chunk_bytes > 50 * st.head_chunk_heap_bytes,
+                "{st:?}"
+            );
         }
     }
     let (first, last) = (heap_after[0], heap_after[9]);

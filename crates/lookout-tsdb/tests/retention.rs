@@ -22,14 +22,18 @@ fn old_chunks_files_and_series_are_dropped() {
     // "short" only has data in the first 30 minutes; "long" runs for 3 hours.
     for m in 0..180 {
         if m < 30 {
-            app.append(None, &series("short", 0), m * MIN, m as f64).unwrap();
+            app.append(None, &series("short", 0), m * MIN, m as f64)
+                .unwrap();
         }
         for j in 0..40 {
-            app.append(None, &series("long", j), m * MIN, m as f64).unwrap();
+            app.append(None, &series("long", j), m * MIN, m as f64)
+                .unwrap();
         }
     }
     app.commit().unwrap();
-    let files_before = std::fs::read_dir(dir.path().join("chunks_head")).unwrap().count();
+    let files_before = std::fs::read_dir(dir.path().join("chunks_head"))
+        .unwrap()
+        .count();
     assert_eq!(db.stats().series, 41);
 
     let out = db.enforce_retention().unwrap();
@@ -37,23 +41,36 @@ fn old_chunks_files_and_series_are_dropped() {
     assert_eq!(out.series_removed, 1);
     assert_eq!(out.chunks_removed, 3 * 40 + 1, "{out:?}");
     assert!(out.files_removed >= 1, "{out:?}");
-    let files_after = std::fs::read_dir(dir.path().join("chunks_head")).unwrap().count();
+    let files_after = std::fs::read_dir(dir.path().join("chunks_head"))
+        .unwrap()
+        .count();
     assert!(files_after < files_before);
     let st = db.stats();
     assert_eq!(st.series, 40);
     assert!(st.min_time.is_some_and(|t| t >= 90 * MIN), "{st:?}");
     assert!(all(&db, "short").is_empty());
-    assert_eq!(db.label_values("__name__", &[], i64::MIN, i64::MAX).unwrap(), vec!["long"]);
+    assert_eq!(
+        db.label_values("__name__", &[], i64::MIN, i64::MAX)
+            .unwrap(),
+        vec!["long"]
+    );
     let long = samples_of(&db, &series("long", 0));
     assert_eq!(long.last().map(|s| s.t), Some(179 * MIN));
-    assert!(long.first().is_some_and(|s| s.t >= 90 * MIN && s.t <= 119 * MIN));
+    assert!(
+        long.first()
+            .is_some_and(|s| s.t >= 90 * MIN && s.t <= 119 * MIN)
+    );
     assert_eq!(metric(&db, "lookout_tsdb_head_series_removed_total"), 1.0);
 
     // Too old for the retention window.
     let mut app = db.appender();
-    assert_eq!(app.append(None, &series("short", 0), 100 * MIN, 1.0), Err(AppendError::TooOld));
+    assert_eq!(
+        app.append(None, &series("short", 0), 100 * MIN, 1.0),
+        Err(AppendError::TooOld)
+    );
     // A collected series can come back.
-    app.append(None, &series("short", 0), 180 * MIN, 1.0).unwrap();
+    app.append(None, &series("short", 0), 180 * MIN, 1.0)
+        .unwrap();
     app.commit().unwrap();
     assert_eq!(all(&db, "short").len(), 1);
 
@@ -62,6 +79,10 @@ fn old_chunks_files_and_series_are_dropped() {
     let db = open(dir.path(), opts);
     assert_eq!(db.stats().series, 41);
     let long2 = samples_of(&db, &series("long", 0));
-    assert!(long2.first().is_some_and(|s| s.t >= 90 * MIN), "{:?}", long2.first());
+    assert!(
+        long2.first().is_some_and(|s| s.t >= 90 * MIN),
+        "{:?}",
+        long2.first()
+    );
     assert_eq!(samples_of(&db, &series("short", 0)).len(), 1);
 }

@@ -20,17 +20,33 @@ pub fn open(dir: &Path, opts: TsdbOptions) -> Tsdb {
 }
 
 pub fn series(name: &str, i: usize) -> Labels {
-    Labels::from_pairs([("__name__", name.to_string()), ("instance", format!("host-{i}")), ("job", "test".to_string())])
+    Labels::from_pairs([
+        ("__name__", name.to_string()),
+        ("instance", format!("host-{i}")),
+        ("job", "test".to_string()),
+    ])
 }
 
 pub fn all(db: &Tsdb, name: &str) -> Vec<lookout_storage::Series> {
-    db.select(&[Matcher::equal("__name__", name)], &SelectHints::range(i64::MIN, i64::MAX)).expect("select")
+    db.select(
+        &[Matcher::equal("__name__", name)],
+        &SelectHints::range(i64::MIN, i64::MAX),
+    )
+    .expect("select")
 }
 
 pub fn samples_of(db: &Tsdb, labels: &Labels) -> Vec<Sample> {
-    let ms: Vec<Matcher> = labels.iter().map(|l| Matcher::equal(l.name.clone(), l.value.clone())).collect();
-    let got = db.select(&ms, &SelectHints::range(i64::MIN, i64::MAX)).expect("select");
-    got.into_iter().find(|s| &s.labels == labels).map(|s| s.samples).unwrap_or_default()
+    let ms: Vec<Matcher> = labels
+        .iter()
+        .map(|l| Matcher::equal(l.name.clone(), l.value.clone()))
+        .collect();
+    let got = db
+        .select(&ms, &SelectHints::range(i64::MIN, i64::MAX))
+        .expect("select");
+    got.into_iter()
+        .find(|s| &s.labels == labels)
+        .map(|s| s.samples)
+        .unwrap_or_default()
 }
 
 /// The metrics registry rendered in the text format.
@@ -45,6 +61,10 @@ pub fn metrics_text(db: &Tsdb) -> String {
 pub fn metric(db: &Tsdb, name: &str) -> f64 {
     metrics_text(db)
         .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("metric {name} not found"))
 }
