@@ -21,7 +21,9 @@ pub struct ExemplarOut<'e> {
 /// expects (text: the sample name `foo_total`, OpenMetrics: `foo`). Sample names are written as
 /// given. Types the text format lacks are written as Prometheus exposes them: `info` and
 /// `stateset` as `gauge`, `gaugehistogram` without metadata (untyped). Names outside the legacy
-/// character set are quoted (`{"my.metric"}`) as Prometheus 3 does.
+/// character set are quoted (`{"my.metric"}`) as Prometheus 3 does. Timestamps are
+/// milliseconds; the text format writes them as integers (Prometheus cannot read negative ones
+/// there), OpenMetrics as exact decimal seconds.
 ///
 /// ```
 /// use lookout_exposition::{Encoder, Format, MetricType};

@@ -818,3 +818,89 @@ impl<'a> Parser<'a> {
 fn lossy(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Entry, Format, MetricType, OwnedSample, Parser, parse_samples};
+
+    fn ok(input: &str) -> Vec<OwnedSample> {
+        parse_samples(input.as_bytes(), Format::OpenMetrics)
+            .unwrap_or_else(|e| panic!("{e}\n{input}"))
+    }
+
+    fn err(input: &str) -> crate::ParseError {
+        parse_samples(input.as_bytes(), Format::OpenMetrics).expect_err(input)
+    }
+
+    #[test]
+    fn exemplars_and_timestamps() {
+        let s = ok(
+            "# TYPE a counter\na_total{x=\"1\"} 3 -1.5 # {trace_id=\"t\\\"q\"} 0.5 1.25\na_created{x=\"1\"} 17 -1.5\n# EOF",
+        );
+        let e = s[0].exemplar.as_ref().expect("exemplar");
+        assert_eq!(e.labels, vec![("trace_id".to_string(), "t\"q".to_string())]);
+        assert_eq!((e.value, e.timestamp_ms), (0.5, Some(1250)));
+        assert_eq!(s[0].timestamp_ms, Some(-1500));
+        assert_eq!(s[1].metric_type, MetricType::Counter);
+    }
+
+    #[test]
+    fn entries_and_raw_series() {
+        let input = b"# HELP \"my.metric\" Some \\\"help\\\"\n# TYPE \"my.metric\" gauge\n{\"my.metric\",a=\"b\"} 1\n# EOF\n";
+        let mut p = Parser::new(input, Format::OpenMetrics);
+        match p.next_entry().unwrap() {
+            Some(Entry::Help { name, help }) => assert_eq!(
+                (name.as_ref(), help.as_ref()),
+                ("my.metric", "Some \"help\"")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p.next_entry().unwrap(),
+            Some(Entry::Type {
+                metric_type: MetricType::Gauge,
+                ..
+            })
+        ));
+        match p.next_entry().unwrap() {
+            Some(Entry::Sample(s)) => {
+                assert_eq!(s.raw_series(), b"{\"my.metric\",a=\"b\"}");
+                assert_eq!(s.name(), "my.metric");
+                assert_eq!(s.metric_type(), MetricType::Gauge);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p.next_entry().unwrap().is_none());
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = err("# TYPE a gauge\na 1\nb{x=\"1\",} 2\n# EOF\n");
+        assert_eq!(e.line, 3);
+        assert!(e.message.starts_with("expected label name"), "{e}");
+        let e = err("# TYPE a gauge\na{x=\"1\"} 1\na{x=\"2\"} 1\na{x=\"1\"} 1\n# EOF\n");
+        assert_eq!(e.line, 4);
+        assert!(e.message.contains("interleaved"), "{e}");
+        let e = err("a 1\nb 1\na 2\n# EOF\n");
+        assert!(e.message.contains("clashing name: a"), "{e}");
+        assert!(err("a 1\n").message.contains("# EOF"));
+        assert!(err("a 1\n# EOF\n\n").message.contains("after # EOF"));
+        assert!(
+            err("# TYPE a histogram\na_bucket{le=\"1\"} 2\na_bucket{le=\"+Inf\"} 1\n# EOF\n")
+                .message
+                .contains("out of order")
+        );
+    }
+
+    #[test]
+    fn histogram_groups_are_checked_at_their_end() {
+        // Two complete groups; the second lacks +Inf, which is noticed at # EOF.
+        let e = err(
+            "# TYPE h histogram\nh_bucket{a=\"1\",le=\"+Inf\"} 1\nh_bucket{a=\"2\",le=\"1\"} 1\n# EOF\n",
+        );
+        assert_eq!(e.line, 4);
+        assert!(e.message.contains("+Inf"), "{e}");
+        // Same series at a later timestamp starts a new group.
+        ok("# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1 1\nh_bucket{le=\"+Inf\"} 2 2\n# EOF\n");
+    }
+}

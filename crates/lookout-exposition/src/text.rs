@@ -545,4 +545,69 @@ mod tests {
         assert_eq!(e.line, 3);
         assert!(e.message.contains("invalid UTF-8 label value"));
     }
+
+    #[test]
+    fn prometheus_lexer_quirks() {
+        let input = "# HELP g A summary.\n# \tTYPE g summary\ng{quantile=\"0\"} 4.9e-05\n# Hrandom comment\n#\n\
+                     w{A=\"2\",c=\"3\"} 12345\n# HELP nohelp1\n# HELP nohelp2 \n\
+                     g { quantile = \"1.0\" a = \"b\" } 8.3e-05\nm 33  \t123123\n_u 1\n\
+                     t{l=\"\\\"bar\\\"\"} 1\n# HELP metric foo\x00bar\nnull_byte{a=\"abc\x00\"} 1";
+        let mut p = Parser::new(input.as_bytes(), Format::PrometheusText);
+        let mut helps = Vec::new();
+        let mut samples = Vec::new();
+        while let Some(e) = p.next_entry().unwrap() {
+            match e {
+                Entry::Help { name, help } => helps.push(format!("{name}:{help}")),
+                Entry::Type { name, metric_type } => {
+                    assert_eq!((name.as_ref(), metric_type), ("g", MetricType::Summary))
+                }
+                Entry::Sample(s) => samples.push(s.to_owned_sample()),
+                Entry::Unit { .. } => panic!("no UNIT in the text format"),
+            }
+        }
+        assert_eq!(
+            helps,
+            ["g:A summary.", "nohelp1:", "nohelp2:", "metric:foo\0bar"]
+        );
+        let names: Vec<_> = samples.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["g", "w", "g", "m", "_u", "t", "null_byte"]);
+        assert_eq!(
+            samples[2].labels,
+            [("quantile".into(), "1.0".into()), ("a".into(), "b".into())]
+        );
+        assert_eq!(samples[3].timestamp_ms, Some(123123));
+        assert_eq!(samples[5].labels[0].1, "\"bar\"");
+        assert_eq!(samples[6].labels[0].1, "abc\0");
+    }
+
+    #[test]
+    fn prometheus_error_cases() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"a", "expected value after metric"),
+            (b"a{b='c'} 1\n", "expected label value, got \"'\""),
+            (b"a{b=\n", "expected label value"),
+            (b"a{\xff=\"foo\"} 1\n", "expected label name"),
+            (b"a{b=\"\xff\"} 1\n", "invalid UTF-8 label value"),
+            (b"a true\n", "invalid syntax"),
+            (b"something_weird{problem=\"", "expected label value"),
+            (b"empty_label_name{=\"\"} 0", "expected label name"),
+            (b"foo 0 1_2\n", "expected next entry after timestamp"),
+            (b"{a=\"ok\"} 1", "metric name not set"),
+            (b"# TYPE #\n", "expected metric name after TYPE"),
+            (b"a\x00{b=\"ddd\"} 1", "invalid syntax"),
+            (b"a 0 1\x00", "expected next entry after timestamp"),
+            (b"a 1 99999999999999999999\n", "value out of range"),
+        ];
+        for (input, want) in cases {
+            let e = parse_samples(input, Format::PrometheusText)
+                .expect_err(&String::from_utf8_lossy(input));
+            assert!(
+                e.message.contains(want),
+                "{:?}: {e}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // NUL bytes inside label values are fine, and a NUL at the start of a line ends the input.
+        assert_eq!(samples("a{b=\"\x00ss\"} 1\n\x00garbage").len(), 1);
+    }
 }
