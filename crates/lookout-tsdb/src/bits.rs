@@ -42,6 +42,16 @@ impl BitWriter {
         self.free = 0;
     }
 
+    /// Grows by a quarter instead of doubling: an open chunk's buffer is long-lived (reused
+    /// across cuts), so slack would be paid for by every series.
+    #[inline]
+    fn push(&mut self, b: u8) {
+        if self.buf.len() == self.buf.capacity() {
+            self.buf.reserve_exact((self.buf.len() / 4).max(16));
+        }
+        self.buf.push(b);
+    }
+
     /// Writes whole bytes (the stream must be byte-aligned for the result to be byte-aligned).
     pub fn write_byte(&mut self, b: u8) {
         self.write_bits(u64::from(b), 8);
@@ -50,7 +60,7 @@ impl BitWriter {
     #[inline]
     pub fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
-            self.buf.push(if bit { 0x80 } else { 0 });
+            self.push(if bit { 0x80 } else { 0 });
             self.free = 7;
         } else {
             self.free -= 1;
@@ -83,10 +93,10 @@ impl BitWriter {
         }
         while n >= 8 {
             n -= 8;
-            self.buf.push((v >> n) as u8);
+            self.push((v >> n) as u8);
         }
         if n > 0 {
-            self.buf.push((v << (8 - n)) as u8);
+            self.push((v << (8 - n)) as u8);
             self.free = 8 - n;
         }
     }
