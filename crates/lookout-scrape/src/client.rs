@@ -222,7 +222,7 @@ impl ScrapeClient {
             }
             out
         } else {
-            raw.to_vec()
+            Vec::from(raw)
         };
         Ok(Fetched { body, content_type })
     }

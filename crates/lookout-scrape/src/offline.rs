@@ -17,6 +17,7 @@ use crate::target::{ADDRESS_LABEL, Populated, populate};
 pub struct OfflineScraper {
     inner: ScrapeLoop,
     shared: Arc<Shared>,
+    metrics: Metrics,
 }
 
 impl OfflineScraper {
@@ -52,14 +53,19 @@ impl OfflineScraper {
             offset_seed: 0,
         };
         let shared = Arc::new(Shared::new(target));
+        let metrics = Metrics::default();
         let inner = ScrapeLoop::new(
             lc,
             shared.clone(),
             appendable,
-            Metrics::default(),
+            metrics.clone(),
             cfg.job_name.clone(),
         );
-        Ok(OfflineScraper { inner, shared })
+        Ok(OfflineScraper {
+            inner,
+            shared,
+            metrics,
+        })
     }
 
     /// Processes one scraped body taken at `ts` (ms): parse, append, report, commit.
@@ -72,5 +78,10 @@ impl OfflineScraper {
         } else {
             Err(h.last_error.clone())
         }
+    }
+
+    /// Registers this scraper's counters (out-of-order, duplicates, limits, ...).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
     }
 }

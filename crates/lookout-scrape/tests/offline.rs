@@ -1,0 +1,161 @@
+//! Scrape processing without HTTP: duplicates, storage rejections, explicit timestamps,
+//! label limits and relabelling, through `OfflineScraper` into `MemStorage`.
+
+use std::sync::Arc;
+
+use lookout_config::PrometheusConfig;
+use lookout_scrape::client::Fetched;
+use lookout_scrape::offline::OfflineScraper;
+use lookout_storage::memory::MemStorage;
+use lookout_storage::{Matcher, Queryable, Sample, SelectHints, is_stale_nan};
+
+fn scraper(extra: &str) -> (OfflineScraper, Arc<MemStorage>) {
+    let cfg =
+        PrometheusConfig::parse(&format!("scrape_configs:\n  - job_name: t\n{extra}")).unwrap();
+    let st = Arc::new(MemStorage::new());
+    (
+        OfflineScraper::new(&cfg.scrape_configs[0], "host:9100", st.clone()).unwrap(),
+        st,
+    )
+}
+
+fn text(body: &str) -> Fetched {
+    Fetched {
+        body: body.as_bytes().to_vec(),
+        content_type: "text/plain; version=0.0.4".into(),
+    }
+}
+
+fn samples(st: &MemStorage, name: &str) -> Vec<Sample> {
+    st.select(
+        &[Matcher::equal("__name__", name)],
+        &SelectHints::range(i64::MIN, i64::MAX),
+    )
+    .unwrap()
+    .into_iter()
+    .flat_map(|s| s.samples)
+    .collect()
+}
+
+fn counters(s: &OfflineScraper) -> String {
+    let mut reg = prometheus_client::registry::Registry::default();
+    s.register_metrics(&mut reg);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+    out
+}
+
+#[test]
+fn duplicate_series_in_one_scrape_are_counted_and_skipped() {
+    let (mut s, st) = scraper("");
+    s.scrape(&text("a 1\na 2\nb 3\n"), 1000).unwrap();
+    assert_eq!(samples(&st, "a"), vec![Sample { t: 1000, v: 1.0 }]);
+    assert_eq!(samples(&st, "scrape_samples_scraped")[0].v, 3.0);
+    assert_eq!(
+        samples(&st, "scrape_samples_post_metric_relabeling")[0].v,
+        2.0
+    );
+    assert!(counters(&s).contains("lookout_scrape_samples_duplicate_timestamp_total 1"));
+}
+
+#[test]
+fn storage_rejections_are_counted_not_fatal() {
+    let (mut s, st) = scraper("");
+    s.scrape(&text("old 1 5000\nfresh 1\n"), 10_000).unwrap();
+    // The exposed timestamp goes backwards: the storage refuses it, the scrape still succeeds.
+    s.scrape(&text("old 2 4000\nfresh 2\n"), 20_000).unwrap();
+    assert_eq!(samples(&st, "old"), vec![Sample { t: 5000, v: 1.0 }]);
+    assert_eq!(samples(&st, "fresh").len(), 2);
+    assert_eq!(
+        samples(&st, "up").iter().map(|s| s.v).collect::<Vec<_>>(),
+        vec![1.0, 1.0]
+    );
+    assert!(counters(&s).contains("lookout_scrape_samples_out_of_order_total 1"));
+}
+
+#[test]
+fn series_with_explicit_timestamps_get_no_stale_markers_unless_tracked() {
+    let (mut s, st) = scraper("");
+    s.scrape(&text("ts_series 1 5000\nplain 1\n"), 10_000)
+        .unwrap();
+    s.scrape(&text(""), 20_000).unwrap();
+    assert!(samples(&st, "ts_series").iter().all(|x| !is_stale_nan(x.v)));
+    assert!(
+        samples(&st, "plain")
+            .last()
+            .is_some_and(|x| is_stale_nan(x.v) && x.t == 20_000)
+    );
+
+    let (mut s, st) = scraper("    track_timestamps_staleness: true\n");
+    s.scrape(&text("ts_series 1 5000\n"), 10_000).unwrap();
+    s.scrape(&text(""), 20_000).unwrap();
+    assert!(
+        samples(&st, "ts_series")
+            .last()
+            .is_some_and(|x| is_stale_nan(x.v))
+    );
+}
+
+#[test]
+fn series_come_back_after_going_stale() {
+    let (mut s, st) = scraper("");
+    s.scrape(&text("flappy 1\n"), 1000).unwrap();
+    s.scrape(&text("other 1\n"), 2000).unwrap();
+    s.scrape(&text("flappy 3\n"), 3000).unwrap();
+    let f = samples(&st, "flappy");
+    assert_eq!(f.len(), 3);
+    assert!(is_stale_nan(f[1].v) && f[1].t == 2000);
+    assert_eq!(f[2], Sample { t: 3000, v: 3.0 });
+    assert!(
+        samples(&st, "other")
+            .last()
+            .is_some_and(|x| is_stale_nan(x.v) && x.t == 3000)
+    );
+}
+
+#[test]
+fn label_length_limits() {
+    let (mut s, st) = scraper("    label_value_length_limit: 12\n");
+    let e = s
+        .scrape(&text("m{path=\"/a/very/long/path\"} 1\n"), 1000)
+        .unwrap_err();
+    assert!(
+        e.starts_with("label_value_length_limit exceeded (metric: m, label name: path"),
+        "{e}"
+    );
+    assert!(samples(&st, "m").is_empty());
+    let (mut s, _) = scraper("    label_name_length_limit: 8\n");
+    let e = s
+        .scrape(&text("m{longername=\"x\"} 1\n"), 1000)
+        .unwrap_err();
+    assert!(e.starts_with("label_name_length_limit exceeded (metric: m, label name: longername, length: 10, limit: 8)"), "{e}");
+}
+
+#[test]
+fn metric_relabel_rewrites_and_keeps() {
+    let (mut s, st) = scraper(
+        "    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: 'keep_.*'\n        action: keep\n      - source_labels: [path]\n        regex: '/api/v1/(.*)'\n        target_label: route\n      - regex: path\n        action: labeldrop\n",
+    );
+    s.scrape(&text("keep_me{path=\"/api/v1/users\"} 1\nnot_me 2\n"), 1000)
+        .unwrap();
+    let got = st
+        .series(&[Matcher::equal("__name__", "keep_me")], i64::MIN, i64::MAX)
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].get("route"), Some("users"));
+    assert_eq!(got[0].get("path"), None);
+    assert_eq!(got[0].get("job"), Some("t"));
+    assert!(samples(&st, "not_me").is_empty());
+}
+
+#[test]
+fn openmetrics_without_eof_fails_and_stores_nothing() {
+    let (mut s, st) = scraper("");
+    let body = Fetched {
+        body: b"a_total 1\n".to_vec(),
+        content_type: "application/openmetrics-text; version=1.0.0".into(),
+    };
+    assert!(s.scrape(&body, 1000).is_err());
+    assert!(samples(&st, "a_total").is_empty());
+    assert_eq!(samples(&st, "up")[0].v, 0.0);
+}
