@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{ChildGuard, PromApi, api_time, compare, free_port, result_len, which};
+use common::{ChildGuard, PromApi, api_time, compare, compare_sets, free_port, result_len, which};
 use lookout_targetsim::{SimConfig, SimServer, Simulator};
 
 /// How long Prometheus scrapes before the queries are compared.
@@ -90,8 +90,10 @@ const QUERIES: &[Q] = &[
     q("avg by (path) (http_requests_in_flight)"),
     q("max by (job) (app_queue_depth)"),
     q("min by (job, instance) (app_queue_depth)"),
-    q("topk(3, rate(http_requests_total[1m]))"),
-    q(r#"bottomk(2, rate(http_requests_total{status="200"}[1m]))"#),
+    // topk/bottomk tie-breaking is unspecified: only rank series whose values cannot tie.
+    q("bottomk(2, process_resident_memory_bytes)"),
+    q("topk(3, app_queue_depth)"),
+    q("topk by (job) (1, deriv(app_queue_depth[1m]))"),
     q("quantile(0.9, rate(http_requests_total[1m]))"),
     q("count_values(\"inflight\", http_requests_in_flight)"),
     q("stddev by (job) (app_queue_depth)"),
@@ -450,6 +452,45 @@ async fn run(prometheus: &Path) -> Result<(), String> {
         }
     }
 
+    // Metadata endpoints over the same window: label names, label values, series.
+    let window = [("start", api_time(data_start)), ("end", api_time(last))];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut v: Vec<(&str, String)> = window.to_vec();
+        v.extend(extra.iter().map(|(k, x)| (*k, x.to_string())));
+        v
+    };
+    let metadata: [(&str, Vec<(&str, String)>); 5] = [
+        ("/api/v1/labels", with(&[])),
+        ("/api/v1/label/__name__/values", with(&[])),
+        ("/api/v1/label/path/values", with(&[])),
+        ("/api/v1/series", with(&[("match[]", "app_worker_tasks")])),
+        (
+            "/api/v1/series",
+            with(&[
+                ("match[]", "up"),
+                ("match[]", r#"http_requests_in_flight{path=~"/api/.*"}"#),
+            ]),
+        ),
+    ];
+    for (path, params) in &metadata {
+        total += 1;
+        let what = format!("{path} {:?}", &params[2..]);
+        match (
+            papi.get_data(path, params).await,
+            lapi.get_data(path, params).await,
+        ) {
+            (Ok(p), Ok(l)) => match compare_sets("prometheus", &p, "lookout", &l) {
+                Ok(()) => equal += 1,
+                Err(d) => failures.push(format!("{what}\n  {d}")),
+            },
+            (p, l) => failures.push(format!(
+                "{what}\n  prometheus {:?} / lookout {:?}",
+                p.err(),
+                l.err()
+            )),
+        }
+    }
+
     // Lookout's own /metrics must pass promtool's checks.
     let (status, body) = lapi.get_raw("/metrics", &[]).await?;
     let promtool = if status != 200 {
@@ -471,7 +512,7 @@ async fn run(prometheus: &Path) -> Result<(), String> {
         );
     }
     println!(
-        "interop_prometheus: {equal}/{total} queries equal ({:.0}s)",
+        "interop_prometheus: {equal}/{total} queries equal (PromQL and metadata; {:.0}s)",
         started.elapsed().as_secs_f64()
     );
     let mut report = Vec::new();

@@ -146,7 +146,7 @@ impl PromApi {
     ) -> Result<(u16, String), String> {
         let qs: Vec<String> = params
             .iter()
-            .map(|(k, v)| format!("{k}={}", url_encode(v)))
+            .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
             .collect();
         let url = if qs.is_empty() {
             format!("{}{path}", self.base)
@@ -416,6 +416,37 @@ fn fmt_points(p: &[Point]) -> String {
     }
 }
 
+/// Compares two metadata answers (`/labels`, `/label/X/values`, `/series`) as sets.
+pub fn compare_sets(left: &str, a: &Value, right: &str, b: &Value) -> Result<(), String> {
+    let set = |v: &Value, who: &str| -> Result<std::collections::BTreeSet<String>, String> {
+        v.as_array()
+            .ok_or_else(|| format!("{who}: data is not an array: {v:.200}"))?
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(s.clone()),
+                Value::Object(_) => label_key(Some(x)),
+                other => Err(format!("{who}: unexpected element {other}")),
+            })
+            .collect()
+    };
+    let sa = set(a, left)?;
+    let sb = set(b, right)?;
+    if sa.is_empty() {
+        return Err(format!(
+            "{left} returned an empty set: the comparison would be vacuous"
+        ));
+    }
+    let only_a: Vec<_> = sa.difference(&sb).take(8).collect();
+    let only_b: Vec<_> = sb.difference(&sa).take(8).collect();
+    if only_a.is_empty() && only_b.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "only in {left}: {only_a:?}\n    only in {right}: {only_b:?}"
+        ))
+    }
+}
+
 /// Number of series (or 1 for scalars) in an API `data` object.
 pub fn result_len(data: &Value) -> usize {
     match data.get("result") {
@@ -475,6 +506,18 @@ mod tests {
         assert_eq!(compare("l", &s, "r", &s), Ok(()));
         assert_eq!(result_len(&s), 1);
         assert_eq!(result_len(&a), 1);
+    }
+
+    #[test]
+    fn compares_sets() {
+        let a = json!(["a", "b"]);
+        assert_eq!(compare_sets("l", &a, "r", &json!(["b", "a"])), Ok(()));
+        assert!(compare_sets("l", &a, "r", &json!(["a"])).is_err());
+        assert!(compare_sets("l", &json!([]), "r", &json!([])).is_err());
+        let s1 = json!([{"__name__": "up", "job": "x"}]);
+        let s2 = json!([{"job": "x", "__name__": "up"}]);
+        assert_eq!(compare_sets("l", &s1, "r", &s2), Ok(()));
+        assert!(compare_sets("l", &s1, "r", &json!([{"job": "y", "__name__": "up"}])).is_err());
     }
 
     #[test]
