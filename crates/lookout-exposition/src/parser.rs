@@ -102,7 +102,7 @@ pub struct Sample<'p, 'a> {
     pub(crate) name_escaped: bool,
     pub(crate) raw_series: &'a [u8],
     pub(crate) labels: &'p [RawLabel],
-    pub(crate) src: Src<'a>,
+    pub(crate) src: &'p Src<'a>,
     pub(crate) value: f64,
     pub(crate) timestamp_ms: Option<i64>,
     pub(crate) exemplar: Option<Exemplar<'p, 'a>>,
@@ -113,7 +113,7 @@ pub struct Sample<'p, 'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct Exemplar<'p, 'a> {
     pub(crate) labels: &'p [RawLabel],
-    pub(crate) src: Src<'a>,
+    pub(crate) src: &'p Src<'a>,
     pub(crate) value: f64,
     pub(crate) timestamp_ms: Option<i64>,
 }
@@ -123,7 +123,7 @@ pub struct Exemplar<'p, 'a> {
 #[derive(Clone, Debug)]
 pub struct LabelIter<'p, 'a> {
     inner: std::slice::Iter<'p, RawLabel>,
-    src: Src<'a>,
+    src: &'p Src<'a>,
 }
 
 /// An owned copy of a [`Sample`].
@@ -175,7 +175,7 @@ impl<'p, 'a> Iterator for LabelIter<'p, 'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let l = self.inner.next()?;
-        Some((l.name(self.src), l.value(self.src)))
+        Some((l.name(*self.src), l.value(*self.src)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -214,8 +214,8 @@ impl<'p, 'a> Sample<'p, 'a> {
     pub fn label(&self, name: &str) -> Option<Cow<'a, str>> {
         self.labels
             .iter()
-            .find(|l| l.is(self.src, name))
-            .map(|l| l.value(self.src))
+            .find(|l| l.is(*self.src, name))
+            .map(|l| l.value(*self.src))
     }
 
     pub fn value(&self) -> f64 {
@@ -340,6 +340,8 @@ pub struct Parser<'a> {
     /// The whole input as `&str` when it is valid UTF-8 (the common case): spans are then
     /// sliced without re-validation.
     pub(crate) text: Option<&'a str>,
+    /// `input` and `text` together, lent to the samples handed out.
+    src: Src<'a>,
     pub(crate) format: Format,
     /// Byte offset where the next entry starts.
     pub(crate) pos: usize,
@@ -359,15 +361,21 @@ pub struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     pub fn new(input: &'a [u8], format: Format) -> Self {
+        let text = std::str::from_utf8(input).ok();
         Parser {
             input,
-            text: std::str::from_utf8(input).ok(),
+            text,
+            src: Src { input, text },
             format,
             pos: 0,
             line: 1,
             entry_line: 1,
             labels: Vec::with_capacity(16),
-            failed: None,
+            // Label spans are stored as `u32` offsets.
+            failed: u32::try_from(input.len()).is_err().then(|| ParseError {
+                line: 1,
+                message: "exposition is larger than 4 GiB".into(),
+            }),
             finished: false,
             meta_name: "",
             meta_type: MetricType::Unknown,
@@ -392,14 +400,6 @@ impl<'a> Parser<'a> {
         }
         if self.finished {
             return Ok(None);
-        }
-        if u32::try_from(self.input.len()).is_err() {
-            let e = ParseError {
-                line: 1,
-                message: "exposition is larger than 4 GiB".into(),
-            };
-            self.failed = Some(e.clone());
-            return Err(e);
         }
         self.labels.clear();
         let raw = match self.format {
@@ -456,12 +456,12 @@ impl<'a> Parser<'a> {
                     name_escaped: h.name_escaped,
                     raw_series: h.raw_series,
                     labels,
-                    src: self.src(),
+                    src: &self.src,
                     value: h.value,
                     timestamp_ms: h.timestamp_ms,
                     exemplar: h.exemplar.map(|(value, timestamp_ms)| Exemplar {
                         labels: ex_labels,
-                        src: self.src(),
+                        src: &self.src,
                         value,
                         timestamp_ms,
                     }),
@@ -473,10 +473,7 @@ impl<'a> Parser<'a> {
 
     #[inline(always)]
     pub(crate) fn src(&self) -> Src<'a> {
-        Src {
-            input: self.input,
-            text: self.text,
-        }
+        self.src
     }
 
     /// Records a label whose spans were found at the given offsets. Spans of input that is not
@@ -491,7 +488,7 @@ impl<'a> Parser<'a> {
             self.span_slow(name.0, name.1, "label name")?;
             self.span_slow(value.0, value.1, "label value")?;
         }
-        // Lossless: `next_entry` refuses inputs longer than `u32::MAX`.
+        // Lossless: `Parser::new` refuses inputs longer than `u32::MAX`.
         self.labels.push(RawLabel {
             name_start: name.0 as u32,
             name_end: name.1 as u32,
