@@ -4,6 +4,8 @@
 //! is written `1700000000.500`, whole seconds without a fraction), and the success envelope
 //! with optional `warnings`/`infos` arrays.
 
+use std::fmt::Write;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lookout_promql::Value;
@@ -52,34 +54,43 @@ pub fn success_value<T: serde::Serialize>(data: &T, warnings: &[String]) -> Resp
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)` (shortest round-trip digits, no exponent).
-pub fn format_float_f(v: f64) -> String {
+#[cfg(test)]
+fn format_float_f(v: f64) -> String {
+    let mut out = String::new();
+    write_float_f(&mut out, v);
+    out
+}
+
+fn write_float_f(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
 }
 
 /// The sample-value formatting of Prometheus's `jsonutil.MarshalFloat`: `'e'` format for
 /// magnitudes below 1e-6 or from 1e21 on, `'f'` otherwise; shortest round-trip digits.
 pub fn format_sample_value(v: f64) -> String {
+    let mut out = String::new();
+    write_sample_value(&mut out, v);
+    out
+}
+
+fn write_sample_value(out: &mut String, v: f64) {
     let abs = v.abs();
     if v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        format_float_e(v)
+        write_float_e(out, v);
     } else {
-        format_float_f(v)
+        write_float_f(out, v);
     }
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e-07`, `1.5e+21` (exponent sign and at
 /// least two digits).
-fn format_float_e(v: f64) -> String {
+fn write_float_e(out: &mut String, v: f64) {
     let s = format!("{v:e}");
     match s.split_once('e') {
         Some((mant, exp)) => {
@@ -87,13 +98,15 @@ fn format_float_e(v: f64) -> String {
                 Some(d) => ('-', d),
                 None => ('+', exp),
             };
+            out.push_str(mant);
+            out.push('e');
+            out.push(sign);
             if digits.len() < 2 {
-                format!("{mant}e{sign}0{digits}")
-            } else {
-                format!("{mant}e{sign}{digits}")
+                out.push('0');
             }
+            out.push_str(digits);
         }
-        None => s,
+        None => out.push_str(&s),
     }
 }
 
@@ -104,16 +117,21 @@ pub fn write_timestamp(out: &mut String, t: i64) {
         out.push('-');
         t = -t;
     }
-    out.push_str(&(t / 1000).to_string());
+    let _ = write!(out, "{}", t / 1000);
     let frac = t % 1000;
     if frac != 0 {
-        out.push_str(&format!(".{frac:03}"));
+        let _ = write!(out, ".{frac:03}");
     }
 }
 
 /// Appends `s` as a JSON string.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -147,7 +165,7 @@ fn write_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     write_timestamp(out, t);
     out.push_str(",\"");
-    out.push_str(&format_sample_value(v));
+    write_sample_value(out, v);
     out.push_str("\"]");
 }
 

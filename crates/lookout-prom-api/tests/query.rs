@@ -20,6 +20,12 @@ async fn bad_time_parameter() {
         msg,
         r#"invalid parameter "time": invalid time value for 'time': cannot parse "x" to a valid timestamp"#
     );
+    // The exact envelope, keys in Prometheus's order.
+    assert_eq!(
+        r.body,
+        r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"time\": invalid time value for 'time': cannot parse \"x\" to a valid timestamp"}"#
+    );
+    assert_eq!(r.content_type, "application/json");
 }
 
 #[tokio::test]

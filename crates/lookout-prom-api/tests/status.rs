@@ -380,3 +380,25 @@ async fn unknown_paths_are_404() {
     let f = fixture();
     assert_eq!(get(&f.app, "/api/v1/nope").await.status, 404);
 }
+
+#[tokio::test]
+async fn cors_preflight_and_headers() {
+    let f = fixture();
+    let r = tower::ServiceExt::oneshot(
+        f.app.clone(),
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/api/v1/query")
+            .header("origin", "http://localhost:3001")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers()["access-control-allow-methods"],
+        "GET, POST, OPTIONS"
+    );
+}

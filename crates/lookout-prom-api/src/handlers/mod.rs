@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -57,24 +57,55 @@ pub(crate) fn router(state: Shared) -> Router {
 }
 
 /// Counts every request by route and status code; answers 503 while the process is not
-/// ready (except for the health check and self-metrics, as Prometheus).
+/// ready (except for the health check and self-metrics, as Prometheus). API routes get
+/// Prometheus's CORS headers, and `OPTIONS` on them is answered with 204.
 async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let handler = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
-    let resp =
+    let is_api = handler.starts_with("/api/v1/");
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut resp =
         if !s.is_ready() && !matches!(handler.as_str(), "/-/healthy" | "/metrics" | "/-/ready") {
             (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+        } else if is_api && req.method() == Method::OPTIONS {
+            StatusCode::NO_CONTENT.into_response()
         } else {
             next.run(req).await
         };
+    if is_api {
+        set_cors(resp.headers_mut(), origin);
+    }
     if !handler.is_empty() {
         s.metrics()
             .observe_request(&handler, resp.status().as_u16());
     }
     resp
+}
+
+/// Prometheus's `httputil.SetCORS` with its default origin pattern (`.*`).
+fn set_cors(h: &mut axum::http::HeaderMap, origin: Option<HeaderValue>) {
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Accept, Authorization, Content-Type, Origin"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Date"),
+    );
+    if origin.is_some() {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// Reads the URL query and, for a urlencoded POST/PUT body, the body (Go's `ParseForm`).
