@@ -13,7 +13,7 @@ fn labels(i: usize) -> Labels {
         ("job", "user-service".to_string()),
         (
             "method",
-            if i % 2 == 0 { "GET" } else { "POST" }.to_string(),
+            if i.is_multiple_of(2) { "GET" } else { "POST" }.to_string(),
         ),
         ("status", "200".to_string()),
     ])
