@@ -112,6 +112,8 @@ struct Pool {
     /// Hashes of active targets in discovery order.
     order: Vec<u64>,
     dropped: Vec<Labels>,
+    /// Loops being replaced (by target hash), whose series the new loops take over.
+    handover: HashMap<u64, Arc<Shared>>,
 }
 
 struct Inner {
@@ -190,6 +192,7 @@ impl Pool {
             loops: HashMap::new(),
             order: Vec::new(),
             dropped: Vec::new(),
+            handover: HashMap::new(),
         })
     }
 
@@ -305,13 +308,16 @@ impl Pool {
             let shared = Arc::new(Shared::new(t));
             *shared.forced_error.lock() = limit_err.clone();
             let (tx, rx) = watch::channel(None);
-            let sl = ScrapeLoop::new(
+            let mut sl = ScrapeLoop::new(
                 cfg,
                 shared.clone(),
                 inner.appendable.clone(),
                 inner.metrics.clone(),
                 job.clone(),
             );
+            if let Some(old) = self.handover.remove(&h) {
+                sl.handover_from(old);
+            }
             let join = tokio::spawn(sl.run(rx));
             self.loops.insert(
                 h,
@@ -325,6 +331,7 @@ impl Pool {
             );
         }
         self.dropped = dropped;
+        self.handover.clear();
         inner.metrics.set_pool_targets(&job, self.loops.len());
     }
 
@@ -465,11 +472,12 @@ impl ScrapeManager {
                         let keep = p.target_hashes();
                         old.stop_discovery();
                         for (h, l) in old.loops.drain() {
-                            l.stop(if keep.contains(&h) {
-                                StopMode::NoStale
+                            if keep.contains(&h) {
+                                l.stop(StopMode::NoStale);
+                                p.handover.insert(h, l.shared.clone());
                             } else {
-                                StopMode::Stale
-                            });
+                                l.stop(StopMode::Stale);
+                            }
                         }
                     }
                     p.sync(inner);

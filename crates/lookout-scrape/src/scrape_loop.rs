@@ -78,6 +78,9 @@ pub(crate) struct Shared {
     pub metadata: Mutex<FxHashMap<String, MetaEntry>>,
     /// When set, scrapes fail with this error without contacting the target (target_limit).
     pub forced_error: Mutex<Option<String>>,
+    /// Label sets of the last committed scrape, left here when the loop stops without
+    /// stale markers so that a replacement loop can mark the ones it no longer sees.
+    pub final_series: Mutex<Option<Vec<Labels>>>,
 }
 
 impl Shared {
@@ -92,6 +95,7 @@ impl Shared {
             }),
             metadata: Mutex::new(FxHashMap::default()),
             forced_error: Mutex::new(None),
+            final_series: Mutex::new(None),
         }
     }
 }
@@ -196,6 +200,9 @@ pub(crate) struct ScrapeLoop {
     cache: Cache,
     synth: Vec<(Labels, Option<SeriesRef>)>,
     last_ts: i64,
+    /// The loop this one replaces (config reload): its last series are checked against
+    /// this loop's first good scrape and marked stale when gone.
+    handover_from: Option<(Arc<Shared>, u8)>,
 }
 
 fn now_ms() -> i64 {
@@ -246,6 +253,7 @@ impl ScrapeLoop {
             cache: Cache::default(),
             synth,
             last_ts: i64::MIN,
+            handover_from: None,
         }
     }
 
@@ -286,7 +294,45 @@ impl ScrapeLoop {
         };
         if mode == StopMode::Stale {
             self.end_of_run_staleness();
+        } else {
+            let series: Vec<Labels> = self
+                .cache
+                .prev_seen
+                .iter()
+                .map(|&i| self.cache.entries[i as usize].labels.clone())
+                .collect();
+            *self.shared.final_series.lock() = Some(series);
         }
+    }
+
+    /// Takes over staleness tracking from `old`, the loop this one replaces.
+    pub fn handover_from(&mut self, old: Arc<Shared>) {
+        self.handover_from = Some((old, 0));
+    }
+
+    /// Stale markers for series of the replaced loop that this loop's scrape did not
+    /// produce. Gives up after a few scrapes if the old loop never reports.
+    fn finish_handover(&mut self, app: &mut dyn Appender, ts: i64) {
+        let Some((old, tries)) = &mut self.handover_from else {
+            return;
+        };
+        let Some(list) = old.final_series.lock().take() else {
+            *tries += 1;
+            if *tries > 5 {
+                self.handover_from = None;
+            }
+            return;
+        };
+        let current: std::collections::HashSet<&Labels> = self
+            .cache
+            .prev_seen
+            .iter()
+            .map(|&i| &self.cache.entries[i as usize].labels)
+            .collect();
+        for l in list.iter().filter(|l| !current.contains(l)) {
+            let _ = app.append(None, l, ts, STALE_NAN);
+        }
+        self.handover_from = None;
     }
 
     /// Handles one scrape result: append, report, commit, update health.
@@ -443,6 +489,9 @@ impl ScrapeLoop {
         }
         std::mem::swap(&mut self.cache.prev_seen, &mut self.cache.cur_seen);
         self.cache.cur_seen.clear();
+        if self.handover_from.is_some() {
+            self.finish_handover(app, ts);
+        }
         if iter.is_multiple_of(16) {
             self.cache.evict(10);
             meta.retain(|_, m| m.last_iter + 10 >= iter);

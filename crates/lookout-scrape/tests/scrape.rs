@@ -756,3 +756,43 @@ async fn target_limit_fails_all_targets() {
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_with_new_metric_relabel_marks_dropped_series_stale() {
+    let srv = Srv::start(Reply::text("kept 1\nsoon_dropped 1\n")).await;
+    let st = Arc::new(MemStorage::new());
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("r", srv.addr, "")
+    )))
+    .await
+    .unwrap();
+    wait_for("scraped", || up_count(&st, "r", 1.0) >= 2).await;
+    let extra = "    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: soon_dropped\n        action: drop\n";
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("r", srv.addr, extra)
+    )))
+    .await
+    .unwrap();
+    wait_for("dropped series marked stale", || {
+        values(&st, &[("__name__", "soon_dropped")])
+            .last()
+            .is_some_and(|v| is_stale_nan(*v))
+    })
+    .await;
+    let n = up_count(&st, "r", 1.0);
+    wait_for("more scrapes", || up_count(&st, "r", 1.0) >= n + 2).await;
+    assert!(
+        values(&st, &[("__name__", "kept")])
+            .iter()
+            .all(|v| !is_stale_nan(*v))
+    );
+    assert!(
+        values(&st, &[("__name__", "up"), ("job", "r")])
+            .iter()
+            .all(|v| !is_stale_nan(*v))
+    );
+    m.stop().await;
+}
