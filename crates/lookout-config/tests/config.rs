@@ -309,3 +309,38 @@ fn relabel_configs_get_the_job_name_scheme() {
     let ok = yaml.replace("legacy", "utf8");
     assert!(PrometheusConfig::parse(&ok).is_ok());
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Arbitrary text (and YAML-looking text) is an error or a config, never a panic.
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,200}") {
+            let _ = PrometheusConfig::parse(&s);
+        }
+
+        #[test]
+        fn yamlish_never_panics(
+            key in "(global|scrape_configs|job_name|scrape_interval|targets|regex|action)",
+            val in "[a-z0-9_:./\\[\\]{}*-]{0,12}",
+        ) {
+            let _ = PrometheusConfig::parse(&format!("{key}: {val}\n"));
+            let _ = PrometheusConfig::parse(&format!("scrape_configs:\n  - job_name: j\n    {key}: {val}\n"));
+        }
+
+        // Any job/interval combination that loads respects timeout <= interval.
+        #[test]
+        fn loaded_timeouts_never_exceed_intervals(iv in 1u64..600, to in proptest::option::of(1u64..600)) {
+            let mut y = format!("scrape_configs:\n  - job_name: j\n    scrape_interval: {iv}s\n");
+            if let Some(to) = to {
+                y.push_str(&format!("    scrape_timeout: {to}s\n"));
+            }
+            match PrometheusConfig::parse(&y) {
+                Ok(c) => prop_assert!(c.scrape_configs[0].scrape_timeout <= c.scrape_configs[0].scrape_interval),
+                Err(e) => prop_assert!(to.is_some_and(|to| to > iv), "unexpected error {}", e),
+            }
+        }
+    }
+}
