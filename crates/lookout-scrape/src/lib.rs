@@ -16,7 +16,11 @@
 //! Differences from Prometheus: a removed target's stale markers are written immediately
 //! (Prometheus waits up to one interval in case the target reappears); a blank or unknown
 //! `Content-Type` is parsed as the text format (or `fallback_scrape_protocol`) instead of
-//! failing; the protobuf format and native histograms are not supported.
+//! failing; the protobuf format and native histograms are not supported (`PrometheusProto`
+//! is left out of the `Accept` header); scrapes use HTTP/1.1 (`enable_http2` is accepted).
+//!
+//! [`ScrapeManager::apply_config`] and [`ScrapeManager::stop`] are `async` (they spawn and
+//! join Tokio tasks); [`ScrapeManager::targets`] and the metadata views are synchronous.
 
 pub mod client;
 pub mod discovery;
