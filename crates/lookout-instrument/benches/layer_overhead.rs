@@ -1,0 +1,2 @@
+//! Placeholder so the workspace loads while the bench is written.
+fn main() {}
