@@ -396,9 +396,11 @@ fn flags(args: &ServeArgs, config: Option<&Path>) -> BTreeMap<String, String> {
     ])
 }
 
+/// Grafana and other clients detect features from `version`, so it names the Prometheus API
+/// level Lookout implements; Lookout's own version rides along as semver build metadata.
 fn build_info() -> BuildInfo {
     BuildInfo {
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: format!("3.5.0+lookout.{}", env!("CARGO_PKG_VERSION")),
         revision: option_env!("LOOKOUT_GIT_REVISION")
             .unwrap_or("unknown")
             .to_string(),
