@@ -7,6 +7,7 @@
 //! [`Appendable`]: a batch of samples is committed atomically or rolled back.
 
 pub mod labels;
+pub mod logs;
 pub mod matcher;
 pub mod memory;
 pub mod value;
