@@ -42,7 +42,10 @@ impl MetricsExporter {
         let format = Format::negotiate(accept);
         match self.render(format) {
             Ok(body) => (
-                [(CONTENT_TYPE, HeaderValue::from_static(format.content_type()))],
+                [(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(format.content_type()),
+                )],
                 body,
             )
                 .into_response(),

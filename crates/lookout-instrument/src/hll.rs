@@ -293,7 +293,10 @@ mod tests {
                 h.insert_hash(mix(i)); // duplicates do not count
             }
             let e = h.estimate();
-            assert!((e - n as f64).abs() <= (n as f64 * 0.01).max(0.5), "n={n} e={e}");
+            assert!(
+                (e - n as f64).abs() <= (n as f64 * 0.01).max(0.5),
+                "n={n} e={e}"
+            );
         }
     }
 

@@ -56,7 +56,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
-use prometheus_client::encoding::{EncodeLabelKey, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder};
+use prometheus_client::encoding::{
+    EncodeLabelKey, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -111,7 +113,10 @@ pub enum InstrumentError {
 }
 
 /// Bound of label-set types usable in a [`Family`]; implemented by every [`label_set!`] struct.
-pub trait LabelSet: EncodeLabelSet + Clone + Hash + Eq + fmt::Debug + Send + Sync + 'static {}
+pub trait LabelSet:
+    EncodeLabelSet + Clone + Hash + Eq + fmt::Debug + Send + Sync + 'static
+{
+}
 
 impl<T: EncodeLabelSet + Clone + Hash + Eq + fmt::Debug + Send + Sync + 'static> LabelSet for T {}
 
@@ -302,7 +307,12 @@ impl Metrics {
         Ok(())
     }
 
-    fn plain<M: Metric>(&mut self, name: &str, help: &str, metric: M) -> Result<(), InstrumentError> {
+    fn plain<M: Metric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: M,
+    ) -> Result<(), InstrumentError> {
         check_help(name, help)?;
         self.check_names(&[NameKind::Plain(name)])?;
         self.register_checked(name, help, metric);
@@ -543,19 +553,40 @@ mod tests {
             m.counter("logins", "x").err(),
             Some(InstrumentError::CounterSuffix("logins".into()))
         );
-        assert!(matches!(m.counter("_total", "x"), Err(InstrumentError::InvalidName(_))));
-        assert!(matches!(m.gauge("1abc", "x"), Err(InstrumentError::InvalidName(_))));
-        assert!(matches!(m.gauge("a-b", "x"), Err(InstrumentError::InvalidName(_))));
-        assert!(matches!(m.gauge("", "x"), Err(InstrumentError::InvalidName(_))));
-        assert!(matches!(m.gauge("ok", "two\nlines"), Err(InstrumentError::InvalidHelp(_))));
+        assert!(matches!(
+            m.counter("_total", "x"),
+            Err(InstrumentError::InvalidName(_))
+        ));
+        assert!(matches!(
+            m.gauge("1abc", "x"),
+            Err(InstrumentError::InvalidName(_))
+        ));
+        assert!(matches!(
+            m.gauge("a-b", "x"),
+            Err(InstrumentError::InvalidName(_))
+        ));
+        assert!(matches!(
+            m.gauge("", "x"),
+            Err(InstrumentError::InvalidName(_))
+        ));
+        assert!(matches!(
+            m.gauge("ok", "two\nlines"),
+            Err(InstrumentError::InvalidHelp(_))
+        ));
         m.counter("logins_total", "x").expect("first");
         assert_eq!(
             m.counter("logins_total", "x").err(),
             Some(InstrumentError::Duplicate("logins_total".into()))
         );
-        assert!(matches!(m.gauge("logins", "x"), Err(InstrumentError::Duplicate(_))));
+        assert!(matches!(
+            m.gauge("logins", "x"),
+            Err(InstrumentError::Duplicate(_))
+        ));
         m.histogram("lat_seconds", "x", &[1.0]).expect("histogram");
-        assert!(matches!(m.gauge("lat_seconds_count", "x"), Err(InstrumentError::Duplicate(_))));
+        assert!(matches!(
+            m.gauge("lat_seconds_count", "x"),
+            Err(InstrumentError::Duplicate(_))
+        ));
         assert!(matches!(
             m.histogram("h", "x", &[2.0, 1.0]),
             Err(InstrumentError::InvalidBuckets(_))
@@ -564,10 +595,16 @@ mod tests {
             m.histogram("h", "x", &[f64::NAN]),
             Err(InstrumentError::InvalidBuckets(_))
         ));
-        assert!(matches!(m.histogram("h", "x", &[]), Err(InstrumentError::InvalidBuckets(_))));
+        assert!(matches!(
+            m.histogram("h", "x", &[]),
+            Err(InstrumentError::InvalidBuckets(_))
+        ));
         // Process metrics are reserved in a registry that has them.
         let mut m = Metrics::new();
-        assert!(matches!(m.gauge("process_open_fds", "x"), Err(InstrumentError::Duplicate(_))));
+        assert!(matches!(
+            m.gauge("process_open_fds", "x"),
+            Err(InstrumentError::Duplicate(_))
+        ));
         m.http_layer(HttpMetricsConfig::default()).expect("http");
         assert!(matches!(
             m.http_layer(HttpMetricsConfig::default()),
@@ -579,7 +616,9 @@ mod tests {
     fn business_metrics_render_with_their_names() {
         let mut m = Metrics::without_process_metrics();
         let logins = m.counter("user_logins_total", "Logins.").expect("counter");
-        let bytes = m.counter_f64("storage_upload_bytes_total", "Bytes").expect("counter");
+        let bytes = m
+            .counter_f64("storage_upload_bytes_total", "Bytes")
+            .expect("counter");
         let rooms = m.gauge("chat_rooms_active", "Rooms").expect("gauge");
         let members = m
             .gauge_family::<Ws>("workspace_members_total", "Members")

@@ -97,7 +97,9 @@ mod imp {
     /// The soft limit of "Max open files" (`unlimited` → +Inf, as client_golang reports it).
     pub(super) fn parse_max_open_files(limits: &str) -> Option<f64> {
         let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-        let soft = line["Max open files".len()..].split_ascii_whitespace().next()?;
+        let soft = line["Max open files".len()..]
+            .split_ascii_whitespace()
+            .next()?;
         if soft == "unlimited" {
             Some(f64::INFINITY)
         } else {
@@ -209,7 +211,8 @@ mod tests {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            1024                 524288               files\n";
         assert_eq!(parse_max_open_files(limits), Some(1024.0));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_max_open_files(unlimited), Some(f64::INFINITY));
         assert_eq!(parse_max_open_files(""), None);
     }

@@ -142,7 +142,12 @@ impl Ring {
     fn insert(&mut self, t: SystemTime, hash: u64, precision: u8) {
         let epoch = self.epoch(t);
         let n = self.slots.len() as u64;
-        let current = self.slots.iter().filter_map(|s| s.as_ref()).map(|s| s.0).max();
+        let current = self
+            .slots
+            .iter()
+            .filter_map(|s| s.as_ref())
+            .map(|s| s.0)
+            .max();
         if let Some(cur) = current
             && epoch + n <= cur
         {
@@ -346,7 +351,9 @@ mod tests {
     #[test]
     fn rejects_bad_configs() {
         assert!(UniqueCounter::new(UniqueCounterConfig::new()).is_err());
-        assert!(UniqueCounter::new(UniqueCounterConfig::new().daily("a", "b").precision(3)).is_err());
+        assert!(
+            UniqueCounter::new(UniqueCounterConfig::new().daily("a", "b").precision(3)).is_err()
+        );
         assert!(
             UniqueCounter::new(UniqueCounterConfig::new().window(
                 "a",

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use axum::Router;
@@ -54,7 +54,10 @@ fn app(config: HttpMetricsConfig) -> (Router, MetricsExporter) {
     let router = Router::new()
         .route("/api/boards/{id}", get(|| async { "board" }))
         .route("/api/boards", post(|| async { StatusCode::CREATED }))
-        .route("/weird", get(|| async { StatusCode::from_u16(999).expect("status") }))
+        .route(
+            "/weird",
+            get(|| async { StatusCode::from_u16(999).expect("status") }),
+        )
         .route("/slow", get(slow))
         .route("/boom", get(boom))
         .merge(exporter.route("/metrics"))
@@ -75,12 +78,26 @@ async fn send(router: &Router, method: &str, uri: &str) -> StatusCode {
 async fn records_method_route_template_and_status() {
     let (router, exporter) = app(HttpMetricsConfig::default());
     assert_eq!(send(&router, "GET", "/api/boards/1").await, StatusCode::OK);
-    assert_eq!(send(&router, "GET", "/api/boards/2?x=y").await, StatusCode::OK);
-    assert_eq!(send(&router, "POST", "/api/boards").await, StatusCode::CREATED);
+    assert_eq!(
+        send(&router, "GET", "/api/boards/2?x=y").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&router, "POST", "/api/boards").await,
+        StatusCode::CREATED
+    );
 
-    let get = [("method", "GET"), ("path", "/api/boards/{id}"), ("status", "200")];
+    let get = [
+        ("method", "GET"),
+        ("path", "/api/boards/{id}"),
+        ("status", "200"),
+    ];
     assert_eq!(value(&exporter, "http_requests_total", &get), Some(2.0));
-    let post = [("method", "POST"), ("path", "/api/boards"), ("status", "201")];
+    let post = [
+        ("method", "POST"),
+        ("path", "/api/boards"),
+        ("status", "201"),
+    ];
     assert_eq!(value(&exporter, "http_requests_total", &post), Some(1.0));
     let route = [("method", "GET"), ("path", "/api/boards/{id}")];
     assert_eq!(
@@ -97,7 +114,11 @@ async fn records_method_route_template_and_status() {
         Some(2.0)
     );
     // Default Prometheus buckets.
-    let b = [("method", "GET"), ("path", "/api/boards/{id}"), ("le", "0.005")];
+    let b = [
+        ("method", "GET"),
+        ("path", "/api/boards/{id}"),
+        ("le", "0.005"),
+    ];
     assert!(value(&exporter, "http_request_duration_seconds_bucket", &b).is_some());
     assert_eq!(value(&exporter, "http_requests_in_flight", &[]), Some(0.0));
     // The raw URI never appears.
@@ -109,7 +130,12 @@ async fn records_method_route_template_and_status() {
 async fn unmatched_requests_share_one_path_and_odd_input_is_fine() {
     let (router, exporter) = app(HttpMetricsConfig::default());
     let long = format!("/{}", "a/".repeat(5000));
-    for uri in ["/wp-admin/setup.php", "/.env", "/api/boards/1/2/3", long.as_str()] {
+    for uri in [
+        "/wp-admin/setup.php",
+        "/.env",
+        "/api/boards/1/2/3",
+        long.as_str(),
+    ] {
         assert_eq!(send(&router, "GET", uri).await, StatusCode::NOT_FOUND);
     }
     // A custom method on an unknown path, and on a known one (405 from the method router).
@@ -119,11 +145,25 @@ async fn unmatched_requests_share_one_path_and_odd_input_is_fine() {
     assert_eq!(send(&router, "GET", "/weird").await.as_u16(), 999);
 
     let unmatched = [("method", "GET"), ("path", "unmatched"), ("status", "404")];
-    assert_eq!(value(&exporter, "http_requests_total", &unmatched), Some(4.0));
-    let other = [("method", "OTHER"), ("path", "unmatched"), ("status", "404")];
+    assert_eq!(
+        value(&exporter, "http_requests_total", &unmatched),
+        Some(4.0)
+    );
+    let other = [
+        ("method", "OTHER"),
+        ("path", "unmatched"),
+        ("status", "404"),
+    ];
     assert_eq!(value(&exporter, "http_requests_total", &other), Some(1.0));
-    let not_allowed = [("method", "OTHER"), ("path", "/api/boards/{id}"), ("status", "405")];
-    assert_eq!(value(&exporter, "http_requests_total", &not_allowed), Some(1.0));
+    let not_allowed = [
+        ("method", "OTHER"),
+        ("path", "/api/boards/{id}"),
+        ("status", "405"),
+    ];
+    assert_eq!(
+        value(&exporter, "http_requests_total", &not_allowed),
+        Some(1.0)
+    );
     let weird = [("method", "GET"), ("path", "/weird"), ("status", "999")];
     assert_eq!(value(&exporter, "http_requests_total", &weird), Some(1.0));
     let text = String::from_utf8(exporter.render(Format::PrometheusText).expect("renders"))
@@ -193,15 +233,29 @@ async fn in_flight_returns_to_zero_when_a_request_is_aborted() {
 async fn custom_buckets() {
     let (router, exporter) = app(HttpMetricsConfig::new().buckets([0.1, 1.0]));
     send(&router, "GET", "/api/boards/1").await;
-    let l = [("method", "GET"), ("path", "/api/boards/{id}"), ("le", "0.1")];
+    let l = [
+        ("method", "GET"),
+        ("path", "/api/boards/{id}"),
+        ("le", "0.1"),
+    ];
     assert_eq!(
         value(&exporter, "http_request_duration_seconds_bucket", &l),
         Some(1.0)
     );
-    let l = [("method", "GET"), ("path", "/api/boards/{id}"), ("le", "0.005")];
-    assert_eq!(value(&exporter, "http_request_duration_seconds_bucket", &l), None);
+    let l = [
+        ("method", "GET"),
+        ("path", "/api/boards/{id}"),
+        ("le", "0.005"),
+    ];
+    assert_eq!(
+        value(&exporter, "http_request_duration_seconds_bucket", &l),
+        None
+    );
     let mut m = Metrics::without_process_metrics();
-    assert!(m.http_layer(HttpMetricsConfig::new().buckets([1.0, 0.5])).is_err());
+    assert!(
+        m.http_layer(HttpMetricsConfig::new().buckets([1.0, 0.5]))
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -222,7 +276,10 @@ async fn micrometer_style() {
                 resp
             }),
         )
-        .route("/moved", get(|| async { axum::response::Redirect::to("/") }))
+        .route(
+            "/moved",
+            get(|| async { axum::response::Redirect::to("/") }),
+        )
         .route("/boom", get(boom))
         .merge(exporter.route("/actuator/prometheus"))
         .layer(layer);

@@ -33,7 +33,9 @@ fn promtool_available() -> bool {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("promtool is required in CI (apt-get install -y prometheus)");
         }
-        println!("SKIP promtool check metrics: promtool not installed (apt-get install -y prometheus)");
+        println!(
+            "SKIP promtool check metrics: promtool not installed (apt-get install -y prometheus)"
+        );
     }
     found
 }
@@ -90,7 +92,10 @@ async fn scrape(router: Router, traffic: &[(&str, &str)], path: &str) -> Vec<u8>
                 .expect("header end");
             let head = String::from_utf8_lossy(&resp[..split]).to_lowercase();
             assert!(head.starts_with("http/1.1 200"), "{head}");
-            assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+            assert!(
+                head.contains("content-type: text/plain; version=0.0.4"),
+                "{head}"
+            );
             body = resp[split + 4..].to_vec();
         }
     }
@@ -104,11 +109,15 @@ async fn lint_clean_service_passes() {
         return;
     }
     let mut metrics = Metrics::new();
-    let http = metrics.http_layer(HttpMetricsConfig::default()).expect("http");
+    let http = metrics
+        .http_layer(HttpMetricsConfig::default())
+        .expect("http");
     let sent = metrics
         .counter("chat_messages_sent_total", "Chat messages sent.")
         .expect("counter");
-    let rooms = metrics.gauge("chat_rooms_active", "Active chat rooms.").expect("gauge");
+    let rooms = metrics
+        .gauge("chat_rooms_active", "Active chat rooms.")
+        .expect("gauge");
     let calls = metrics
         .histogram(
             "video_call_duration_seconds",
@@ -123,7 +132,10 @@ async fn lint_clean_service_passes() {
         .unique_counter(
             UniqueCounterConfig::new()
                 .daily("users_daily_active", "Distinct users in the last 24 hours.")
-                .monthly("users_monthly_active", "Distinct users in the last 30 days."),
+                .monthly(
+                    "users_monthly_active",
+                    "Distinct users in the last 30 days.",
+                ),
         )
         .expect("unique");
     let exporter = metrics.exporter();
@@ -176,7 +188,9 @@ async fn wealist_names_parse_and_only_seed_total_gauges_are_linted() {
         return;
     }
     let mut metrics = Metrics::new();
-    let http = metrics.http_layer(HttpMetricsConfig::default()).expect("http");
+    let http = metrics
+        .http_layer(HttpMetricsConfig::default())
+        .expect("http");
     metrics
         .counter("user_registrations_total", "New sign-ups.")
         .expect("c")
@@ -208,7 +222,10 @@ async fn wealist_names_parse_and_only_seed_total_gauges_are_linted() {
         .unique_counter(
             UniqueCounterConfig::new()
                 .daily("users_daily_active", "Distinct users in the last 24 hours.")
-                .monthly("users_monthly_active", "Distinct users in the last 30 days."),
+                .monthly(
+                    "users_monthly_active",
+                    "Distinct users in the last 30 days.",
+                ),
         )
         .expect("unique")
         .observe("u1");
@@ -220,7 +237,10 @@ async fn wealist_names_parse_and_only_seed_total_gauges_are_linted() {
     let body = scrape(router, &[("GET", "/api/users/1")], "/metrics").await;
     let (code, problems) = promtool_check(&body);
     let text = String::from_utf8_lossy(&body);
-    assert_eq!(code, 3, "lint problems only (exit 3), not a parse error: {problems:?}\n{text}");
+    assert_eq!(
+        code, 3,
+        "lint problems only (exit 3), not a parse error: {problems:?}\n{text}"
+    );
     let mut flagged: Vec<&str> = problems
         .iter()
         .map(|p| {
@@ -243,10 +263,21 @@ async fn wealist_names_parse_and_only_seed_total_gauges_are_linted() {
         .counter_family::<CacheGet>("cache_gets_total", "The number of times cache lookup methods have returned a cached (hit) or uncached (miss) value.")
         .expect("family");
     let puts = metrics
-        .counter_family::<CachePut>("cache_puts_total", "The number of entries added to the cache.")
+        .counter_family::<CachePut>(
+            "cache_puts_total",
+            "The number of entries added to the cache.",
+        )
         .expect("family");
-    gets.get_or_create(&CacheGet { cache: "tokens", result: "hit" }).inc();
-    gets.get_or_create(&CacheGet { cache: "tokens", result: "miss" }).inc();
+    gets.get_or_create(&CacheGet {
+        cache: "tokens",
+        result: "hit",
+    })
+    .inc();
+    gets.get_or_create(&CacheGet {
+        cache: "tokens",
+        result: "miss",
+    })
+    .inc();
     puts.get_or_create(&CachePut { cache: "tokens" }).inc();
     let exporter = metrics.exporter();
     let router = Router::new()
@@ -261,7 +292,10 @@ async fn wealist_names_parse_and_only_seed_total_gauges_are_linted() {
     .await;
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("http_server_requests_seconds_count{exception=\"None\",method=\"POST\",outcome=\"SUCCESS\",status=\"200\",uri=\"/api/auth/token\"} 1"), "{text}");
-    assert!(text.contains("cache_gets_total{cache=\"tokens\",result=\"hit\"} 1"), "{text}");
+    assert!(
+        text.contains("cache_gets_total{cache=\"tokens\",result=\"hit\"} 1"),
+        "{text}"
+    );
     let (code, problems) = promtool_check(&body);
     assert_eq!((code, problems), (0, Vec::<String>::new()), "\n{text}");
 }

@@ -39,7 +39,7 @@ fn error_below_two_percent_from_10k_to_1m() {
         for i in 0..n {
             let id = format!("set{set}-user-{i}");
             c.observe(id.as_str());
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 c.observe(id.as_str()); // repeat logins do not count
             }
         }
@@ -92,7 +92,10 @@ fn windows_slide_over_a_month_of_traffic() {
         let days = (day + 1).min(30) as usize;
         let truth = 2_000 + 3_000 * days;
         let mau = c.estimate("mau").expect("mau");
-        assert!(rel_error(mau, truth) < 0.02, "day {day}: mau {mau} truth {truth}");
+        assert!(
+            rel_error(mau, truth) < 0.02,
+            "day {day}: mau {mau} truth {truth}"
+        );
         assert!(c.heap_bytes() <= c.max_heap_bytes());
     }
     // Nobody for a while: both windows empty out and give their memory back.
@@ -125,14 +128,20 @@ fn exported_as_gauges() {
         .unique_counter(
             UniqueCounterConfig::new()
                 .daily("users_daily_active", "Distinct users in the last 24 hours.")
-                .monthly("users_monthly_active", "Distinct users in the last 30 days.")
+                .monthly(
+                    "users_monthly_active",
+                    "Distinct users in the last 30 days.",
+                )
                 .clock(clock.clone()),
         )
         .expect("registers");
     let chat = metrics
         .unique_counter(
             UniqueCounterConfig::new()
-                .daily("chat_daily_active_users", "Distinct chat users in the last 24 hours.")
+                .daily(
+                    "chat_daily_active_users",
+                    "Distinct chat users in the last 24 hours.",
+                )
                 .clock(clock.clone()),
         )
         .expect("registers");
@@ -150,8 +159,14 @@ fn exported_as_gauges() {
     active.observe("dave");
     let text = exporter.render(Format::PrometheusText).expect("renders");
     let text = String::from_utf8(text).expect("utf-8");
-    assert!(text.contains("# TYPE users_daily_active gauge\nusers_daily_active 1\n"), "{text}");
-    assert!(text.contains("# TYPE users_monthly_active gauge\nusers_monthly_active 4\n"), "{text}");
+    assert!(
+        text.contains("# TYPE users_daily_active gauge\nusers_daily_active 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE users_monthly_active gauge\nusers_monthly_active 4\n"),
+        "{text}"
+    );
     assert!(text.contains("chat_daily_active_users 0\n"), "{text}");
     let om = exporter.render(Format::OpenMetrics).expect("renders");
     let samples = parse_samples(&om, Format::OpenMetrics).expect("strict OpenMetrics");
