@@ -654,4 +654,24 @@ mod tests {
         }
         assert!(!text.contains("# EOF"));
     }
+
+    #[test]
+    fn seed_total_gauges_survive_strict_openmetrics() {
+        let mut m = Metrics::new();
+        m.gauge("users_active_total", "Concurrent users")
+            .expect("gauge")
+            .set(3);
+        m.counter("user_logins_total", "Logins")
+            .expect("counter")
+            .inc();
+        let exporter = m.exporter();
+        let om = exporter.render(Format::OpenMetrics).expect("renders");
+        let samples = lookout_exposition::parse_samples(&om, Format::OpenMetrics)
+            .expect("strict OpenMetrics parse");
+        let find = |name: &str| samples.iter().find(|s| s.name == name).map(|s| s.value);
+        assert_eq!(find("users_active_total"), Some(3.0));
+        assert_eq!(find("user_logins_total"), Some(1.0));
+        assert!(find("process_cpu_seconds_total").is_some());
+        assert!(find("process_start_time_seconds").is_some());
+    }
 }
