@@ -6,7 +6,7 @@
 //! matched no route (the fallback, a 404 or 405) get one fixed path value, and methods outside the
 //! standard nine are recorded as `OTHER`, so no client can grow the label space. The duration is
 //! the time until the response head is ready; a request whose future is dropped before that
-//! (client gone) leaves the in-flight gauge and records nothing else.
+//! (client gone) is taken out of the in-flight gauge and records nothing else.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -15,15 +15,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::MatchedPath;
 use axum::http::{Method, Request, Response, StatusCode};
+use parking_lot::Mutex;
 use pin_project_lite::pin_project;
-use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, LabelSetEncoder, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use tower::{Layer, Service};
 
 use crate::{Buckets, HistogramFamily, InstrumentError, Metrics, NameKind, encode_label};
@@ -39,6 +41,7 @@ pub struct HttpMetricsConfig {
     pub(crate) buckets: Vec<f64>,
     pub(crate) unmatched_path: String,
     pub(crate) catch_panics: bool,
+    pub(crate) max_window: Duration,
 }
 
 impl Default for HttpMetricsConfig {
@@ -47,6 +50,7 @@ impl Default for HttpMetricsConfig {
             buckets: DEFAULT_BUCKETS.to_vec(),
             unmatched_path: "unmatched".to_owned(),
             catch_panics: true,
+            max_window: Duration::from_secs(120),
         }
     }
 }
@@ -73,6 +77,13 @@ impl HttpMetricsConfig {
     /// unwinding further. It is recorded as a 500 either way.
     pub fn catch_panics(mut self, catch: bool) -> Self {
         self.catch_panics = catch;
+        self
+    }
+
+    /// How long a request's latency stays in the Micrometer-style
+    /// `http_server_requests_seconds_max` gauge (Micrometer's default: 2 minutes).
+    pub fn max_window(mut self, window: Duration) -> Self {
+        self.max_window = window;
         self
     }
 }
@@ -176,7 +187,95 @@ enum Recorder {
     },
     Micrometer {
         requests: HistogramFamily<MicrometerLabels>,
+        max: Family<MicrometerLabels, WindowMax, WindowMaxConstructor>,
     },
+}
+
+/// Number of rotating slots of a [`WindowMax`].
+const MAX_SLOTS: usize = 3;
+
+/// Largest value seen over a sliding window, like Micrometer's `TimeWindowMax`: the window is
+/// cut into [`MAX_SLOTS`] slots; a value raises every slot, the gauge reads the oldest slot
+/// (which has seen the whole window), and every `window / MAX_SLOTS` the oldest slot is reset
+/// and becomes the newest.
+#[derive(Clone, Debug)]
+struct WindowMax {
+    state: Arc<Mutex<MaxState>>,
+    rotate_every: Duration,
+}
+
+#[derive(Debug)]
+struct MaxState {
+    slots: [f64; MAX_SLOTS],
+    /// Index of the oldest slot (the one read).
+    oldest: usize,
+    last_rotation: Instant,
+}
+
+impl WindowMax {
+    fn new(window: Duration) -> Self {
+        WindowMax {
+            state: Arc::new(Mutex::new(MaxState {
+                slots: [0.0; MAX_SLOTS],
+                oldest: 0,
+                last_rotation: Instant::now(),
+            })),
+            rotate_every: (window / MAX_SLOTS as u32).max(Duration::from_millis(1)),
+        }
+    }
+
+    fn rotate(&self, state: &mut MaxState, now: Instant) {
+        let elapsed = now.saturating_duration_since(state.last_rotation);
+        if elapsed < self.rotate_every {
+            return;
+        }
+        let steps = elapsed.as_nanos() / self.rotate_every.as_nanos().max(1);
+        for _ in 0..steps.min(MAX_SLOTS as u128) {
+            state.slots[state.oldest] = 0.0;
+            state.oldest = (state.oldest + 1) % MAX_SLOTS;
+        }
+        let advanced = self.rotate_every.as_nanos().saturating_mul(steps);
+        state.last_rotation += Duration::from_nanos(u64::try_from(advanced).unwrap_or(u64::MAX));
+    }
+
+    fn record(&self, v: f64) {
+        let mut state = self.state.lock();
+        self.rotate(&mut state, Instant::now());
+        for slot in &mut state.slots {
+            if *slot < v {
+                *slot = v;
+            }
+        }
+    }
+
+    fn get(&self) -> f64 {
+        let mut state = self.state.lock();
+        self.rotate(&mut state, Instant::now());
+        state.slots[state.oldest]
+    }
+}
+
+impl TypedMetric for WindowMax {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for WindowMax {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&self.get())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+#[derive(Clone, Debug)]
+struct WindowMaxConstructor(Duration);
+
+impl MetricConstructor<WindowMax> for WindowMaxConstructor {
+    fn new_metric(&self) -> WindowMax {
+        WindowMax::new(self.0)
+    }
 }
 
 #[derive(Debug)]
@@ -233,14 +332,28 @@ impl HttpMetricsLayer {
         config: &HttpMetricsConfig,
     ) -> Result<Self, InstrumentError> {
         let buckets = Buckets::new(&config.buckets)?;
+        if config.max_window.is_zero() {
+            return Err(InstrumentError::InvalidConfig(
+                "max_window must be positive".into(),
+            ));
+        }
         let requests: HistogramFamily<MicrometerLabels> = Family::new_with_constructor(buckets);
-        metrics.check_names(&[NameKind::Histogram("http_server_requests_seconds")])?;
+        let max = Family::new_with_constructor(WindowMaxConstructor(config.max_window));
+        metrics.check_names(&[
+            NameKind::Histogram("http_server_requests_seconds"),
+            NameKind::Plain("http_server_requests_seconds_max"),
+        ])?;
         metrics.register_checked(
             "http_server_requests_seconds",
             "Duration of HTTP server request handling",
             requests.clone(),
         );
-        Ok(Self::new(Recorder::Micrometer { requests }, config))
+        metrics.register_checked(
+            "http_server_requests_seconds_max",
+            "Maximum duration of HTTP server request handling in the recent window",
+            max.clone(),
+        );
+        Ok(Self::new(Recorder::Micrometer { requests, max }, config))
     }
 }
 
@@ -281,7 +394,7 @@ impl Recorder {
                 };
                 duration.get_or_create(&labels).observe(seconds);
             }
-            Recorder::Micrometer { requests } => {
+            Recorder::Micrometer { requests, max } => {
                 let uri = match route {
                     Route::Matched(_) => route,
                     _ => Route::Static(micrometer_unmatched_uri(status)),
@@ -294,6 +407,7 @@ impl Recorder {
                     uri,
                 };
                 requests.get_or_create(&labels).observe(seconds);
+                max.get_or_create(&labels).record(seconds);
             }
         }
     }
@@ -577,6 +691,32 @@ mod tests {
         assert_eq!(short_type_name::<std::io::Error>(), "Error");
         assert_eq!(short_type_name::<Option<u8>>(), "Option");
         assert_eq!(short_type_name::<u8>(), "u8");
+    }
+
+    #[test]
+    fn window_max_slides() {
+        let m = WindowMax::new(Duration::from_secs(3));
+        m.record(0.5);
+        m.record(0.2);
+        assert_eq!(m.get(), 0.5);
+        let start = Instant::now();
+        {
+            let mut st = m.state.lock();
+            st.last_rotation = start;
+            m.rotate(&mut st, start + Duration::from_millis(1500));
+        }
+        // One slot rotated out; the value is still in the two younger slots.
+        assert_eq!(m.get(), 0.5);
+        {
+            let mut st = m.state.lock();
+            m.rotate(&mut st, start + Duration::from_millis(3500));
+            assert_eq!(st.slots[st.oldest], 0.0);
+        }
+        // A jump far ahead empties every slot without looping forever.
+        let mut st = m.state.lock();
+        st.slots = [1.0; MAX_SLOTS];
+        m.rotate(&mut st, start + Duration::from_secs(1_000_000));
+        assert_eq!(st.slots, [0.0; MAX_SLOTS]);
     }
 
     #[test]

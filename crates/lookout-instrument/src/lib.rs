@@ -3,7 +3,8 @@
 //! - [`Metrics`] registers everything a service exposes: the HTTP layer
 //!   ([`Metrics::http_layer`]: `http_requests_total{method,path,status}`,
 //!   `http_request_duration_seconds{method,path}`, `http_requests_in_flight`; or
-//!   [`Metrics::micrometer_http_layer`]: Spring Boot's `http_server_requests_seconds`), the
+//!   [`Metrics::micrometer_http_layer`]: Spring Boot's `http_server_requests_seconds` and
+//!   `http_server_requests_seconds_max`), the
 //!   `process_*` metrics, business counters/gauges/histograms (label sets are structs declared
 //!   with [`label_set!`], so label names are checked at compile time) and [`UniqueCounter`]s
 //!   (HyperLogLog distinct counts over sliding windows, exported as gauges).
@@ -441,7 +442,8 @@ impl Metrics {
     }
 
     /// The HTTP layer with Spring Boot/Micrometer naming:
-    /// `http_server_requests_seconds{exception,method,outcome,status,uri}` (histogram).
+    /// `http_server_requests_seconds{exception,method,outcome,status,uri}` (histogram) and
+    /// `http_server_requests_seconds_max` (gauge: slowest request in the last `max_window`).
     pub fn micrometer_http_layer(
         &mut self,
         config: HttpMetricsConfig,

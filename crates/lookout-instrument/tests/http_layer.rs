@@ -334,6 +334,9 @@ async fn micrometer_style() {
     let text = String::from_utf8(exporter.render(Format::PrometheusText).expect("renders"))
         .expect("utf-8");
     assert!(text.contains("# TYPE http_server_requests_seconds histogram\n"));
+    assert!(text.contains("# TYPE http_server_requests_seconds_max gauge\n"));
+    let max = value(&exporter, "http_server_requests_seconds_max", &cases[0]).expect("max");
+    assert!(max > 0.0 && max < 10.0, "{max}");
     assert!(text.contains("process_cpu_seconds_total "));
     assert!(!text.contains("http_requests_total"));
     assert!(!text.contains("jvm_"));
