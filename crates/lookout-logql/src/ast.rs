@@ -54,7 +54,10 @@ pub enum LineOp {
 
 impl LineOp {
     pub fn negated(self) -> bool {
-        matches!(self, LineOp::NotContains | LineOp::NotRegex | LineOp::NotPattern)
+        matches!(
+            self,
+            LineOp::NotContains | LineOp::NotRegex | LineOp::NotPattern
+        )
     }
 }
 
@@ -102,8 +105,15 @@ pub enum LabelFmt {
 pub enum Parser {
     /// `json` or `json a="path", b`.
     Json(Vec<(String, JsonPath)>),
-    Logfmt { strict: bool, keep_empty: bool, exprs: Vec<(String, String)> },
-    Regexp { re: Regex, names: Vec<Option<String>> },
+    Logfmt {
+        strict: bool,
+        keep_empty: bool,
+        exprs: Vec<(String, String)>,
+    },
+    Regexp {
+        re: Regex,
+        names: Vec<Option<String>>,
+    },
     Pattern(Pattern),
     Unpack,
 }
@@ -145,11 +155,27 @@ pub enum LabelFilter {
     And(Box<LabelFilter>, Box<LabelFilter>),
     Or(Box<LabelFilter>, Box<LabelFilter>),
     String(Matcher),
-    Number { name: String, op: CmpOp, value: f64 },
+    Number {
+        name: String,
+        op: CmpOp,
+        value: f64,
+    },
     /// Seconds.
-    Duration { name: String, op: CmpOp, value: f64 },
-    Bytes { name: String, op: CmpOp, value: u64 },
-    Ip { name: String, negate: bool, ip: IpMatcher },
+    Duration {
+        name: String,
+        op: CmpOp,
+        value: f64,
+    },
+    Bytes {
+        name: String,
+        op: CmpOp,
+        value: u64,
+    },
+    Ip {
+        name: String,
+        negate: bool,
+        ip: IpMatcher,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,7 +342,10 @@ pub enum BinOp {
 
 impl BinOp {
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Ge | BinOp::Lt | BinOp::Le)
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Ge | BinOp::Lt | BinOp::Le
+        )
     }
 
     pub fn is_set(self) -> bool {
@@ -354,12 +383,34 @@ pub struct VectorMatching {
 
 #[derive(Clone, Debug)]
 pub enum SampleExpr {
-    RangeAgg { op: RangeOp, param: Option<f64>, range: Box<LogRange>, grouping: Option<Grouping> },
-    VectorAgg { op: VecOp, param: Option<f64>, grouping: Option<Grouping>, expr: Box<SampleExpr> },
-    Binary { op: BinOp, lhs: Box<SampleExpr>, rhs: Box<SampleExpr>, return_bool: bool, matching: Option<VectorMatching> },
+    RangeAgg {
+        op: RangeOp,
+        param: Option<f64>,
+        range: Box<LogRange>,
+        grouping: Option<Grouping>,
+    },
+    VectorAgg {
+        op: VecOp,
+        param: Option<f64>,
+        grouping: Option<Grouping>,
+        expr: Box<SampleExpr>,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Box<SampleExpr>,
+        rhs: Box<SampleExpr>,
+        return_bool: bool,
+        matching: Option<VectorMatching>,
+    },
     Literal(f64),
     Vector(f64),
-    LabelReplace { expr: Box<SampleExpr>, dst: String, replacement: String, src: String, regex: Regex },
+    LabelReplace {
+        expr: Box<SampleExpr>,
+        dst: String,
+        replacement: String,
+        src: String,
+        regex: Regex,
+    },
 }
 
 impl SampleExpr {

@@ -37,7 +37,6 @@ pub struct Evaluator<'a> {
     pub nsteps: usize,
     pub deadline: Instant,
     pub timeout_desc: String,
-    pub max_series: usize,
     pub max_samples: usize,
     pub samples_loaded: usize,
 }
@@ -47,7 +46,11 @@ fn label_set_string(l: &Lbls) -> String {
 }
 
 fn pipeline_error(labels: &Lbls) -> LogqlError {
-    let err = labels.iter().find(|(n, _)| n == ERROR_LABEL).map(|(_, v)| v.as_str()).unwrap_or("");
+    let err = labels
+        .iter()
+        .find(|(n, _)| n == ERROR_LABEL)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     LogqlError::Pipeline(format!(
         "pipeline error: '{err}' for series: '{}'.\nUse a label filter to intentionally skip this error. (e.g | __error__!=\"{err}\").\nTo skip all potential errors you can match empty errors.(e.g __error__=\"\")\nThe label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )\n",
         label_set_string(labels)
@@ -70,28 +73,102 @@ impl Evaluator<'_> {
         self.check_deadline()?;
         match e {
             SampleExpr::Literal(v) => Ok(Val::Scalar(vec![*v; self.nsteps])),
-            SampleExpr::Vector(v) => Ok(Val::Vector(vec![StepSeries { labels: Vec::new(), pts: vec![Some(*v); self.nsteps] }])),
-            SampleExpr::RangeAgg { op, param, range, grouping } => self.range_agg(*op, *param, range, grouping.as_ref()),
-            SampleExpr::VectorAgg { op, param, grouping, expr } => {
+            SampleExpr::Vector(v) => Ok(Val::Vector(vec![StepSeries {
+                labels: Vec::new(),
+                pts: vec![Some(*v); self.nsteps],
+            }])),
+            SampleExpr::RangeAgg {
+                op,
+                param,
+                range,
+                grouping,
+            } => self.range_agg(*op, *param, range, grouping.as_ref()),
+            SampleExpr::VectorAgg {
+                op,
+                param,
+                grouping,
+                expr,
+            } => {
+                // sum by (x) of a count/rate/bytes/sum range aggregation equals the range
+                // aggregation over series already merged by x: group while extracting.
+                if let (
+                    VecOp::Sum,
+                    SampleExpr::RangeAgg {
+                        op: rop,
+                        param: rparam,
+                        range,
+                        grouping: None,
+                    },
+                ) = (op, expr.as_ref())
+                    && matches!(
+                        rop,
+                        RangeOp::CountOverTime
+                            | RangeOp::Rate
+                            | RangeOp::BytesOverTime
+                            | RangeOp::BytesRate
+                            | RangeOp::SumOverTime
+                    )
+                {
+                    let g = grouping.clone().unwrap_or(Grouping {
+                        without: false,
+                        labels: Vec::new(),
+                    });
+                    let Val::Vector(v) = self.range_agg(*rop, *rparam, range, Some(&g))? else {
+                        return Err(LogqlError::BadData("sum expects a vector argument".into()));
+                    };
+                    return Ok(Val::Vector(self.vector_agg(
+                        *op,
+                        *param,
+                        grouping.as_ref(),
+                        v,
+                    )));
+                }
                 let inner = self.eval(expr)?;
                 let Val::Vector(v) = inner else {
-                    return Err(LogqlError::BadData(format!("{} expects a vector argument", op.name())));
+                    return Err(LogqlError::BadData(format!(
+                        "{} expects a vector argument",
+                        op.name()
+                    )));
                 };
-                Ok(Val::Vector(self.vector_agg(*op, *param, grouping.as_ref(), v)))
+                Ok(Val::Vector(self.vector_agg(
+                    *op,
+                    *param,
+                    grouping.as_ref(),
+                    v,
+                )))
             }
-            SampleExpr::Binary { op, lhs, rhs, return_bool, matching } => {
+            SampleExpr::Binary {
+                op,
+                lhs,
+                rhs,
+                return_bool,
+                matching,
+            } => {
                 let l = self.eval(lhs)?;
                 let r = self.eval(rhs)?;
                 self.binary(*op, l, r, *return_bool, matching.as_ref())
             }
-            SampleExpr::LabelReplace { expr, dst, replacement, src, regex } => {
+            SampleExpr::LabelReplace {
+                expr,
+                dst,
+                replacement,
+                src,
+                regex,
+            } => {
                 let Val::Vector(v) = self.eval(expr)? else {
-                    return Err(LogqlError::BadData("label_replace expects a vector argument".into()));
+                    return Err(LogqlError::BadData(
+                        "label_replace expects a vector argument".into(),
+                    ));
                 };
                 let mut out: Vec<StepSeries> = Vec::with_capacity(v.len());
                 let mut seen: FxHashSet<Lbls> = FxHashSet::default();
                 for mut s in v {
-                    let val = s.labels.iter().find(|(n, _)| n == src).map(|(_, v)| v.as_str()).unwrap_or("");
+                    let val = s
+                        .labels
+                        .iter()
+                        .find(|(n, _)| n == src)
+                        .map(|(_, v)| v.as_str())
+                        .unwrap_or("");
                     if let Some(c) = regex.captures(val) {
                         let mut res = String::new();
                         c.expand(replacement, &mut res);
@@ -102,7 +179,9 @@ impl Evaluator<'_> {
                         }
                     }
                     if !seen.insert(s.labels.clone()) {
-                        return Err(LogqlError::Execution("vector cannot contain metrics with the same labelset".into()));
+                        return Err(LogqlError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
                     }
                     out.push(s);
                 }
@@ -137,7 +216,8 @@ impl Evaluator<'_> {
         let mut failure: Option<LogqlError> = None;
         let mut counter = 0usize;
         // Series keys per stream when the pipeline cannot change labels.
-        let static_labels = unwrap.is_none() && stages.iter().all(|s| matches!(s, Stage::LineFilter(_)));
+        let static_labels =
+            unwrap.is_none() && stages.iter().all(|s| matches!(s, Stage::LineFilter(_)));
         let mut sink = |labels: &Labels, entries: &[lookout_storage::logs::LogEntry]| {
             let mut cached: Option<Lbls> = None;
             for e in entries {
@@ -150,7 +230,9 @@ impl Evaluator<'_> {
                 let fast = static_labels && e.structured_metadata.is_empty();
                 let key: Option<Lbls> = if fast {
                     if !stages.iter().all(|s| match s {
-                        Stage::LineFilter(_) => run_stages(std::slice::from_ref(s), e.ts_ns, &mut line, &mut st),
+                        Stage::LineFilter(_) => {
+                            run_stages(std::slice::from_ref(s), e.ts_ns, &mut line, &mut st)
+                        }
                         _ => true,
                     }) {
                         continue;
@@ -158,7 +240,10 @@ impl Evaluator<'_> {
                     Some(
                         cached
                             .get_or_insert_with(|| {
-                                let l: Lbls = labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                                let l: Lbls = labels
+                                    .iter()
+                                    .map(|l| (l.name.clone(), l.value.clone()))
+                                    .collect();
                                 apply_grouping(l, grouping, None)
                             })
                             .clone(),
@@ -171,7 +256,9 @@ impl Evaluator<'_> {
                     None
                 };
                 let value = if let Some(u) = unwrap {
-                    let Some(raw) = st.get(&u.label) else { continue };
+                    let Some(raw) = st.get(&u.label) else {
+                        continue;
+                    };
                     if raw.is_empty() {
                         continue;
                     }
@@ -198,7 +285,9 @@ impl Evaluator<'_> {
                 };
                 let key = match key {
                     Some(k) => k,
-                    None => apply_grouping(st.to_sorted(), grouping, unwrap.map(|u| u.label.as_str())),
+                    None => {
+                        apply_grouping(st.to_sorted(), grouping, unwrap.map(|u| u.label.as_str()))
+                    }
                 };
                 loaded += 1;
                 if loaded > max_samples {
@@ -240,7 +329,10 @@ impl Evaluator<'_> {
             if pts.iter().all(Option::is_none) {
                 return Ok(Val::Vector(Vec::new()));
             }
-            return Ok(Val::Vector(vec![StepSeries { labels: absent_labels(&range.log.matchers), pts }]));
+            return Ok(Val::Vector(vec![StepSeries {
+                labels: absent_labels(&range.log.matchers),
+                pts,
+            }]));
         }
 
         let mut out = Vec::with_capacity(series.len());
@@ -272,22 +364,18 @@ impl Evaluator<'_> {
                     return Err(pipeline_error(&labels));
                 }
                 out.push(StepSeries { labels, pts });
-                if out.len() > self.max_series {
-                    return Err(self.series_limit());
-                }
             }
         }
         Ok(Val::Vector(out))
     }
 
-    fn series_limit(&self) -> LogqlError {
-        LogqlError::Limit(format!(
-            "maximum number of series ({}) reached for a single query; consider reducing query cardinality by adding more specific stream selectors, reducing the time range, or aggregating results with a grouping",
-            self.max_series
-        ))
-    }
-
-    fn vector_agg(&mut self, op: VecOp, param: Option<f64>, grouping: Option<&Grouping>, v: Vec<StepSeries>) -> Vec<StepSeries> {
+    fn vector_agg(
+        &mut self,
+        op: VecOp,
+        param: Option<f64>,
+        grouping: Option<&Grouping>,
+        v: Vec<StepSeries>,
+    ) -> Vec<StepSeries> {
         let n = self.nsteps;
         match op {
             VecOp::Sort | VecOp::SortDesc => {
@@ -328,9 +416,12 @@ impl Evaluator<'_> {
                 let mut keep = vec![vec![false; n]; v.len()];
                 let bottom = op == VecOp::Bottomk;
                 for members in groups.values() {
+                    #[allow(clippy::needless_range_loop)]
                     for step in 0..n {
-                        let mut cands: Vec<(usize, f64)> =
-                            members.iter().filter_map(|&i| v[i].pts[step].map(|x| (i, x))).collect();
+                        let mut cands: Vec<(usize, f64)> = members
+                            .iter()
+                            .filter_map(|&i| v[i].pts[step].map(|x| (i, x)))
+                            .collect();
                         cands.sort_by(|a, b| {
                             let (x, y) = (a.1, b.1);
                             let ord = match (x.is_nan(), y.is_nan()) {
@@ -426,12 +517,22 @@ impl Evaluator<'_> {
                     .collect();
                 Ok(Val::Scalar(out))
             }
-            (Val::Vector(v), Val::Scalar(s)) => Ok(Val::Vector(vector_scalar(op, v, &s, false, return_bool))),
-            (Val::Scalar(s), Val::Vector(v)) => Ok(Val::Vector(vector_scalar(op, v, &s, true, return_bool))),
+            (Val::Vector(v), Val::Scalar(s)) => {
+                Ok(Val::Vector(vector_scalar(op, v, &s, false, return_bool)))
+            }
+            (Val::Scalar(s), Val::Vector(v)) => {
+                Ok(Val::Vector(vector_scalar(op, v, &s, true, return_bool)))
+            }
             (Val::Vector(a), Val::Vector(b)) => {
-                let default = VectorMatching { card: Card::OneToOne, on: false, labels: Vec::new(), include: Vec::new() };
+                let default = VectorMatching {
+                    card: Card::OneToOne,
+                    on: false,
+                    labels: Vec::new(),
+                    include: Vec::new(),
+                };
                 let m = matching.unwrap_or(&default);
-                self.vector_vector(op, a, b, return_bool, m).map(Val::Vector)
+                self.vector_vector(op, a, b, return_bool, m)
+                    .map(Val::Vector)
             }
         }
     }
@@ -447,23 +548,49 @@ impl Evaluator<'_> {
         let n = self.nsteps;
         let sig = |l: &Lbls| -> Lbls {
             l.iter()
-                .filter(|(name, _)| if m.on { m.labels.contains(name) } else { !m.labels.contains(name) })
+                .filter(|(name, _)| {
+                    if m.on {
+                        m.labels.contains(name)
+                    } else {
+                        !m.labels.contains(name)
+                    }
+                })
                 .cloned()
                 .collect()
         };
         let lsig: Vec<Lbls> = lhs.iter().map(|s| sig(&s.labels)).collect();
         let rsig: Vec<Lbls> = rhs.iter().map(|s| sig(&s.labels)).collect();
         if op.is_set() {
-            let mut out_l: Vec<StepSeries> = lhs.iter().map(|s| StepSeries { labels: s.labels.clone(), pts: vec![None; n] }).collect();
+            let mut out_l: Vec<StepSeries> = lhs
+                .iter()
+                .map(|s| StepSeries {
+                    labels: s.labels.clone(),
+                    pts: vec![None; n],
+                })
+                .collect();
             let mut out_r: Vec<StepSeries> = Vec::new();
             if op == BinOp::Or {
-                out_r = rhs.iter().map(|s| StepSeries { labels: s.labels.clone(), pts: vec![None; n] }).collect();
+                out_r = rhs
+                    .iter()
+                    .map(|s| StepSeries {
+                        labels: s.labels.clone(),
+                        pts: vec![None; n],
+                    })
+                    .collect();
             }
             for step in 0..n {
-                let rset: FxHashSet<&Lbls> =
-                    rhs.iter().zip(rsig.iter()).filter(|(s, _)| s.pts[step].is_some()).map(|(_, g)| g).collect();
-                let lset: FxHashSet<&Lbls> =
-                    lhs.iter().zip(lsig.iter()).filter(|(s, _)| s.pts[step].is_some()).map(|(_, g)| g).collect();
+                let rset: FxHashSet<&Lbls> = rhs
+                    .iter()
+                    .zip(rsig.iter())
+                    .filter(|(s, _)| s.pts[step].is_some())
+                    .map(|(_, g)| g)
+                    .collect();
+                let lset: FxHashSet<&Lbls> = lhs
+                    .iter()
+                    .zip(lsig.iter())
+                    .filter(|(s, _)| s.pts[step].is_some())
+                    .map(|(_, g)| g)
+                    .collect();
                 for (i, s) in lhs.iter().enumerate() {
                     let Some(v) = s.pts[step] else { continue };
                     let keep = match op {
@@ -484,13 +611,21 @@ impl Evaluator<'_> {
                     }
                 }
             }
-            let mut out: Vec<StepSeries> = out_l.into_iter().chain(out_r).filter(|s| s.pts.iter().any(Option::is_some)).collect();
+            let mut out: Vec<StepSeries> = out_l
+                .into_iter()
+                .chain(out_r)
+                .filter(|s| s.pts.iter().any(Option::is_some))
+                .collect();
             merge_duplicates(&mut out);
             return Ok(out);
         }
 
         let swap = m.card == Card::OneToMany;
-        let (many, one, many_sig, one_sig) = if swap { (&rhs, &lhs, &rsig, &lsig) } else { (&lhs, &rhs, &lsig, &rsig) };
+        let (many, one, many_sig, one_sig) = if swap {
+            (&rhs, &lhs, &rsig, &lsig)
+        } else {
+            (&lhs, &rhs, &lsig, &rsig)
+        };
         let one_side = if swap { "left" } else { "right" };
         let mut out: Vec<StepSeries> = Vec::new();
         let mut index: FxHashMap<Lbls, usize> = FxHashMap::default();
@@ -512,7 +647,9 @@ impl Evaluator<'_> {
             let mut inserted: FxHashSet<usize> = FxHashSet::default();
             for (i, s) in many.iter().enumerate() {
                 let Some(mv) = s.pts[step] else { continue };
-                let Some(&j) = one_map.get(&many_sig[i]) else { continue };
+                let Some(&j) = one_map.get(&many_sig[i]) else {
+                    continue;
+                };
                 if m.card == Card::OneToOne && !matched.insert(&many_sig[i]) {
                     return Err(LogqlError::Execution(
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
@@ -529,13 +666,17 @@ impl Evaluator<'_> {
                     Entry::Occupied(o) => *o.get(),
                     Entry::Vacant(vac) => {
                         let labels = vac.key().clone();
-                        out.push(StepSeries { labels, pts: vec![None; n] });
+                        out.push(StepSeries {
+                            labels,
+                            pts: vec![None; n],
+                        });
                         *vac.insert(out.len() - 1)
                     }
                 };
                 if !inserted.insert(idx) {
                     return Err(LogqlError::Execution(
-                        "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                        "multiple matches for labels: grouping labels must ensure unique matches"
+                            .into(),
                     ));
                 }
                 out[idx].pts[step] = Some(v);
@@ -588,7 +729,13 @@ fn result_metric(many: &Lbls, one: &Lbls, m: &VectorMatching) -> Lbls {
     l
 }
 
-fn vector_scalar(op: BinOp, v: Vec<StepSeries>, s: &[f64], scalar_left: bool, return_bool: bool) -> Vec<StepSeries> {
+fn vector_scalar(
+    op: BinOp,
+    v: Vec<StepSeries>,
+    s: &[f64],
+    scalar_left: bool,
+    return_bool: bool,
+) -> Vec<StepSeries> {
     let mut out = Vec::with_capacity(v.len());
     for mut series in v {
         for (p, sv) in series.pts.iter_mut().zip(s.iter()) {
@@ -609,7 +756,13 @@ fn vector_scalar(op: BinOp, v: Vec<StepSeries>, s: &[f64], scalar_left: bool, re
 
 /// Applies `op`; for comparisons without `bool` returns (lhs, holds), with `bool` (0/1, true).
 fn scalar_op(op: BinOp, l: f64, r: f64, return_bool: bool) -> (f64, bool) {
-    let cmp = |b: bool| if return_bool { (f64::from(u8::from(b)), true) } else { (l, b) };
+    let cmp = |b: bool| {
+        if return_bool {
+            (f64::from(u8::from(b)), true)
+        } else {
+            (l, b)
+        }
+    };
     match op {
         BinOp::Add => (l + r, true),
         BinOp::Sub => (l - r, true),
@@ -630,8 +783,16 @@ fn scalar_op(op: BinOp, l: f64, r: f64, return_bool: bool) -> (f64, bool) {
 fn group_key(labels: &Lbls, g: Option<&Grouping>) -> Lbls {
     match g {
         None => Vec::new(),
-        Some(g) if g.without => labels.iter().filter(|(n, _)| !g.labels.contains(n)).cloned().collect(),
-        Some(g) => labels.iter().filter(|(n, _)| g.labels.contains(n)).cloned().collect(),
+        Some(g) if g.without => labels
+            .iter()
+            .filter(|(n, _)| !g.labels.contains(n))
+            .cloned()
+            .collect(),
+        Some(g) => labels
+            .iter()
+            .filter(|(n, _)| g.labels.contains(n))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -644,7 +805,9 @@ fn apply_grouping(mut l: Lbls, g: Option<&Grouping>, unwrap_label: Option<&str>)
     match g {
         None => l,
         Some(g) if g.without => {
-            l.retain(|(n, _)| !g.labels.contains(n) || n == ERROR_LABEL || n == ERROR_DETAILS_LABEL);
+            l.retain(|(n, _)| {
+                !g.labels.contains(n) || n == ERROR_LABEL || n == ERROR_DETAILS_LABEL
+            });
             l
         }
         Some(g) => {
@@ -677,8 +840,14 @@ fn aggregate(op: VecOp, vals: &[f64]) -> f64 {
         VecOp::Sum => vals.iter().sum(),
         VecOp::Avg => vals.iter().sum::<f64>() / vals.len() as f64,
         VecOp::Count => vals.len() as f64,
-        VecOp::Min => vals.iter().copied().fold(f64::NAN, |m, x| if m.is_nan() || x < m { x } else { m }),
-        VecOp::Max => vals.iter().copied().fold(f64::NAN, |m, x| if m.is_nan() || x > m { x } else { m }),
+        VecOp::Min => vals
+            .iter()
+            .copied()
+            .fold(f64::NAN, |m, x| if m.is_nan() || x < m { x } else { m }),
+        VecOp::Max => vals
+            .iter()
+            .copied()
+            .fold(f64::NAN, |m, x| if m.is_nan() || x > m { x } else { m }),
         VecOp::Stddev => variance(vals).sqrt(),
         VecOp::Stdvar => variance(vals),
         _ => f64::NAN,
@@ -717,7 +886,14 @@ fn quantile(q: f64, vals: &mut [f64]) -> f64 {
     vals[lo as usize] * (1.0 - w) + vals[hi as usize] * w
 }
 
-fn range_fn(op: RangeOp, param: Option<f64>, s: &[(i64, f64)], range_start: i64, range_end: i64, rng: i64) -> Option<f64> {
+fn range_fn(
+    op: RangeOp,
+    param: Option<f64>,
+    s: &[(i64, f64)],
+    range_start: i64,
+    range_end: i64,
+    rng: i64,
+) -> Option<f64> {
     let secs = rng as f64 / 1e9;
     let vals = s.iter().map(|p| p.1);
     Some(match op {

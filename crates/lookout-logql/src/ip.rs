@@ -39,7 +39,11 @@ impl IpMatcher {
                     if bits > 32 {
                         return Err(invalid());
                     }
-                    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                    let mask = if bits == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - bits)
+                    };
                     let base = u32::from(v4) & mask;
                     (IpAddr::V4(base.into()), IpAddr::V4((base | !mask).into()))
                 }
@@ -47,7 +51,11 @@ impl IpMatcher {
                     if bits > 128 {
                         return Err(invalid());
                     }
-                    let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                    let mask = if bits == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - bits)
+                    };
                     let base = u128::from(v6) & mask;
                     (IpAddr::V6(base.into()), IpAddr::V6((base | !mask).into()))
                 }
@@ -56,7 +64,11 @@ impl IpMatcher {
             let a: IpAddr = p.parse().map_err(|_| invalid())?;
             (a, a)
         };
-        Ok(IpMatcher { pattern: pattern.to_string(), lo, hi })
+        Ok(IpMatcher {
+            pattern: pattern.to_string(),
+            lo,
+            hi,
+        })
     }
 
     pub fn pattern(&self) -> &str {
@@ -108,10 +120,26 @@ mod tests {
         let m = IpMatcher::new("192.168.1.0/24").unwrap();
         assert!(m.matches_in("src 192.168.1.10 ok"));
         assert!(!m.matches_in("src 10.0.0.9 ok"));
-        assert!(IpMatcher::new("10.0.0.0/8").unwrap().matches_in("client 10.0.0.7:80"));
-        assert!(IpMatcher::new("192.168.1.1-192.168.1.9").unwrap().matches_in("192.168.1.5"));
-        assert!(IpMatcher::new("2001:db8::/32").unwrap().matches_in("2001:db8::1"));
-        assert!(IpMatcher::new("192.168.1.5").unwrap().matches_in("x=192.168.1.5"));
+        assert!(
+            IpMatcher::new("10.0.0.0/8")
+                .unwrap()
+                .matches_in("client 10.0.0.7:80")
+        );
+        assert!(
+            IpMatcher::new("192.168.1.1-192.168.1.9")
+                .unwrap()
+                .matches_in("192.168.1.5")
+        );
+        assert!(
+            IpMatcher::new("2001:db8::/32")
+                .unwrap()
+                .matches_in("2001:db8::1")
+        );
+        assert!(
+            IpMatcher::new("192.168.1.5")
+                .unwrap()
+                .matches_in("x=192.168.1.5")
+        );
         assert!(IpMatcher::new("notanip").is_err());
         assert!(IpMatcher::new("").is_err());
     }

@@ -20,7 +20,11 @@ const MAX_DEPTH: usize = 128;
 
 /// Parses a whole JSON document; the top level must be an object.
 pub fn parse_object(src: &str) -> Result<Vec<(String, JVal<'_>)>, JsonError> {
-    let mut p = Reader { s: src, b: src.as_bytes(), i: 0 };
+    let mut p = Reader {
+        s: src,
+        b: src.as_bytes(),
+        i: 0,
+    };
     p.ws();
     if p.peek() != Some(b'{') {
         return Err(p.err("expecting a json object"));
@@ -44,7 +48,9 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn err(&self, what: &str) -> JsonError {
-        JsonError { msg: format!("{what} at byte {}", self.i + 1) }
+        JsonError {
+            msg: format!("{what} at byte {}", self.i + 1),
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -172,7 +178,9 @@ impl<'a> Reader<'a> {
                 }
                 Some(b'\\') => {
                     self.i += 1;
-                    let Some(e) = self.peek() else { return Err(self.err("unterminated string")) };
+                    let Some(e) = self.peek() else {
+                        return Err(self.err("unterminated string"));
+                    };
                     self.i += 1;
                     match e {
                         b'"' => out.push('"'),
@@ -185,7 +193,9 @@ impl<'a> Reader<'a> {
                         b't' => out.push('\t'),
                         b'u' => {
                             let hi = self.hex4()?;
-                            let cp = if (0xD800..0xDC00).contains(&hi) && self.s[self.i..].starts_with("\\u") {
+                            let cp = if (0xD800..0xDC00).contains(&hi)
+                                && self.s[self.i..].starts_with("\\u")
+                            {
                                 self.i += 2;
                                 let lo = self.hex4()?;
                                 0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3ff)
@@ -203,7 +213,10 @@ impl<'a> Reader<'a> {
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("invalid unicode escape"))?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("invalid unicode escape"))?;
         let v = u32::from_str_radix(h, 16).map_err(|_| self.err("invalid unicode escape"))?;
         self.i += 4;
         Ok(v)
@@ -264,7 +277,9 @@ mod tests {
 
     #[test]
     fn parses_in_order_with_raw_numbers() {
-        let o = parse_object(r#"{"a":1.50,"b":{"c":[1,"x"]},"a":"second","s":"q\"\u00e9"}"#).ok().unwrap();
+        let o = parse_object(r#"{"a":1.50,"b":{"c":[1,"x"]},"a":"second","s":"q\"\u00e9"}"#)
+            .ok()
+            .unwrap();
         assert_eq!(o[0], ("a".to_string(), JVal::Num("1.50")));
         assert_eq!(o[2].0, "a");
         assert_eq!(o[3].1, JVal::Str("q\"é".into()));

@@ -48,9 +48,10 @@ impl Tok {
     pub fn describe(&self) -> String {
         match self {
             Tok::Ident(s) => match s.as_str() {
-                "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "bool" | "and" | "or"
-                | "unless" | "offset" | "ip" | "json" | "logfmt" | "regexp" | "pattern" | "unpack" | "unwrap"
-                | "line_format" | "label_format" | "drop" | "keep" | "decolorize" => s.clone(),
+                "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "bool"
+                | "and" | "or" | "unless" | "offset" | "ip" | "json" | "logfmt" | "regexp"
+                | "pattern" | "unpack" | "unwrap" | "line_format" | "label_format" | "drop"
+                | "keep" | "decolorize" => s.clone(),
                 _ => "IDENTIFIER".into(),
             },
             Tok::Str(_) => "STRING".into(),
@@ -120,7 +121,11 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, LexError> {
             continue;
         }
         let start = i;
-        let two = if i + 1 < b.len() { &b[i..i + 2] } else { &b[i..i + 1] };
+        let two = if i + 1 < b.len() {
+            &b[i..i + 2]
+        } else {
+            &b[i..i + 1]
+        };
         let (tok, len) = match two {
             b"|=" => (Tok::PipeExact, 2),
             b"|~" => (Tok::PipeMatch, 2),
@@ -151,7 +156,9 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, LexError> {
                 b'^' => (Tok::Pow, 1),
                 b'-' if i + 2 < b.len() && b[i + 1] == b'-' && b[i + 2].is_ascii_alphabetic() => {
                     let mut j = i + 2;
-                    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'-' || b[j] == b'_') {
+                    while j < b.len()
+                        && (b[j].is_ascii_alphanumeric() || b[j] == b'-' || b[j] == b'_')
+                    {
                         j += 1;
                     }
                     (Tok::Flag(src[i + 2..j].to_string()), j - i)
@@ -161,26 +168,36 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, LexError> {
                     let (s, len) = lex_string(src, i)?;
                     (Tok::Str(s), len)
                 }
-                c if c.is_ascii_digit() || (c == b'.' && i + 1 < b.len() && b[i + 1].is_ascii_digit()) => {
+                c if c.is_ascii_digit()
+                    || (c == b'.' && i + 1 < b.len() && b[i + 1].is_ascii_digit()) =>
+                {
                     lex_number(src, i)
                 }
                 c if c.is_ascii_alphabetic() || c == b'_' => {
                     let mut j = i;
-                    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b':') {
+                    while j < b.len()
+                        && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b':')
+                    {
                         j += 1;
                     }
                     (Tok::Ident(src[i..j].to_string()), j - i)
                 }
                 _ => {
                     let ch = src[i..].chars().next().unwrap_or('?');
-                    return Err(LexError { pos: i, msg: format!("syntax error: unexpected character: '{ch}'") });
+                    return Err(LexError {
+                        pos: i,
+                        msg: format!("syntax error: unexpected character: '{ch}'"),
+                    });
                 }
             },
         };
         out.push(Token { tok, pos: start });
         i += len;
     }
-    out.push(Token { tok: Tok::Eof, pos: src.len() });
+    out.push(Token {
+        tok: Tok::Eof,
+        pos: src.len(),
+    });
     Ok(out)
 }
 
@@ -190,7 +207,10 @@ fn lex_number(src: &str, i: usize) -> (Tok, usize) {
     let mut j = i;
     while j < b.len() {
         let c = b[j];
-        if c.is_ascii_digit() || c == b'.' || matches!(c, b'n' | b's' | b'u' | b'm' | b'h' | b'd' | b'w' | b'y') {
+        if c.is_ascii_digit()
+            || c == b'.'
+            || matches!(c, b'n' | b's' | b'u' | b'm' | b'h' | b'd' | b'w' | b'y')
+        {
             j += 1;
         } else if src[j..].starts_with('µ') {
             j += 'µ'.len_utf8();
@@ -230,7 +250,11 @@ fn lex_number(src: &str, i: usize) -> (Tok, usize) {
             m += 1;
         } else if (c == b'+' || c == b'-') && m > i {
             let prev = b[m - 1];
-            let exp = if is_hex { prev == b'p' || prev == b'P' } else { prev == b'e' || prev == b'E' };
+            let exp = if is_hex {
+                prev == b'p' || prev == b'P'
+            } else {
+                prev == b'e' || prev == b'E'
+            };
             if exp {
                 m += 1;
             } else {
@@ -250,7 +274,10 @@ fn lex_string(src: &str, i: usize) -> Result<(String, usize), LexError> {
     if q == b'`' {
         return match src[i + 1..].find('`') {
             Some(end) => Ok((src[i + 1..i + 1 + end].to_string(), end + 2)),
-            None => Err(LexError { pos: i, msg: "literal not terminated".into() }),
+            None => Err(LexError {
+                pos: i,
+                msg: "literal not terminated".into(),
+            }),
         };
     }
     let mut out = String::new();
@@ -280,41 +307,71 @@ fn lex_string(src: &str, i: usize) -> Result<(String, usize), LexError> {
                         let mut v = 0u32;
                         for _ in 0..n {
                             let Some((_, h)) = chars.next() else {
-                                return Err(LexError { pos: i, msg: "invalid escape in string".into() });
+                                return Err(LexError {
+                                    pos: i,
+                                    msg: "invalid escape in string".into(),
+                                });
                             };
                             let Some(d) = h.to_digit(16) else {
-                                return Err(LexError { pos: i, msg: "invalid escape in string".into() });
+                                return Err(LexError {
+                                    pos: i,
+                                    msg: "invalid escape in string".into(),
+                                });
                             };
                             v = v * 16 + d;
                         }
                         match char::from_u32(v) {
                             Some(ch) => out.push(ch),
-                            None => return Err(LexError { pos: i, msg: "invalid escape in string".into() }),
+                            None => {
+                                return Err(LexError {
+                                    pos: i,
+                                    msg: "invalid escape in string".into(),
+                                });
+                            }
                         }
                     }
                     '0'..='7' => {
                         let mut v = e.to_digit(8).unwrap_or(0);
                         for _ in 0..2 {
                             let Some((_, h)) = chars.next() else {
-                                return Err(LexError { pos: i, msg: "invalid escape in string".into() });
+                                return Err(LexError {
+                                    pos: i,
+                                    msg: "invalid escape in string".into(),
+                                });
                             };
                             let Some(d) = h.to_digit(8) else {
-                                return Err(LexError { pos: i, msg: "invalid escape in string".into() });
+                                return Err(LexError {
+                                    pos: i,
+                                    msg: "invalid escape in string".into(),
+                                });
                             };
                             v = v * 8 + d;
                         }
                         match char::from_u32(v) {
                             Some(ch) => out.push(ch),
-                            None => return Err(LexError { pos: i, msg: "invalid escape in string".into() }),
+                            None => {
+                                return Err(LexError {
+                                    pos: i,
+                                    msg: "invalid escape in string".into(),
+                                });
+                            }
                         }
                     }
-                    _ => return Err(LexError { pos: i, msg: "invalid escape in string".into() }),
+                    _ => {
+                        return Err(LexError {
+                            pos: i,
+                            msg: "invalid escape in string".into(),
+                        });
+                    }
                 }
             }
             c => out.push(c),
         }
     }
-    Err(LexError { pos: i, msg: "literal not terminated".into() })
+    Err(LexError {
+        pos: i,
+        msg: "literal not terminated".into(),
+    })
 }
 
 #[cfg(test)]
@@ -327,12 +384,24 @@ mod tests {
 
     #[test]
     fn durations_bytes_numbers() {
-        assert_eq!(toks("1h30m")[0], Tok::Duration(5400_000_000_000, "1h30m".into()));
+        assert_eq!(
+            toks("1h30m")[0],
+            Tok::Duration(5_400_000_000_000, "1h30m".into())
+        );
         assert_eq!(toks("3MB")[0], Tok::Bytes(3_000_000, "3MB".into()));
-        assert_eq!(toks("1mb")[..2], [Tok::Duration(60_000_000_000, "1m".into()), Tok::Ident("b".into())]);
+        assert_eq!(
+            toks("1mb")[..2],
+            [
+                Tok::Duration(60_000_000_000, "1m".into()),
+                Tok::Ident("b".into())
+            ]
+        );
         assert_eq!(toks("1e3")[0], Tok::Number("1e3".into()));
         assert_eq!(toks("0x1.8p+3")[0], Tok::Number("0x1.8p+3".into()));
-        assert_eq!(toks("2-1")[..3], [Tok::Number("2".into()), Tok::Sub, Tok::Number("1".into())]);
+        assert_eq!(
+            toks("2-1")[..3],
+            [Tok::Number("2".into()), Tok::Sub, Tok::Number("1".into())]
+        );
         assert_eq!(toks("--keep-empty")[0], Tok::Flag("keep-empty".into()));
     }
 

@@ -47,7 +47,10 @@ impl LabelSet {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -168,12 +171,14 @@ pub enum LogqlError {
 impl LogqlError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            LogqlError::Parse(_) | LogqlError::BadData(_) | LogqlError::Pipeline(_) => ErrorKind::BadData,
+            LogqlError::Parse(_) | LogqlError::BadData(_) | LogqlError::Pipeline(_) => {
+                ErrorKind::BadData
+            }
             LogqlError::Execution(_) => ErrorKind::Execution,
             LogqlError::Limit(_) => ErrorKind::Limits,
-            LogqlError::Storage(StorageError::TooManySamples { .. } | StorageError::TooManySeries { .. }) => {
-                ErrorKind::Limits
-            }
+            LogqlError::Storage(
+                StorageError::TooManySamples { .. } | StorageError::TooManySeries { .. },
+            ) => ErrorKind::Limits,
             LogqlError::Timeout(_) => ErrorKind::Timeout,
             LogqlError::Storage(_) => ErrorKind::Internal,
         }
@@ -219,7 +224,9 @@ pub fn parse(query: &str) -> Result<Expr, LogqlError> {
 pub fn validate(query: &str) -> Result<(), LogqlError> {
     match parse(query)? {
         Expr::Sample(_) => Ok(()),
-        Expr::Log(_) => Err(LogqlError::BadData(format!("invalid rule query {query:?}: a log query is not a metric query"))),
+        Expr::Log(_) => Err(LogqlError::BadData(format!(
+            "invalid rule query {query:?}: a log query is not a metric query"
+        ))),
     }
 }
 
@@ -237,13 +244,28 @@ impl LogqlEngine {
         &self.opts
     }
 
+    fn series_limit(&self) -> LogqlError {
+        LogqlError::Limit(format!(
+            "maximum number of series ({}) reached for a single query; consider reducing query cardinality by adding more specific stream selectors, reducing the time range, or aggregating results with a grouping",
+            self.opts.max_series
+        ))
+    }
+
     fn deadline(&self) -> (Instant, String) {
-        (Instant::now() + self.opts.timeout, format!(" after {:?}", self.opts.timeout))
+        (
+            Instant::now() + self.opts.timeout,
+            format!(" after {:?}", self.opts.timeout),
+        )
     }
 
     /// Evaluates a metric query at `ts_ns`. A log query is refused, as Loki refuses log
     /// queries of the instant type.
-    pub fn query_instant(&self, store: &dyn LogQueryable, query: &str, ts_ns: i64) -> Result<QueryValue, LogqlError> {
+    pub fn query_instant(
+        &self,
+        store: &dyn LogQueryable,
+        query: &str,
+        ts_ns: i64,
+    ) -> Result<QueryValue, LogqlError> {
         let expr = parse(query)?;
         let Expr::Sample(e) = expr else {
             return Err(LogqlError::BadData(
@@ -260,16 +282,25 @@ impl LogqlEngine {
             nsteps: 1,
             deadline,
             timeout_desc: desc,
-            max_series: self.opts.max_series,
             max_samples: self.opts.max_samples,
             samples_loaded: 0,
         };
         Ok(match ev.eval(&e)? {
-            eval::Val::Scalar(v) => QueryValue::Scalar { t_ns: ts_ns, v: v.first().copied().unwrap_or(f64::NAN) },
+            eval::Val::Scalar(v) => QueryValue::Scalar {
+                t_ns: ts_ns,
+                v: v.first().copied().unwrap_or(f64::NAN),
+            },
+            eval::Val::Vector(v) if v.len() > self.opts.max_series => {
+                return Err(self.series_limit());
+            }
             eval::Val::Vector(v) => QueryValue::Vector(
                 v.into_iter()
                     .filter_map(|s| {
-                        s.pts.first().copied().flatten().map(|v| VectorSample { labels: LabelSet::new(s.labels), t_ns: ts_ns, v })
+                        s.pts.first().copied().flatten().map(|v| VectorSample {
+                            labels: LabelSet::new(s.labels),
+                            t_ns: ts_ns,
+                            v,
+                        })
                     })
                     .collect(),
             ),
@@ -294,7 +325,9 @@ impl LogqlEngine {
     ) -> Result<QueryValue, LogqlError> {
         let expr = parse(query)?;
         if end_ns < start_ns {
-            return Err(LogqlError::BadData("end timestamp must not be before or equal to start time".into()));
+            return Err(LogqlError::BadData(
+                "end timestamp must not be before or equal to start time".into(),
+            ));
         }
         if (end_ns - start_ns) as u128 > self.opts.max_query_length.as_nanos() {
             return Err(LogqlError::Limit(format!(
@@ -304,11 +337,15 @@ impl LogqlEngine {
             )));
         }
         match expr {
-            Expr::Log(log) => self.log_query(store, &log, start_ns, end_ns, interval, direction, limit),
+            Expr::Log(log) => {
+                self.log_query(store, &log, start_ns, end_ns, interval, direction, limit)
+            }
             Expr::Sample(e) => {
                 check_range_lengths(&e, &self.opts)?;
                 if contains_approx_topk(&e) {
-                    return Err(LogqlError::BadData("approx_topk is only supported on instant queries".into()));
+                    return Err(LogqlError::BadData(
+                        "approx_topk is only supported on instant queries".into(),
+                    ));
                 }
                 let step_ns = step.as_nanos() as i64;
                 if step_ns <= 0 {
@@ -331,7 +368,6 @@ impl LogqlEngine {
                     nsteps,
                     deadline,
                     timeout_desc: desc,
-                    max_series: self.opts.max_series,
                     max_samples: self.opts.max_samples,
                     samples_loaded: 0,
                 };
@@ -346,7 +382,12 @@ impl LogqlEngine {
                             .into_iter()
                             .map(|s| MatrixSeries {
                                 labels: LabelSet::new(s.labels),
-                                points: s.pts.into_iter().enumerate().filter_map(|(i, p)| p.map(|v| (ts(i), v))).collect(),
+                                points: s
+                                    .pts
+                                    .into_iter()
+                                    .enumerate()
+                                    .filter_map(|(i, p)| p.map(|v| (ts(i), v)))
+                                    .collect(),
                             })
                             .filter(|s| !s.points.is_empty())
                             .collect();
@@ -355,10 +396,7 @@ impl LogqlEngine {
                     }
                 };
                 if series.len() > self.opts.max_series {
-                    return Err(LogqlError::Limit(format!(
-                        "maximum number of series ({}) reached for a single query",
-                        self.opts.max_series
-                    )));
+                    return Err(self.series_limit());
                 }
                 Ok(QueryValue::Matrix(series))
             }
@@ -454,7 +492,10 @@ impl LogqlEngine {
         }
         let mut out: Vec<StreamResult> = by_stream
             .into_iter()
-            .map(|(idx, entries)| StreamResult { labels: LabelSet::from_sorted(streams[idx].clone()), entries })
+            .map(|(idx, entries)| StreamResult {
+                labels: LabelSet::from_sorted(streams[idx].clone()),
+                entries,
+            })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(QueryValue::Streams(out))
@@ -485,7 +526,9 @@ impl Ord for HeapEntry {
 fn contains_approx_topk(e: &ast::SampleExpr) -> bool {
     use ast::SampleExpr as S;
     match e {
-        S::VectorAgg { op, expr, .. } => *op == ast::VecOp::ApproxTopk || contains_approx_topk(expr),
+        S::VectorAgg { op, expr, .. } => {
+            *op == ast::VecOp::ApproxTopk || contains_approx_topk(expr)
+        }
         S::Binary { lhs, rhs, .. } => contains_approx_topk(lhs) || contains_approx_topk(rhs),
         S::LabelReplace { expr, .. } => contains_approx_topk(expr),
         _ => false,

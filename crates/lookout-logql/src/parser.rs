@@ -23,7 +23,11 @@ pub struct ParseError {
 
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "parse error at line {}, col {}: {}", self.line, self.col, self.msg)
+        write!(
+            f,
+            "parse error at line {}, col {}: {}",
+            self.line, self.col, self.msg
+        )
     }
 }
 
@@ -38,7 +42,9 @@ pub fn parse(src: &str) -> PResult<Expr> {
     let e = if p.peek() == &Tok::LBrace {
         let log = p.log_expr()?;
         if p.peek() == &Tok::LBracket {
-            return Err(p.err_here("syntax error: unexpected [: a range vector must be inside a range aggregation"));
+            return Err(p.err_here(
+                "syntax error: unexpected [: a range vector must be inside a range aggregation",
+            ));
         }
         Expr::Log(log)
     } else {
@@ -53,8 +59,17 @@ pub fn parse(src: &str) -> PResult<Expr> {
 fn mk_err(src: &str, pos: usize, msg: String) -> ParseError {
     let before = &src[..pos.min(src.len())];
     let line = 1 + before.matches('\n').count();
-    let col = 1 + before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0);
-    ParseError { msg, pos, line, col }
+    let col = 1 + before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0);
+    ParseError {
+        msg,
+        pos,
+        line,
+        col,
+    }
 }
 
 struct P<'a> {
@@ -139,7 +154,9 @@ impl P<'_> {
             Tok::Number(n) => {
                 let pos = self.pos();
                 self.next();
-                parse_go_float(&n).map_err(|e| self.err_at(pos, format!("unable to parse literal as a float: {e}")))
+                parse_go_float(&n).map_err(|e| {
+                    self.err_at(pos, format!("unable to parse literal as a float: {e}"))
+                })
             }
             _ => Err(self.unexpected(Some("NUMBER"))),
         }
@@ -176,8 +193,9 @@ impl P<'_> {
                 };
                 let vpos = self.pos();
                 let value = self.string()?;
-                let m = Matcher::new(op, name, value)
-                    .map_err(|e| self.err_at(vpos, format!("error parsing regexp: {}", e.source)))?;
+                let m = Matcher::new(op, name, value).map_err(|e| {
+                    self.err_at(vpos, format!("error parsing regexp: {}", e.source))
+                })?;
                 ms.push(m);
                 if self.peek() == &Tok::Comma {
                     self.next();
@@ -200,7 +218,9 @@ impl P<'_> {
         let matchers = self.selector()?;
         let (stages, unwrap) = self.pipeline(false)?;
         if unwrap.is_some() {
-            return Err(self.err_here("syntax error: unwrap is only allowed in a range aggregation"));
+            return Err(
+                self.err_here("syntax error: unwrap is only allowed in a range aggregation")
+            );
         }
         Ok(LogExpr { matchers, stages })
     }
@@ -247,7 +267,18 @@ impl P<'_> {
                     | "drop"
                     | "keep"
                     | "unwrap"
-            ) && !matches!(self.peek_at(1), Tok::Eq | Tok::Neq | Tok::Re | Tok::Nre | Tok::Eql | Tok::Gt | Tok::Gte | Tok::Lt | Tok::Lte);
+            ) && !matches!(
+                self.peek_at(1),
+                Tok::Eq
+                    | Tok::Neq
+                    | Tok::Re
+                    | Tok::Nre
+                    | Tok::Eql
+                    | Tok::Gt
+                    | Tok::Gte
+                    | Tok::Lt
+                    | Tok::Lte
+            );
             if unwrap.is_some() {
                 if is_stage_kw {
                     return Err(self.unexpected(None));
@@ -289,7 +320,9 @@ impl P<'_> {
                 "keep" => stages.push(Stage::Keep(self.named_matchers()?)),
                 "unwrap" => {
                     if !allow_unwrap {
-                        return Err(self.err_here("syntax error: unwrap is only allowed in a range aggregation"));
+                        return Err(self.err_here(
+                            "syntax error: unwrap is only allowed in a range aggregation",
+                        ));
                     }
                     unwrap = Some(self.unwrap_expr()?);
                 }
@@ -309,20 +342,28 @@ impl P<'_> {
                 let s = self.string()?;
                 self.expect(Tok::RParen, ")")?;
                 if !matches!(op, LineOp::Contains | LineOp::NotContains) {
-                    return Err(self.err_at(pos, "ip: invalid operation: only |= and != are supported with ip()"));
+                    return Err(self.err_at(
+                        pos,
+                        "ip: invalid operation: only |= and != are supported with ip()",
+                    ));
                 }
                 LineOperand::Ip(IpMatcher::new(&s).map_err(|e| self.err_at(pos, e))?)
             } else {
                 let s = self.string()?;
                 match op {
                     LineOp::Contains | LineOp::NotContains => LineOperand::Str(s),
-                    LineOp::Regex | LineOp::NotRegex => LineOperand::Regex(
-                        Regex::new(&s).map_err(|e| self.err_at(pos, format!("error parsing regexp: {}", regex_msg(&e))))?,
-                    ),
+                    LineOp::Regex | LineOp::NotRegex => {
+                        LineOperand::Regex(Regex::new(&s).map_err(|e| {
+                            self.err_at(pos, format!("error parsing regexp: {}", regex_msg(&e)))
+                        })?)
+                    }
                     LineOp::Pattern | LineOp::NotPattern => {
                         let p = Pattern::parse(&s).map_err(|e| self.err_at(pos, e))?;
                         if p.names().next().is_some() {
-                            return Err(self.err_at(pos, "named captures are not allowed in pattern line filters"));
+                            return Err(self.err_at(
+                                pos,
+                                "named captures are not allowed in pattern line filters",
+                            ));
                         }
                         LineOperand::Pattern(p)
                     }
@@ -341,7 +382,12 @@ impl P<'_> {
     fn json_parser(&mut self) -> PResult<Parser> {
         let mut exprs = Vec::new();
         for (name, path, pos) in self.extraction_exprs()? {
-            let p = parse_json_path(&path).ok_or_else(|| self.err_at(pos, format!("cannot parse expression [{path}]: syntax error")))?;
+            let p = parse_json_path(&path).ok_or_else(|| {
+                self.err_at(
+                    pos,
+                    format!("cannot parse expression [{path}]: syntax error"),
+                )
+            })?;
             exprs.push((name, p));
         }
         Ok(Parser::Json(exprs))
@@ -350,7 +396,9 @@ impl P<'_> {
     /// `a="path", b` — returns (label, path, position).
     fn extraction_exprs(&mut self) -> PResult<Vec<(String, String, usize)>> {
         let mut out = Vec::new();
-        if !matches!(self.peek(), Tok::Ident(_)) || matches!(self.peek(), Tok::Ident(s) if s == "or" || s == "and") {
+        if !matches!(self.peek(), Tok::Ident(_))
+            || matches!(self.peek(), Tok::Ident(s) if s == "or" || s == "and")
+        {
             return Ok(out);
         }
         loop {
@@ -384,8 +432,16 @@ impl P<'_> {
             }
             self.next();
         }
-        let exprs = self.extraction_exprs()?.into_iter().map(|(n, p, _)| (n, p)).collect();
-        Ok(Parser::Logfmt { strict, keep_empty, exprs })
+        let exprs = self
+            .extraction_exprs()?
+            .into_iter()
+            .map(|(n, p, _)| (n, p))
+            .collect();
+        Ok(Parser::Logfmt {
+            strict,
+            keep_empty,
+            exprs,
+        })
     }
 
     fn regexp_parser(&mut self) -> PResult<Parser> {
@@ -397,8 +453,10 @@ impl P<'_> {
                 return Err(self.err_at(pos, format!("duplicate extracted label name: {name}")));
             }
         }
-        let re = Regex::new(&s).map_err(|e| self.err_at(pos, format!("error parsing regexp: {}", regex_msg(&e))))?;
-        let names: Vec<Option<String>> = re.capture_names().map(|n| n.map(str::to_string)).collect();
+        let re = Regex::new(&s)
+            .map_err(|e| self.err_at(pos, format!("error parsing regexp: {}", regex_msg(&e))))?;
+        let names: Vec<Option<String>> =
+            re.capture_names().map(|n| n.map(str::to_string)).collect();
         if names.iter().all(Option::is_none) {
             return Err(self.err_at(pos, "at least one named capture must be supplied"));
         }
@@ -447,10 +505,9 @@ impl P<'_> {
                     self.next();
                     let pos = self.pos();
                     let v = self.string()?;
-                    Some(
-                        Matcher::new(op, name.clone(), v)
-                            .map_err(|e| self.err_at(pos, format!("error parsing regexp: {}", e.source)))?,
-                    )
+                    Some(Matcher::new(op, name.clone(), v).map_err(|e| {
+                        self.err_at(pos, format!("error parsing regexp: {}", e.source))
+                    })?)
                 }
                 None => None,
             };
@@ -467,7 +524,9 @@ impl P<'_> {
     fn unwrap_expr(&mut self) -> PResult<Unwrap> {
         let name = self.ident()?;
         let conv = match name.as_str() {
-            "duration" | "duration_seconds" if self.peek() == &Tok::LParen => Some(Conversion::Duration),
+            "duration" | "duration_seconds" if self.peek() == &Tok::LParen => {
+                Some(Conversion::Duration)
+            }
             "bytes" if self.peek() == &Tok::LParen => Some(Conversion::Bytes),
             _ => None,
         };
@@ -476,9 +535,17 @@ impl P<'_> {
                 self.next();
                 let label = self.ident()?;
                 self.expect(Tok::RParen, ")")?;
-                Ok(Unwrap { label, conversion: c, post_filters: Vec::new() })
+                Ok(Unwrap {
+                    label,
+                    conversion: c,
+                    post_filters: Vec::new(),
+                })
             }
-            None => Ok(Unwrap { label: name, conversion: Conversion::None, post_filters: Vec::new() }),
+            None => Ok(Unwrap {
+                label: name,
+                conversion: Conversion::None,
+                post_filters: Vec::new(),
+            }),
         }
     }
 
@@ -530,7 +597,11 @@ impl P<'_> {
             Tok::Lt => CmpOp::Lt,
             Tok::Lte => CmpOp::Le,
             Tok::Re | Tok::Nre => {
-                let op = if op_tok == Tok::Re { MatchOp::Regex } else { MatchOp::NotRegex };
+                let op = if op_tok == Tok::Re {
+                    MatchOp::Regex
+                } else {
+                    MatchOp::NotRegex
+                };
                 let pos = self.pos();
                 let v = self.string()?;
                 let m = Matcher::new(op, name, v)
@@ -539,7 +610,9 @@ impl P<'_> {
             }
             _ => {
                 self.i -= 1;
-                return Err(self.unexpected(Some("= or != or =~ or !~ or == or > or >= or < or <=")));
+                return Err(
+                    self.unexpected(Some("= or != or =~ or !~ or == or > or >= or < or <="))
+                );
             }
         };
         let string_ok = matches!(op_tok, Tok::Eq | Tok::Neq);
@@ -547,8 +620,14 @@ impl P<'_> {
         match self.peek().clone() {
             Tok::Str(v) if string_ok => {
                 self.next();
-                let op = if cmp == CmpOp::Eq { MatchOp::Equal } else { MatchOp::NotEqual };
-                Ok(LabelFilter::String(Matcher::new(op, name, v).map_err(|e| self.err_at(pos, e.to_string()))?))
+                let op = if cmp == CmpOp::Eq {
+                    MatchOp::Equal
+                } else {
+                    MatchOp::NotEqual
+                };
+                Ok(LabelFilter::String(
+                    Matcher::new(op, name, v).map_err(|e| self.err_at(pos, e.to_string()))?,
+                ))
             }
             Tok::Ident(s) if s == "ip" && string_ok && self.peek_at(1) == &Tok::LParen => {
                 self.next();
@@ -556,19 +635,35 @@ impl P<'_> {
                 let v = self.string()?;
                 self.expect(Tok::RParen, ")")?;
                 let ip = IpMatcher::new(&v).map_err(|e| self.err_at(pos, e))?;
-                Ok(LabelFilter::Ip { name, negate: cmp == CmpOp::Ne, ip })
+                Ok(LabelFilter::Ip {
+                    name,
+                    negate: cmp == CmpOp::Ne,
+                    ip,
+                })
             }
             Tok::Number(_) => {
                 let value = self.number()?;
-                Ok(LabelFilter::Number { name, op: cmp, value })
+                Ok(LabelFilter::Number {
+                    name,
+                    op: cmp,
+                    value,
+                })
             }
             Tok::Duration(ns, _) => {
                 self.next();
-                Ok(LabelFilter::Duration { name, op: cmp, value: ns as f64 / 1e9 })
+                Ok(LabelFilter::Duration {
+                    name,
+                    op: cmp,
+                    value: ns as f64 / 1e9,
+                })
             }
             Tok::Bytes(v, _) => {
                 self.next();
-                Ok(LabelFilter::Bytes { name, op: cmp, value: v })
+                Ok(LabelFilter::Bytes {
+                    name,
+                    op: cmp,
+                    value: v,
+                })
             }
             _ => Err(self.unexpected(Some(if string_ok {
                 "STRING or NUMBER or DURATION or BYTES or ip"
@@ -610,7 +705,9 @@ impl P<'_> {
             let mut return_bool = false;
             if is_ident(self.peek(), "bool") {
                 if !op.is_comparison() {
-                    return Err(self.err_here("bool modifier can only be used on comparison operators"));
+                    return Err(
+                        self.err_here("bool modifier can only be used on comparison operators")
+                    );
                 }
                 self.next();
                 return_bool = true;
@@ -626,7 +723,13 @@ impl P<'_> {
                     return Err(self.err_at(op_pos, "unexpected literal for right leg of logical/set binary operation (and, or, unless)"));
                 }
             }
-            lhs = SampleExpr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs), return_bool, matching };
+            lhs = SampleExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+                return_bool,
+                matching,
+            };
         }
         Ok(lhs)
     }
@@ -665,15 +768,27 @@ impl P<'_> {
         let mut include = Vec::new();
         if is_ident(self.peek(), "group_left") || is_ident(self.peek(), "group_right") {
             if op.is_set() {
-                return Err(self.err_here(format!("no grouping allowed for \"{}\" operation", set_name(op))));
+                return Err(self.err_here(format!(
+                    "no grouping allowed for \"{}\" operation",
+                    set_name(op)
+                )));
             }
-            card = if is_ident(self.peek(), "group_left") { Card::ManyToOne } else { Card::OneToMany };
+            card = if is_ident(self.peek(), "group_left") {
+                Card::ManyToOne
+            } else {
+                Card::OneToMany
+            };
             self.next();
             if self.peek() == &Tok::LParen {
                 include = self.label_list()?;
             }
         }
-        Ok(Some(VectorMatching { card, on, labels, include }))
+        Ok(Some(VectorMatching {
+            card,
+            on,
+            labels,
+            include,
+        }))
     }
 
     fn unary(&mut self) -> PResult<SampleExpr> {
@@ -728,9 +843,22 @@ impl P<'_> {
                         let pos = self.pos();
                         let re = self.string()?;
                         self.expect(Tok::RParen, ")")?;
-                        let regex = Regex::new(&format!("^(?s:{re})$"))
-                            .map_err(|e| self.err_at(pos, format!("invalid regular expression in label_replace(): {}", regex_msg(&e))))?;
-                        Ok(SampleExpr::LabelReplace { expr: Box::new(expr), dst, replacement, src, regex })
+                        let regex = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+                            self.err_at(
+                                pos,
+                                format!(
+                                    "invalid regular expression in label_replace(): {}",
+                                    regex_msg(&e)
+                                ),
+                            )
+                        })?;
+                        Ok(SampleExpr::LabelReplace {
+                            expr: Box::new(expr),
+                            dst,
+                            replacement,
+                            src,
+                            regex,
+                        })
                     }
                     _ => Err(self.unexpected(None)),
                 }
@@ -779,7 +907,10 @@ impl P<'_> {
                 | RangeOp::LastOverTime
                 | RangeOp::RateCounter
         );
-        let forbids_unwrap = matches!(op, RangeOp::CountOverTime | RangeOp::BytesOverTime | RangeOp::BytesRate);
+        let forbids_unwrap = matches!(
+            op,
+            RangeOp::CountOverTime | RangeOp::BytesOverTime | RangeOp::BytesRate
+        );
         if needs_unwrap && range.unwrap.is_none() {
             return Err(self.err_at(start, format!("invalid aggregation {name} without unwrap")));
         }
@@ -798,9 +929,17 @@ impl P<'_> {
                 | RangeOp::LastOverTime
         );
         if grouping.is_some() && !grouping_ok {
-            return Err(self.err_at(start, format!("grouping not allowed for {name} aggregation")));
+            return Err(self.err_at(
+                start,
+                format!("grouping not allowed for {name} aggregation"),
+            ));
         }
-        Ok(SampleExpr::RangeAgg { op, param, range: Box::new(range), grouping })
+        Ok(SampleExpr::RangeAgg {
+            op,
+            param,
+            range: Box::new(range),
+            grouping,
+        })
     }
 
     fn log_range(&mut self) -> PResult<LogRange> {
@@ -817,14 +956,24 @@ impl P<'_> {
                 let r = self.range()?;
                 let offset = self.offset()?;
                 let (stages, unwrap) = self.pipeline(true)?;
-                return Ok(LogRange { log: LogExpr { matchers, stages }, unwrap, range_ns: r, offset_ns: offset });
+                return Ok(LogRange {
+                    log: LogExpr { matchers, stages },
+                    unwrap,
+                    range_ns: r,
+                    offset_ns: offset,
+                });
             }
             let (stages, unwrap) = self.pipeline(true)?;
             let r = self.range()?;
             (LogExpr { matchers, stages }, unwrap, r)
         };
         let offset_ns = self.offset()?;
-        Ok(LogRange { log, unwrap, range_ns, offset_ns })
+        Ok(LogRange {
+            log,
+            unwrap,
+            range_ns,
+            offset_ns,
+        })
     }
 
     fn range(&mut self) -> PResult<i64> {
@@ -852,12 +1001,21 @@ impl P<'_> {
         let needs_param = matches!(op, VecOp::Topk | VecOp::Bottomk | VecOp::ApproxTopk);
         let param = if needs_param {
             if !matches!(self.peek(), Tok::Number(_)) {
-                return Err(self.err_at(start, format!("parameter required for operation {}", op.name())));
+                return Err(self.err_at(
+                    start,
+                    format!("parameter required for operation {}", op.name()),
+                ));
             }
             let pos = self.pos();
             let v = self.number()?;
             if v.fract() != 0.0 || v < 1.0 {
-                return Err(self.err_at(pos, format!("invalid parameter {}({v}, ...): must be an integer greater than 0", op.name())));
+                return Err(self.err_at(
+                    pos,
+                    format!(
+                        "invalid parameter {}({v}, ...): must be an integer greater than 0",
+                        op.name()
+                    ),
+                ));
             }
             self.expect(Tok::Comma, ",")?;
             Some(v)
@@ -876,9 +1034,17 @@ impl P<'_> {
             return Err(self.err_at(start, "grouping not allowed for approx_topk aggregation"));
         }
         if matches!(op, VecOp::Sort | VecOp::SortDesc) && grouping.is_some() {
-            return Err(self.err_at(start, format!("grouping not allowed for {} aggregation", op.name())));
+            return Err(self.err_at(
+                start,
+                format!("grouping not allowed for {} aggregation", op.name()),
+            ));
         }
-        Ok(SampleExpr::VectorAgg { op, param, grouping, expr: Box::new(expr) })
+        Ok(SampleExpr::VectorAgg {
+            op,
+            param,
+            grouping,
+            expr: Box::new(expr),
+        })
     }
 }
 
@@ -890,10 +1056,14 @@ fn set_name(op: BinOp) -> &'static str {
     }
 }
 
-/// The first line of a regex error (the Rust crate's message spans several lines).
+/// The last line of a regex error (the Rust crate's message spans several lines).
 fn regex_msg(e: &regex::Error) -> String {
     let s = e.to_string();
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("invalid regexp").trim().to_string()
+    s.lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("invalid regexp")
+        .trim()
+        .to_string()
 }
 
 /// Names of `(?P<name>` / `(?<name>` groups in a regex source.
@@ -902,7 +1072,11 @@ fn capture_names(re: &str) -> Vec<String> {
     let mut rest = re;
     while let Some(i) = rest.find("(?") {
         let after = &rest[i + 2..];
-        let body = after.strip_prefix("P<").or_else(|| after.strip_prefix('<').filter(|a| !a.starts_with('=') && !a.starts_with('!')));
+        let body = after.strip_prefix("P<").or_else(|| {
+            after
+                .strip_prefix('<')
+                .filter(|a| !a.starts_with('=') && !a.starts_with('!'))
+        });
         if let Some(b) = body
             && let Some(end) = b.find('>')
         {
@@ -1002,30 +1176,55 @@ mod tests {
 
     #[test]
     fn precedence() {
-        let Ok(Expr::Sample(SampleExpr::Binary { op, .. })) = parse("1 + 2 * 3") else { panic!() };
+        let Ok(Expr::Sample(SampleExpr::Binary { op, .. })) = parse("1 + 2 * 3") else {
+            panic!()
+        };
         assert_eq!(op, BinOp::Add);
-        let Ok(Expr::Sample(SampleExpr::Binary { op, rhs, .. })) = parse("2^3^2") else { panic!() };
+        let Ok(Expr::Sample(SampleExpr::Binary { op, rhs, .. })) = parse("2^3^2") else {
+            panic!()
+        };
         assert_eq!(op, BinOp::Pow);
         assert!(matches!(*rhs, SampleExpr::Binary { op: BinOp::Pow, .. }));
     }
 
     #[test]
     fn loki_error_texts() {
-        assert!(err(r#"count_over_time({a="b"} | logfmt | x == ip("1.2.3.4") [1m])"#).contains("syntax error: unexpected ip"));
+        assert!(
+            err(r#"count_over_time({a="b"} | logfmt | x == ip("1.2.3.4") [1m])"#)
+                .contains("syntax error: unexpected ip")
+        );
         assert!(err(r#"count_over_time({a="b"} | drop [1m])"#).contains("expecting IDENTIFIER"));
         assert!(err("vector(count_over_time({a=\"b\"}[1m]))").contains("expecting NUMBER"));
         assert!(err("0x1A").contains("unable to parse literal as a float"));
         assert!(err("1 and 2").contains("unexpected literal for left leg"));
-        assert!(err(r#"count_over_time({a="b"} | regexp "(?P<x>.)(?P<x>.)" [1m])"#).contains("duplicate extracted label name"));
-        assert!(err(r#"count_over_time({a="b"} | json x="user[" [1m])"#).contains("cannot parse expression"));
+        assert!(
+            err(r#"count_over_time({a="b"} | regexp "(?P<x>.)(?P<x>.)" [1m])"#)
+                .contains("duplicate extracted label name")
+        );
+        assert!(
+            err(r#"count_over_time({a="b"} | json x="user[" [1m])"#)
+                .contains("cannot parse expression")
+        );
         assert!(err(r#"{a=~".*"}"#).contains("empty-compatible"));
     }
 
     #[test]
     fn json_paths() {
-        assert_eq!(parse_json_path("user.id"), Some(vec![JsonKey::Field("user".into()), JsonKey::Field("id".into())]));
-        assert_eq!(parse_json_path("tags[0]"), Some(vec![JsonKey::Field("tags".into()), JsonKey::Index(0)]));
-        assert_eq!(parse_json_path(r#"h["User-Agent"]"#).map(|p| p.len()), Some(2));
+        assert_eq!(
+            parse_json_path("user.id"),
+            Some(vec![
+                JsonKey::Field("user".into()),
+                JsonKey::Field("id".into())
+            ])
+        );
+        assert_eq!(
+            parse_json_path("tags[0]"),
+            Some(vec![JsonKey::Field("tags".into()), JsonKey::Index(0)])
+        );
+        assert_eq!(
+            parse_json_path(r#"h["User-Agent"]"#).map(|p| p.len()),
+            Some(2)
+        );
         assert_eq!(parse_json_path("user["), None);
     }
 }

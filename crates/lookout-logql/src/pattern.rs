@@ -23,16 +23,26 @@ impl Pattern {
             {
                 let name = &rest[1..end];
                 let valid = !name.is_empty()
-                    && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if valid {
                     if !lit.is_empty() {
                         nodes.push(Node::Lit(std::mem::take(&mut lit)));
                     }
                     if matches!(nodes.last(), Some(Node::Cap(_))) {
-                        return Err("consecutive capture: pattern must have literals between captures".into());
+                        return Err(
+                            "consecutive capture: pattern must have literals between captures"
+                                .into(),
+                        );
                     }
-                    nodes.push(Node::Cap(if name == "_" { None } else { Some(name.to_string()) }));
+                    nodes.push(Node::Cap(if name == "_" {
+                        None
+                    } else {
+                        Some(name.to_string())
+                    }));
                     rest = &rest[end + 1..];
                     continue;
                 }
@@ -151,9 +161,15 @@ mod tests {
     fn extraction() {
         assert_eq!(
             caps("<method> <_> <status>", "GET /home 200"),
-            [("method".into(), "GET".into()), ("status".into(), "200".into())]
+            [
+                ("method".into(), "GET".into()),
+                ("status".into(), "200".into())
+            ]
         );
-        assert_eq!(caps("<method> <path>", "POST"), [("method".to_string(), "POST".to_string())]);
+        assert_eq!(
+            caps("<method> <path>", "POST"),
+            [("method".to_string(), "POST".to_string())]
+        );
         assert!(Pattern::parse("<a><b>").is_err());
         assert!(!Pattern::parse("no captures").unwrap().has_captures());
     }
@@ -164,6 +180,10 @@ mod tests {
         assert!(p.test("GET /api 200"));
         assert!(!p.test("POST /api 500"));
         assert!(!Pattern::parse("GET /api").unwrap().test("GET /api 200"));
-        assert!(Pattern::parse("level=error <_>").unwrap().test("level=error x"));
+        assert!(
+            Pattern::parse("level=error <_>")
+                .unwrap()
+                .test("level=error x")
+        );
     }
 }

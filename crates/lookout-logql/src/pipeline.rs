@@ -43,7 +43,8 @@ impl LabelState {
         self.err = None;
         self.err_details = None;
         for l in stream.iter() {
-            self.labels.push((l.name.clone(), l.value.clone(), Cat::Stream));
+            self.labels
+                .push((l.name.clone(), l.value.clone(), Cat::Stream));
         }
         for (k, v) in metadata {
             if self.has_cat(k, Cat::Stream) {
@@ -59,7 +60,10 @@ impl LabelState {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(n, _, _)| n == name).map(|(_, v, _)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.as_str())
     }
 
     fn set_raw(&mut self, name: &str, value: &str, cat: Cat) {
@@ -90,7 +94,11 @@ impl LabelState {
 
     /// Adds a parsed label with the conflict rules; within one stage the first value wins.
     fn set_parsed(&mut self, name: &str, value: &str) {
-        let target: Cow<'_, str> = if self.labels.iter().any(|(n, _, c)| n == name && *c != Cat::Parsed) {
+        let target: Cow<'_, str> = if self
+            .labels
+            .iter()
+            .any(|(n, _, c)| n == name && *c != Cat::Parsed)
+        {
             Cow::Owned(format!("{name}_extracted"))
         } else {
             Cow::Borrowed(name)
@@ -111,7 +119,11 @@ impl LabelState {
 
     /// The final, sorted label set (error labels included).
     pub fn to_sorted(&self) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = self.labels.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect();
+        let mut v: Vec<(String, String)> = self
+            .labels
+            .iter()
+            .map(|(n, v, _)| (n.clone(), v.clone()))
+            .collect();
         if let Some(e) = &self.err {
             v.push((ERROR_LABEL.into(), e.clone()));
             if let Some(d) = &self.err_details {
@@ -209,18 +221,26 @@ pub fn run_stages(stages: &[Stage], ts: i64, line: &mut Cow<'_, str>, st: &mut L
                 }
             }
             Stage::LabelFormat(fmts) => {
-                let mut updates: Vec<(String, Option<(String, Cat)>, Option<String>)> = Vec::new();
+                // (destination, new value and category, renamed source to delete)
+                type Update = (String, Option<(String, Cat)>, Option<String>);
+                let mut updates: Vec<Update> = Vec::new();
                 for f in fmts {
                     match f {
                         LabelFmt::Rename { dst, src } => {
                             if let Some((_, v, c)) = st.labels.iter().find(|(n, _, _)| n == src) {
-                                updates.push((dst.clone(), Some((v.clone(), *c)), Some(src.clone())));
+                                updates.push((
+                                    dst.clone(),
+                                    Some((v.clone(), *c)),
+                                    Some(src.clone()),
+                                ));
                             }
                         }
                         LabelFmt::Template { dst, tmpl } => {
                             let mut out = String::new();
                             match tmpl.render(&Data { st, line, ts }, &mut out) {
-                                Ok(()) => updates.push((dst.clone(), Some((out, Cat::Parsed)), None)),
+                                Ok(()) => {
+                                    updates.push((dst.clone(), Some((out, Cat::Parsed)), None))
+                                }
                                 Err(e) => st.set_err("TemplateFormatErr", e),
                             }
                         }
@@ -262,7 +282,8 @@ pub fn run_stages(stages: &[Stage], ts: i64, line: &mut Cow<'_, str>, st: &mut L
             }
             Stage::Keep(ms) => {
                 st.labels.retain(|(n, v, _)| {
-                    ms.iter().any(|m| &m.name == n && m.matcher.as_ref().is_none_or(|mm| mm.matches(v)))
+                    ms.iter()
+                        .any(|m| &m.name == n && m.matcher.as_ref().is_none_or(|mm| mm.matches(v)))
                 });
             }
         }
@@ -364,10 +385,16 @@ fn run_parser(p: &Parser, line: &mut Cow<'_, str>, st: &mut LabelState) {
                 }
             }
         },
-        Parser::Logfmt { strict, keep_empty, exprs } => {
+        Parser::Logfmt {
+            strict,
+            keep_empty,
+            exprs,
+        } => {
             let text: &str = line;
             let mut pairs: Vec<(String, String)> = Vec::new();
-            let r = parse_logfmt(text, *strict, |k, v| pairs.push((k.to_string(), v.into_owned())));
+            let r = parse_logfmt(text, *strict, |k, v| {
+                pairs.push((k.to_string(), v.into_owned()))
+            });
             if let Err(e) = r {
                 st.set_err("LogfmtParserErr", e);
                 return;
@@ -422,7 +449,9 @@ fn flatten_json(obj: &[(String, JVal<'_>)], prefix: &mut String, st: &mut LabelS
             JVal::Obj(o) => flatten_json(o, prefix, st),
             JVal::Str(s) => st.set_parsed(&sanitize_key(prefix), s),
             JVal::Num(n) => st.set_parsed(&sanitize_key(prefix), n),
-            JVal::Bool(b) => st.set_parsed(&sanitize_key(prefix), if *b { "true" } else { "false" }),
+            JVal::Bool(b) => {
+                st.set_parsed(&sanitize_key(prefix), if *b { "true" } else { "false" })
+            }
             JVal::Null | JVal::Arr(_) => {}
         }
         prefix.truncate(len);
@@ -434,7 +463,9 @@ fn json_path_value(obj: &[(String, JVal<'_>)], path: &JsonPath) -> String {
     for (i, key) in path.iter().enumerate() {
         let next = match (i, key, cur) {
             (0, JsonKey::Field(f), _) => obj.iter().find(|(k, _)| k == f).map(|(_, v)| v),
-            (_, JsonKey::Field(f), Some(JVal::Obj(o))) => o.iter().find(|(k, _)| k == f).map(|(_, v)| v),
+            (_, JsonKey::Field(f), Some(JVal::Obj(o))) => {
+                o.iter().find(|(k, _)| k == f).map(|(_, v)| v)
+            }
             (_, JsonKey::Index(n), Some(JVal::Arr(a))) => a.get(*n),
             _ => None,
         };
@@ -458,7 +489,11 @@ fn json_path_value(obj: &[(String, JVal<'_>)], path: &JsonPath) -> String {
 
 /// go-logfmt style scanner. Non-strict mode skips a malformed pair and goes on; strict mode
 /// fails the line.
-pub fn parse_logfmt<'a>(s: &'a str, strict: bool, mut emit: impl FnMut(&'a str, Cow<'a, str>)) -> Result<(), String> {
+pub fn parse_logfmt<'a>(
+    s: &'a str,
+    strict: bool,
+    mut emit: impl FnMut(&'a str, Cow<'a, str>),
+) -> Result<(), String> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut seen: Vec<&str> = Vec::new();
@@ -474,7 +509,8 @@ pub fn parse_logfmt<'a>(s: &'a str, strict: bool, mut emit: impl FnMut(&'a str, 
             i += 1;
         }
         let key = &s[ks..i];
-        let fail = |msg: &str, pos: usize| format!("logfmt syntax error at pos {} : {msg}", pos + 1);
+        let fail =
+            |msg: &str, pos: usize| format!("logfmt syntax error at pos {} : {msg}", pos + 1);
         if key.is_empty() {
             // '=' or '"' where a key should start
             if strict {
@@ -537,7 +573,14 @@ pub fn parse_logfmt<'a>(s: &'a str, strict: bool, mut emit: impl FnMut(&'a str, 
             }
             if !closed || bad {
                 if strict {
-                    return Err(fail(if closed { "invalid quoted value" } else { "unterminated quoted value" }, qs));
+                    return Err(fail(
+                        if closed {
+                            "invalid quoted value"
+                        } else {
+                            "unterminated quoted value"
+                        },
+                        qs,
+                    ));
                 }
                 continue;
             }
@@ -583,10 +626,20 @@ mod tests {
     use super::*;
     use crate::parser::parse;
 
-    fn run(q: &str, stream: &[(&str, &str)], md: &[(&str, &str)], line: &str) -> Option<(Vec<(String, String)>, String)> {
-        let Ok(Expr::Log(l)) = parse(q) else { panic!("{q}") };
+    fn run(
+        q: &str,
+        stream: &[(&str, &str)],
+        md: &[(&str, &str)],
+        line: &str,
+    ) -> Option<(Vec<(String, String)>, String)> {
+        let Ok(Expr::Log(l)) = parse(q) else {
+            panic!("{q}")
+        };
         let mut st = LabelState::default();
-        let md: Vec<(String, String)> = md.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let md: Vec<(String, String)> = md
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         st.reset(&Labels::from_pairs(stream.iter().copied()), &md);
         let mut line = Cow::Borrowed(line);
         if !run_stages(&l.stages, 0, &mut line, &mut st) {
@@ -596,58 +649,180 @@ mod tests {
     }
 
     fn lbl(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let mut v: Vec<(String, String)> = v
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         v.sort();
         v
     }
 
     #[test]
     fn conflicts_follow_loki() {
-        let (l, _) = run(r#"{a="b"} | logfmt"#, &[("app", "a"), ("k", "s")], &[("k", "m")], "k=p").unwrap();
+        let (l, _) = run(
+            r#"{a="b"} | logfmt"#,
+            &[("app", "a"), ("k", "s")],
+            &[("k", "m")],
+            "k=p",
+        )
+        .unwrap();
         assert_eq!(l, lbl(&[("app", "a"), ("k", "s"), ("k_extracted", "p")]));
-        let (l, _) = run(r#"{a="b"}"#, &[("app", "a"), ("k", "s")], &[("k", "m")], "k=p").unwrap();
+        let (l, _) = run(
+            r#"{a="b"}"#,
+            &[("app", "a"), ("k", "s")],
+            &[("k", "m")],
+            "k=p",
+        )
+        .unwrap();
         assert_eq!(l, lbl(&[("app", "a"), ("k", "s"), ("k_extracted", "m")]));
-        let (l, _) = run(r#"{a="b"} | logfmt"#, &[("app", "a")], &[("md", "m")], "md=p").unwrap();
+        let (l, _) = run(
+            r#"{a="b"} | logfmt"#,
+            &[("app", "a")],
+            &[("md", "m")],
+            "md=p",
+        )
+        .unwrap();
         assert_eq!(l, lbl(&[("app", "a"), ("md", "m"), ("md_extracted", "p")]));
     }
 
     #[test]
     fn logfmt_edge_cases() {
-        let (l, _) = run(r#"{a="b"} | logfmt"#, &[("app", "a")], &[], r#"a-b=1 9x=2 dup=first dup=second msg="hi there" empty="#).unwrap();
-        assert_eq!(l, lbl(&[("app", "a"), ("a_b", "1"), ("_9x", "2"), ("dup", "first"), ("msg", "hi there")]));
-        let (l, _) = run(r#"{a="b"} | logfmt"#, &[("app", "a")], &[], r#"good=1 bad="unterminated"#).unwrap();
+        let (l, _) = run(
+            r#"{a="b"} | logfmt"#,
+            &[("app", "a")],
+            &[],
+            r#"a-b=1 9x=2 dup=first dup=second msg="hi there" empty="#,
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            lbl(&[
+                ("app", "a"),
+                ("a_b", "1"),
+                ("_9x", "2"),
+                ("dup", "first"),
+                ("msg", "hi there")
+            ])
+        );
+        let (l, _) = run(
+            r#"{a="b"} | logfmt"#,
+            &[("app", "a")],
+            &[],
+            r#"good=1 bad="unterminated"#,
+        )
+        .unwrap();
         assert_eq!(l, lbl(&[("app", "a"), ("good", "1")]));
-        let (l, _) = run(r#"{a="b"} | logfmt --strict"#, &[("app", "a")], &[], r#"good=1 bad="unterminated"#).unwrap();
-        assert!(l.iter().any(|(k, v)| k == ERROR_LABEL && v == "LogfmtParserErr"));
+        let (l, _) = run(
+            r#"{a="b"} | logfmt --strict"#,
+            &[("app", "a")],
+            &[],
+            r#"good=1 bad="unterminated"#,
+        )
+        .unwrap();
+        assert!(
+            l.iter()
+                .any(|(k, v)| k == ERROR_LABEL && v == "LogfmtParserErr")
+        );
     }
 
     #[test]
     fn json_flattening_and_errors() {
-        let line = r#"{"lvl":"warn","obj":{"x":1,"y":{"z":2}},"ok":true,"nil":null,"arr":[1,2],"f":1.5}"#;
+        let line =
+            r#"{"lvl":"warn","obj":{"x":1,"y":{"z":2}},"ok":true,"nil":null,"arr":[1,2],"f":1.5}"#;
         let (l, _) = run(r#"{a="b"} | json"#, &[("app", "a")], &[], line).unwrap();
-        assert_eq!(l, lbl(&[("app", "a"), ("lvl", "warn"), ("obj_x", "1"), ("obj_y_z", "2"), ("ok", "true"), ("f", "1.5")]));
-        let (l, _) = run(r#"{a="b"} | json who="user.id", age="user.age""#, &[("app", "a")], &[], r#"{"user":{"id":"u1"}}"#).unwrap();
+        assert_eq!(
+            l,
+            lbl(&[
+                ("app", "a"),
+                ("lvl", "warn"),
+                ("obj_x", "1"),
+                ("obj_y_z", "2"),
+                ("ok", "true"),
+                ("f", "1.5")
+            ])
+        );
+        let (l, _) = run(
+            r#"{a="b"} | json who="user.id", age="user.age""#,
+            &[("app", "a")],
+            &[],
+            r#"{"user":{"id":"u1"}}"#,
+        )
+        .unwrap();
         assert_eq!(l, lbl(&[("app", "a"), ("who", "u1"), ("age", "")]));
-        assert!(run(r#"{a="b"} | json | __error__="""#, &[("app", "a")], &[], "broken").is_none());
+        assert!(
+            run(
+                r#"{a="b"} | json | __error__="""#,
+                &[("app", "a")],
+                &[],
+                "broken"
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn label_filter_errors_and_or() {
         // or short-circuits; and runs both sides
-        assert!(run(r#"{a="b"} | logfmt | lvl="error" or took > 1s"#, &[("app", "a")], &[], "lvl=error took=oops").unwrap().0.iter().all(|(k, _)| k != ERROR_LABEL));
-        let (l, _) = run(r#"{a="b"} | logfmt | lvl="error" and took > 1s"#, &[("app", "a")], &[], "lvl=error took=oops").unwrap();
-        assert!(l.iter().any(|(k, v)| k == ERROR_DETAILS_LABEL && v.contains("invalid duration")));
-        assert!(run(r#"{a="b"} | logfmt | took > 1s | __error__ > 0"#, &[("app", "a")], &[], "took=oops").is_none());
+        assert!(
+            run(
+                r#"{a="b"} | logfmt | lvl="error" or took > 1s"#,
+                &[("app", "a")],
+                &[],
+                "lvl=error took=oops"
+            )
+            .unwrap()
+            .0
+            .iter()
+            .all(|(k, _)| k != ERROR_LABEL)
+        );
+        let (l, _) = run(
+            r#"{a="b"} | logfmt | lvl="error" and took > 1s"#,
+            &[("app", "a")],
+            &[],
+            "lvl=error took=oops",
+        )
+        .unwrap();
+        assert!(
+            l.iter()
+                .any(|(k, v)| k == ERROR_DETAILS_LABEL && v.contains("invalid duration"))
+        );
+        assert!(
+            run(
+                r#"{a="b"} | logfmt | took > 1s | __error__ > 0"#,
+                &[("app", "a")],
+                &[],
+                "took=oops"
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn formatters() {
-        let (l, line) = run(r#"{a="b"} | label_format verb=method | line_format "{{.verb}}!""#, &[("app", "a"), ("method", "get")], &[], "x").unwrap();
+        let (l, line) = run(
+            r#"{a="b"} | label_format verb=method | line_format "{{.verb}}!""#,
+            &[("app", "a"), ("method", "get")],
+            &[],
+            "x",
+        )
+        .unwrap();
         assert_eq!(l, lbl(&[("app", "a"), ("verb", "get")]));
         assert_eq!(line, "get!");
-        let (_, line) = run(r#"{a="b"} | decolorize"#, &[("app", "a")], &[], "\x1b[31mhello\x1b[0m").unwrap();
+        let (_, line) = run(
+            r#"{a="b"} | decolorize"#,
+            &[("app", "a")],
+            &[],
+            "\x1b[31mhello\x1b[0m",
+        )
+        .unwrap();
         assert_eq!(line, "hello");
-        let (l, _) = run(r#"{a="b"} | keep code="500""#, &[("app", "a"), ("code", "200")], &[], "x").unwrap();
+        let (l, _) = run(
+            r#"{a="b"} | keep code="500""#,
+            &[("app", "a"), ("code", "200")],
+            &[],
+            "x",
+        )
+        .unwrap();
         assert!(l.is_empty());
     }
 }

@@ -29,7 +29,10 @@ pub struct Template {
 enum Node {
     Text(String),
     Action(Pipeline),
-    If { branches: Vec<(Pipeline, Vec<Node>)>, else_: Vec<Node> },
+    If {
+        branches: Vec<(Pipeline, Vec<Node>)>,
+        else_: Vec<Node>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +99,10 @@ impl V {
 
     fn as_i64(&self) -> i64 {
         match self {
-            V::Str(s) => s.trim().parse::<i64>().unwrap_or_else(|_| s.trim().parse::<f64>().unwrap_or(0.0) as i64),
+            V::Str(s) => s
+                .trim()
+                .parse::<i64>()
+                .unwrap_or_else(|_| s.trim().parse::<f64>().unwrap_or(0.0) as i64),
             V::Int(i) => *i,
             V::Float(f) => *f as i64,
             V::Bool(b) => i64::from(*b),
@@ -111,13 +117,21 @@ fn format_go_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == f.trunc() && f.abs() < 1e21 {
         return format!("{}", f as i128);
     }
     let s = format!("{f}");
-    if f.abs() >= 1e21 || (f != 0.0 && f.abs() < 1e-4) { format!("{f:e}") } else { s }
+    if f.abs() >= 1e21 || (f != 0.0 && f.abs() < 1e-4) {
+        format!("{f:e}")
+    } else {
+        s
+    }
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -139,7 +153,12 @@ fn format_go_time(ns: i64) -> String {
     let frac = ns.rem_euclid(1_000_000_000);
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    let mut s = format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", sod / 3600, sod % 3600 / 60, sod % 60);
+    let mut s = format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
     if frac != 0 {
         let f = format!("{frac:09}");
         s.push('.');
@@ -150,13 +169,79 @@ fn format_go_time(ns: i64) -> String {
 }
 
 const FUNCS: &[&str] = &[
-    "ToLower", "ToUpper", "lower", "upper", "title", "Title", "Replace", "replace", "Trim", "TrimLeft", "TrimRight",
-    "TrimPrefix", "TrimSuffix", "TrimSpace", "trim", "trimAll", "trimPrefix", "trimSuffix", "trunc", "substr",
-    "contains", "hasPrefix", "hasSuffix", "repeat", "regexReplaceAll", "regexReplaceAllLiteral", "add", "sub", "mul",
-    "div", "mod", "addf", "subf", "mulf", "divf", "max", "min", "maxf", "minf", "ceil", "floor", "round", "int",
-    "float64", "default", "count", "alignLeft", "alignRight", "unixEpoch", "unixEpochMillis", "unixEpochNanos",
-    "__line__", "__timestamp__", "printf", "print", "len", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not",
-    "b64enc", "b64dec", "urlencode", "indent", "nindent", "toString", "squote", "quote",
+    "ToLower",
+    "ToUpper",
+    "lower",
+    "upper",
+    "title",
+    "Title",
+    "Replace",
+    "replace",
+    "Trim",
+    "TrimLeft",
+    "TrimRight",
+    "TrimPrefix",
+    "TrimSuffix",
+    "TrimSpace",
+    "trim",
+    "trimAll",
+    "trimPrefix",
+    "trimSuffix",
+    "trunc",
+    "substr",
+    "contains",
+    "hasPrefix",
+    "hasSuffix",
+    "repeat",
+    "regexReplaceAll",
+    "regexReplaceAllLiteral",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "mod",
+    "addf",
+    "subf",
+    "mulf",
+    "divf",
+    "max",
+    "min",
+    "maxf",
+    "minf",
+    "ceil",
+    "floor",
+    "round",
+    "int",
+    "float64",
+    "default",
+    "count",
+    "alignLeft",
+    "alignRight",
+    "unixEpoch",
+    "unixEpochMillis",
+    "unixEpochNanos",
+    "__line__",
+    "__timestamp__",
+    "printf",
+    "print",
+    "len",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "and",
+    "or",
+    "not",
+    "b64enc",
+    "b64dec",
+    "urlencode",
+    "indent",
+    "nindent",
+    "toString",
+    "squote",
+    "quote",
 ];
 
 struct P<'a> {
@@ -174,7 +259,11 @@ impl Template {
             return Err(p.err(&format!("unexpected {{{{{kw}}}}}")));
         }
         let uses_line = src.contains("__line__");
-        Ok(Template { nodes, src: src.to_string(), uses_line })
+        Ok(Template {
+            nodes,
+            src: src.to_string(),
+            uses_line,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -219,7 +308,9 @@ fn render_nodes(nodes: &[Node], data: &dyn TemplateData, out: &mut String) -> Re
 
 impl P<'_> {
     fn err(&self, msg: &str) -> String {
-        let line = 1 + self.src[..self.pos.min(self.src.len())].matches('\n').count();
+        let line = 1 + self.src[..self.pos.min(self.src.len())]
+            .matches('\n')
+            .count();
         format!("template: {}:{line}: {msg}", self.name)
     }
 
@@ -420,7 +511,8 @@ fn tokenize(s: &str) -> Result<Vec<T>, String> {
                                 b'\\' => v.push('\\'),
                                 b'"' => v.push('"'),
                                 b'x' if j + 2 <= b.len() => {
-                                    let h = u8::from_str_radix(&s[j..j + 2], 16).map_err(|_| "invalid syntax".to_string())?;
+                                    let h = u8::from_str_radix(&s[j..j + 2], 16)
+                                        .map_err(|_| "invalid syntax".to_string())?;
                                     v.push(char::from(h));
                                     j += 2;
                                 }
@@ -452,7 +544,9 @@ fn tokenize(s: &str) -> Result<Vec<T>, String> {
                 while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'.') {
                     j += 1;
                 }
-                let n: f64 = s[i..j].parse().map_err(|_| format!("bad number syntax: {:?}", &s[i..j]))?;
+                let n: f64 = s[i..j]
+                    .parse()
+                    .map_err(|_| format!("bad number syntax: {:?}", &s[i..j]))?;
                 out.push(T::Num(n));
                 i = j;
             }
@@ -566,7 +660,10 @@ fn s(v: &V) -> String {
 
 fn need(f: &str, args: &[V], n: usize) -> Result<(), String> {
     if args.len() != n {
-        return Err(format!("wrong number of args for {f}: want {n} got {}", args.len()));
+        return Err(format!(
+            "wrong number of args for {f}: want {n} got {}",
+            args.len()
+        ));
     }
     Ok(())
 }
@@ -605,7 +702,11 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
             need(f, &a, 4)?;
             let n = a[3].as_i64();
             let (src, old, new) = (s(&a[0]), s(&a[1]), s(&a[2]));
-            V::Str(if n < 0 { src.replace(&old, &new) } else { src.replacen(&old, &new, n as usize) })
+            V::Str(if n < 0 {
+                src.replace(&old, &new)
+            } else {
+                src.replacen(&old, &new, n as usize)
+            })
         }
         "replace" => {
             need(f, &a, 3)?;
@@ -613,7 +714,11 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
         }
         "Trim" | "trimAll" => {
             need(f, &a, 2)?;
-            let (x, cut) = if f == "Trim" { (s(&a[0]), s(&a[1])) } else { (s(&a[1]), s(&a[0])) };
+            let (x, cut) = if f == "Trim" {
+                (s(&a[0]), s(&a[1]))
+            } else {
+                (s(&a[1]), s(&a[0]))
+            };
             V::Str(x.trim_matches(|c| cut.contains(c)).to_string())
         }
         "TrimLeft" => {
@@ -628,13 +733,29 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
         }
         "TrimPrefix" | "trimPrefix" => {
             need(f, &a, 2)?;
-            let (x, p) = if f == "TrimPrefix" { (s(&a[0]), s(&a[1])) } else { (s(&a[1]), s(&a[0])) };
-            V::Str(x.strip_prefix(p.as_str()).map(str::to_string).unwrap_or(x.clone()))
+            let (x, p) = if f == "TrimPrefix" {
+                (s(&a[0]), s(&a[1]))
+            } else {
+                (s(&a[1]), s(&a[0]))
+            };
+            V::Str(
+                x.strip_prefix(p.as_str())
+                    .map(str::to_string)
+                    .unwrap_or(x.clone()),
+            )
         }
         "TrimSuffix" | "trimSuffix" => {
             need(f, &a, 2)?;
-            let (x, p) = if f == "TrimSuffix" { (s(&a[0]), s(&a[1])) } else { (s(&a[1]), s(&a[0])) };
-            V::Str(x.strip_suffix(p.as_str()).map(str::to_string).unwrap_or(x.clone()))
+            let (x, p) = if f == "TrimSuffix" {
+                (s(&a[0]), s(&a[1]))
+            } else {
+                (s(&a[1]), s(&a[0]))
+            };
+            V::Str(
+                x.strip_suffix(p.as_str())
+                    .map(str::to_string)
+                    .unwrap_or(x.clone()),
+            )
         }
         "TrimSpace" | "trim" => {
             need(f, &a, 1)?;
@@ -656,9 +777,21 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
             need(f, &a, 3)?;
             let x: Vec<char> = s(&a[2]).chars().collect();
             let (st, en) = (a[0].as_i64(), a[1].as_i64());
-            let st = if st < 0 { 0 } else { (st as usize).min(x.len()) };
-            let en = if en < 0 || en as usize > x.len() { x.len() } else { en as usize };
-            V::Str(if st >= en { String::new() } else { x[st..en].iter().collect() })
+            let st = if st < 0 {
+                0
+            } else {
+                (st as usize).min(x.len())
+            };
+            let en = if en < 0 || en as usize > x.len() {
+                x.len()
+            } else {
+                en as usize
+            };
+            V::Str(if st >= en {
+                String::new()
+            } else {
+                x[st..en].iter().collect()
+            })
         }
         "contains" => {
             need(f, &a, 2)?;
@@ -713,14 +846,22 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
                 return Err(format!("wrong number of args for {f}"));
             }
             let it = a.iter().map(V::as_i64);
-            V::Int(if f == "max" { it.max().unwrap_or(0) } else { it.min().unwrap_or(0) })
+            V::Int(if f == "max" {
+                it.max().unwrap_or(0)
+            } else {
+                it.min().unwrap_or(0)
+            })
         }
         "maxf" | "minf" => {
             if a.is_empty() {
                 return Err(format!("wrong number of args for {f}"));
             }
             let it = a.iter().map(V::as_f64);
-            num_result(if f == "maxf" { it.fold(f64::MIN, f64::max) } else { it.fold(f64::MAX, f64::min) })
+            num_result(if f == "maxf" {
+                it.fold(f64::MIN, f64::max)
+            } else {
+                it.fold(f64::MAX, f64::min)
+            })
         }
         "ceil" => {
             need(f, &a, 1)?;
@@ -749,16 +890,34 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
             need(f, &a, 1)?;
             V::Str(s(&a[0]))
         }
-        "quote" => V::Str(a.iter().map(|v| go_quote(&s(v))).collect::<Vec<_>>().join(" ")),
-        "squote" => V::Str(a.iter().map(|v| format!("'{}'", s(v))).collect::<Vec<_>>().join(" ")),
+        "quote" => V::Str(
+            a.iter()
+                .map(|v| go_quote(&s(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        "squote" => V::Str(
+            a.iter()
+                .map(|v| format!("'{}'", s(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         "default" => {
             need(f, &a, 2)?;
-            if a[1].truthy() { a[1].clone() } else { a[0].clone() }
+            if a[1].truthy() {
+                a[1].clone()
+            } else {
+                a[0].clone()
+            }
         }
         "count" => {
             need(f, &a, 2)?;
             let (sub, x) = (s(&a[0]), s(&a[1]));
-            V::Int(if sub.is_empty() { x.chars().count() as i64 + 1 } else { x.matches(&sub).count() as i64 })
+            V::Int(if sub.is_empty() {
+                x.chars().count() as i64 + 1
+            } else {
+                x.matches(&sub).count() as i64
+            })
         }
         "len" => {
             need(f, &a, 1)?;
@@ -771,9 +930,17 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
             V::Str(if x.len() >= n {
                 x[..n].iter().collect()
             } else if f == "alignLeft" {
-                format!("{}{}", x.iter().collect::<String>(), " ".repeat(n - x.len()))
+                format!(
+                    "{}{}",
+                    x.iter().collect::<String>(),
+                    " ".repeat(n - x.len())
+                )
             } else {
-                format!("{}{}", " ".repeat(n - x.len()), x.iter().collect::<String>())
+                format!(
+                    "{}{}",
+                    " ".repeat(n - x.len()),
+                    x.iter().collect::<String>()
+                )
             })
         }
         "unixEpoch" | "unixEpochMillis" | "unixEpochNanos" => {
@@ -791,8 +958,16 @@ fn call(f: &str, a: Vec<V>, data: &dyn TemplateData) -> Result<V, String> {
         "indent" | "nindent" => {
             need(f, &a, 2)?;
             let pad = " ".repeat(a[0].as_i64().clamp(0, 1000) as usize);
-            let body = s(&a[1]).lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n");
-            V::Str(if f == "nindent" { format!("\n{body}") } else { body })
+            let body = s(&a[1])
+                .lines()
+                .map(|l| format!("{pad}{l}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            V::Str(if f == "nindent" {
+                format!("\n{body}")
+            } else {
+                body
+            })
         }
         "b64enc" => {
             need(f, &a, 1)?;
@@ -966,7 +1141,11 @@ fn sprintf(fmt: &str, args: &[V]) -> String {
             'q' => go_quote(&s(arg)),
             'd' => {
                 let v = arg.as_i64();
-                if plus && v >= 0 { format!("+{v}") } else { v.to_string() }
+                if plus && v >= 0 {
+                    format!("+{v}")
+                } else {
+                    v.to_string()
+                }
             }
             'f' | 'F' => {
                 let v = arg.as_f64();
@@ -984,7 +1163,9 @@ fn sprintf(fmt: &str, args: &[V]) -> String {
                 other => format!("{:X}", other.as_i64()),
             },
             't' => arg.truthy().to_string(),
-            'c' => char::from_u32(arg.as_i64() as u32).map(String::from).unwrap_or_default(),
+            'c' => char::from_u32(arg.as_i64() as u32)
+                .map(String::from)
+                .unwrap_or_default(),
             other => format!("%!{other}({})", s(arg)),
         };
         let w: usize = width.parse().unwrap_or(0);
@@ -1050,19 +1231,42 @@ mod tests {
         assert_eq!(r("L={{.level}}").unwrap(), "L=error");
         assert_eq!(r("V={{.missing}}").unwrap(), "V=");
         assert_eq!(r("{{.level | upper}}").unwrap(), "ERROR");
-        assert_eq!(r("{{ ToUpper .level }}-{{ .msg | trunc 3 }}").unwrap(), "ERROR-hel");
-        assert_eq!(r(r#"{{ printf "\x1b[31m%s\x1b[0m" .msg }}"#).unwrap().len(), 14);
+        assert_eq!(
+            r("{{ ToUpper .level }}-{{ .msg | trunc 3 }}").unwrap(),
+            "ERROR-hel"
+        );
+        assert_eq!(
+            r(r#"{{ printf "\x1b[31m%s\x1b[0m" .msg }}"#).unwrap().len(),
+            14
+        );
         assert_eq!(r(r#"{{ .missing | default "none" }}"#).unwrap(), "none");
         assert_eq!(r("{{ div .n 2 }} {{ __line__ }}").unwrap(), "3 the line");
-        assert_eq!(r("{{ __timestamp__ }}").unwrap(), "2026-01-01 00:00:20 +0000 UTC");
-        assert_eq!(r(r#"{{ replace "e" "E" .level }}"#).unwrap(), "ErrosE".replace("sE", "r"));
-        assert_eq!(r(r#"{{ if eq .level "error" }}E{{ else if .msg }}M{{ else }}X{{ end }}"#).unwrap(), "E");
+        assert_eq!(
+            r("{{ __timestamp__ }}").unwrap(),
+            "2026-01-01 00:00:20 +0000 UTC"
+        );
+        assert_eq!(
+            r(r#"{{ replace "e" "E" .level }}"#).unwrap(),
+            "ErrosE".replace("sE", "r")
+        );
+        assert_eq!(
+            r(r#"{{ if eq .level "error" }}E{{ else if .msg }}M{{ else }}X{{ end }}"#).unwrap(),
+            "E"
+        );
         assert_eq!(r("a {{- .msg -}} b").unwrap(), "ahellob");
     }
 
     #[test]
     fn errors_read_like_go() {
-        assert!(r("{{ nosuchfunc }}").unwrap_err().contains("function \"nosuchfunc\" not defined"));
-        assert!(Template::parse("label", "{{").unwrap_err().contains("template: label:1: unclosed action"));
+        assert!(
+            r("{{ nosuchfunc }}")
+                .unwrap_err()
+                .contains("function \"nosuchfunc\" not defined")
+        );
+        assert!(
+            Template::parse("label", "{{")
+                .unwrap_err()
+                .contains("template: label:1: unclosed action")
+        );
     }
 }

@@ -6,7 +6,12 @@
 /// hexadecimal floats with a mandatory `p` exponent, `_` digit separators only in literals
 /// (not accepted here).
 pub fn parse_go_float(s: &str) -> Result<f64, String> {
-    let err = || format!("strconv.ParseFloat: parsing {}: invalid syntax", go_quote(s));
+    let err = || {
+        format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            go_quote(s)
+        )
+    };
     if s.is_empty() {
         return Err(err());
     }
@@ -20,18 +25,23 @@ pub fn parse_go_float(s: &str) -> Result<f64, String> {
         f64::INFINITY
     } else if lower == "nan" {
         f64::NAN
-    } else if lower.starts_with("0x") {
-        parse_hex_float(&lower[2..]).ok_or_else(err)?
+    } else if let Some(hex) = lower.strip_prefix("0x") {
+        parse_hex_float(hex).ok_or_else(err)?
     } else {
         // Only digits, one dot and an exponent; Rust's parser would also accept "inf" forms.
-        let ok = body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        let ok = body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
             && body.bytes().any(|b| b.is_ascii_digit());
         if !ok {
             return Err(err());
         }
         let v: f64 = body.parse().map_err(|_| err())?;
         if v.is_infinite() {
-            return Err(format!("strconv.ParseFloat: parsing {}: value out of range", go_quote(s)));
+            return Err(format!(
+                "strconv.ParseFloat: parsing {}: value out of range",
+                go_quote(s)
+            ));
         }
         v
     };
@@ -72,7 +82,9 @@ pub fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -139,13 +151,19 @@ pub fn parse_go_duration(s: &str, extended: bool) -> Result<f64, String> {
         }
         let num: f64 = s[..i].parse().map_err(|_| invalid())?;
         let rest = &s[i..];
-        let ulen = rest.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(rest.len());
+        let ulen = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if ulen == 0 {
             return Err(format!("time: missing unit in duration {}", go_quote(orig)));
         }
         let unit = &rest[..ulen];
         let Some(mult) = unit_ns(unit, extended) else {
-            return Err(format!("time: unknown unit {} in duration {}", go_quote(unit), go_quote(orig)));
+            return Err(format!(
+                "time: unknown unit {} in duration {}",
+                go_quote(unit),
+                go_quote(orig)
+            ));
         };
         total += num * mult;
         s = &rest[ulen..];
@@ -205,8 +223,9 @@ pub fn parse_bytes_literal(s: &str) -> Option<u64> {
         return None;
     }
     let unit = &s[end..];
-    const UNITS: &[&str] =
-        &["B", "kB", "KB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB", "PB", "PiB", "EB", "EiB"];
+    const UNITS: &[&str] = &[
+        "B", "kB", "KB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB", "PB", "PiB", "EB", "EiB",
+    ];
     if !UNITS.contains(&unit) {
         return None;
     }
@@ -226,7 +245,11 @@ mod tests {
         assert_eq!(parse_go_float("-Inf").unwrap(), f64::NEG_INFINITY);
         assert!(parse_go_float("NaN").unwrap().is_nan());
         assert!(parse_go_float("0x1A").is_err());
-        assert!(parse_go_float("").unwrap_err().contains("parsing \"\": invalid syntax"));
+        assert!(
+            parse_go_float("")
+                .unwrap_err()
+                .contains("parsing \"\": invalid syntax")
+        );
         assert!(parse_go_float("1_000").is_err());
     }
 
@@ -236,10 +259,22 @@ mod tests {
         assert_eq!(parse_go_duration("1.5h", false).unwrap(), 5400e9);
         assert_eq!(parse_go_duration("-5s", false).unwrap(), -5e9);
         assert_eq!(parse_go_duration("500ms", false).unwrap(), 0.5e9);
-        assert!(parse_go_duration("1d", false).unwrap_err().contains("unknown unit \"d\""));
+        assert!(
+            parse_go_duration("1d", false)
+                .unwrap_err()
+                .contains("unknown unit \"d\"")
+        );
         assert_eq!(parse_go_duration("1d", true).unwrap(), 86400e9);
-        assert!(parse_go_duration("5", false).unwrap_err().contains("missing unit in duration"));
-        assert!(parse_go_duration("oops", false).unwrap_err().contains("invalid duration \"oops\""));
+        assert!(
+            parse_go_duration("5", false)
+                .unwrap_err()
+                .contains("missing unit in duration")
+        );
+        assert!(
+            parse_go_duration("oops", false)
+                .unwrap_err()
+                .contains("invalid duration \"oops\"")
+        );
     }
 
     #[test]
@@ -248,7 +283,11 @@ mod tests {
         assert_eq!(parse_bytes("2Kb").unwrap(), 2000);
         assert_eq!(parse_bytes("2,048").unwrap(), 2048);
         assert_eq!(parse_bytes("1.5B").unwrap(), 1);
-        assert!(parse_bytes("oops").unwrap_err().contains("parsing \"\": invalid syntax"));
+        assert!(
+            parse_bytes("oops")
+                .unwrap_err()
+                .contains("parsing \"\": invalid syntax")
+        );
         assert!(parse_bytes("1XB").is_err());
         assert_eq!(parse_bytes_literal("3MB"), Some(3_000_000));
         assert_eq!(parse_bytes_literal("1mb"), None);

@@ -36,10 +36,16 @@ fn go_duration(s: &str) -> Result<i64, String> {
         return Err(format!("invalid duration {s:?}"));
     }
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or(format!("missing unit in {s:?}"))?;
-        let num: f64 = rest[..n].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(format!("missing unit in {s:?}"))?;
+        let num: f64 = rest[..n]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
         let r = &rest[n..];
-        let u = r.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(r.len());
+        let u = r
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(r.len());
         let mult = match &r[..u] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
@@ -73,7 +79,11 @@ fn strip_comment(line: &str) -> &str {
 
 /// `{a="b", c=""}` → pairs (values unescaped; empty values kept).
 fn parse_label_set(s: &str) -> Result<Vec<(String, String)>, String> {
-    let inner = s.trim().strip_prefix('{').and_then(|x| x.strip_suffix('}')).ok_or(format!("bad labels {s:?}"))?;
+    let inner = s
+        .trim()
+        .strip_prefix('{')
+        .and_then(|x| x.strip_suffix('}'))
+        .ok_or(format!("bad labels {s:?}"))?;
     let mut out = Vec::new();
     let mut rest = inner.trim();
     while !rest.is_empty() {
@@ -113,7 +123,11 @@ fn parse_label_set(s: &str) -> Result<Vec<(String, String)>, String> {
 fn split_quoted(s: &str) -> Result<(String, &str), String> {
     let start = s.find(['"', '`']).ok_or("missing quoted log line")?;
     let q = &s[start..start + 1];
-    let end = s[start + 1..].find(q).ok_or("unterminated quoted log line")? + start + 1;
+    let end = s[start + 1..]
+        .find(q)
+        .ok_or("unterminated quoted log line")?
+        + start
+        + 1;
     Ok((s[start + 1..end].to_string(), &s[end + 1..]))
 }
 
@@ -128,7 +142,9 @@ fn parse_metadata(inner: &str) -> Result<Vec<(String, String)>, String> {
             let e = rest.find('=').ok_or("bad metadata")?;
             (rest[..e].to_string(), &rest[e..])
         };
-        let after = after.strip_prefix("=\"").ok_or(format!("bad metadata {inner:?}"))?;
+        let after = after
+            .strip_prefix("=\"")
+            .ok_or(format!("bad metadata {inner:?}"))?;
         let e = after.find('"').ok_or("bad metadata value")?;
         out.push((key, after[..e].to_string()));
         rest = after[e + 1..].trim_start();
@@ -144,7 +160,11 @@ fn load_line(store: &MemLogStore, line: &str) -> Result<(), String> {
     let end = line.find('}').ok_or("expected stream labels")?;
     let labels = Labels::from_pairs(parse_label_set(&line[..=end])?);
     let (message, rest) = split_quoted(&line[end + 1..])?;
-    let rest = rest.trim_start().strip_prefix('@').ok_or("missing '@ <start>'")?.trim_start();
+    let rest = rest
+        .trim_start()
+        .strip_prefix('@')
+        .ok_or("missing '@ <start>'")?
+        .trim_start();
     let ts_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     let start = go_duration(&rest[..ts_end])?;
     let mut rest = rest[ts_end..].trim_start();
@@ -282,9 +302,22 @@ struct Eval {
 fn parse_eval(line: &str) -> Result<Eval, String> {
     let rest = line.trim_start_matches("eval").trim();
     if let Some(r) = rest.strip_prefix("instant") {
-        let r = r.trim().strip_prefix("at").ok_or("malformed eval instant")?.trim_start();
-        let sp = r.find(char::is_whitespace).ok_or("malformed eval instant")?;
-        Ok(Eval { instant: true, t: go_duration(&r[..sp])?, start: 0, end: 0, step: 0, query: r[sp..].trim().to_string() })
+        let r = r
+            .trim()
+            .strip_prefix("at")
+            .ok_or("malformed eval instant")?
+            .trim_start();
+        let sp = r
+            .find(char::is_whitespace)
+            .ok_or("malformed eval instant")?;
+        Ok(Eval {
+            instant: true,
+            t: go_duration(&r[..sp])?,
+            start: 0,
+            end: 0,
+            step: 0,
+            query: r[sp..].trim().to_string(),
+        })
     } else if let Some(r) = rest.strip_prefix("range") {
         let parts: Vec<&str> = r.split_whitespace().collect();
         if parts.len() < 7 || parts[0] != "from" || parts[2] != "to" || parts[4] != "step" {
@@ -293,7 +326,10 @@ fn parse_eval(line: &str) -> Result<Eval, String> {
         // Skip the six leading words to find where the query starts.
         let mut query_at = 0;
         for w in &parts[..6] {
-            query_at = r[query_at..].find(w).map(|i| query_at + i + w.len()).ok_or("malformed eval range")?;
+            query_at = r[query_at..]
+                .find(w)
+                .map(|i| query_at + i + w.len())
+                .ok_or("malformed eval range")?;
         }
         Ok(Eval {
             instant: false,
@@ -329,8 +365,13 @@ fn check(engine: &LogqlEngine, store: &MemLogStore, ev: &Eval, exp: &Expect) -> 
             Err(e) => e.to_string(),
         };
         return match kind {
-            1 if !err.contains(text.as_str()) => Err(format!("error {err:?} does not contain {text:?}")),
-            2 if !regex::Regex::new(text).map_err(|e| e.to_string())?.is_match(&err) => {
+            1 if !err.contains(text.as_str()) => {
+                Err(format!("error {err:?} does not contain {text:?}"))
+            }
+            2 if !regex::Regex::new(text)
+                .map_err(|e| e.to_string())?
+                .is_match(&err) =>
+            {
                 Err(format!("error {err:?} does not match /{text}/"))
             }
             _ => Ok(()),
@@ -339,7 +380,9 @@ fn check(engine: &LogqlEngine, store: &MemLogStore, ev: &Eval, exp: &Expect) -> 
     let v = res.map_err(|e| format!("unexpected error: {e}"))?;
     match v {
         QueryValue::Scalar { v, .. } => {
-            let Some(want) = exp.scalar else { return Err(format!("got scalar {v}, expected other")) };
+            let Some(want) = exp.scalar else {
+                return Err(format!("got scalar {v}, expected other"));
+            };
             if !floats_equal(want, v) {
                 return Err(format!("scalar: want {want}, got {v}"));
             }
@@ -347,7 +390,11 @@ fn check(engine: &LogqlEngine, store: &MemLogStore, ev: &Eval, exp: &Expect) -> 
         }
         QueryValue::Vector(vec) => {
             if exp.empty {
-                return if vec.is_empty() { Ok(()) } else { Err(format!("expected empty, got {vec:?}")) };
+                return if vec.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("expected empty, got {vec:?}"))
+                };
             }
             if exp.scalar.is_some() {
                 return Err("expected a scalar, got a vector".into());
@@ -357,25 +404,45 @@ fn check(engine: &LogqlEngine, store: &MemLogStore, ev: &Eval, exp: &Expect) -> 
             }
             if exp.ordered {
                 if vec.len() != exp.series.len() {
-                    return Err(format!("series count: want {}, got {}", exp.series.len(), vec.len()));
+                    return Err(format!(
+                        "series count: want {}, got {}",
+                        exp.series.len(),
+                        vec.len()
+                    ));
                 }
                 for (i, (l, s)) in exp.series.iter().enumerate() {
-                    if vec[i].labels != *l || s.len() != 1 || !s[0].is_some_and(|w| floats_equal(w, vec[i].v)) {
-                        return Err(format!("position {i}: want {l} {s:?}, got {} {}", vec[i].labels, vec[i].v));
+                    if vec[i].labels != *l
+                        || s.len() != 1
+                        || !s[0].is_some_and(|w| floats_equal(w, vec[i].v))
+                    {
+                        return Err(format!(
+                            "position {i}: want {l} {s:?}, got {} {}",
+                            vec[i].labels, vec[i].v
+                        ));
                     }
                 }
                 return Ok(());
             }
             if vec.len() != exp.series.len() {
-                let got: Vec<String> = vec.iter().map(|s| format!("{} {}", s.labels, s.v)).collect();
-                return Err(format!("series count: want {}, got {} {got:?}", exp.series.len(), vec.len()));
+                let got: Vec<String> = vec
+                    .iter()
+                    .map(|s| format!("{} {}", s.labels, s.v))
+                    .collect();
+                return Err(format!(
+                    "series count: want {}, got {} {got:?}",
+                    exp.series.len(),
+                    vec.len()
+                ));
             }
             for (l, s) in &exp.series {
                 if s.len() != 1 || s[0].is_none() {
                     return Err(format!("bad instant expectation for {l}"));
                 }
                 let Some(got) = vec.iter().find(|g| g.labels == *l) else {
-                    let got: Vec<String> = vec.iter().map(|s| format!("{} {}", s.labels, s.v)).collect();
+                    let got: Vec<String> = vec
+                        .iter()
+                        .map(|s| format!("{} {}", s.labels, s.v))
+                        .collect();
                     return Err(format!("missing series {l}; got {got:?}"));
                 };
                 if !s[0].is_some_and(|w| floats_equal(w, got.v)) {
@@ -386,20 +453,38 @@ fn check(engine: &LogqlEngine, store: &MemLogStore, ev: &Eval, exp: &Expect) -> 
         }
         QueryValue::Matrix(m) => {
             if exp.empty {
-                return if m.is_empty() { Ok(()) } else { Err(format!("expected empty, got {m:?}")) };
+                return if m.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("expected empty, got {m:?}"))
+                };
             }
             if exp.scalar.is_some() {
                 return Err("expected a scalar, got a matrix".into());
             }
-            let steps: Vec<i64> =
-                (0..).map(|i| ev.start + i * ev.step).take_while(|t| *t <= ev.end).map(|t| EPOCH_NS + t).collect();
+            let steps: Vec<i64> = (0..)
+                .map(|i| ev.start + i * ev.step)
+                .take_while(|t| *t <= ev.end)
+                .map(|t| EPOCH_NS + t)
+                .collect();
             if m.len() != exp.series.len() {
-                let got: Vec<String> = m.iter().map(|s| format!("{} {:?}", s.labels, s.points)).collect();
-                return Err(format!("series count: want {}, got {} {got:?}", exp.series.len(), m.len()));
+                let got: Vec<String> = m
+                    .iter()
+                    .map(|s| format!("{} {:?}", s.labels, s.points))
+                    .collect();
+                return Err(format!(
+                    "series count: want {}, got {} {got:?}",
+                    exp.series.len(),
+                    m.len()
+                ));
             }
             for (l, want) in &exp.series {
                 if want.len() != steps.len() {
-                    return Err(format!("series {l}: {} points for {} steps", want.len(), steps.len()));
+                    return Err(format!(
+                        "series {l}: {} points for {} steps",
+                        want.len(),
+                        steps.len()
+                    ));
                 }
                 let Some(got) = m.iter().find(|g| g.labels == *l) else {
                     let got: Vec<String> = m.iter().map(|s| s.labels.to_string()).collect();
@@ -410,7 +495,12 @@ fn check(engine: &LogqlEngine, store: &MemLogStore, ev: &Eval, exp: &Expect) -> 
                     match (w, g) {
                         (None, None) => {}
                         (Some(w), Some(g)) if floats_equal(*w, g) => {}
-                        _ => return Err(format!("series {l} step {i}: want {w:?}, got {g:?} (all {:?})", got.points)),
+                        _ => {
+                            return Err(format!(
+                                "series {l} step {i}: want {w:?}, got {g:?} (all {:?})",
+                                got.points
+                            ));
+                        }
                     }
                 }
                 if got.points.iter().any(|p| !steps.contains(&p.0)) {
@@ -419,7 +509,10 @@ fn check(engine: &LogqlEngine, store: &MemLogStore, ev: &Eval, exp: &Expect) -> 
             }
             Ok(())
         }
-        QueryValue::Streams(s) => Err(format!("got log streams ({} streams) for a metric eval", s.len())),
+        QueryValue::Streams(s) => Err(format!(
+            "got log streams ({} streams) for a metric eval",
+            s.len()
+        )),
     }
 }
 
@@ -478,10 +571,12 @@ fn run_file(engine: &LogqlEngine, text: &str, verbose: bool, name: &str) -> (usi
                 let exp_lines = block(&mut i);
                 total += 1;
                 let outcome = match (parse_eval(&head), parse_expect(&exp_lines)) {
-                    (Ok(ev), Ok(exp)) => match catch_unwind(AssertUnwindSafe(|| check(engine, &store, &ev, &exp))) {
-                        Ok(r) => r,
-                        Err(_) => Err("panicked".to_string()),
-                    },
+                    (Ok(ev), Ok(exp)) => {
+                        match catch_unwind(AssertUnwindSafe(|| check(engine, &store, &ev, &exp))) {
+                            Ok(r) => r,
+                            Err(_) => Err("panicked".to_string()),
+                        }
+                    }
                     (Err(e), _) | (_, Err(e)) => Err(format!("cannot parse case: {e}")),
                 };
                 match outcome {
@@ -510,23 +605,45 @@ fn logql_peer_corpus() {
             eprintln!("LogQL peer corpus missing at {}; skipped", dir.display());
             return;
         }
-        panic!("LogQL peer corpus missing at {} (set LOOKOUT_ALLOW_MISSING_PEER_TESTS=1 to skip)", dir.display());
+        panic!(
+            "LogQL peer corpus missing at {} (set LOOKOUT_ALLOW_MISSING_PEER_TESTS=1 to skip)",
+            dir.display()
+        );
     };
-    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "logqltest")).collect();
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "logqltest"))
+        .collect();
     files.sort();
-    assert!(!files.is_empty(), "no .logqltest files in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no .logqltest files in {}",
+        dir.display()
+    );
     let verbose = std::env::var("LOOKOUT_LOGQL_PEER_VERBOSE").as_deref() == Ok("1");
     let engine = LogqlEngine::new(EngineOptions::default());
     let (mut passed, mut total) = (0, 0);
     for f in &files {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
         let (p, t) = run_file(&engine, &text, verbose, &name);
         println!("{name:<32} {p:>4}/{t:<4}");
         passed += p;
         total += t;
     }
     let rate = passed as f64 / total.max(1) as f64;
-    println!("{:<32} {passed:>4}/{total:<4} ({:.1}%)", "TOTAL", rate * 100.0);
-    assert!(rate >= FLOOR, "LogQL peer pass rate {:.3} fell below the floor {FLOOR}", rate);
+    println!(
+        "{:<32} {passed:>4}/{total:<4} ({:.1}%)",
+        "TOTAL",
+        rate * 100.0
+    );
+    assert!(
+        rate >= FLOOR,
+        "LogQL peer pass rate {:.3} fell below the floor {FLOOR}",
+        rate
+    );
 }

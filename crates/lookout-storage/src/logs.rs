@@ -28,12 +28,21 @@ pub struct LogEntry {
 
 impl LogEntry {
     pub fn new(ts_ns: TimestampNs, line: impl Into<String>) -> Self {
-        LogEntry { ts_ns, line: line.into(), structured_metadata: Vec::new() }
+        LogEntry {
+            ts_ns,
+            line: line.into(),
+            structured_metadata: Vec::new(),
+        }
     }
 
     /// Bytes counted against a query's byte limit: the line plus metadata names and values.
     pub fn byte_size(&self) -> usize {
-        self.line.len() + self.structured_metadata.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+        self.line.len()
+            + self
+                .structured_metadata
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
     }
 }
 
@@ -99,12 +108,20 @@ pub type LogSink<'s> = dyn FnMut(&Labels, &[LogEntry]) -> ControlFlow<()> + 's;
 pub trait LogQueryable: Send + Sync {
     /// Streams matching all `params.matchers`, restricted to `[start_ns, end_ns)`, delivered to
     /// `sink` batch by batch. Streams with no entry in the range are not delivered.
-    fn select_logs(&self, params: &LogSelectParams<'_>, sink: &mut LogSink<'_>) -> Result<(), StorageError>;
+    fn select_logs(
+        &self,
+        params: &LogSelectParams<'_>,
+        sink: &mut LogSink<'_>,
+    ) -> Result<(), StorageError>;
 
     /// Label sets of the streams matching all `matchers` with entries in `[start_ns, end_ns)`,
     /// sorted.
-    fn log_series(&self, matchers: &[Matcher], start_ns: TimestampNs, end_ns: TimestampNs)
-    -> Result<Vec<Labels>, StorageError>;
+    fn log_series(
+        &self,
+        matchers: &[Matcher],
+        start_ns: TimestampNs,
+        end_ns: TimestampNs,
+    ) -> Result<Vec<Labels>, StorageError>;
 
     /// Sorted, distinct stream label names (all streams when `matchers` is empty).
     fn log_label_names(
@@ -170,7 +187,12 @@ impl MemLogStore {
         if lo >= hi { &[] } else { &entries[lo..hi] }
     }
 
-    fn matching_labels(&self, matchers: &[Matcher], start: TimestampNs, end: TimestampNs) -> Vec<Labels> {
+    fn matching_labels(
+        &self,
+        matchers: &[Matcher],
+        start: TimestampNs,
+        end: TimestampNs,
+    ) -> Vec<Labels> {
         self.streams
             .read()
             .iter()
@@ -181,7 +203,11 @@ impl MemLogStore {
 }
 
 impl LogQueryable for MemLogStore {
-    fn select_logs(&self, params: &LogSelectParams<'_>, sink: &mut LogSink<'_>) -> Result<(), StorageError> {
+    fn select_logs(
+        &self,
+        params: &LogSelectParams<'_>,
+        sink: &mut LogSink<'_>,
+    ) -> Result<(), StorageError> {
         let streams = self.streams.read();
         let mut entries_seen = 0usize;
         let mut bytes_seen = 0usize;
@@ -205,14 +231,23 @@ impl LogQueryable for MemLogStore {
                 if let Some(limit) = params.max_bytes
                     && bytes_seen > limit
                 {
-                    return Err(StorageError::Other(format!("query would read more than {limit} bytes of log lines")));
+                    return Err(StorageError::Other(format!(
+                        "query would read more than {limit} bytes of log lines"
+                    )));
                 }
                 let flow = sink(labels, batch);
                 batch.clear();
                 Ok(flow)
             };
-            let keep = |e: &LogEntry| params.required_substrings.iter().all(|s| e.line.contains(s.as_str()));
-            let mut push = |e: &LogEntry, batch: &mut Vec<LogEntry>| -> Result<ControlFlow<()>, StorageError> {
+            let keep = |e: &LogEntry| {
+                params
+                    .required_substrings
+                    .iter()
+                    .all(|s| e.line.contains(s.as_str()))
+            };
+            let mut push = |e: &LogEntry,
+                            batch: &mut Vec<LogEntry>|
+             -> Result<ControlFlow<()>, StorageError> {
                 if keep(e) {
                     batch.push(e.clone());
                     if batch.len() >= MEM_BATCH {
@@ -298,14 +333,20 @@ mod tests {
         let a = Labels::from_pairs([("app", "a")]);
         let b = Labels::from_pairs([("app", "b"), ("env", "prod")]);
         for i in 0..3000 {
-            s.push(&a, LogEntry::new(i * 10, format!("line {i} needle={}", i % 2)));
+            s.push(
+                &a,
+                LogEntry::new(i * 10, format!("line {i} needle={}", i % 2)),
+            );
         }
         s.push(&b, LogEntry::new(5, "b0"));
         s.push(&b, LogEntry::new(1, "b-first"));
         s
     }
 
-    fn collect(s: &MemLogStore, p: &LogSelectParams<'_>) -> Result<Vec<(Labels, LogEntry)>, StorageError> {
+    fn collect(
+        s: &MemLogStore,
+        p: &LogSelectParams<'_>,
+    ) -> Result<Vec<(Labels, LogEntry)>, StorageError> {
         let mut out = Vec::new();
         s.select_logs(p, &mut |l, es| {
             out.extend(es.iter().map(|e| (l.clone(), e.clone())));
@@ -324,7 +365,10 @@ mod tests {
         let mut p = LogSelectParams::new(&m, 0, 100);
         p.direction = Direction::Backward;
         let got = collect(&s, &p).unwrap();
-        assert_eq!(got.iter().map(|(_, e)| e.line.as_str()).collect::<Vec<_>>(), ["b0", "b-first"]);
+        assert_eq!(
+            got.iter().map(|(_, e)| e.line.as_str()).collect::<Vec<_>>(),
+            ["b0", "b-first"]
+        );
     }
 
     #[test]
@@ -343,7 +387,10 @@ mod tests {
         p.required_substrings = &req;
         assert_eq!(collect(&s, &p).unwrap().len(), 1500);
         p.max_entries = Some(100);
-        assert!(matches!(collect(&s, &p), Err(StorageError::TooManySamples { limit: 100 })));
+        assert!(matches!(
+            collect(&s, &p),
+            Err(StorageError::TooManySamples { limit: 100 })
+        ));
         let mut stopped = 0;
         s.select_logs(&LogSelectParams::new(&m, 0, i64::MAX), &mut |_, es| {
             stopped += es.len();
@@ -358,7 +405,12 @@ mod tests {
         let s = store();
         assert_eq!(s.log_label_names(&[], 0, 10).unwrap(), ["app", "env"]);
         assert_eq!(s.log_label_values("app", &[], 0, 10).unwrap(), ["a", "b"]);
-        assert_eq!(s.log_series(&[Matcher::equal("env", "prod")], 0, 10).unwrap().len(), 1);
+        assert_eq!(
+            s.log_series(&[Matcher::equal("env", "prod")], 0, 10)
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(s.log_series(&[], 100_000, 200_000).unwrap().is_empty());
     }
 }
