@@ -32,8 +32,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Tail log files and push them to Loki (NOT AVAILABLE YET: arrives with the log agent).
     Agent(UnavailableArgs),
-    /// Run the Redis or PostgreSQL exporter (NOT AVAILABLE YET: arrives with the exporters).
-    Exporter(UnavailableArgs),
+    /// Run the Redis (:9121) or PostgreSQL (:9187) exporter, compatible with redis_exporter
+    /// and postgres_exporter.
+    Exporter(crate::exporter::ExporterArgs),
     /// Run an instant PromQL query (or a range query with --start/--end) against a server.
     Query(QueryArgs),
     /// Run a LogQL query against a server (NOT AVAILABLE YET: arrives with the logs store).

@@ -1,6 +1,8 @@
 //! `lookout`: the binary only wires the crates together (ARCHITECTURE §2).
 
 mod cli;
+mod demo;
+mod exporter;
 mod query;
 mod serve;
 mod targets;
@@ -27,11 +29,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await,
-            Command::Demo(args) => serve::demo(args).await,
+            Command::Demo(args) => demo::demo(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Check(args) => check(args),
             Command::Agent(_) => unavailable("agent", "the log agent (Promtail's job)"),
-            Command::Exporter(_) => unavailable("exporter", "the Redis and PostgreSQL exporters"),
+            Command::Exporter(args) => exporter::run(args).await,
             Command::Logs(_) => unavailable("logs", "the Loki-compatible log store and LogQL"),
             Command::Test(_) => unavailable("test rules", "the rules engine"),
         }
