@@ -21,7 +21,7 @@ use lookout_scrape::{ScrapeManager, ScrapeOptions};
 use lookout_storage::{Appendable, Queryable};
 use lookout_tsdb::{Tsdb, TsdbOptions};
 
-use crate::cli::{DemoArgs, Listen, ListenArgs, QueryLimitArgs, ServeArgs, StorageArgs};
+use crate::cli::{Listen, ServeArgs};
 use crate::targets::ScrapeTargets;
 
 /// How often retention is enforced.
