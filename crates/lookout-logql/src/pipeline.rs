@@ -562,7 +562,7 @@ pub fn parse_logfmt<'a>(
                             b'/' => out.push('/'),
                             _ => bad = true,
                         }
-                        i += 2;
+                        i += 1 + s[i + 1..].chars().next().map_or(1, char::len_utf8);
                     }
                     _ => {
                         let ch = s[i..].chars().next().unwrap_or_default();

@@ -511,8 +511,10 @@ fn tokenize(s: &str) -> Result<Vec<T>, String> {
                                 b'\\' => v.push('\\'),
                                 b'"' => v.push('"'),
                                 b'x' if j + 2 <= b.len() => {
-                                    let h = u8::from_str_radix(&s[j..j + 2], 16)
-                                        .map_err(|_| "invalid syntax".to_string())?;
+                                    let h = s
+                                        .get(j..j + 2)
+                                        .and_then(|x| u8::from_str_radix(x, 16).ok())
+                                        .ok_or_else(|| "invalid syntax".to_string())?;
                                     v.push(char::from(h));
                                     j += 2;
                                 }
