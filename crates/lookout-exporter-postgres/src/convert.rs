@@ -10,7 +10,7 @@ pub fn pg_value(v: Option<&str>) -> f64 {
     }
 }
 
-/// A non-NULL value: number, boolean, or an ISO timestamp (`DateStyle=ISO`).
+/// A non-NULL value: number, boolean, or an ISO timestamp (`DateStyle=ISO`) in whole seconds.
 pub fn parse_scalar(s: &str) -> Option<f64> {
     let s = s.trim();
     match s {
@@ -21,7 +21,8 @@ pub fn parse_scalar(s: &str) -> Option<f64> {
     if let Ok(v) = s.parse::<f64>() {
         return Some(v);
     }
-    parse_timestamp(s)
+    // Whole seconds, as Go's `time.Time.Unix()` gives postgres_exporter.
+    parse_timestamp(s).map(f64::floor)
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM]|-HH[:MM]]` → Unix seconds.
@@ -169,6 +170,7 @@ mod tests {
         assert_eq!(pg_value(Some("0.127")), 0.127);
         assert!(pg_value(None).is_nan());
         assert!(pg_value(Some("idle")).is_nan());
+        assert_eq!(pg_value(Some("1970-01-01 00:00:01.75+00")), 1.0);
     }
 
     #[test]

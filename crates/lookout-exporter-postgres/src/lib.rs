@@ -278,25 +278,25 @@ const USER_TABLE_COLUMNS: &[(&str, &str, MetricType, &str)] = &[
         "Estimated number of rows changed since last analyze",
     ),
     (
-        "COALESCE(EXTRACT(EPOCH FROM last_vacuum), 0)",
+        "COALESCE(floor(EXTRACT(EPOCH FROM last_vacuum)), 0)",
         "last_vacuum",
         MetricType::Gauge,
         "Last time at which this table was manually vacuumed (not counting VACUUM FULL)",
     ),
     (
-        "COALESCE(EXTRACT(EPOCH FROM last_autovacuum), 0)",
+        "COALESCE(floor(EXTRACT(EPOCH FROM last_autovacuum)), 0)",
         "last_autovacuum",
         MetricType::Gauge,
         "Last time at which this table was vacuumed by the autovacuum daemon",
     ),
     (
-        "COALESCE(EXTRACT(EPOCH FROM last_analyze), 0)",
+        "COALESCE(floor(EXTRACT(EPOCH FROM last_analyze)), 0)",
         "last_analyze",
         MetricType::Gauge,
         "Last time at which this table was manually analyzed",
     ),
     (
-        "COALESCE(EXTRACT(EPOCH FROM last_autoanalyze), 0)",
+        "COALESCE(floor(EXTRACT(EPOCH FROM last_autoanalyze)), 0)",
         "last_autoanalyze",
         MetricType::Gauge,
         "Last time at which this table was analyzed by the autovacuum daemon",
@@ -393,10 +393,7 @@ impl PgCollector {
         config.connect_timeout(opts.timeout);
         config.application_name("lookout_exporter");
         // Timestamps come back as UTC ISO text, parsed by `parse_timestamp`.
-        let statement_ms = opts.timeout.as_millis().max(1);
-        config.options(format!(
-            "-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout={statement_ms}"
-        ));
+        config.options("-c TimeZone=UTC -c DateStyle=ISO");
         let server = server_label(&config);
         Ok(PgCollector {
             opts,
@@ -423,6 +420,12 @@ impl PgCollector {
                 tracing::debug!(error = %e, "postgres connection ended");
             }
         });
+        // A session-level SET (not a startup option) leaves `reset_val` in pg_settings at the
+        // server's configured value, which is what pg_settings_statement_timeout reports.
+        let statement_ms = self.opts.timeout.as_millis().max(1);
+        client
+            .batch_execute(&format!("SET statement_timeout = {statement_ms}"))
+            .await?;
         Ok(client)
     }
 
@@ -504,7 +507,8 @@ impl PgCollector {
              ORDER BY schemaname, relname LIMIT {maxtab}",
             columns.join(", ")
         );
-        let settings = "SELECT name, setting, COALESCE(unit, ''), short_desc, vartype FROM pg_settings \
+        let settings = "SELECT name, CASE WHEN name = 'statement_timeout' THEN reset_val ELSE setting END, \
+             COALESCE(unit, ''), short_desc, vartype FROM pg_settings \
              WHERE vartype IN ('bool', 'integer', 'real') AND name != 'sync_commit_cancel_wait'";
 
         let version = match q(c, "SELECT version(), current_setting('server_version'), current_setting('server_version_num')::int").await {
@@ -524,11 +528,11 @@ impl PgCollector {
         let bgwriter_sql = if vnum >= 170000 {
             "SELECT c.num_timed, c.num_requested, c.write_time, c.sync_time, c.buffers_written, \
              b.buffers_clean, b.maxwritten_clean, NULL, NULL, b.buffers_alloc, \
-             EXTRACT(EPOCH FROM b.stats_reset) FROM pg_stat_bgwriter b, pg_stat_checkpointer c"
+             floor(EXTRACT(EPOCH FROM b.stats_reset)) FROM pg_stat_bgwriter b, pg_stat_checkpointer c"
         } else {
             "SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, \
              buffers_checkpoint, buffers_clean, maxwritten_clean, buffers_backend, \
-             buffers_backend_fsync, buffers_alloc, EXTRACT(EPOCH FROM stats_reset) FROM pg_stat_bgwriter"
+             buffers_backend_fsync, buffers_alloc, floor(EXTRACT(EPOCH FROM stats_reset)) FROM pg_stat_bgwriter"
         };
         let settings_fut = async {
             if self.opts.disable_settings {
@@ -579,7 +583,10 @@ impl PgCollector {
                 c,
                 "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0 ELSE GREATEST(0, EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END"
             ),
-            q(c, "SELECT EXTRACT(EPOCH FROM pg_postmaster_start_time())"),
+            q(
+                c,
+                "SELECT floor(EXTRACT(EPOCH FROM pg_postmaster_start_time()))"
+            ),
             q(c, &user_tables),
             async {
                 let r = q(c, bgwriter_sql).await;
