@@ -286,7 +286,12 @@ impl Evaluator<'_> {
                 let key = match key {
                     Some(k) => k,
                     None => {
-                        apply_grouping(st.to_sorted(), grouping, unwrap.map(|u| u.label.as_str()))
+                        let (by, without): (Option<&[String]>, &[String]) = match grouping {
+                            None => (None, &[]),
+                            Some(g) if g.without => (None, &g.labels),
+                            Some(g) => (Some(&g.labels), &[]),
+                        };
+                        st.grouped_key(by, without, unwrap.map(|u| u.label.as_str()))
                     }
                 };
                 loaded += 1;

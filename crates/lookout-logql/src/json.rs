@@ -1,5 +1,8 @@
 //! A small JSON reader for the `json` and `unpack` stages: keeps object keys in document order
-//! (so "first duplicate wins" is possible) and numbers as their source text.
+//! (so "first duplicate wins" is possible), numbers as their source text, and strings without
+//! escapes borrowed from the line.
+
+use std::borrow::Cow;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum JVal<'a> {
@@ -7,9 +10,9 @@ pub enum JVal<'a> {
     Bool(bool),
     /// The number's source text.
     Num(&'a str),
-    Str(String),
+    Str(Cow<'a, str>),
     Arr(Vec<JVal<'a>>),
-    Obj(Vec<(String, JVal<'a>)>),
+    Obj(Vec<(Cow<'a, str>, JVal<'a>)>),
 }
 
 pub struct JsonError {
@@ -19,7 +22,7 @@ pub struct JsonError {
 const MAX_DEPTH: usize = 128;
 
 /// Parses a whole JSON document; the top level must be an object.
-pub fn parse_object(src: &str) -> Result<Vec<(String, JVal<'_>)>, JsonError> {
+pub fn parse_object(src: &str) -> Result<Vec<(Cow<'_, str>, JVal<'_>)>, JsonError> {
     let mut p = Reader {
         s: src,
         b: src.as_bytes(),
@@ -159,9 +162,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string(&mut self) -> Result<String, JsonError> {
+    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         self.i += 1; // opening quote
-        let mut out = String::new();
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c == b'"' {
+                self.i += 1;
+                return Ok(Cow::Borrowed(&self.s[start..self.i - 1]));
+            }
+            if c == b'\\' || c < 0x20 {
+                break;
+            }
+            self.i += 1;
+        }
+        let mut out = String::from(&self.s[start..self.i]);
         loop {
             let st = self.i;
             while let Some(c) = self.peek() {
@@ -174,13 +188,11 @@ impl<'a> Reader<'a> {
             match self.peek() {
                 Some(b'"') => {
                     self.i += 1;
-                    return Ok(out);
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     self.i += 1;
-                    let Some(e) = self.peek() else {
-                        return Err(self.err("unterminated string"));
-                    };
+                    let Some(e) = self.peek() else { return Err(self.err("unterminated string")) };
                     self.i += 1;
                     match e {
                         b'"' => out.push('"'),
@@ -193,9 +205,7 @@ impl<'a> Reader<'a> {
                         b't' => out.push('\t'),
                         b'u' => {
                             let hi = self.hex4()?;
-                            let cp = if (0xD800..0xDC00).contains(&hi)
-                                && self.s[self.i..].starts_with("\\u")
-                            {
+                            let cp = if (0xD800..0xDC00).contains(&hi) && self.s[self.i..].starts_with("\\u") {
                                 self.i += 2;
                                 let lo = self.hex4()?;
                                 0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3ff)
@@ -280,7 +290,7 @@ mod tests {
         let o = parse_object(r#"{"a":1.50,"b":{"c":[1,"x"]},"a":"second","s":"q\"\u00e9"}"#)
             .ok()
             .unwrap();
-        assert_eq!(o[0], ("a".to_string(), JVal::Num("1.50")));
+        assert_eq!(o[0], (Cow::Borrowed("a"), JVal::Num("1.50")));
         assert_eq!(o[2].0, "a");
         assert_eq!(o[3].1, JVal::Str("q\"é".into()));
         let mut s = String::new();

@@ -33,8 +33,9 @@ pub struct LabelState {
     pub labels: Vec<(String, String, Cat)>,
     pub err: Option<String>,
     pub err_details: Option<String>,
-    /// Names set by the parser stage currently running (first value wins within a stage).
-    stage_keys: Vec<String>,
+    /// Indexes (into `labels`) set by the parser stage currently running (first value wins
+    /// within a stage).
+    stage_keys: Vec<usize>,
 }
 
 impl LabelState {
@@ -94,20 +95,46 @@ impl LabelState {
 
     /// Adds a parsed label with the conflict rules; within one stage the first value wins.
     fn set_parsed(&mut self, name: &str, value: &str) {
-        let target: Cow<'_, str> = if self
-            .labels
-            .iter()
-            .any(|(n, _, c)| n == name && *c != Cat::Parsed)
-        {
+        let target: Cow<'_, str> = if self.labels.iter().any(|(n, _, c)| n == name && *c != Cat::Parsed) {
             Cow::Owned(format!("{name}_extracted"))
         } else {
             Cow::Borrowed(name)
         };
-        if self.stage_keys.iter().any(|k| k == target.as_ref()) {
+        if self.stage_keys.iter().any(|&i| self.labels.get(i).is_some_and(|l| l.0 == target.as_ref())) {
             return;
         }
-        self.stage_keys.push(target.to_string());
-        self.set_raw(&target, value, Cat::Parsed);
+        let idx = match self.labels.iter().position(|(n, _, _)| n == target.as_ref()) {
+            Some(i) => {
+                let l = &mut self.labels[i];
+                l.1.clear();
+                l.1.push_str(value);
+                l.2 = Cat::Parsed;
+                i
+            }
+            None => {
+                self.labels.push((target.into_owned(), value.to_string(), Cat::Parsed));
+                self.labels.len() - 1
+            }
+        };
+        self.stage_keys.push(idx);
+    }
+
+    /// The series key of a range aggregation: error labels always kept, the unwrapped label
+    /// dropped, `by`/`without` applied — built without copying labels that go away.
+    pub fn grouped_key(&self, by: Option<&[String]>, without: &[String], drop: Option<&str>) -> Vec<(String, String)> {
+        let keep = |n: &str| {
+            drop != Some(n) && by.is_none_or(|b| b.iter().any(|x| x == n)) && !without.iter().any(|x| x == n)
+        };
+        let mut v: Vec<(String, String)> =
+            self.labels.iter().filter(|(n, _, _)| keep(n)).map(|(n, v, _)| (n.clone(), v.clone())).collect();
+        if let Some(e) = &self.err {
+            v.push((ERROR_LABEL.into(), e.clone()));
+            if let Some(d) = &self.err_details {
+                v.push((ERROR_DETAILS_LABEL.into(), d.clone()));
+            }
+        }
+        v.sort_unstable();
+        v
     }
 
     pub fn set_err(&mut self, err: &str, details: impl Into<String>) {
@@ -136,7 +163,12 @@ impl LabelState {
 }
 
 /// Replaces a label-name-invalid character with `_`; a leading digit gets a `_` prefix.
-pub fn sanitize_key(key: &str) -> String {
+pub fn sanitize_key(key: &str) -> Cow<'_, str> {
+    let valid = !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if valid {
+        return Cow::Borrowed(key);
+    }
     let mut out = String::with_capacity(key.len() + 1);
     if key.chars().next().is_some_and(|c| c.is_ascii_digit()) {
         out.push('_');
@@ -148,7 +180,7 @@ pub fn sanitize_key(key: &str) -> String {
             out.push('_');
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 struct Data<'a> {
@@ -373,7 +405,7 @@ fn run_parser(p: &Parser, line: &mut Cow<'_, str>, st: &mut LabelState) {
                     if let JVal::Str(s) = v {
                         if k == "_entry" {
                             if entry.is_none() {
-                                entry = Some(s);
+                                entry = Some(s.into_owned());
                             }
                         } else {
                             st.set_parsed(&sanitize_key(&k), &s);
@@ -438,7 +470,7 @@ fn run_parser(p: &Parser, line: &mut Cow<'_, str>, st: &mut LabelState) {
     }
 }
 
-fn flatten_json(obj: &[(String, JVal<'_>)], prefix: &mut String, st: &mut LabelState) {
+fn flatten_json(obj: &[(Cow<'_, str>, JVal<'_>)], prefix: &mut String, st: &mut LabelState) {
     for (k, v) in obj {
         let len = prefix.len();
         if !prefix.is_empty() {
@@ -458,7 +490,7 @@ fn flatten_json(obj: &[(String, JVal<'_>)], prefix: &mut String, st: &mut LabelS
     }
 }
 
-fn json_path_value(obj: &[(String, JVal<'_>)], path: &JsonPath) -> String {
+fn json_path_value(obj: &[(Cow<'_, str>, JVal<'_>)], path: &JsonPath) -> String {
     let mut cur: Option<&JVal<'_>> = None;
     for (i, key) in path.iter().enumerate() {
         let next = match (i, key, cur) {
@@ -476,7 +508,7 @@ fn json_path_value(obj: &[(String, JVal<'_>)], path: &JsonPath) -> String {
     }
     match cur {
         None | Some(JVal::Null) => String::new(),
-        Some(JVal::Str(s)) => s.clone(),
+        Some(JVal::Str(s)) => s.to_string(),
         Some(JVal::Num(n)) => n.to_string(),
         Some(JVal::Bool(b)) => b.to_string(),
         Some(v) => {
