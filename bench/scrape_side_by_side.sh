@@ -193,7 +193,7 @@ PIDS[prometheus]=$!
 
 mkdir -p "$WORK/vm-data"
 victoria-metrics -promscrape.config="$CONFIG" -storageDataPath="$WORK/vm-data" \
-    -httpListenAddr="127.0.0.1:$VM_PORT" -retentionPeriod=1d >"$WORK/victoria-metrics.log" 2>&1 &
+    -httpListenAddr="127.0.0.1:$VM_PORT" -retentionPeriod=1d -search.latencyOffset=1s >"$WORK/victoria-metrics.log" 2>&1 &
 PIDS[victoria-metrics]=$!
 
 wait_ready() { # name url
@@ -271,6 +271,22 @@ for n in "${names[@]}"; do
     fi
 done
 
+# ---- stop the scrapers cleanly, then measure their data directories ----------------------
+stop_one() { # name: SIGTERM, wait up to 30s, then SIGKILL
+    local pid=${PIDS[$1]} i
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "PIDS[$1]"
+}
+for n in "${names[@]}"; do
+    [ "$n" = sim ] || stop_one "$n"
+done
+
 # ---- report ------------------------------------------------------------------------------
 disk() { du -sb "$1" 2>/dev/null | awk '{print $1}'; }
 declare -A DISK=([prometheus]=$(disk "$WORK/prom-data") [victoria-metrics]=$(disk "$WORK/vm-data"))
@@ -292,7 +308,8 @@ for n in "${names[@]}"; do
         "${UP[$n]:--}" "${SERIES_SEEN[$n]:--}"
 done
 samples=$(awk -v s="$per_series" -v d="$DURATION" -v i="$INTERVAL_S" 'BEGIN {printf "%d", s * d / i}')
-echo "(~$samples samples ingested per scraper in the window; simulator CPU is the load generator's own cost)"
+echo "(~$samples samples ingested per scraper in the window; disk = data dir after a clean stop, before any"
+echo " compaction; simulator CPU is the load generator's own cost)"
 
 if [ "$WITH_LOOKOUT" = 1 ]; then
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}'; }
