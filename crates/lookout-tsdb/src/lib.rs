@@ -13,9 +13,11 @@
 
 mod appender;
 mod bits;
+pub mod block;
 pub mod chunk;
 mod chunk_file;
 mod db;
+pub mod dense;
 mod head;
 mod metrics;
 mod postings;

@@ -1,0 +1,451 @@
+//! The columnar chunk encoding used in blocks (denser than the head's XOR chunks).
+//!
+//! A chunk is a time-sorted run of one series' samples. Raw layout, before compression:
+//! `uvarint n`, the timestamp column (`varint t0`, `varint delta1`, then zig-zag varint
+//! delta-of-deltas), then the value column. Values that are all decimal numbers with at most
+//! 15 fractional digits become integers `m` with `v == m / 10^d` exactly (`d` shared by the
+//! chunk); those integers are stored as deltas or delta-of-deltas (whichever is smaller);
+//! values that do not fit (NaN, ±inf, -0.0, too many digits) are exceptions stored with their
+//! raw bits. When most values are not decimal, the column is XOR-ed raw 64-bit words instead.
+//! The raw bytes are then zstd-compressed when that makes them smaller.
+//!
+//! Stored form: `format u8` (0 plain, 1 zstd), `uvarint raw_len`, payload.
+
+use lookout_storage::Sample;
+
+const MAX_DIGITS: u32 = 15;
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+const MODE_DECIMAL: u8 = 0;
+const MODE_XOR: u8 = 1;
+const FORMAT_PLAIN: u8 = 0;
+const FORMAT_ZSTD: u8 = 1;
+/// Refuse to inflate a chunk beyond this (a corrupt length must not exhaust memory).
+const MAX_RAW: u64 = 64 << 20;
+
+pub const ZSTD_LEVEL: i32 = 9;
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt block chunk: {0}")]
+pub struct DecodeError(pub &'static str);
+
+pub fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        buf.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    buf.push(x as u8);
+}
+
+pub fn put_varint(buf: &mut Vec<u8>, x: i64) {
+    put_uvarint(buf, ((x << 1) ^ (x >> 63)) as u64);
+}
+
+fn uvarint_len(x: u64) -> usize {
+    (64 - (x | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn zz(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
+}
+
+/// A little cursor over encoded bytes.
+pub struct Reader<'a> {
+    pub b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        let mut x = 0u64;
+        for (i, &byte) in self.b.iter().enumerate().take(10) {
+            x |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.b = &self.b[i + 1..];
+                return Ok(x);
+            }
+        }
+        Err(DecodeError("bad varint"))
+    }
+
+    pub fn varint(&mut self) -> Result<i64, DecodeError> {
+        let z = self.uvarint()?;
+        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    pub fn byte(&mut self) -> Result<u8, DecodeError> {
+        let (&b, rest) = self.b.split_first().ok_or(DecodeError("truncated"))?;
+        self.b = rest;
+        Ok(b)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.b.len() {
+            return Err(DecodeError("truncated"));
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+
+    pub fn u64_le(&mut self) -> Result<u64, DecodeError> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+fn pow10(d: u32) -> f64 {
+    10f64.powi(d as i32)
+}
+
+/// The fewest fractional decimal digits that represent `v` exactly, if any (≤ 15).
+fn digits(v: f64) -> Option<u32> {
+    if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
+        return None;
+    }
+    (0..=MAX_DIGITS).find(|&d| to_int(v, d).is_some())
+}
+
+fn to_int(v: f64, d: u32) -> Option<i64> {
+    let p = pow10(d);
+    let m = (v * p).round();
+    if m.abs() > MAX_EXACT {
+        return None;
+    }
+    let back = m / p;
+    (back.to_bits() == v.to_bits()).then_some(m as i64)
+}
+
+/// Encodes time-sorted samples (strictly increasing timestamps) into stored chunk bytes.
+pub fn encode(samples: &[Sample], out: &mut Vec<u8>) {
+    let mut raw = Vec::with_capacity(samples.len() * 3 + 16);
+    put_uvarint(&mut raw, samples.len() as u64);
+    let (mut prev_t, mut prev_d) = (0i64, 0i64);
+    for (i, s) in samples.iter().enumerate() {
+        match i {
+            0 => put_varint(&mut raw, s.t),
+            1 => {
+                prev_d = s.t.wrapping_sub(prev_t);
+                put_varint(&mut raw, prev_d);
+            }
+            _ => {
+                let d = s.t.wrapping_sub(prev_t);
+                put_varint(&mut raw, d.wrapping_sub(prev_d));
+                prev_d = d;
+            }
+        }
+        prev_t = s.t;
+    }
+    encode_values(samples, &mut raw);
+    out.clear();
+    if raw.len() > 24
+        && let Ok(c) = zstd::bulk::compress(&raw, ZSTD_LEVEL)
+        && c.len() + 4 < raw.len()
+    {
+        out.push(FORMAT_ZSTD);
+        put_uvarint(out, raw.len() as u64);
+        out.extend_from_slice(&c);
+        return;
+    }
+    out.push(FORMAT_PLAIN);
+    put_uvarint(out, raw.len() as u64);
+    out.extend_from_slice(&raw);
+}
+
+fn encode_values(samples: &[Sample], raw: &mut Vec<u8>) {
+    let mut d = 0u32;
+    let mut exceptions = 0usize;
+    for s in samples {
+        match digits(s.v) {
+            Some(x) => d = d.max(x),
+            None => exceptions += 1,
+        }
+    }
+    // Integers under the shared digit count; values that no longer fit become exceptions.
+    let mut ints: Vec<i64> = Vec::with_capacity(samples.len());
+    let mut exc: Vec<(usize, u64)> = Vec::new();
+    let mut last = 0i64;
+    if exceptions * 4 <= samples.len() {
+        for (i, s) in samples.iter().enumerate() {
+            match digits(s.v).and_then(|_| to_int(s.v, d)) {
+                Some(m) => {
+                    ints.push(m);
+                    last = m;
+                }
+                None => {
+                    exc.push((i, s.v.to_bits()));
+                    ints.push(last);
+                }
+            }
+        }
+    }
+    if ints.len() != samples.len() || exc.len() * 4 > samples.len() {
+        raw.push(MODE_XOR);
+        let mut prev = 0u64;
+        for s in samples {
+            let b = s.v.to_bits();
+            raw.extend_from_slice(&(b ^ prev).to_le_bytes());
+            prev = b;
+        }
+        return;
+    }
+    raw.push(MODE_DECIMAL);
+    raw.push(d as u8);
+    // Delta (1) or delta-of-delta (2), whichever is smaller.
+    let (mut size1, mut size2) = (0usize, 0usize);
+    let (mut p, mut pd) = (0i64, 0i64);
+    for (i, &m) in ints.iter().enumerate() {
+        let delta = m.wrapping_sub(p);
+        size1 += uvarint_len(zz(delta));
+        size2 += uvarint_len(zz(if i == 0 {
+            delta
+        } else {
+            delta.wrapping_sub(pd)
+        }));
+        p = m;
+        pd = delta;
+    }
+    let order: u8 = if size2 < size1 { 2 } else { 1 };
+    raw.push(order);
+    put_uvarint(raw, exc.len() as u64);
+    let mut pi = 0usize;
+    for &(i, bits) in &exc {
+        put_uvarint(raw, (i - pi) as u64);
+        pi = i;
+        raw.extend_from_slice(&bits.to_le_bytes());
+    }
+    let (mut p, mut pd) = (0i64, 0i64);
+    for (i, &m) in ints.iter().enumerate() {
+        let delta = m.wrapping_sub(p);
+        let x = if order == 2 && i > 0 {
+            delta.wrapping_sub(pd)
+        } else {
+            delta
+        };
+        put_varint(raw, x);
+        p = m;
+        pd = delta;
+    }
+}
+
+/// Appends the samples of a stored chunk that lie in `[start, end]` to `out`; values of
+/// samples after `end` are not decoded.
+pub fn decode(
+    stored: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader { b: stored };
+    let format = r.byte()?;
+    let raw_len = r.uvarint()?;
+    if raw_len > MAX_RAW {
+        return Err(DecodeError("chunk too large"));
+    }
+    let owned;
+    let raw: &[u8] = match format {
+        FORMAT_PLAIN => r.b,
+        FORMAT_ZSTD => {
+            owned = zstd::bulk::decompress(r.b, raw_len as usize)
+                .map_err(|_| DecodeError("zstd payload"))?;
+            &owned
+        }
+        _ => return Err(DecodeError("unknown format")),
+    };
+    if raw.len() as u64 != raw_len {
+        return Err(DecodeError("length mismatch"));
+    }
+    decode_raw(raw, start, end, out)
+}
+
+fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), DecodeError> {
+    let mut r = Reader { b: raw };
+    let n = r.uvarint()? as usize;
+    if n > raw.len() {
+        return Err(DecodeError("sample count"));
+    }
+    let mut ts = Vec::with_capacity(n);
+    let (mut t, mut d) = (0i64, 0i64);
+    for i in 0..n {
+        match i {
+            0 => t = r.varint()?,
+            1 => {
+                d = r.varint()?;
+                t = t.wrapping_add(d);
+            }
+            _ => {
+                d = d.wrapping_add(r.varint()?);
+                t = t.wrapping_add(d);
+            }
+        }
+        ts.push(t);
+    }
+    // Only the window [lo, hi) of samples is materialised.
+    let lo = ts.partition_point(|&x| x < start);
+    let hi = ts.partition_point(|&x| x <= end);
+    match r.byte()? {
+        MODE_XOR => {
+            let mut prev = 0u64;
+            for (i, &t) in ts.iter().enumerate().take(hi) {
+                prev ^= r.u64_le()?;
+                if i >= lo {
+                    out.push(Sample {
+                        t,
+                        v: f64::from_bits(prev),
+                    });
+                }
+            }
+        }
+        MODE_DECIMAL => {
+            let d = u32::from(r.byte()?);
+            if d > MAX_DIGITS {
+                return Err(DecodeError("digits"));
+            }
+            let p = pow10(d);
+            let order = r.byte()?;
+            let nexc = r.uvarint()? as usize;
+            if nexc > n {
+                return Err(DecodeError("exception count"));
+            }
+            let mut exc = Vec::with_capacity(nexc);
+            let mut pi = 0usize;
+            for _ in 0..nexc {
+                pi = pi.saturating_add(r.uvarint()? as usize);
+                exc.push((pi, r.u64_le()?));
+            }
+            let mut e = exc.iter().peekable();
+            let (mut m, mut delta) = (0i64, 0i64);
+            for (i, &t) in ts.iter().enumerate().take(hi) {
+                let x = r.varint()?;
+                if order == 2 && i > 0 {
+                    delta = delta.wrapping_add(x);
+                } else {
+                    delta = x;
+                }
+                m = m.wrapping_add(delta);
+                let mut v = m as f64 / p;
+                while let Some(&&(ei, bits)) = e.peek() {
+                    if ei < i {
+                        e.next();
+                        continue;
+                    }
+                    if ei == i {
+                        v = f64::from_bits(bits);
+                    }
+                    break;
+                }
+                if i >= lo {
+                    out.push(Sample { t, v });
+                }
+            }
+        }
+        _ => return Err(DecodeError("value mode")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip(samples: &[Sample]) -> Vec<u8> {
+        let mut enc = Vec::new();
+        encode(samples, &mut enc);
+        let mut got = Vec::new();
+        decode(&enc, i64::MIN, i64::MAX, &mut got).unwrap();
+        assert_eq!(got.len(), samples.len());
+        for (a, b) in got.iter().zip(samples) {
+            assert_eq!(a.t, b.t);
+            assert_eq!(a.v.to_bits(), b.v.to_bits(), "{} vs {}", a.v, b.v);
+        }
+        enc
+    }
+
+    #[test]
+    fn counters_compress_well() {
+        let mut v = 0.0;
+        let samples: Vec<Sample> = (0..1440)
+            .map(|i| {
+                v += ((i * 7919) % 13) as f64;
+                Sample {
+                    t: 1_700_000_000_000 + i * 15_000,
+                    v,
+                }
+            })
+            .collect();
+        let enc = roundtrip(&samples);
+        assert!(enc.len() < samples.len(), "{} bytes", enc.len());
+    }
+
+    #[test]
+    fn decimals_nan_and_window() {
+        let vals = [0.1, 0.25, f64::NAN, 1e-3, -0.0, 3.5, f64::INFINITY, 12.75];
+        let samples: Vec<Sample> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Sample {
+                t: i as i64 * 1000,
+                v,
+            })
+            .collect();
+        let enc = roundtrip(&samples);
+        let mut got = Vec::new();
+        decode(&enc, 2000, 5000, &mut got).unwrap();
+        assert_eq!(
+            got.iter().map(|s| s.t).collect::<Vec<_>>(),
+            vec![2000, 3000, 4000, 5000]
+        );
+        assert!(got[0].v.is_nan());
+        assert_eq!(got[2].v.to_bits(), (-0.0f64).to_bits());
+    }
+
+    #[test]
+    fn corrupt_input_errors() {
+        let samples: Vec<Sample> = (0..100)
+            .map(|i| Sample {
+                t: i,
+                v: i as f64 / 3.0,
+            })
+            .collect();
+        let mut enc = Vec::new();
+        encode(&samples, &mut enc);
+        for cut in 0..enc.len() {
+            let mut out = Vec::new();
+            let _ = decode(&enc[..cut], i64::MIN, i64::MAX, &mut out);
+        }
+        let mut out = Vec::new();
+        assert!(decode(&[7, 0], 0, 1, &mut out).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_samples_roundtrip(
+            start in any::<i64>(),
+            steps in proptest::collection::vec(1i64..100_000, 0..300),
+            vals in proptest::collection::vec(prop_oneof![
+                any::<f64>(),
+                (-1_000_000i64..1_000_000).prop_map(|x| x as f64),
+                (-100_000i64..100_000).prop_map(|x| x as f64 / 1000.0),
+            ], 300),
+        ) {
+            let mut t = start;
+            let samples: Vec<Sample> = steps.iter().zip(&vals).map(|(&s, &v)| {
+                t = t.wrapping_add(s);
+                Sample { t, v }
+            }).collect();
+            // Wrapping timestamps are not sorted; encoding still reproduces them exactly.
+            let mut enc = Vec::new();
+            encode(&samples, &mut enc);
+            let mut got = Vec::new();
+            decode(&enc, i64::MIN, i64::MAX, &mut got).unwrap();
+            if samples.windows(2).all(|w| w[0].t < w[1].t) {
+                prop_assert_eq!(got.len(), samples.len());
+                for (a, b) in got.iter().zip(&samples) {
+                    prop_assert_eq!(a.t, b.t);
+                    prop_assert_eq!(a.v.to_bits(), b.v.to_bits());
+                }
+            }
+        }
+    }
+}
