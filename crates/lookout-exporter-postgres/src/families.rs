@@ -195,7 +195,6 @@ impl Families {
                 (Format::PrometheusText, true) => {
                     // The Encoder names text counter metadata `<name>_total`; client_golang
                     // writes the name as registered, which is what dashboards query.
-                    drop(enc);
                     write_text_counter_meta(out, &fam.name, &fam.help);
                     enc = Encoder::new(format, out);
                 }

@@ -290,10 +290,8 @@ pub fn info_to_families(info: &str, db_count: usize, limits: Limits, now_unix: f
                     );
                 }
             }
-            "Replication" => {
-                if replication_field(&mut f, key, value, master_host, master_port) {
-                    continue;
-                }
+            "Replication" if replication_field(&mut f, key, value, master_host, master_port) => {
+                continue;
             }
             "Commandstats" => {
                 if let Some(cmd) = key.strip_prefix("cmdstat_") {
