@@ -2,7 +2,9 @@
 //!
 //! Public surface (used by the HTTP API, the rules engine and the CLI):
 //! [`Engine::instant_query`], [`Engine::range_query`], [`Engine::parse_check`], [`Value`],
-//! [`QueryError`]. Parsing is done by `promql-parser`; evaluation (module `eval`) is
+//! [`QueryError`]. Parsing is done by `promql-parser`; when it rejects a query, the
+//! [`syntax_check`] module finds the first error and words it as Prometheus does
+//! (`1:14: parse error: unexpected end of input`). Evaluation (module `eval`) is
 //! series-at-a-time over all steps of a range query. Native histograms are not supported:
 //! histogram-only functions return nothing for float series.
 
@@ -10,6 +12,7 @@ mod aggregate;
 mod eval;
 mod functions;
 mod histogram;
+pub mod syntax_check;
 mod value;
 pub use value::{InstantSample, QueryError, QueryResult, Value};
 
@@ -68,18 +71,42 @@ impl Engine {
     }
 
     fn parse(&self, query: &str) -> Result<Expr, QueryError> {
-        let expr = promql_parser::parser::parse(query).map_err(parse_error)?;
+        let expr = match promql_parser::parser::parse(query) {
+            Ok(expr) => expr,
+            Err(message) => {
+                return Err(self
+                    .prometheus_syntax_error(query)
+                    .unwrap_or_else(|| parse_error(message)));
+            }
+        };
         if !self.opts.enable_experimental_functions
             && let Some(name) = find_experimental(&expr)
         {
-            return Err(QueryError::Parse {
-                message: format!(
-                    "function {name:?} is not enabled (enable it with --enable-feature=promql-experimental-functions)"
-                ),
-                position: None,
-            });
+            return Err(self.prometheus_syntax_error(query).unwrap_or_else(|| {
+                QueryError::Parse {
+                    message: format!(
+                        "function {name:?} is not enabled (enable it with --enable-feature=promql-experimental-functions)"
+                    ),
+                    position: None,
+                }
+            }));
         }
         Ok(expr)
+    }
+
+    /// Prometheus's diagnostic for a query the parser rejected (`None` if the checker
+    /// finds no error, in which case the parser's own message is kept).
+    fn prometheus_syntax_error(&self, query: &str) -> Option<QueryError> {
+        let opts = syntax_check::CheckOptions {
+            experimental_functions: self.opts.enable_experimental_functions,
+            // The evaluator has no duration arithmetic, so it stays "not enabled".
+            duration_expressions: false,
+        };
+        let err = syntax_check::check(query, &opts)?;
+        Some(QueryError::Parse {
+            message: err.to_string(),
+            position: Some(err.position),
+        })
     }
 
     fn evaluator<'a>(&self, storage: &'a dyn Queryable, start: i64, end: i64) -> Evaluator<'a> {

@@ -42,7 +42,9 @@ pub struct QueryResult {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// Syntax error; `position` is the byte offset when known.
+    /// Syntax error. `message` is Prometheus's full text (`1:14: parse error: ...`) when the
+    /// syntax checker located the error, `position` then being its byte offset; otherwise
+    /// the parser's own message.
     #[error("{message}")]
     Parse {
         message: String,
