@@ -95,15 +95,27 @@ impl LabelState {
 
     /// Adds a parsed label with the conflict rules; within one stage the first value wins.
     fn set_parsed(&mut self, name: &str, value: &str) {
-        let target: Cow<'_, str> = if self.labels.iter().any(|(n, _, c)| n == name && *c != Cat::Parsed) {
+        let target: Cow<'_, str> = if self
+            .labels
+            .iter()
+            .any(|(n, _, c)| n == name && *c != Cat::Parsed)
+        {
             Cow::Owned(format!("{name}_extracted"))
         } else {
             Cow::Borrowed(name)
         };
-        if self.stage_keys.iter().any(|&i| self.labels.get(i).is_some_and(|l| l.0 == target.as_ref())) {
+        if self
+            .stage_keys
+            .iter()
+            .any(|&i| self.labels.get(i).is_some_and(|l| l.0 == target.as_ref()))
+        {
             return;
         }
-        let idx = match self.labels.iter().position(|(n, _, _)| n == target.as_ref()) {
+        let idx = match self
+            .labels
+            .iter()
+            .position(|(n, _, _)| n == target.as_ref())
+        {
             Some(i) => {
                 let l = &mut self.labels[i];
                 l.1.clear();
@@ -112,7 +124,8 @@ impl LabelState {
                 i
             }
             None => {
-                self.labels.push((target.into_owned(), value.to_string(), Cat::Parsed));
+                self.labels
+                    .push((target.into_owned(), value.to_string(), Cat::Parsed));
                 self.labels.len() - 1
             }
         };
@@ -121,12 +134,23 @@ impl LabelState {
 
     /// The series key of a range aggregation: error labels always kept, the unwrapped label
     /// dropped, `by`/`without` applied — built without copying labels that go away.
-    pub fn grouped_key(&self, by: Option<&[String]>, without: &[String], drop: Option<&str>) -> Vec<(String, String)> {
+    pub fn grouped_key(
+        &self,
+        by: Option<&[String]>,
+        without: &[String],
+        drop: Option<&str>,
+    ) -> Vec<(String, String)> {
         let keep = |n: &str| {
-            drop != Some(n) && by.is_none_or(|b| b.iter().any(|x| x == n)) && !without.iter().any(|x| x == n)
+            drop != Some(n)
+                && by.is_none_or(|b| b.iter().any(|x| x == n))
+                && !without.iter().any(|x| x == n)
         };
-        let mut v: Vec<(String, String)> =
-            self.labels.iter().filter(|(n, _, _)| keep(n)).map(|(n, v, _)| (n.clone(), v.clone())).collect();
+        let mut v: Vec<(String, String)> = self
+            .labels
+            .iter()
+            .filter(|(n, _, _)| keep(n))
+            .map(|(n, v, _)| (n.clone(), v.clone()))
+            .collect();
         if let Some(e) = &self.err {
             v.push((ERROR_LABEL.into(), e.clone()));
             if let Some(d) = &self.err_details {
