@@ -162,6 +162,14 @@ impl<'a> TsdbAppender<'a> {
 
         let mut buf = Vec::with_capacity(self.samples.len() * 14 + 64);
         let mut w = db.wal.lock();
+        // A block cut may have moved the line since these were validated; below it, samples
+        // are stored as out-of-order (merged with the block at compaction).
+        let min_valid = head.min_valid.load(Ordering::SeqCst);
+        for s in &mut self.samples {
+            if !s.ooo && s.t < min_valid {
+                s.ooo = true;
+            }
+        }
         // Series are created under the WAL lock, where garbage collection cannot interleave.
         let mut created: Vec<u32> = Vec::new();
         for (i, p) in self.series.iter_mut().enumerate() {
@@ -302,8 +310,9 @@ impl Appender for TsdbAppender<'_> {
             m.too_old_samples.inc();
             return Err(AppendError::TooOld);
         }
+        let min_valid = db.head.min_valid.load(Ordering::Relaxed);
         let p = &mut self.series[idx as usize];
-        let ooo = if p.max_t == i64::MIN || t > p.max_t {
+        let mut ooo = if p.max_t == i64::MIN || t > p.max_t {
             false
         } else if t == p.max_t {
             if v.to_bits() == p.last_v {
@@ -321,6 +330,15 @@ impl Appender for TsdbAppender<'_> {
             m.out_of_order_samples.inc();
             return Err(AppendError::OutOfOrder);
         };
+        if !ooo && t < min_valid {
+            // That time range is already in a block: only out-of-order ingestion may add to it.
+            if db.ooo_window_ms > 0 && t >= head_max.max(p.max_t).saturating_sub(db.ooo_window_ms) {
+                ooo = true;
+            } else {
+                m.too_old_samples.inc();
+                return Err(AppendError::TooOld);
+            }
+        }
         if !ooo {
             p.max_t = t;
             p.last_v = v.to_bits();

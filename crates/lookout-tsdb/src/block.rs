@@ -357,6 +357,8 @@ pub struct BlockChunk {
     pub r: u64,
 }
 
+type PostingsCache = FxHashMap<(u32, u32), std::sync::Arc<Vec<u64>>>;
+
 /// An open, verified block.
 pub struct Block {
     pub meta: BlockMeta,
@@ -369,7 +371,7 @@ pub struct Block {
     nseries: usize,
     posttab: usize,
     npost: usize,
-    cache: Mutex<FxHashMap<(u32, u32), std::sync::Arc<Vec<u64>>>>,
+    cache: Mutex<PostingsCache>,
 }
 
 fn map(path: &Path) -> Result<Mmap, BlockError> {

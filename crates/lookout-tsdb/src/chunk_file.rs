@@ -332,6 +332,30 @@ impl ChunkFiles {
         Ok(victims.len())
     }
 
+    /// Index of the file being written.
+    pub fn active_index(&self) -> Option<u32> {
+        self.writer.lock().as_ref().map(|w| w.cur.index)
+    }
+
+    /// Deletes files numbered below `below` whose newest sample is older than `cutoff`
+    /// (their chunks are in blocks). Returns the number of files removed.
+    pub fn remove_persisted(&self, cutoff: i64, below: u32) -> io::Result<usize> {
+        let victims: Vec<Arc<ChunkFile>> = {
+            let mut files = self.files.write();
+            let ids: Vec<u32> = files
+                .values()
+                .filter(|f| f.index < below && f.max_t() < cutoff)
+                .map(|f| f.index)
+                .collect();
+            ids.iter().filter_map(|i| files.remove(i)).collect()
+        };
+        for f in &victims {
+            self.total_bytes.fetch_sub(f.len(), Ordering::Relaxed);
+            fs::remove_file(file_path(&self.dir, f.index))?;
+        }
+        Ok(victims.len())
+    }
+
     /// Bytes in all chunk files.
     pub fn total_bytes(&self) -> u64 {
         self.total_bytes.load(Ordering::Relaxed)

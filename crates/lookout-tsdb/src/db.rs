@@ -16,14 +16,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lookout_storage::{
-    Appendable, Appender, Labels, Matcher, Queryable, SelectHints, Series, StorageError, Timestamp,
+    Appendable, Appender, Labels, Matcher, Queryable, Sample, SelectHints, Series, StorageError,
+    Timestamp,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 use prometheus_client::registry::Registry;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::appender::TsdbAppender;
+use crate::block::{Block, BlockMeta};
 use crate::chunk_file::{ChunkFiles, ChunkKind};
+use crate::compact::{BlockSet, load_blocks, merge_samples};
 use crate::head::{Applied, ChunkMeta, ChunkParams, Head, MemSeries, Snapshot, labels_hash};
 use crate::metrics::Metrics;
 use crate::wal::{self, RecordSink, Wal};
@@ -54,7 +57,8 @@ pub(crate) struct Inner {
     pub head: Head,
     pub wal: Wal,
     pub gate: RwLock<()>,
-    maintenance: Mutex<()>,
+    pub blocks: BlockSet,
+    pub maintenance: Mutex<()>,
     pub closed: AtomicBool,
     stop: Mutex<bool>,
     stop_cv: Condvar,
@@ -64,7 +68,7 @@ pub(crate) struct Inner {
 /// The embedded metrics store. See the crate docs.
 pub struct Tsdb {
     inner: Arc<Inner>,
-    bg: Mutex<Option<JoinHandle<()>>>,
+    bg: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// What one [`Tsdb::enforce_retention`] pass removed.
@@ -73,6 +77,9 @@ pub struct RetentionOutcome {
     pub chunks_removed: usize,
     pub files_removed: usize,
     pub series_removed: usize,
+    /// Whole blocks deleted (by time or by size) and their bytes.
+    pub blocks_removed: usize,
+    pub block_bytes_removed: u64,
 }
 
 fn lock_dir(dir: &Path) -> Result<File, TsdbError> {
@@ -124,6 +131,9 @@ struct Replayer<'a> {
     max_id: u64,
     unknown: u64,
     samples: u64,
+    /// In-order samples below this are already in blocks.
+    min_valid: i64,
+    skipped: u64,
 }
 
 impl RecordSink for Replayer<'_> {
@@ -146,6 +156,10 @@ impl RecordSink for Replayer<'_> {
             self.unknown += 1;
             return;
         };
+        if !ooo && t < self.min_valid {
+            self.skipped += 1;
+            return;
+        }
         let h = self.head;
         let mut st = s.state.lock();
         let r = if ooo {
@@ -169,6 +183,13 @@ impl Tsdb {
         fs::create_dir_all(dir).ctx(dir)?;
         let lock = lock_dir(dir)?;
         let metrics = Metrics::default();
+        let blocks = load_blocks(&dir.join("blocks"), &metrics)?;
+        let min_valid = blocks
+            .iter()
+            .filter(|b| !b.meta.out_of_order)
+            .map(|b| b.meta.max_time)
+            .max()
+            .unwrap_or(i64::MIN);
 
         let chunk_dir = dir.join("chunks_head");
         let opened = ChunkFiles::open(&chunk_dir, opts.chunk_file_size).ctx(&chunk_dir)?;
@@ -180,6 +201,10 @@ impl Tsdb {
         let mut max_id = 0;
         for c in &opened.chunks {
             max_id = max_id.max(c.series);
+            if c.kind == ChunkKind::InOrder && c.max_t < min_valid {
+                // Already in a block.
+                continue;
+            }
             let e = pending.entry(c.series).or_default();
             let meta = ChunkMeta {
                 r: c.r,
@@ -210,6 +235,8 @@ impl Tsdb {
             max_id,
             unknown: 0,
             samples: 0,
+            min_valid,
+            skipped: 0,
         };
         let mut after = 0u32;
         if let Some(&cp) = listing.checkpoints.last() {
@@ -279,6 +306,13 @@ impl Tsdb {
             );
         }
         let replayed = rp.samples;
+        if rp.skipped > 0 {
+            tracing::debug!(
+                samples = rp.skipped,
+                "WAL replay skipped samples already in blocks"
+            );
+        }
+        head.min_valid.store(min_valid, Ordering::Relaxed);
         head.next_id.fetch_max(rp.max_id + 1, Ordering::Relaxed);
         drop(rp);
 
@@ -299,6 +333,7 @@ impl Tsdb {
             head,
             wal,
             gate: RwLock::new(()),
+            blocks: BlockSet::new(blocks),
             maintenance: Mutex::new(()),
             closed: AtomicBool::new(false),
             stop: Mutex::new(false),
@@ -313,16 +348,27 @@ impl Tsdb {
             .name("lookout-tsdb-wal".into())
             .spawn(move || background(bg_inner))
             .ctx(dir)?;
+        let mut threads = vec![bg];
+        if inner.opts.compaction {
+            let m_inner = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("lookout-tsdb-compact".into())
+                    .spawn(move || maintenance_loop(m_inner))
+                    .ctx(dir)?,
+            );
+        }
         tracing::info!(
             dir = %dir.display(),
             series = inner.head.series_count(),
             replayed_samples = replayed,
+            blocks = inner.blocks.get().len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "metrics storage opened"
         );
         Ok(Tsdb {
             inner,
-            bg: Mutex::new(Some(bg)),
+            bg: Mutex::new(threads),
         })
     }
 
@@ -335,10 +381,10 @@ impl Tsdb {
         }
         *inner.stop.lock() = true;
         inner.stop_cv.notify_all();
-        if let Some(h) = self.bg.lock().take()
-            && h.join().is_err()
-        {
-            tracing::error!("the WAL background thread panicked");
+        for h in std::mem::take(&mut *self.bg.lock()) {
+            if h.join().is_err() {
+                tracing::error!("a storage background thread panicked");
+            }
         }
         {
             // Wait for commits in flight.
@@ -368,6 +414,7 @@ impl Tsdb {
         let min = inner.head.min_t.load(Ordering::Relaxed);
         let max = inner.head.max_t.load(Ordering::Relaxed);
         let (first, cur) = inner.wal.segments();
+        let blocks = inner.blocks.get();
         Stats {
             series: m.head_series.get().max(0) as usize,
             samples_appended: m.samples_appended.get(),
@@ -381,6 +428,12 @@ impl Tsdb {
             min_time: (min != i64::MAX && max != i64::MIN).then_some(min),
             max_time: (max != i64::MIN).then_some(max),
             corruptions: m.wal_corruptions.get() + m.chunk_corruptions.get(),
+            blocks: blocks.len(),
+            block_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
+            block_samples: blocks.iter().map(|b| b.meta.stats.samples).sum(),
+            block_chunks: blocks.iter().map(|b| b.meta.stats.chunks).sum(),
+            block_min_time: blocks.iter().map(|b| b.meta.min_time).min(),
+            block_max_time: blocks.iter().map(|b| b.meta.max_time - 1).max(),
         }
     }
 
@@ -402,6 +455,38 @@ impl Tsdb {
     pub fn checkpoint(&self) -> Result<bool, TsdbError> {
         self.inner.check_open()?;
         self.inner.checkpoint()
+    }
+
+    /// Runs one maintenance pass now: cuts the head into a block when it spans more than 1.5
+    /// chunk ranges, compacts blocks and applies block retention. Runs automatically in the
+    /// background when [`TsdbOptions::compaction`] is set. Returns (blocks cut, compactions).
+    pub fn compact(&self) -> Result<(usize, usize), TsdbError> {
+        self.inner.check_open()?;
+        let _m = self.inner.maintenance.lock();
+        let cut = self.inner.cut_head(false)?;
+        let compacted = self.inner.compact_blocks()?;
+        self.inner.block_retention()?;
+        Ok((cut, compacted))
+    }
+
+    /// Cuts everything in the head into blocks (later in-order samples must be newer than
+    /// what was cut) and compacts. Used by backfill. Returns (blocks cut, compactions).
+    pub fn flush_head(&self) -> Result<(usize, usize), TsdbError> {
+        self.inner.check_open()?;
+        let _m = self.inner.maintenance.lock();
+        let cut = self.inner.cut_head(true)?;
+        let compacted = self.inner.compact_blocks()?;
+        Ok((cut, compacted))
+    }
+
+    /// Metadata of the loaded blocks, oldest first.
+    pub fn blocks(&self) -> Vec<BlockMeta> {
+        self.inner
+            .blocks
+            .get()
+            .iter()
+            .map(|b| b.meta.clone())
+            .collect()
     }
 
     /// fsyncs the WAL now.
@@ -455,6 +540,24 @@ fn background(inner: Arc<Inner>) {
     }
 }
 
+fn maintenance_loop(inner: Arc<Inner>) {
+    loop {
+        {
+            let mut stop = inner.stop.lock();
+            if *stop {
+                return;
+            }
+            inner
+                .stop_cv
+                .wait_for(&mut stop, inner.opts.maintenance_interval);
+            if *stop {
+                return;
+            }
+        }
+        inner.maintain();
+    }
+}
+
 impl Inner {
     pub fn check_open(&self) -> Result<(), TsdbError> {
         if self.closed.load(Ordering::Acquire) {
@@ -487,7 +590,7 @@ impl Inner {
     }
 
     /// Recomputes the oldest sample time (and, on open, the newest) from the series.
-    fn recompute_time_bounds(&self, with_max: bool) {
+    pub fn recompute_time_bounds(&self, with_max: bool) {
         let mut min = i64::MAX;
         let mut max = i64::MIN;
         for s in self.head.all_series() {
@@ -556,6 +659,9 @@ impl Inner {
             }
         }
         m.retention_chunks_removed.inc_by(out.chunks_removed as u64);
+        let (blocks, bytes) = self.block_retention()?;
+        out.blocks_removed = blocks;
+        out.block_bytes_removed = bytes;
         self.recompute_time_bounds(false);
         self.update_size_gauges();
         if out != RetentionOutcome::default() {
@@ -566,6 +672,11 @@ impl Inner {
 
     fn checkpoint(&self) -> Result<bool, TsdbError> {
         let _m = self.maintenance.lock();
+        self.checkpoint_locked()
+    }
+
+    /// [`checkpoint`](Self::checkpoint) with the maintenance lock already held.
+    pub fn checkpoint_locked(&self) -> Result<bool, TsdbError> {
         let m = &self.head.metrics;
         let (first, cur) = {
             let w = self.wal.lock();
@@ -628,6 +739,51 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Head series matching `matchers` with samples in `[start, end]`, sorted by labels.
+    fn head_select(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(Labels, Vec<Sample>)>, StorageError> {
+        let series = self.series_for(matchers);
+        let mut snaps: Vec<(Arc<MemSeries>, Snapshot)> = Vec::new();
+        {
+            let _g = self.gate.read();
+            for s in series {
+                let snap = s.state.lock().snapshot(start, end, &self.head.chunks)?;
+                if let Some(snap) = snap {
+                    snaps.push((s, snap));
+                }
+            }
+        }
+        let mut labelled: Vec<(Labels, Snapshot)> = snaps
+            .into_iter()
+            .map(|(s, snap)| (self.head.resolve_labels(&s), snap))
+            .collect();
+        labelled.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(labelled.len());
+        for (labels, snap) in labelled {
+            let samples = snap.decode(start, end)?;
+            if !samples.is_empty() {
+                out.push((labels, samples));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Blocks overlapping `[start, end]`. Read after the head so a concurrent cut is seen.
+    fn blocks_in(&self, start: i64, end: i64) -> Vec<Arc<Block>> {
+        self.blocks
+            .get()
+            .iter()
+            .filter(|b| b.meta.min_time <= end && b.meta.max_time > start)
+            .cloned()
+            .collect()
+    }
+}
+
 impl Queryable for Tsdb {
     fn select(
         &self,
@@ -640,29 +796,47 @@ impl Queryable for Tsdb {
         if start > end {
             return Ok(Vec::new());
         }
-        let series = inner.series_for(matchers);
-        let mut snaps: Vec<(Arc<MemSeries>, Snapshot)> = Vec::new();
-        {
-            let _g = inner.gate.read();
-            for s in series {
-                let snap = s.state.lock().snapshot(start, end, &inner.head.chunks)?;
-                if let Some(snap) = snap {
-                    snaps.push((s, snap));
+        let mut lists = inner.head_select(matchers, start, end)?;
+        let head_len = lists.len();
+        // Duplicates across head and blocks are counted twice here, so allow twice the limit
+        // while gathering; the exact limit applies to the merged result.
+        let budget = hints.max_samples.map(|l| l.saturating_mul(2));
+        let mut gathered: usize = lists.iter().map(|l| l.1.len()).sum();
+        for b in inner.blocks_in(start, end) {
+            for id in b.matching(matchers)? {
+                let (labels, chunks) = b.series(id)?;
+                if !chunks.iter().any(|c| c.max_t >= start && c.min_t <= end) {
+                    continue;
                 }
+                let mut samples = Vec::new();
+                b.samples(&chunks, start, end, &mut samples)?;
+                if samples.is_empty() {
+                    continue;
+                }
+                gathered += samples.len();
+                if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
+                    && gathered > budget
+                {
+                    return Err(StorageError::TooManySamples { limit });
+                }
+                lists.push((labels, samples));
             }
         }
-        let mut labelled: Vec<(Labels, Snapshot)> = snaps
-            .into_iter()
-            .map(|(s, snap)| (inner.head.resolve_labels(&s), snap))
-            .collect();
-        labelled.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out = Vec::with_capacity(labelled.len());
+        if lists.len() != head_len {
+            // Stable: for equal labels the head comes first, then blocks by time.
+            lists.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let mut out: Vec<Series> = Vec::with_capacity(lists.len());
         let mut total = 0usize;
-        for (labels, snap) in labelled {
-            let samples = snap.decode(start, end)?;
-            if samples.is_empty() {
-                continue;
+        let mut it = lists.into_iter().peekable();
+        while let Some((labels, first)) = it.next() {
+            let mut parts = vec![first];
+            while it.peek().is_some_and(|(l, _)| *l == labels) {
+                if let Some((_, more)) = it.next() {
+                    parts.push(more);
+                }
             }
+            let samples = merge_samples(parts);
             total += samples.len();
             if let Some(limit) = hints.max_samples
                 && total > limit
@@ -693,7 +867,16 @@ impl Queryable for Tsdb {
             .filter(|s| s.state.lock().has_data(start, end))
             .map(|s| inner.head.resolve_labels(s))
             .collect();
+        for b in inner.blocks_in(start, end) {
+            for id in b.matching(matchers)? {
+                let (labels, chunks) = b.series(id)?;
+                if chunks.iter().any(|c| c.max_t >= start && c.min_t <= end) {
+                    out.push(labels);
+                }
+            }
+        }
         out.sort();
+        out.dedup();
         Ok(out)
     }
 
@@ -727,7 +910,11 @@ impl Queryable for Tsdb {
             }
             set.into_iter().map(str::to_string).collect()
         };
+        for b in inner.blocks_in(start, end) {
+            names.extend(b.label_names(matchers)?);
+        }
         names.sort_unstable();
+        names.dedup();
         Ok(names)
     }
 
@@ -740,34 +927,40 @@ impl Queryable for Tsdb {
     ) -> Result<Vec<String>, StorageError> {
         let inner = &self.inner;
         inner.check_open_storage()?;
-        let mut values: Vec<String> = if matchers.is_empty() {
-            let idx = inner.head.index.read();
-            let syms = inner.head.symbols.read();
-            let Some(values) = syms.lookup(name).and_then(|n| idx.values(n)) else {
-                return Ok(Vec::new());
-            };
-            values
-                .iter()
-                .filter(|(_, ids)| ids.iter().any(|&id| inner.has_data(id, start, end)))
-                .map(|(v, _)| syms.str(*v).to_string())
-                .collect()
-        } else {
-            let series = inner.series_for(matchers);
-            let syms = inner.head.symbols.read();
-            let Some(n) = syms.lookup(name) else {
-                return Ok(Vec::new());
-            };
-            let mut set = FxHashSet::default();
-            for s in series {
-                if let Some(&(_, v)) = s.labels.iter().find(|(ln, _)| *ln == n)
-                    && s.state.lock().has_data(start, end)
-                {
-                    set.insert(syms.str(v));
+        let mut values: Vec<String> = 'head: {
+            if matchers.is_empty() {
+                let idx = inner.head.index.read();
+                let syms = inner.head.symbols.read();
+                let Some(values) = syms.lookup(name).and_then(|n| idx.values(n)) else {
+                    break 'head Vec::new();
+                };
+                values
+                    .iter()
+                    .filter(|(_, ids)| ids.iter().any(|&id| inner.has_data(id, start, end)))
+                    .map(|(v, _)| syms.str(*v).to_string())
+                    .collect()
+            } else {
+                let series = inner.series_for(matchers);
+                let syms = inner.head.symbols.read();
+                let Some(n) = syms.lookup(name) else {
+                    break 'head Vec::new();
+                };
+                let mut set = FxHashSet::default();
+                for s in series {
+                    if let Some(&(_, v)) = s.labels.iter().find(|(ln, _)| *ln == n)
+                        && s.state.lock().has_data(start, end)
+                    {
+                        set.insert(syms.str(v));
+                    }
                 }
+                set.into_iter().map(str::to_string).collect()
             }
-            set.into_iter().map(str::to_string).collect()
         };
+        for b in inner.blocks_in(start, end) {
+            values.extend(b.label_values(name, matchers)?);
+        }
         values.sort_unstable();
+        values.dedup();
         Ok(values)
     }
 }

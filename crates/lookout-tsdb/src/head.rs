@@ -446,6 +446,92 @@ impl SeriesState {
         }
     }
 
+    /// What a block cut up to `hi` takes from this series: in-order chunks in `[lo, hi)`
+    /// (when `inorder`) and every out-of-order sample before `hi`. `None` when nothing.
+    pub fn capture(
+        &self,
+        lo: i64,
+        hi: i64,
+        inorder: bool,
+        files: &ChunkFiles,
+    ) -> Result<Option<Capture>, StorageError> {
+        let end = hi.saturating_sub(1);
+        let mut snap = Snapshot::default();
+        if inorder {
+            let i = self.chunks.partition_point(|c| c.max_t < lo);
+            for c in self.chunks[i..].iter().take_while(|c| c.min_t <= end) {
+                snap.inorder.push(resolve(files, c)?);
+            }
+            if let Some(h) = &self.head
+                && h.c.num_samples() > 0
+                && h.c.min_t() <= end
+                && h.c.max_t() >= lo
+            {
+                snap.inorder.push(ChunkSrc::Heap(h.c.bytes().to_vec()));
+            }
+        }
+        let mut ooo_refs = Vec::new();
+        if let Some(o) = &self.ooo {
+            for c in o.chunks.iter().filter(|c| c.min_t <= end) {
+                snap.ooo.push(resolve(files, c)?);
+                if c.max_t < hi {
+                    ooo_refs.push(c.r);
+                }
+            }
+            snap.ooo_head
+                .extend(o.head.iter().filter(|s| s.0 < hi).copied());
+        }
+        if snap.inorder.is_empty() && snap.ooo.is_empty() && snap.ooo_head.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Capture { snap, ooo_refs }))
+    }
+
+    /// Frees what [`capture`](Self::capture) took once it is in a block: in-order chunks
+    /// ending before `hi` (when `inorder`), the captured out-of-order chunks and buffered
+    /// samples. Returns the chunks dropped.
+    pub fn release(&mut self, hi: i64, inorder: bool, cap: &Capture, m: &Metrics) -> usize {
+        let before = self.heap_bytes();
+        let mut dropped = 0;
+        if inorder {
+            let n0 = self.chunks.len();
+            self.chunks.retain(|c| c.max_t >= hi);
+            dropped += n0 - self.chunks.len();
+            m.mmapped_chunks.dec_by((n0 - self.chunks.len()) as i64);
+            if self
+                .head
+                .as_ref()
+                .is_some_and(|h| h.c.num_samples() > 0 && h.c.max_t() < hi)
+            {
+                self.head = None;
+                m.head_chunks.dec();
+                dropped += 1;
+            }
+        }
+        if let Some(o) = &mut self.ooo {
+            let k0 = o.chunks.len();
+            o.chunks.retain(|c| !cap.ooo_refs.contains(&c.r));
+            m.mmapped_chunks.dec_by((k0 - o.chunks.len()) as i64);
+            dropped += k0 - o.chunks.len();
+            if !cap.snap.ooo_head.is_empty() {
+                o.head.retain(|s| {
+                    cap.snap
+                        .ooo_head
+                        .binary_search_by(|c| c.0.cmp(&s.0))
+                        .map_or(true, |i| cap.snap.ooo_head[i].1.to_bits() != s.1.to_bits())
+                });
+            }
+            if o.head.is_empty() && o.chunks.is_empty() {
+                self.ooo = None;
+            }
+        }
+        let after = self.heap_bytes();
+        if after != before {
+            m.head_chunk_heap_bytes.inc_by(after as i64 - before as i64);
+        }
+        dropped
+    }
+
     /// Copies what a reader needs for `[start, end]`; `None` when nothing overlaps.
     pub fn snapshot(
         &self,
@@ -513,6 +599,13 @@ impl ChunkSrc {
             }),
         }
     }
+}
+
+/// What a block cut took from one series (see [`SeriesState::capture`]).
+pub struct Capture {
+    pub snap: Snapshot,
+    /// Out-of-order chunks captured whole (released from the head after the cut).
+    ooo_refs: Vec<u64>,
 }
 
 /// Chunk data copied (heap) or referenced (mmap) under the series lock, decoded without it.
@@ -609,6 +702,8 @@ pub struct Head {
     pub metrics: Metrics,
     pub max_t: AtomicI64,
     pub min_t: AtomicI64,
+    /// In-order data below this is in blocks; older samples can only be out-of-order.
+    pub min_valid: AtomicI64,
 }
 
 pub fn labels_hash(labels: &Labels) -> u64 {
@@ -639,6 +734,7 @@ impl Head {
             metrics,
             max_t: AtomicI64::new(i64::MIN),
             min_t: AtomicI64::new(i64::MAX),
+            min_valid: AtomicI64::new(i64::MIN),
         }
     }
 

@@ -1,21 +1,26 @@
 //! Lookout's embedded metrics storage: an in-memory head of Gorilla-compressed chunks per
 //! series, full chunks moved out of the heap into mmap'd head-chunk files, a postings index
 //! over interned label strings, and a segmented, checksummed write-ahead log replayed on
-//! open. Immutable blocks and compaction are a later layer: head chunks are already cut at
-//! `chunk_range` boundaries so they can be compacted into time-partitioned blocks.
+//! open. Once the head spans 1.5 chunk ranges (2 h by default) its oldest range is cut into
+//! an immutable block (denser columnar encoding, see [`dense`]; format in [`block`]); blocks
+//! are compacted in a background thread and deleted whole by time or size retention.
+//! Queries merge head and blocks, dropping duplicate timestamps.
 //!
 //! [`Tsdb`] implements [`lookout_storage::Queryable`] and [`lookout_storage::Appendable`]
 //! with Prometheus's appender semantics (see [`TsdbOptions`] for the limits and windows).
 //! It is `Send + Sync`; share it as `Arc<Tsdb>`.
 //!
 //! On-disk layout under the data directory: `lock`, `wal/` (segments and checkpoints, see
-//! the `wal` module) and `chunks_head/` (see the `chunk_file` module).
+//! the `wal` module), `chunks_head/` (see the `chunk_file` module) and `blocks/<id>/`.
+//! Setting `LOOKOUT_TSDB_FAILPOINT` to a failpoint name (see [`block::failpoint`]) kills the
+//! process there; the crash tests use it.
 
 mod appender;
 mod bits;
 pub mod block;
 pub mod chunk;
 mod chunk_file;
+mod compact;
 mod db;
 pub mod dense;
 mod head;
@@ -59,8 +64,14 @@ pub struct TsdbOptions {
     pub wal_checkpoint_segments: u32,
     pub chunk_file_size: u64,
     pub samples_per_chunk: usize,
-    /// Chunks never span a multiple of this (the future block boundary).
+    /// Chunks never span a multiple of this; blocks are cut from the head at this size.
     pub chunk_range: Duration,
+    /// Delete the oldest blocks while blocks, WAL and head-chunk files exceed this many bytes.
+    pub retention_size: Option<u64>,
+    /// Cut the head into blocks, compact them and apply block retention in a background
+    /// thread every `maintenance_interval`.
+    pub compaction: bool,
+    pub maintenance_interval: Duration,
 }
 
 impl Default for TsdbOptions {
@@ -80,6 +91,9 @@ impl Default for TsdbOptions {
             chunk_file_size: 128 << 20,
             samples_per_chunk: 120,
             chunk_range: Duration::from_secs(2 * 3600),
+            retention_size: None,
+            compaction: true,
+            maintenance_interval: Duration::from_secs(30),
         }
     }
 }
@@ -120,6 +134,13 @@ pub struct Stats {
     pub max_time: Option<i64>,
     /// WAL and head-chunk corruptions found (and repaired) since open.
     pub corruptions: u64,
+    pub blocks: usize,
+    pub block_bytes: u64,
+    pub block_samples: u64,
+    pub block_chunks: u64,
+    /// Oldest and newest sample time covered by blocks.
+    pub block_min_time: Option<i64>,
+    pub block_max_time: Option<i64>,
 }
 
 impl Stats {

@@ -2,6 +2,7 @@
 //! [`crate::Tsdb::stats`] and a scrape of the registry always agree.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -33,6 +34,16 @@ pub struct Metrics {
     pub checkpoints: Counter,
     pub checkpoint_failures: Counter,
     pub retention_chunks_removed: Counter,
+    pub blocks_loaded: Gauge,
+    pub blocks_bytes: Gauge,
+    pub head_cuts: Counter,
+    pub compactions: Counter,
+    pub compaction_failures: Counter,
+    pub blocks_quarantined: Counter,
+    pub cut_duration: Histogram,
+    pub retention_blocks: Family<Vec<(String, String)>, Counter>,
+    pub retention_bytes: Family<Vec<(String, String)>, Counter>,
+    pub active_series_rejections: Counter,
 }
 
 impl Default for Metrics {
@@ -63,6 +74,16 @@ impl Default for Metrics {
             checkpoints: Counter::default(),
             checkpoint_failures: Counter::default(),
             retention_chunks_removed: Counter::default(),
+            blocks_loaded: Default::default(),
+            blocks_bytes: Default::default(),
+            head_cuts: Default::default(),
+            compactions: Default::default(),
+            compaction_failures: Default::default(),
+            blocks_quarantined: Default::default(),
+            cut_duration: Histogram::new(exponential_buckets(0.01, 4.0, 9)),
+            retention_blocks: Default::default(),
+            retention_bytes: Default::default(),
+            active_series_rejections: Default::default(),
         }
     }
 }
@@ -194,6 +215,56 @@ impl Metrics {
             "retention_chunks_removed",
             "Chunks dropped by retention.",
             self.retention_chunks_removed.clone(),
+        );
+        r.register(
+            "blocks_loaded",
+            "Blocks currently loaded.",
+            self.blocks_loaded.clone(),
+        );
+        r.register(
+            "blocks_bytes",
+            "Bytes of blocks on disk.",
+            self.blocks_bytes.clone(),
+        );
+        r.register(
+            "head_block_cuts",
+            "Blocks cut from the head (including out-of-order flushes).",
+            self.head_cuts.clone(),
+        );
+        r.register(
+            "compactions",
+            "Block compactions completed.",
+            self.compactions.clone(),
+        );
+        r.register(
+            "compaction_failures",
+            "Head cuts and compactions that failed.",
+            self.compaction_failures.clone(),
+        );
+        r.register(
+            "blocks_quarantined",
+            "Corrupt blocks moved aside on open.",
+            self.blocks_quarantined.clone(),
+        );
+        r.register(
+            "compaction_duration_seconds",
+            "Duration of head cuts and compactions.",
+            self.cut_duration.clone(),
+        );
+        r.register(
+            "retention_deleted_blocks",
+            "Blocks deleted by retention, by reason (time or size).",
+            self.retention_blocks.clone(),
+        );
+        r.register(
+            "retention_deleted_bytes",
+            "Block bytes deleted by retention, by reason (time or size).",
+            self.retention_bytes.clone(),
+        );
+        r.register(
+            "series_limit_per_scope_rejections",
+            "Series refused by a per-scope (per-target) series limit.",
+            self.active_series_rejections.clone(),
         );
     }
 }
