@@ -290,6 +290,62 @@ pub fn merge_blocks(dir: &Path, parents: &[Arc<Block>]) -> Result<Option<BlockMe
     Ok(w.finish(min_time, max_time, level, ids, false)?)
 }
 
+/// Backfill: writes `series` (any order; samples sorted and deduplicated here) directly as
+/// blocks of one chunk range each under `dir`, then opens the store once so the blocks are
+/// compacted as usual. Returns the blocks of the store afterwards.
+pub fn backfill(
+    dir: &Path,
+    mut series: Vec<(Labels, Vec<Sample>)>,
+    opts: crate::TsdbOptions,
+) -> Result<Vec<BlockMeta>, TsdbError> {
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut merged: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(series.len());
+    for (labels, samples) in series {
+        match merged.last_mut() {
+            Some(last) if last.0 == labels => last.1.extend(samples),
+            _ => merged.push((labels, samples)),
+        }
+    }
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for (_, samples) in &mut merged {
+        samples.sort_by_key(|s| s.t);
+        samples.dedup_by_key(|s| s.t);
+        if let (Some(f), Some(l)) = (samples.first(), samples.last()) {
+            min = min.min(f.t);
+            max = max.max(l.t);
+        }
+    }
+    let r = i64::try_from(opts.chunk_range.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let blocks_dir = dir.join("blocks");
+    if min <= max {
+        let mut lo = min.div_euclid(r).saturating_mul(r);
+        while lo <= max {
+            let hi = lo.saturating_add(r);
+            let mut w = BlockWriter::new(&blocks_dir)?;
+            for (labels, samples) in &merged {
+                let a = samples.partition_point(|s| s.t < lo);
+                let b = samples.partition_point(|s| s.t < hi);
+                if a < b {
+                    w.add_series(labels.clone(), &samples[a..b])?;
+                }
+            }
+            w.finish(lo, hi, 1, Vec::new(), false)?;
+            if hi == i64::MAX {
+                break;
+            }
+            lo = hi;
+        }
+    }
+    drop(merged);
+    let db = crate::Tsdb::open(dir, opts)?;
+    db.compact()?;
+    let out = db.blocks();
+    db.close()?;
+    Ok(out)
+}
+
 impl Inner {
     fn blocks_dir(&self) -> std::path::PathBuf {
         self.dir.join("blocks")

@@ -30,7 +30,7 @@ use crate::compact::{BlockSet, load_blocks, merge_samples};
 use crate::head::{Applied, ChunkMeta, ChunkParams, Head, MemSeries, Snapshot, labels_hash};
 use crate::metrics::Metrics;
 use crate::wal::{self, RecordSink, Wal};
-use crate::{Stats, TsdbError, TsdbOptions};
+use crate::{Cardinality, Stats, TsdbError, TsdbOptions};
 
 trait IoCtx<T> {
     fn ctx(self, path: &Path) -> Result<T, TsdbError>;
@@ -487,6 +487,63 @@ impl Tsdb {
             .iter()
             .map(|b| b.meta.clone())
             .collect()
+    }
+
+    /// Series counts for finding cardinality explosions (the `tsdb/status` data): the top
+    /// `limit` metric names by series, label names by distinct values and label pairs by
+    /// series, over the head (or, when the head is empty, the newest block).
+    pub fn cardinality(&self, limit: usize) -> Result<Cardinality, TsdbError> {
+        let mut pairs: Vec<(String, String, u64)> = Vec::new();
+        {
+            let idx = self.inner.head.index.read();
+            let syms = self.inner.head.symbols.read();
+            for (n, values) in idx.names() {
+                for (v, ids) in values {
+                    pairs.push((
+                        syms.str(*n).to_string(),
+                        syms.str(*v).to_string(),
+                        ids.len() as u64,
+                    ));
+                }
+            }
+        }
+        let mut series = self.inner.head.series_count() as u64;
+        if pairs.is_empty()
+            && let Some(b) = self
+                .inner
+                .blocks
+                .get()
+                .iter()
+                .max_by_key(|b| b.meta.max_time)
+        {
+            pairs = b.postings_counts()?;
+            series = b.num_series() as u64;
+        }
+        let top = |mut v: Vec<(String, u64)>| {
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(limit);
+            v
+        };
+        let metrics = top(pairs
+            .iter()
+            .filter(|p| p.0 == lookout_storage::METRIC_NAME)
+            .map(|p| (p.1.clone(), p.2))
+            .collect());
+        let mut names: FxHashMap<&str, u64> = FxHashMap::default();
+        for p in &pairs {
+            *names.entry(p.0.as_str()).or_default() += 1;
+        }
+        let label_value_counts = top(names.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+        let label_pairs = top(pairs
+            .iter()
+            .map(|p| (format!("{}={}", p.0, p.1), p.2))
+            .collect());
+        Ok(Cardinality {
+            series,
+            metrics,
+            label_value_counts,
+            label_pairs,
+        })
     }
 
     /// fsyncs the WAL now.

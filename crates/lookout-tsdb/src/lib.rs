@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use appender::TsdbAppender;
+pub use compact::backfill;
 pub use db::{RetentionOutcome, Tsdb};
 
 /// Storage options. `Default` gives Prometheus-like behaviour with 7 days of retention.
@@ -147,4 +148,16 @@ impl Stats {
     pub fn chunks(&self) -> u64 {
         self.head_chunks + self.mmapped_chunks
     }
+}
+
+/// Top series counts; see [`Tsdb::cardinality`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cardinality {
+    pub series: u64,
+    /// Metric names by series count.
+    pub metrics: Vec<(String, u64)>,
+    /// Label names by number of distinct values.
+    pub label_value_counts: Vec<(String, u64)>,
+    /// `name=value` pairs by series count.
+    pub label_pairs: Vec<(String, u64)>,
 }

@@ -44,6 +44,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Unit-test rule files (NOT AVAILABLE YET: arrives with the rules engine).
     Test(UnavailableArgs),
+    /// Offline tools for a metrics data directory: `import openmetrics`, `stats`.
+    Tsdb(crate::tsdb_cmd::TsdbArgs),
 }
 
 /// Where each listener binds; the value `off` disables it.
@@ -92,6 +94,10 @@ pub struct StorageArgs {
     /// Refuse new series beyond this many active series (0 = unlimited).
     #[arg(long, default_value_t = 0)]
     pub max_series: usize,
+    /// Delete the oldest blocks while metrics storage (blocks, WAL, head files) exceeds this
+    /// many bytes (0 = no size limit).
+    #[arg(long, default_value_t = 0)]
+    pub retention_size: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -22,6 +22,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             retention: Duration::from_secs(7 * 86400),
             out_of_order_window: Duration::ZERO,
             max_series: 0,
+            retention_size: 0,
         },
         limits: QueryLimitArgs {
             query_timeout: Duration::from_secs(120),

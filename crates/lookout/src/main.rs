@@ -6,6 +6,7 @@ mod exporter;
 mod query;
 mod serve;
 mod targets;
+mod tsdb_cmd;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,10 @@ fn main() -> ExitCode {
             Command::Exporter(args) => exporter::run(args).await,
             Command::Logs(_) => unavailable("logs", "the Loki-compatible log store and LogQL"),
             Command::Test(_) => unavailable("test rules", "the rules engine"),
+            Command::Tsdb(args) => tokio::task::spawn_blocking(move || tsdb_cmd::run(args))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r),
         }
     });
     match result {

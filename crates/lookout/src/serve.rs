@@ -136,6 +136,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         retention: args.storage.retention,
         out_of_order_window: args.storage.out_of_order_window,
         max_series: (args.storage.max_series > 0).then_some(args.storage.max_series),
+        retention_size: (args.storage.retention_size > 0).then_some(args.storage.retention_size),
         ..TsdbOptions::default()
     };
     let metrics_dir = data_dir.join("metrics");
