@@ -1,0 +1,290 @@
+//! board-service (:8000): projects and their boards (CRUD).
+//!
+//! Metrics: `board_service_projects_total` and `board_service_boards_total` (gauges: how many
+//! exist), `board_service_project_created_total` and `board_service_board_created_total`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use lookout_instrument::metrics::{Counter, Gauge};
+use lookout_instrument::{HttpMetricsConfig, Metrics};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, JsonBody, ServiceContext, check_text, finish, parse_id, with_user};
+use crate::DemoError;
+
+pub const MAX_PROJECTS: usize = 10_000;
+pub const MAX_BOARDS: usize = 100_000;
+const STATUSES: [&str; 3] = ["todo", "in_progress", "done"];
+
+struct BoardMetrics {
+    projects: Gauge,
+    boards: Gauge,
+    projects_created: Counter,
+    boards_created: Counter,
+}
+
+struct Project {
+    name: String,
+    owner: String,
+    boards: Vec<u64>,
+}
+
+struct Board {
+    project: u64,
+    title: String,
+    description: String,
+    status: &'static str,
+}
+
+#[derive(Default)]
+struct Db {
+    projects: BTreeMap<u64, Project>,
+    boards: BTreeMap<u64, Board>,
+    next_project: u64,
+    next_board: u64,
+}
+
+struct AppState {
+    db: Mutex<Db>,
+    m: BoardMetrics,
+}
+
+type St = State<Arc<AppState>>;
+
+pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
+    let mut metrics = Metrics::new();
+    let http = metrics.http_layer(HttpMetricsConfig::default())?;
+    let m = BoardMetrics {
+        projects: metrics.gauge("board_service_projects_total", "Existing projects.")?,
+        boards: metrics.gauge("board_service_boards_total", "Existing boards.")?,
+        projects_created: metrics
+            .counter("board_service_project_created_total", "Projects created.")?,
+        boards_created: metrics.counter("board_service_board_created_total", "Boards created.")?,
+    };
+    let state = Arc::new(AppState {
+        db: Mutex::new(Db {
+            next_project: 1,
+            next_board: 1,
+            ..Db::default()
+        }),
+        m,
+    });
+    let routes = Router::new()
+        .route("/api/projects", post(create_project).get(list_projects))
+        .route("/api/projects/{id}", get(get_project).delete(delete_project))
+        .route("/api/projects/{id}/boards", post(create_board))
+        .route(
+            "/api/boards/{id}",
+            get(get_board).put(update_board).delete(delete_board),
+        )
+        .with_state(state);
+    Ok(finish(ctx, routes, metrics, http))
+}
+
+impl AppState {
+    fn refresh_gauges(&self, db: &Db) {
+        self.m.projects.set(db.projects.len() as i64);
+        self.m.boards.set(db.boards.len() as i64);
+    }
+}
+
+#[derive(Deserialize)]
+struct ProjectReq {
+    name: String,
+    owner_id: String,
+}
+
+async fn create_project(
+    State(s): St,
+    JsonBody(req): JsonBody<ProjectReq>,
+) -> Result<Response, ApiError> {
+    check_text("name", &req.name, 100)?;
+    super::check_ident("owner_id", &req.owner_id, 64)?;
+    let mut db = s.db.lock();
+    if db.projects.len() >= MAX_PROJECTS {
+        return Err(ApiError::limit("project limit reached"));
+    }
+    let id = db.next_project;
+    db.next_project += 1;
+    db.projects.insert(
+        id,
+        Project {
+            name: req.name.trim().to_owned(),
+            owner: req.owner_id.clone(),
+            boards: Vec::new(),
+        },
+    );
+    s.m.projects_created.inc();
+    s.refresh_gauges(&db);
+    let body = Json(json!({ "id": id.to_string(), "name": req.name.trim() }));
+    Ok(with_user((StatusCode::CREATED, body), &req.owner_id))
+}
+
+async fn list_projects(State(s): St) -> Response {
+    let db = s.db.lock();
+    let list: Vec<_> = db
+        .projects
+        .iter()
+        .rev()
+        .take(50)
+        .map(|(id, p)| json!({ "id": id.to_string(), "name": p.name, "boards": p.boards.len() }))
+        .collect();
+    Json(json!({ "projects": list, "total": db.projects.len() })).into_response()
+}
+
+async fn get_project(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id("id", &id)?;
+    let db = s.db.lock();
+    let p = db
+        .projects
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no such project"))?;
+    let boards: Vec<String> = p.boards.iter().map(|b| b.to_string()).collect();
+    Ok(Json(json!({ "id": id.to_string(), "name": p.name, "owner_id": p.owner, "boards": boards }))
+        .into_response())
+}
+
+async fn delete_project(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id("id", &id)?;
+    let mut db = s.db.lock();
+    let p = db
+        .projects
+        .remove(&id)
+        .ok_or_else(|| ApiError::not_found("no such project"))?;
+    for b in p.boards {
+        db.boards.remove(&b);
+    }
+    s.refresh_gauges(&db);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct BoardReq {
+    title: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_board(
+    State(s): St,
+    Path(project): Path<String>,
+    JsonBody(req): JsonBody<BoardReq>,
+) -> Result<Response, ApiError> {
+    let project = parse_id("project id", &project)?;
+    check_text("title", &req.title, 200)?;
+    if req.description.chars().count() > 5_000 {
+        return Err(ApiError::bad_request("description must be at most 5000 characters"));
+    }
+    let mut db = s.db.lock();
+    if db.boards.len() >= MAX_BOARDS {
+        return Err(ApiError::limit("board limit reached"));
+    }
+    let id = db.next_board;
+    let p = db
+        .projects
+        .get_mut(&project)
+        .ok_or_else(|| ApiError::not_found("no such project"))?;
+    p.boards.push(id);
+    db.next_board += 1;
+    db.boards.insert(
+        id,
+        Board {
+            project,
+            title: req.title.trim().to_owned(),
+            description: req.description,
+            status: STATUSES[0],
+        },
+    );
+    s.m.boards_created.inc();
+    s.refresh_gauges(&db);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id.to_string(), "project_id": project.to_string(), "status": STATUSES[0] })),
+    )
+        .into_response())
+}
+
+fn board_json(id: u64, b: &Board) -> serde_json::Value {
+    json!({
+        "id": id.to_string(), "project_id": b.project.to_string(), "title": b.title,
+        "description": b.description, "status": b.status,
+    })
+}
+
+async fn get_board(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id("id", &id)?;
+    let db = s.db.lock();
+    let b = db
+        .boards
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("no such board"))?;
+    Ok(Json(board_json(id, b)).into_response())
+}
+
+#[derive(Deserialize)]
+struct UpdateReq {
+    title: Option<String>,
+    description: Option<String>,
+    status: Option<String>,
+}
+
+async fn update_board(
+    State(s): St,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UpdateReq>,
+) -> Result<Response, ApiError> {
+    let id = parse_id("id", &id)?;
+    if let Some(t) = &req.title {
+        check_text("title", t, 200)?;
+    }
+    if req.description.as_ref().is_some_and(|d| d.chars().count() > 5_000) {
+        return Err(ApiError::bad_request("description must be at most 5000 characters"));
+    }
+    let status = match req.status.as_deref() {
+        None => None,
+        Some(st) => Some(
+            STATUSES
+                .into_iter()
+                .find(|x| *x == st)
+                .ok_or_else(|| ApiError::bad_request("status must be todo, in_progress or done"))?,
+        ),
+    };
+    let mut db = s.db.lock();
+    let b = db
+        .boards
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::not_found("no such board"))?;
+    if let Some(t) = req.title {
+        b.title = t.trim().to_owned();
+    }
+    if let Some(d) = req.description {
+        b.description = d;
+    }
+    if let Some(st) = status {
+        b.status = st;
+    }
+    Ok(Json(board_json(id, b)).into_response())
+}
+
+async fn delete_board(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id("id", &id)?;
+    let mut db = s.db.lock();
+    let b = db
+        .boards
+        .remove(&id)
+        .ok_or_else(|| ApiError::not_found("no such board"))?;
+    if let Some(p) = db.projects.get_mut(&b.project) {
+        p.boards.retain(|x| *x != id);
+    }
+    s.refresh_gauges(&db);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
