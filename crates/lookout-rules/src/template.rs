@@ -835,6 +835,14 @@ impl Template {
         }
     }
 
+    /// A template that expands to `text` verbatim.
+    pub fn literal(name: &str, text: &str) -> Template {
+        Template {
+            name: name.to_string(),
+            nodes: vec![Node::Text(text.to_string())],
+        }
+    }
+
     /// Expands the template.
     pub fn expand(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
         let dot = Value::Struct(BTreeMap::from([
