@@ -1,6 +1,6 @@
 //! The Prometheus HTTP API v1 as an axum [`Router`]: instant and range queries (run on the
 //! blocking pool with a timeout and a concurrency limit), series/labels/label values,
-//! metadata, targets, status pages, exemplars (always empty), the remote-write receiver,
+//! metadata, targets, rules and alerts, status pages, exemplars (always empty), the remote-write receiver,
 //! `/-/healthy`, `/-/ready`, `/-/reload` and `/metrics`.
 //!
 //! Envelopes, error types, HTTP codes, parameter parsing and JSON number formatting follow
@@ -8,7 +8,7 @@
 //!
 //! The binary supplies everything outside this crate through [`ApiState`]: storage
 //! ([`Queryable`]/[`Appendable`]), the PromQL [`Engine`], and small provider traits for
-//! targets ([`TargetsProvider`]), config reloads ([`ReloadHook`]) and runtime information
+//! targets ([`TargetsProvider`]), rules and alerts ([`RulesProvider`]), config reloads ([`ReloadHook`]) and runtime information
 //! ([`RuntimeInfoProvider`]).
 
 mod error;
@@ -213,6 +213,74 @@ impl TargetsProvider for NoTargets {
     }
 }
 
+/// One alert of an alerting rule, as `/api/v1/alerts` and `/api/v1/rules` show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertInfo {
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    /// `pending` or `firing`.
+    pub state: String,
+    pub active_at_ms: i64,
+    pub value: f64,
+    pub keep_firing_since_ms: Option<i64>,
+}
+
+/// What kind of rule a [`RuleInfo`] describes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuleInfoKind {
+    Recording,
+    Alerting {
+        duration_s: f64,
+        keep_firing_for_s: f64,
+        annotations: BTreeMap<String, String>,
+        /// `inactive`, `pending` or `firing`.
+        state: String,
+        alerts: Vec<AlertInfo>,
+    },
+}
+
+/// One rule and its health, as `/api/v1/rules` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleInfo {
+    pub name: String,
+    pub query: String,
+    pub labels: BTreeMap<String, String>,
+    /// `ok`, `err` or `unknown`.
+    pub health: String,
+    /// Empty when the last evaluation succeeded.
+    pub last_error: String,
+    pub evaluation_seconds: f64,
+    pub last_evaluation_ms: Option<i64>,
+    pub kind: RuleInfoKind,
+}
+
+/// One rule group, as `/api/v1/rules` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleGroupInfo {
+    pub name: String,
+    pub file: String,
+    pub interval_s: f64,
+    pub limit: u64,
+    pub evaluation_seconds: f64,
+    pub last_evaluation_ms: Option<i64>,
+    pub rules: Vec<RuleInfo>,
+}
+
+/// Supplies rule groups and their alerts (the rule manager, wired by the binary).
+pub trait RulesProvider: Send + Sync {
+    fn rule_groups(&self) -> Vec<RuleGroupInfo>;
+}
+
+/// A [`RulesProvider`] for processes that evaluate no rules.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoRules;
+
+impl RulesProvider for NoRules {
+    fn rule_groups(&self) -> Vec<RuleGroupInfo> {
+        Vec::new()
+    }
+}
+
 /// Reloads the configuration (`POST /-/reload`). Runs on the blocking pool; an error (the
 /// new config is invalid, ...) is answered with 500 and its text.
 pub trait ReloadHook: Send + Sync {
@@ -237,6 +305,8 @@ pub struct ApiState {
     pub queryable: Arc<dyn Queryable>,
     pub appendable: Arc<dyn Appendable>,
     pub targets: Arc<dyn TargetsProvider>,
+    /// Rule groups and alerts for `/api/v1/rules` and `/api/v1/alerts`.
+    pub rules: Arc<dyn RulesProvider>,
     /// `None`: `/-/reload` answers 500 "reload is not available in this process".
     pub reload: Option<Arc<dyn ReloadHook>>,
     /// Current configuration as YAML, for `/api/v1/status/config`.
@@ -269,6 +339,7 @@ impl ApiState {
             queryable,
             appendable,
             targets: Arc::new(NoTargets),
+            rules: Arc::new(NoRules),
             reload: None,
             config_yaml: Arc::new(String::new),
             flags: Arc::new(BTreeMap::new()),

@@ -3,6 +3,7 @@
 mod lifecycle;
 mod meta;
 mod query;
+mod rules;
 mod status;
 mod write;
 
@@ -38,6 +39,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/api/v1/label/{name}/values", get(meta::label_values))
         .route("/api/v1/metadata", get(meta::metadata))
         .route("/api/v1/targets", get(status::targets))
+        .route("/api/v1/rules", get(rules::rules).post(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
         .route("/api/v1/status/config", get(status::config))
