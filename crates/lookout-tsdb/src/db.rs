@@ -490,8 +490,9 @@ impl Tsdb {
     }
 
     /// Series counts for finding cardinality explosions (the `tsdb/status` data): the top
-    /// `limit` metric names by series, label names by distinct values and label pairs by
-    /// series, over the head (or, when the head is empty, the newest block).
+    /// `limit` metric names by series, label names by distinct values and by value bytes,
+    /// and label pairs by series, over the head (or, when the head is empty, the newest
+    /// block).
     pub fn cardinality(&self, limit: usize) -> Result<Cardinality, TsdbError> {
         let mut pairs: Vec<(String, String, u64)> = Vec::new();
         {
@@ -499,11 +500,13 @@ impl Tsdb {
             let syms = self.inner.head.symbols.read();
             for (n, values) in idx.names() {
                 for (v, ids) in values {
-                    pairs.push((
-                        syms.str(*n).to_string(),
-                        syms.str(*v).to_string(),
-                        ids.len() as u64,
-                    ));
+                    if !ids.is_empty() {
+                        pairs.push((
+                            syms.str(*n).to_string(),
+                            syms.str(*v).to_string(),
+                            ids.len() as u64,
+                        ));
+                    }
                 }
             }
         }
@@ -519,31 +522,9 @@ impl Tsdb {
             pairs = b.postings_counts()?;
             series = b.num_series() as u64;
         }
-        let top = |mut v: Vec<(String, u64)>| {
-            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            v.truncate(limit);
-            v
-        };
-        let metrics = top(pairs
-            .iter()
-            .filter(|p| p.0 == lookout_storage::METRIC_NAME)
-            .map(|p| (p.1.clone(), p.2))
-            .collect());
-        let mut names: FxHashMap<&str, u64> = FxHashMap::default();
-        for p in &pairs {
-            *names.entry(p.0.as_str()).or_default() += 1;
-        }
-        let label_value_counts = top(names.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
-        let label_pairs = top(pairs
-            .iter()
-            .map(|p| (format!("{}={}", p.0, p.1), p.2))
-            .collect());
-        Ok(Cardinality {
-            series,
-            metrics,
-            label_value_counts,
-            label_pairs,
-        })
+        // The all-series postings list (empty name), if any, is no label pair.
+        pairs.retain(|p| !p.0.is_empty() && p.2 > 0);
+        Ok(cardinality_of(series, &pairs, limit))
     }
 
     /// fsyncs the WAL now.
@@ -1025,5 +1006,39 @@ impl Queryable for Tsdb {
 impl Appendable for Tsdb {
     fn appender(&self) -> Box<dyn Appender + Send + '_> {
         Box::new(TsdbAppender::new(&self.inner))
+    }
+}
+
+/// The top-`limit` tables of [`Cardinality`] from `(name, value, series)` postings counts.
+fn cardinality_of(series: u64, pairs: &[(String, String, u64)], limit: usize) -> Cardinality {
+    let top = |mut v: Vec<(String, u64)>| {
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(limit);
+        v
+    };
+    let metrics = top(pairs
+        .iter()
+        .filter(|p| p.0 == lookout_storage::METRIC_NAME)
+        .map(|p| (p.1.clone(), p.2))
+        .collect());
+    let mut names: FxHashMap<&str, (u64, u64)> = FxHashMap::default();
+    for p in pairs {
+        let e = names.entry(p.0.as_str()).or_default();
+        e.0 += 1;
+        e.1 += p.1.len() as u64 * p.2;
+    }
+    let label_value_counts = top(names.iter().map(|(k, v)| (k.to_string(), v.0)).collect());
+    let label_value_bytes = top(names.iter().map(|(k, v)| (k.to_string(), v.1)).collect());
+    let label_pairs = top(pairs
+        .iter()
+        .map(|p| (format!("{}={}", p.0, p.1), p.2))
+        .collect());
+    Cardinality {
+        series,
+        metrics,
+        label_value_counts,
+        label_pairs,
+        label_value_bytes,
+        num_label_pairs: pairs.len() as u64,
     }
 }

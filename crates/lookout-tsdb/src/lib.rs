@@ -160,4 +160,9 @@ pub struct Cardinality {
     pub label_value_counts: Vec<(String, u64)>,
     /// `name=value` pairs by series count.
     pub label_pairs: Vec<(String, u64)>,
+    /// Label names by the bytes their values take over all series (value length times
+    /// series count, summed over values; Prometheus's `memoryInBytesByLabelName`).
+    pub label_value_bytes: Vec<(String, u64)>,
+    /// Distinct `name=value` pairs (before the `limit`).
+    pub num_label_pairs: u64,
 }
