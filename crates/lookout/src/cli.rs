@@ -145,6 +145,8 @@ pub struct DemoArgs {
     pub config_dir: PathBuf,
     #[command(flatten)]
     pub listen: ListenArgs,
+    #[command(flatten)]
+    pub demo: crate::demo::DemoOptions,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,71 +1,424 @@
-//! `lookout demo`: the stack on the example weAlist configuration.
+//! `lookout demo`: the stack on the example weAlist configuration plus the seven weAlist
+//! services (crate `wealist-demo`), the traffic generator with its fault schedule, the
+//! control endpoint, and the Redis/PostgreSQL exporters when a local server answers.
+//!
+//! The example `prometheus.yml` is rewritten into `<data-dir>/demo/prometheus.yml` so its
+//! targets point at where things actually listen (tests move every port); `serve` runs on
+//! that file until Ctrl-C/SIGTERM, then the services, traffic and exporters are stopped and
+//! the logs flushed.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{DemoArgs, Listen, ListenArgs, QueryLimitArgs, ServeArgs, StorageArgs};
+use anyhow::Context as _;
+use clap::{Args, Parser};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use wealist_demo::ServiceKind;
+use wealist_demo::config::{DemoTargets, rewrite_prometheus_config};
+use wealist_demo::control::{self, FaultController};
+use wealist_demo::redis_fill::{self, RedisFiller};
+use wealist_demo::schedule::Schedule;
+use wealist_demo::stack::{ServiceStack, StackConfig};
+use wealist_demo::traffic::{Spike, Traffic, TrafficConfig};
+
+use crate::cli::{DemoArgs, Listen, ListenArgs, ServeArgs};
 use crate::serve::serve;
 
-pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let config = args.config_dir.join("prometheus/prometheus.yml");
-    anyhow::ensure!(
-        config.is_file(),
-        "the demo configuration {} is missing: run `lookout demo` from the repository root or pass --config-dir",
-        config.display()
-    );
-    print_access_table(&args.listen);
-    let serve_args = ServeArgs {
-        config_dir: Some(args.config_dir),
-        config: None,
-        listen: args.listen,
-        storage: StorageArgs {
-            data_dir: args.data_dir,
-            retention: Duration::from_secs(7 * 86400),
-            out_of_order_window: Duration::ZERO,
-            max_series: 0,
-            retention_size: 0,
-        },
-        limits: QueryLimitArgs {
-            query_timeout: Duration::from_secs(120),
-            query_max_samples: 50_000_000,
-            query_max_concurrency: 20,
-            query_lookback_delta: Duration::from_secs(300),
-        },
-    };
-    serve(serve_args).await
+/// Demo-only flags (flattened into `lookout demo`).
+#[derive(Args, Debug, Clone)]
+pub struct DemoOptions {
+    /// Run the seven services on consecutive ports from this one (user, auth, board, chat,
+    /// noti, storage, video) instead of the seed's 8080, 8090, 8000-8004.
+    #[arg(long)]
+    pub services_base_port: Option<u16>,
+    /// Fault schedule: `standard` (every alert condition fires and clears within 10 minutes),
+    /// `fast` (the same, ten times faster, with 1 s scrapes; for tests), `off`, or `scale=F`.
+    #[arg(long, default_value = "standard")]
+    pub schedule: String,
+    /// Simulated users.
+    #[arg(long, default_value_t = 40)]
+    pub users: usize,
+    /// Requests per second at the simulated day's peak.
+    #[arg(long, default_value_t = 25.0)]
+    pub peak_rps: f64,
+    /// Fault control endpoint (`GET /faults`, `POST /faults/{errors,slow,stop,spike,redis-fill}`).
+    /// `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:8099")]
+    pub control_addr: Listen,
+    /// The local Redis the Redis exporter watches.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_addr: String,
+    /// Let the fault schedule write ~230 MiB into that Redis (and delete it again) to drive
+    /// the Redis memory alert. Only for a Redis the demo may use.
+    #[arg(long)]
+    pub redis_fill: bool,
+    /// Where the Redis exporter listens when a local Redis answers. `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:9121")]
+    pub redis_exporter_addr: Listen,
+    /// The local PostgreSQL the PostgreSQL exporter watches.
+    #[arg(
+        long,
+        default_value = "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+    )]
+    pub postgres_dsn: String,
+    /// Where the PostgreSQL exporter listens when a local PostgreSQL answers. `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:9187")]
+    pub postgres_exporter_addr: Listen,
 }
 
-fn print_access_table(listen: &ListenArgs) {
+/// Parses `serve`'s flags so every field not set here keeps its command-line default.
+#[derive(Parser, Debug)]
+struct ServeOnly {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+fn listen_arg(l: &Listen) -> String {
+    match l {
+        Listen::Addr(a) => a.to_string(),
+        Listen::Off => "off".into(),
+    }
+}
+
+fn addr_of(l: &Listen) -> Option<SocketAddr> {
+    match l {
+        Listen::Addr(a) => Some(*a),
+        Listen::Off => None,
+    }
+}
+
+/// A background server stopped through a watch channel.
+struct Background {
+    name: &'static str,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn spawn_server(
+    name: &'static str,
+    addr: SocketAddr,
+    router: axum::Router,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Background> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr} ({name})"))?;
+    info!(%addr, "{name} listening");
+    let mut rx = shutdown;
+    let task = tokio::spawn(async move {
+        let res = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "{name} failed");
+        }
+    });
+    Ok(Background { name, task })
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let opts = args.demo.clone();
+    let config_file = args.config_dir.join("prometheus/prometheus.yml");
+    anyhow::ensure!(
+        config_file.is_file(),
+        "the demo configuration {} is missing: run `lookout demo` from the repository root or pass --config-dir",
+        config_file.display()
+    );
+    let schedule = Schedule::parse(&opts.schedule).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("resolving {}", args.data_dir.display()))?;
+
+    let mut stack_cfg = match opts.services_base_port {
+        Some(base) => StackConfig::with_base_port(&data_dir, base)?,
+        None => StackConfig::seed_ports(&data_dir),
+    };
+    stack_cfg.project = "wealist".into();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = Vec::new();
+
+    // Exporters, when their servers answer.
+    let mut redis_up = false;
+    if let Some(addr) = addr_of(&opts.redis_exporter_addr) {
+        if redis_fill::ping(&opts.redis_addr).await {
+            let exporter =
+                lookout_exporter_redis::RedisExporter::new(lookout_exporter_redis::RedisOptions {
+                    addr: opts.redis_addr.clone(),
+                    ..Default::default()
+                })?;
+            background.push(
+                spawn_server(
+                    "redis exporter",
+                    addr,
+                    lookout_exporter_redis::router(exporter),
+                    stop_rx.clone(),
+                )
+                .await?,
+            );
+            redis_up = true;
+        } else {
+            warn!(redis = %opts.redis_addr, "no Redis answers: the redis-exporter target stays down (start one with `redis-server`)");
+        }
+    }
+    let mut postgres_up = false;
+    if let Some(addr) = addr_of(&opts.postgres_exporter_addr) {
+        let pg_opts = lookout_exporter_postgres::PgOptions {
+            dsn: opts.postgres_dsn.clone(),
+            timeout: Duration::from_secs(3),
+            ..Default::default()
+        };
+        let answers = match lookout_exporter_postgres::PgCollector::new(pg_opts.clone()) {
+            Ok(c) => c.scrape().await.up,
+            Err(e) => {
+                warn!(error = %e, "invalid --postgres-dsn");
+                false
+            }
+        };
+        if answers {
+            let exporter =
+                lookout_exporter_postgres::PgExporter::new(lookout_exporter_postgres::PgOptions {
+                    timeout: Duration::from_secs(10),
+                    ..pg_opts
+                })?;
+            background.push(
+                spawn_server(
+                    "postgres exporter",
+                    addr,
+                    lookout_exporter_postgres::router(exporter),
+                    stop_rx.clone(),
+                )
+                .await?,
+            );
+            postgres_up = true;
+        } else {
+            warn!(
+                "no PostgreSQL answers: the postgres-exporter target stays down (start one, or pass --postgres-dsn)"
+            );
+        }
+    }
+
+    // The configuration serve runs on.
+    let targets = DemoTargets {
+        services: stack_cfg.addrs.clone(),
+        prometheus: addr_of(&args.listen.prom_addr).or(addr_of(&args.listen.ui_addr)),
+        redis_exporter: addr_of(&opts.redis_exporter_addr),
+        postgres_exporter: addr_of(&opts.postgres_exporter_addr),
+    };
+    let scrape_interval = (schedule.time_scale < 1.0).then(|| {
+        Duration::from_secs(15)
+            .mul_f64(schedule.time_scale)
+            .max(Duration::from_secs(1))
+    });
+    let original = std::fs::read_to_string(&config_file)
+        .with_context(|| format!("reading {}", config_file.display()))?;
+    let config_dir_abs = std::fs::canonicalize(&args.config_dir)
+        .with_context(|| format!("resolving {}", args.config_dir.display()))?;
+    let derived = rewrite_prometheus_config(
+        &original,
+        &config_dir_abs.join("prometheus"),
+        &targets,
+        scrape_interval,
+    )?;
+    let derived_path = data_dir.join("demo/prometheus.yml");
+    write_file(&derived_path, &derived)?;
+
+    // Services, traffic, faults.
+    let stack = ServiceStack::start(stack_cfg).await?;
+    let spike = Arc::new(Spike::default());
+    let mut traffic_cfg = TrafficConfig::new(args.seed, stack.addrs().clone());
+    traffic_cfg.users = opts.users.max(1);
+    traffic_cfg.peak_rps = opts.peak_rps.clamp(0.0, 2_000.0);
+    traffic_cfg.day_length = Duration::from_secs(24 * 60).mul_f64(schedule.time_scale);
+    traffic_cfg.session_scale = schedule.time_scale;
+    let traffic = Traffic::new(traffic_cfg, spike.clone())?;
+    let filler = if opts.redis_fill && redis_up {
+        Some(RedisFiller::new(&opts.redis_addr)?)
+    } else {
+        if opts.redis_fill {
+            warn!("--redis-fill given but no Redis answers; the Redis memory fault is skipped");
+        }
+        None
+    };
+    let redis_fill_on = filler.is_some();
+    let controller = FaultController::new(
+        stack.clone(),
+        spike,
+        traffic.stats().clone(),
+        filler,
+        schedule.clone(),
+    );
+    if let Some(addr) = addr_of(&opts.control_addr) {
+        match spawn_server(
+            "control endpoint",
+            addr,
+            control::router(controller.clone()),
+            stop_rx.clone(),
+        )
+        .await
+        {
+            Ok(b) => background.push(b),
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(e);
+            }
+        }
+    }
+    let traffic_task = tokio::spawn(traffic.clone().run(stop_rx.clone()));
+    let schedule_task = tokio::spawn(controller.clone().run_schedule(stop_rx.clone()));
+
+    print_access_table(
+        &args.listen,
+        &opts,
+        &stack,
+        &data_dir,
+        &derived_path,
+        redis_up,
+        postgres_up,
+        redis_fill_on,
+        &schedule,
+    );
+
+    let parsed = ServeOnly::try_parse_from([
+        "serve".to_string(),
+        "--config-dir".into(),
+        args.config_dir.display().to_string(),
+        "--config".into(),
+        derived_path.display().to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--ui-addr".into(),
+        listen_arg(&args.listen.ui_addr),
+        "--prom-addr".into(),
+        listen_arg(&args.listen.prom_addr),
+        "--loki-addr".into(),
+        listen_arg(&args.listen.loki_addr),
+    ]);
+    let result = match parsed {
+        Ok(p) => serve(p.serve).await,
+        Err(e) => Err(anyhow::anyhow!("building the serve arguments: {e}")),
+    };
+
+    // Stop in reverse order: load first, then faults (undoing a Redis fill), then services.
+    info!("stopping the demo services");
+    let _ = stop_tx.send(true);
+    let _ = traffic_task.await;
+    let _ = schedule_task.await;
+    controller.clear().await;
+    for b in background {
+        if tokio::time::timeout(Duration::from_secs(5), b.task)
+            .await
+            .is_err()
+        {
+            warn!("{} did not stop in time", b.name);
+        }
+    }
+    stack.shutdown().await;
+    let s = traffic.stats().snapshot();
+    info!(
+        requests = s.responses,
+        server_errors = s.server_errors,
+        skipped = s.skipped,
+        "demo stopped"
+    );
+    result
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_access_table(
+    listen: &ListenArgs,
+    opts: &DemoOptions,
+    stack: &ServiceStack,
+    data_dir: &Path,
+    derived: &PathBuf,
+    redis_up: bool,
+    postgres_up: bool,
+    redis_fill: bool,
+    schedule: &Schedule,
+) {
     let url = |l: &Listen| match l {
         Listen::Addr(a) => format!("http://{a}"),
         Listen::Off => "off".to_string(),
     };
-    println!("Lookout demo — weAlist monitoring stack");
-    println!(
-        "  {:<28} {:<28} {}",
-        "service / 서비스", "URL", "use / 용도"
+    let row = |a: &str, b: &str, c: &str| println!("  {a:<24} {b:<44} {c}");
+    println!("Lookout demo — weAlist monitoring stack / weAlist 모니터링 스택");
+    println!();
+    row("service / 서비스", "URL", "use / 용도");
+    row(
+        "Lookout UI (Grafana)",
+        &url(&listen.ui_addr),
+        "dashboards (admin/admin) / 대시보드",
     );
-    println!(
-        "  {:<28} {:<28} {}",
+    row(
         "Prometheus API",
-        url(&listen.prom_addr),
-        "metrics queries, remote write / 메트릭 쿼리"
+        &url(&listen.prom_addr),
+        "metrics queries / 메트릭 쿼리",
     );
+    row("Loki API", &url(&listen.loki_addr), "log API / 로그 API");
+    let exporter = |l: &Listen, up: bool, hint: &str| match (l, up) {
+        (Listen::Off, _) => "off".to_string(),
+        (_, true) => url(l),
+        (_, false) => format!("{} (down: {hint})", url(l)),
+    };
+    row(
+        "PostgreSQL Exporter",
+        &exporter(
+            &opts.postgres_exporter_addr,
+            postgres_up,
+            "no local PostgreSQL; start one or pass --postgres-dsn",
+        ),
+        "PostgreSQL metrics / 메트릭",
+    );
+    row(
+        "Redis Exporter",
+        &exporter(
+            &opts.redis_exporter_addr,
+            redis_up,
+            "no local Redis; start `redis-server`",
+        ),
+        "Redis metrics / 메트릭",
+    );
+    println!();
+    for kind in ServiceKind::ALL {
+        row(
+            kind.compose_service(),
+            &format!("http://{}{}", stack.addr(kind), kind.metrics_path()),
+            "metrics / 메트릭",
+        );
+    }
+    row(
+        "fault control",
+        &format!("{}/faults", url(&opts.control_addr)),
+        "inject faults / 장애 주입",
+    );
+    println!();
     println!(
-        "  {:<28} {:<28} {}",
-        "Lookout (main port)",
-        url(&listen.ui_addr),
-        "the same API; the UI arrives later / UI 예정"
+        "  container logs (json-file): {}",
+        data_dir.join("containers").display()
     );
+    println!("  scrape configuration:       {}", derived.display());
     println!(
-        "  {:<28} {:<28} {}",
-        "Loki API", "not yet", "logs arrive with the log store / 로그 예정"
+        "  fault schedule: {} faults over {:.0} s{}",
+        schedule.faults.len(),
+        schedule.end().as_secs_f64(),
+        if redis_fill {
+            ""
+        } else {
+            " (Redis memory fault skipped: needs --redis-fill and a local Redis)"
+        }
     );
-    println!(
-        "  {:<28} {:<28} {}",
-        "Redis / PostgreSQL exporters", "not yet", "exporters arrive later / 예정"
-    );
-    println!(
-        "  weAlist services are scraped at their seed ports (8080, 8090, 8000-8004) and show up == 0 until the demo services land."
-    );
-    println!("  Stop with Ctrl-C; data stays in the data directory.");
+    println!("  Stop with Ctrl-C; data stays in {}.", data_dir.display());
 }

@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
@@ -110,7 +110,11 @@ impl FaultController {
         result
     }
 
-    async fn apply_inner(self: &Arc<Self>, fault: Fault, duration: Duration) -> Result<(), DemoError> {
+    async fn apply_inner(
+        self: &Arc<Self>,
+        fault: Fault,
+        duration: Duration,
+    ) -> Result<(), DemoError> {
         match fault {
             Fault::Errors { service, ratio } => {
                 self.stack.faults(service).inject_errors(ratio, duration);
@@ -136,7 +140,8 @@ impl FaultController {
             Fault::RedisFill { mib } => {
                 let Some(redis) = self.redis.clone() else {
                     return Err(DemoError::Config(
-                        "Redis filling is off (start the demo with --redis-fill and a local Redis)".into(),
+                        "Redis filling is off (start the demo with --redis-fill and a local Redis)"
+                            .into(),
                     ));
                 };
                 redis.fill(mib).await?;
@@ -257,16 +262,25 @@ fn number(q: &BTreeMap<String, String>, name: &str, min: f64, max: f64) -> Resul
     if v.is_finite() && (min..=max).contains(&v) {
         Ok(v)
     } else {
-        Err(bad(StatusCode::BAD_REQUEST, format!("{name} must be between {min} and {max}")))
+        Err(bad(
+            StatusCode::BAD_REQUEST,
+            format!("{name} must be between {min} and {max}"),
+        ))
     }
 }
 
 /// Parses a fault request (kind from the path, the rest from the query string).
-pub fn parse_fault(kind: &str, q: &BTreeMap<String, String>) -> Result<(Fault, Duration), Response> {
-    let duration = parse_duration(param(q, "duration")?)
-        .map_err(|e| bad(StatusCode::BAD_REQUEST, e))?;
+pub fn parse_fault(
+    kind: &str,
+    q: &BTreeMap<String, String>,
+) -> Result<(Fault, Duration), Response> {
+    let duration =
+        parse_duration(param(q, "duration")?).map_err(|e| bad(StatusCode::BAD_REQUEST, e))?;
     if duration.is_zero() || duration > MAX_FAULT {
-        return Err(bad(StatusCode::BAD_REQUEST, "duration must be between 0 and 1h"));
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            "duration must be between 0 and 1h",
+        ));
     }
     let service = || {
         let s = param(q, "service")?;
@@ -279,8 +293,8 @@ pub fn parse_fault(kind: &str, q: &BTreeMap<String, String>) -> Result<(Fault, D
             ratio: number(q, "ratio", 0.0, 1.0)?,
         },
         "slow" => {
-            let delay = parse_duration(param(q, "delay")?)
-                .map_err(|e| bad(StatusCode::BAD_REQUEST, e))?;
+            let delay =
+                parse_duration(param(q, "delay")?).map_err(|e| bad(StatusCode::BAD_REQUEST, e))?;
             if delay > Duration::from_secs(30) {
                 return Err(bad(StatusCode::BAD_REQUEST, "delay must be at most 30s"));
             }
@@ -289,7 +303,9 @@ pub fn parse_fault(kind: &str, q: &BTreeMap<String, String>) -> Result<(Fault, D
                 delay_ms: delay.as_millis() as u64,
             }
         }
-        "stop" => Fault::Stop { service: service()? },
+        "stop" => Fault::Stop {
+            service: service()?,
+        },
         "spike" => Fault::Spike {
             service: service()?,
             rps: number(q, "rps", 1.0, 2_000.0)?,
@@ -331,25 +347,69 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn fault_requests() {
-        let (f, d) = parse_fault("errors", &q(&[("service", "board"), ("ratio", "0.3"), ("duration", "1m")]))
-            .expect("valid");
-        assert_eq!(f, Fault::Errors { service: ServiceKind::Board, ratio: 0.3 });
+        let (f, d) = parse_fault(
+            "errors",
+            &q(&[("service", "board"), ("ratio", "0.3"), ("duration", "1m")]),
+        )
+        .expect("valid");
+        assert_eq!(
+            f,
+            Fault::Errors {
+                service: ServiceKind::Board,
+                ratio: 0.3
+            }
+        );
         assert_eq!(d, Duration::from_secs(60));
-        let (f, _) = parse_fault("slow", &q(&[("service", "noti-service"), ("delay", "3s"), ("duration", "90s")]))
-            .expect("valid");
-        assert_eq!(f, Fault::Slow { service: ServiceKind::Noti, delay_ms: 3000 });
-        assert!(parse_fault("errors", &q(&[("service", "board"), ("ratio", "2"), ("duration", "1m")])).is_err());
-        assert!(parse_fault("errors", &q(&[("service", "nope"), ("ratio", "0.1"), ("duration", "1m")])).is_err());
+        let (f, _) = parse_fault(
+            "slow",
+            &q(&[
+                ("service", "noti-service"),
+                ("delay", "3s"),
+                ("duration", "90s"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            f,
+            Fault::Slow {
+                service: ServiceKind::Noti,
+                delay_ms: 3000
+            }
+        );
+        assert!(
+            parse_fault(
+                "errors",
+                &q(&[("service", "board"), ("ratio", "2"), ("duration", "1m")])
+            )
+            .is_err()
+        );
+        assert!(
+            parse_fault(
+                "errors",
+                &q(&[("service", "nope"), ("ratio", "0.1"), ("duration", "1m")])
+            )
+            .is_err()
+        );
         assert!(parse_fault("stop", &q(&[("service", "video")])).is_err());
         assert!(parse_fault("stop", &q(&[("service", "video"), ("duration", "2h")])).is_err());
-        assert!(parse_fault("spike", &q(&[("service", "board"), ("rps", "NaN"), ("duration", "1m")])).is_err());
+        assert!(
+            parse_fault(
+                "spike",
+                &q(&[("service", "board"), ("rps", "NaN"), ("duration", "1m")])
+            )
+            .is_err()
+        );
         assert!(parse_fault("melt", &q(&[("duration", "1m")])).is_err());
-        let (f, _) = parse_fault("redis-fill", &q(&[("mib", "230"), ("duration", "5m30s")])).expect("valid");
+        let (f, _) =
+            parse_fault("redis-fill", &q(&[("mib", "230"), ("duration", "5m30s")])).expect("valid");
         assert_eq!(f, Fault::RedisFill { mib: 230 });
     }
 }

@@ -13,6 +13,7 @@
 //! - [`control`]: the HTTP control endpoint (inject faults on demand, inspect state).
 //! - [`redis_fill`]: fills (and empties) a local Redis the demo owns, for the memory alert.
 
+pub mod config;
 pub mod control;
 pub mod faults;
 pub mod logs;

@@ -500,8 +500,8 @@ mod tests {
     fn json_file_lines_and_metadata() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let info = ContainerInfo::new("wealist", "user-service");
-        let log = ContainerLog::open(tmp.path(), info.clone(), LogOptions::default())
-            .expect("open");
+        let log =
+            ContainerLog::open(tmp.path(), info.clone(), LogOptions::default()).expect("open");
         let logger = Logger::new("user-service", log.clone());
         logger.log(
             Level::Info,
@@ -542,7 +542,10 @@ mod tests {
             cfg["Config"]["Labels"]["com.docker.compose.service"],
             "user-service"
         );
-        assert_eq!(cfg["Config"]["Labels"]["com.docker.compose.project"], "wealist");
+        assert_eq!(
+            cfg["Config"]["Labels"]["com.docker.compose.project"],
+            "wealist"
+        );
         assert_eq!(cfg["State"]["Running"], true);
         log.write_metadata(false).expect("metadata");
         let cfg: Value =

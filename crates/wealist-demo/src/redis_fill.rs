@@ -40,7 +40,8 @@ impl RedisAddr {
         let (hp, db) = match hostpart.split_once('/') {
             Some((hp, db)) if !db.is_empty() => (
                 hp,
-                db.parse::<u32>().map_err(|_| bad("database must be a number"))?,
+                db.parse::<u32>()
+                    .map_err(|_| bad("database must be a number"))?,
             ),
             Some((hp, _)) => (hp, 0),
             None => (hostpart, 0),
@@ -48,7 +49,10 @@ impl RedisAddr {
         if hp.is_empty() {
             return Err(bad("no host"));
         }
-        let host_port = if hp.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let host_port = if hp
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             hp.to_owned()
         } else {
             format!("{hp}:6379")
@@ -86,7 +90,8 @@ impl Conn {
             c.command(&[b"AUTH", pw.as_bytes()]).await?;
         }
         if addr.db != 0 {
-            c.command(&[b"SELECT", addr.db.to_string().as_bytes()]).await?;
+            c.command(&[b"SELECT", addr.db.to_string().as_bytes()])
+                .await?;
         }
         Ok(c)
     }
@@ -230,7 +235,10 @@ mod tests {
                 db: 2
             }
         );
-        assert_eq!(RedisAddr::parse("cache").expect("parse").host_port, "cache:6379");
+        assert_eq!(
+            RedisAddr::parse("cache").expect("parse").host_port,
+            "cache:6379"
+        );
         assert!(RedisAddr::parse("rediss://x:1").is_err());
         assert!(RedisAddr::parse("redis://x:1/db").is_err());
         assert!(RedisAddr::parse("redis://").is_err());

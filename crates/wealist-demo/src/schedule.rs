@@ -139,9 +139,30 @@ impl Schedule {
         };
         Schedule {
             faults: vec![
-                f(secs(20), secs(90), Slow { service: Noti, delay_ms: 3_000 }),
-                f(secs(30), secs(180), Spike { service: Board, rps: 200.0 }),
-                f(secs(60), secs(135), Errors { service: Board, ratio: 0.3 }),
+                f(
+                    secs(20),
+                    secs(90),
+                    Slow {
+                        service: Noti,
+                        delay_ms: 3_000,
+                    },
+                ),
+                f(
+                    secs(30),
+                    secs(180),
+                    Spike {
+                        service: Board,
+                        rps: 200.0,
+                    },
+                ),
+                f(
+                    secs(60),
+                    secs(135),
+                    Errors {
+                        service: Board,
+                        ratio: 0.3,
+                    },
+                ),
                 f(secs(60), secs(120), Stop { service: Video }),
                 f(secs(60), secs(330), RedisFill { mib: 230 }),
             ],

@@ -107,7 +107,10 @@ impl ServiceStack {
                 return Err(DemoError::Config(format!("no address for {kind}")));
             }
             let info = ContainerInfo::new(&cfg.project, kind.compose_service());
-            logs.insert(kind, ContainerLog::open(&containers, info, cfg.log_options)?);
+            logs.insert(
+                kind,
+                ContainerLog::open(&containers, info, cfg.log_options)?,
+            );
             faults.insert(kind, Arc::new(ServiceFaults::default()));
         }
         let stack = Arc::new(ServiceStack {

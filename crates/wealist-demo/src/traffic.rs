@@ -371,7 +371,10 @@ impl Traffic {
                     self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
                 }
                 let bytes = resp.bytes().await.unwrap_or_default();
-                Some((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+                Some((
+                    status,
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                ))
             }
             Err(_) => {
                 self.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
@@ -651,8 +654,15 @@ impl Traffic {
                 }
             }
             (1, Some(b)) => {
-                self.call(ServiceKind::Board, reqwest::Method::GET, &format!("/api/boards/{b}"), None, Some(uid), rng)
-                    .await;
+                self.call(
+                    ServiceKind::Board,
+                    reqwest::Method::GET,
+                    &format!("/api/boards/{b}"),
+                    None,
+                    Some(uid),
+                    rng,
+                )
+                .await;
             }
             (2, Some(b)) => {
                 let status = ["todo", "in_progress", "done"][rng.below(3) as usize];
@@ -667,12 +677,26 @@ impl Traffic {
                 .await;
             }
             (3, Some(_)) => {
-                self.call(ServiceKind::Board, reqwest::Method::GET, &format!("/api/projects/{project}"), None, Some(uid), rng)
-                    .await;
+                self.call(
+                    ServiceKind::Board,
+                    reqwest::Method::GET,
+                    &format!("/api/projects/{project}"),
+                    None,
+                    Some(uid),
+                    rng,
+                )
+                .await;
             }
             (_, Some(b)) => {
-                self.call(ServiceKind::Board, reqwest::Method::DELETE, &format!("/api/boards/{b}"), None, Some(uid), rng)
-                    .await;
+                self.call(
+                    ServiceKind::Board,
+                    reqwest::Method::DELETE,
+                    &format!("/api/boards/{b}"),
+                    None,
+                    Some(uid),
+                    rng,
+                )
+                .await;
                 self.users[idx].lock().boards.retain(|x| *x != b);
             }
         }
@@ -737,7 +761,11 @@ impl Traffic {
         match existing {
             Some(name) if rng.chance(0.6) => {
                 let url = self.url(ServiceKind::Storage, &format!("/api/files/{name}"));
-                let req = self.http.get(url).header("x-trace-id", rng.hex(32)).header("x-user-id", uid);
+                let req = self
+                    .http
+                    .get(url)
+                    .header("x-trace-id", rng.hex(32))
+                    .header("x-user-id", uid);
                 match req.send().await {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
@@ -762,11 +790,12 @@ impl Traffic {
                 let size = 1024 + rng.below(192 * 1024) as usize;
                 let seed = rng.next_u64();
                 // Streamed upload body: 16 KiB chunks produced on the fly.
-                let chunks = futures_util::stream::iter((0..size.div_ceil(16 * 1024)).map(move |i| {
-                    let len = (size - i * 16 * 1024).min(16 * 1024);
-                    let byte = (seed as u8).wrapping_add(i as u8);
-                    Ok::<Vec<u8>, std::io::Error>(vec![byte; len])
-                }));
+                let chunks =
+                    futures_util::stream::iter((0..size.div_ceil(16 * 1024)).map(move |i| {
+                        let len = (size - i * 16 * 1024).min(16 * 1024);
+                        let byte = (seed as u8).wrapping_add(i as u8);
+                        Ok::<Vec<u8>, std::io::Error>(vec![byte; len])
+                    }));
                 let req = self
                     .http
                     .put(self.url(ServiceKind::Storage, &format!("/api/files/{name}")))
@@ -786,11 +815,36 @@ impl Traffic {
     /// A malformed request to some service (the services answer 400 with a JSON body).
     async fn bad_request(&self, rng: &mut Rng) {
         let (service, method, path, body) = match rng.below(5) {
-            0 => (ServiceKind::User, reqwest::Method::POST, "/api/users/signup", "{\"email\":\"not-an-email\"}"),
-            1 => (ServiceKind::Board, reqwest::Method::POST, "/api/projects", "{broken json"),
-            2 => (ServiceKind::Noti, reqwest::Method::GET, "/api/notifications", ""),
-            3 => (ServiceKind::Video, reqwest::Method::POST, "/api/video/rooms/abc/join", "{\"user_id\":\"x\"}"),
-            _ => (ServiceKind::Storage, reqwest::Method::PUT, "/api/files/..hidden", "x"),
+            0 => (
+                ServiceKind::User,
+                reqwest::Method::POST,
+                "/api/users/signup",
+                "{\"email\":\"not-an-email\"}",
+            ),
+            1 => (
+                ServiceKind::Board,
+                reqwest::Method::POST,
+                "/api/projects",
+                "{broken json",
+            ),
+            2 => (
+                ServiceKind::Noti,
+                reqwest::Method::GET,
+                "/api/notifications",
+                "",
+            ),
+            3 => (
+                ServiceKind::Video,
+                reqwest::Method::POST,
+                "/api/video/rooms/abc/join",
+                "{\"user_id\":\"x\"}",
+            ),
+            _ => (
+                ServiceKind::Storage,
+                reqwest::Method::PUT,
+                "/api/files/..hidden",
+                "x",
+            ),
         };
         let mut req = self
             .http
@@ -819,7 +873,10 @@ impl Traffic {
             let _permit = permit;
             let room = format!("room-{}", rng.below(8));
             let url = me
-                .url(ServiceKind::Chat, &format!("/ws/chat?room={room}&user_id={uid}"))
+                .url(
+                    ServiceKind::Chat,
+                    &format!("/ws/chat?room={room}&user_id={uid}"),
+                )
                 .replacen("http://", "ws://", 1);
             let Ok(Ok((ws, _))) = tokio::time::timeout(
                 Duration::from_secs(10),

@@ -12,12 +12,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Json;
 use lookout_instrument::metrics::{Counter, Family, Gauge};
 use lookout_instrument::{HttpMetricsConfig, Metrics, label_set};
 use parking_lot::Mutex;
@@ -73,9 +73,8 @@ type St = State<Arc<AppState>>;
 
 pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
     let mut metrics = Metrics::new();
-    let http = metrics.micrometer_http_layer(
-        HttpMetricsConfig::default().unmatched_path("NOT_FOUND"),
-    )?;
+    let http =
+        metrics.micrometer_http_layer(HttpMetricsConfig::default().unmatched_path("NOT_FOUND"))?;
     let m = AuthMetrics {
         gets: metrics.counter_family("cache_gets_total", "The number of times cache lookup methods have returned a cached (hit) or uncached (miss) value.")?,
         puts: metrics.counter_family("cache_puts_total", "The number of entries added to the cache.")?,
@@ -179,16 +178,35 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 
 async fn verify(State(s): St, headers: HeaderMap) -> Result<Response, ApiError> {
     let token = bearer(&headers)?;
-    let invalid = || ApiError::unauthorized("invalid or expired token").with_exception("InvalidTokenException");
+    let invalid = || {
+        ApiError::unauthorized("invalid or expired token").with_exception("InvalidTokenException")
+    };
     let mut st = s.store.lock();
     if let Some(user) = st.cache.get(token).cloned() {
         // A cached token may have expired since it was cached.
-        if st.access.get(token).is_some_and(|t| t.expires > Instant::now()) {
-            s.m.gets.get_or_create(&CacheGet { cache: CACHE, result: "hit" }).inc();
-            return Ok(with_user(Json(json!({ "user_id": user, "valid": true })), &user));
+        if st
+            .access
+            .get(token)
+            .is_some_and(|t| t.expires > Instant::now())
+        {
+            s.m.gets
+                .get_or_create(&CacheGet {
+                    cache: CACHE,
+                    result: "hit",
+                })
+                .inc();
+            return Ok(with_user(
+                Json(json!({ "user_id": user, "valid": true })),
+                &user,
+            ));
         }
     }
-    s.m.gets.get_or_create(&CacheGet { cache: CACHE, result: "miss" }).inc();
+    s.m.gets
+        .get_or_create(&CacheGet {
+            cache: CACHE,
+            result: "miss",
+        })
+        .inc();
     let user = match st.access.get(token) {
         Some(t) if t.expires > Instant::now() => t.user.clone(),
         Some(_) => {
@@ -203,16 +221,23 @@ async fn verify(State(s): St, headers: HeaderMap) -> Result<Response, ApiError> 
         st.cache_order.push_back(token.to_owned());
         s.m.puts.get_or_create(&CacheName { cache: CACHE }).inc();
         while st.cache.len() > CACHE_CAPACITY {
-            let Some(old) = st.cache_order.pop_front() else { break };
+            let Some(old) = st.cache_order.pop_front() else {
+                break;
+            };
             if st.cache.remove(&old).is_some() {
-                s.m.evictions.get_or_create(&CacheName { cache: CACHE }).inc();
+                s.m.evictions
+                    .get_or_create(&CacheName { cache: CACHE })
+                    .inc();
             }
         }
     }
     s.m.size
         .get_or_create(&CacheName { cache: CACHE })
         .set(st.cache.len() as i64);
-    Ok(with_user(Json(json!({ "user_id": user, "valid": true })), &user))
+    Ok(with_user(
+        Json(json!({ "user_id": user, "valid": true })),
+        &user,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use lookout_instrument::metrics::{Counter, Gauge};
 use lookout_instrument::{HttpMetricsConfig, Metrics};
 use parking_lot::Mutex;
@@ -80,7 +80,10 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
     });
     let routes = Router::new()
         .route("/api/projects", post(create_project).get(list_projects))
-        .route("/api/projects/{id}", get(get_project).delete(delete_project))
+        .route(
+            "/api/projects/{id}",
+            get(get_project).delete(delete_project),
+        )
         .route("/api/projects/{id}/boards", post(create_board))
         .route(
             "/api/boards/{id}",
@@ -149,8 +152,12 @@ async fn get_project(State(s): St, Path(id): Path<String>) -> Result<Response, A
         .get(&id)
         .ok_or_else(|| ApiError::not_found("no such project"))?;
     let boards: Vec<String> = p.boards.iter().map(|b| b.to_string()).collect();
-    Ok(Json(json!({ "id": id.to_string(), "name": p.name, "owner_id": p.owner, "boards": boards }))
-        .into_response())
+    Ok(
+        Json(
+            json!({ "id": id.to_string(), "name": p.name, "owner_id": p.owner, "boards": boards }),
+        )
+        .into_response(),
+    )
 }
 
 async fn delete_project(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -182,7 +189,9 @@ async fn create_board(
     let project = parse_id("project id", &project)?;
     check_text("title", &req.title, 200)?;
     if req.description.chars().count() > 5_000 {
-        return Err(ApiError::bad_request("description must be at most 5000 characters"));
+        return Err(ApiError::bad_request(
+            "description must be at most 5000 characters",
+        ));
     }
     let mut db = s.db.lock();
     if db.boards.len() >= MAX_BOARDS {
@@ -246,18 +255,22 @@ async fn update_board(
     if let Some(t) = &req.title {
         check_text("title", t, 200)?;
     }
-    if req.description.as_ref().is_some_and(|d| d.chars().count() > 5_000) {
-        return Err(ApiError::bad_request("description must be at most 5000 characters"));
+    if req
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 5_000)
+    {
+        return Err(ApiError::bad_request(
+            "description must be at most 5000 characters",
+        ));
     }
-    let status = match req.status.as_deref() {
-        None => None,
-        Some(st) => Some(
-            STATUSES
-                .into_iter()
-                .find(|x| *x == st)
-                .ok_or_else(|| ApiError::bad_request("status must be todo, in_progress or done"))?,
-        ),
-    };
+    let status =
+        match req.status.as_deref() {
+            None => None,
+            Some(st) => Some(STATUSES.into_iter().find(|x| *x == st).ok_or_else(|| {
+                ApiError::bad_request("status must be todo, in_progress or done")
+            })?),
+        };
     let mut db = s.db.lock();
     let b = db
         .boards

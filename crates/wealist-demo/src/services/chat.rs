@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -21,7 +22,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use futures_util::{SinkExt, StreamExt};
 use lookout_instrument::metrics::{Counter, Gauge};
 use lookout_instrument::{HttpMetricsConfig, Metrics, UniqueCounter, UniqueCounterConfig};
@@ -64,9 +64,14 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
     let mut metrics = Metrics::new();
     let http = metrics.http_layer(HttpMetricsConfig::default())?;
     let m = ChatMetrics {
-        connections: metrics
-            .counter("websocket_connections_total", "WebSocket connections accepted.")?,
-        active: metrics.gauge("websocket_active_connections", "Open WebSocket connections.")?,
+        connections: metrics.counter(
+            "websocket_connections_total",
+            "WebSocket connections accepted.",
+        )?,
+        active: metrics.gauge(
+            "websocket_active_connections",
+            "Open WebSocket connections.",
+        )?,
         messages: metrics.counter("chat_messages_sent_total", "Chat messages sent.")?,
         rooms_active: metrics.gauge("chat_rooms_active", "Rooms with at least one connection.")?,
         daily: metrics.unique_counter(UniqueCounterConfig::new().daily(
@@ -89,7 +94,10 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
 
 impl AppState {
     /// Registers a connection in `room`.
-    fn join(self: &Arc<Self>, room: &str) -> Result<(broadcast::Receiver<Arc<str>>, ConnGuard), ApiError> {
+    fn join(
+        self: &Arc<Self>,
+        room: &str,
+    ) -> Result<(broadcast::Receiver<Arc<str>>, ConnGuard), ApiError> {
         let mut rooms = self.rooms.lock();
         let total: usize = rooms.values().map(|r| r.connections).sum();
         if total >= MAX_CONNECTIONS {
@@ -272,5 +280,11 @@ async fn send_message(
     check_ident("user_id", &req.user_id, 64)?;
     check_text("text", &req.text, MAX_TEXT)?;
     s.publish(&room, &req.user_id, &req.text);
-    Ok(with_user((StatusCode::CREATED, Json(json!({ "room": room, "sent": true }))), &req.user_id))
+    Ok(with_user(
+        (
+            StatusCode::CREATED,
+            Json(json!({ "room": room, "sent": true })),
+        ),
+        &req.user_id,
+    ))
 }

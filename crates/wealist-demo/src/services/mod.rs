@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use lookout_instrument::{ExceptionName, HttpMetricsLayer, Metrics};
 use serde::de::DeserializeOwned;
 use serde_json::json;

@@ -5,18 +5,20 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Json;
 use lookout_instrument::{HttpMetricsConfig, Metrics};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, JsonBody, ServiceContext, check_ident, check_text, finish, parse_id, with_user};
+use super::{
+    ApiError, JsonBody, ServiceContext, check_ident, check_text, finish, parse_id, with_user,
+};
 use crate::DemoError;
 use crate::timefmt::rfc3339_millis;
 
@@ -67,7 +69,9 @@ async fn create(State(db): St, JsonBody(req): JsonBody<CreateReq>) -> Result<Res
     check_ident("user_id", &req.user_id, 64)?;
     check_text("title", &req.title, 200)?;
     if req.body.chars().count() > 2_000 {
-        return Err(ApiError::bad_request("body must be at most 2000 characters"));
+        return Err(ApiError::bad_request(
+            "body must be at most 2000 characters",
+        ));
     }
     let mut db = db.lock();
     if !db.by_user.contains_key(&req.user_id) && db.by_user.len() >= MAX_USERS {

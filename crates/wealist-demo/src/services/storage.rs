@@ -7,13 +7,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Json;
 use futures_util::StreamExt;
 use lookout_instrument::metrics::Counter;
 use lookout_instrument::{HttpMetricsConfig, Metrics};
@@ -72,7 +72,10 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn io_error(e: std::io::Error) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage I/O: {e}"))
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("storage I/O: {e}"),
+    )
 }
 
 async fn upload(State(s): St, Path(name): Path<String>, body: Body) -> Result<Response, ApiError> {
@@ -89,7 +92,8 @@ async fn upload(State(s): St, Path(name): Path<String>, body: Body) -> Result<Re
     let mut size: u64 = 0;
     let result: Result<(), ApiError> = async {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+            let chunk =
+                chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
             size += chunk.len() as u64;
             s.uploaded.inc_by(chunk.len() as u64);
             if size > MAX_FILE {
@@ -110,7 +114,11 @@ async fn upload(State(s): St, Path(name): Path<String>, body: Body) -> Result<Re
         return Err(e);
     }
     tokio::fs::rename(&tmp, &target).await.map_err(io_error)?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": name, "size": size }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "size": size })),
+    )
+        .into_response())
 }
 
 async fn download(State(s): St, Path(name): Path<String>) -> Result<Response, ApiError> {
@@ -154,7 +162,9 @@ async fn remove(State(s): St, Path(name): Path<String>) -> Result<Response, ApiE
     check_name(&name)?;
     match tokio::fs::remove_file(s.dir.join(&name)).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found("no such file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ApiError::not_found("no such file"))
+        }
         Err(e) => Err(io_error(e)),
     }
 }

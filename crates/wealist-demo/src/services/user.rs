@@ -9,14 +9,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use lookout_instrument::metrics::{Counter, Family, Gauge};
-use lookout_instrument::{HttpMetricsConfig, Metrics, UniqueCounter, UniqueCounterConfig, label_set};
+use lookout_instrument::{
+    HttpMetricsConfig, Metrics, UniqueCounter, UniqueCounterConfig, label_set,
+};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
@@ -91,7 +93,9 @@ fn check_email(email: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request("email must look like name@example.com"))
+        Err(ApiError::bad_request(
+            "email must look like name@example.com",
+        ))
     }
 }
 
@@ -100,7 +104,9 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     if (8..=128).contains(&n) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("password must be 8 to 128 characters"))
+        Err(ApiError::bad_request(
+            "password must be 8 to 128 characters",
+        ))
     }
 }
 
@@ -112,17 +118,20 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
         logins: metrics.counter("user_logins_total", "Successful logins.")?,
         active: metrics.gauge("users_active_total", "Users with an open session.")?,
         registered: metrics.gauge("users_registered_total", "Registered users.")?,
-        workspaces_created: metrics
-            .counter("workspaces_created_total", "Workspaces created.")?,
+        workspaces_created: metrics.counter("workspaces_created_total", "Workspaces created.")?,
         workspaces: metrics.gauge("workspaces_total", "Existing workspaces.")?,
-        members: metrics.gauge_family::<WorkspaceLabels>(
-            "workspace_members_total",
-            "Members per workspace.",
-        )?,
+        members: metrics
+            .gauge_family::<WorkspaceLabels>("workspace_members_total", "Members per workspace.")?,
         unique: metrics.unique_counter(
             UniqueCounterConfig::new()
-                .daily("users_daily_active", "Distinct users who logged in during the last 24 hours.")
-                .monthly("users_monthly_active", "Distinct users who logged in during the last 30 days."),
+                .daily(
+                    "users_daily_active",
+                    "Distinct users who logged in during the last 24 hours.",
+                )
+                .monthly(
+                    "users_monthly_active",
+                    "Distinct users who logged in during the last 30 days.",
+                ),
         )?,
     };
     let state = Arc::new(AppState {
@@ -138,7 +147,10 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
         .route("/api/users/login", post(login))
         .route("/api/users/logout", post(logout))
         .route("/api/users/{id}", get(get_user))
-        .route("/api/workspaces", post(create_workspace).get(list_workspaces))
+        .route(
+            "/api/workspaces",
+            post(create_workspace).get(list_workspaces),
+        )
         .route("/api/workspaces/{id}", get(get_workspace))
         .route("/api/workspaces/{id}/members", post(add_member))
         .with_state(state);
@@ -287,7 +299,11 @@ struct ListQuery {
 }
 
 async fn list_workspaces(State(s): St, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
-    let user = q.user_id.as_deref().map(|u| parse_id("user_id", u)).transpose()?;
+    let user = q
+        .user_id
+        .as_deref()
+        .map(|u| parse_id("user_id", u))
+        .transpose()?;
     let db = s.db.lock();
     let list: Vec<_> = db
         .workspaces
@@ -345,7 +361,10 @@ async fn add_member(
             workspace_id: id.to_string(),
         })
         .set(n as i64);
-    Ok(with_user(Json(json!({ "id": id.to_string(), "members": n })), &req.user_id))
+    Ok(with_user(
+        Json(json!({ "id": id.to_string(), "members": n })),
+        &req.user_id,
+    ))
 }
 
 #[cfg(test)]
@@ -355,7 +374,9 @@ mod tests {
     #[test]
     fn email_and_password_rules() {
         assert!(check_email("a@b.co").is_ok());
-        for bad in ["", "a", "a@b", "@b.co", "a@.co", "a@b.co.", "a b@c.de", "a@b@c.de"] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@.co", "a@b.co.", "a b@c.de", "a@b@c.de",
+        ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
         assert!(check_password("12345678").is_ok());

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Json;
 use lookout_instrument::metrics::{Counter, Gauge, Histogram};
 use lookout_instrument::{HttpMetricsConfig, Metrics, UniqueCounter, UniqueCounterConfig};
 use parking_lot::Mutex;
@@ -26,7 +26,9 @@ use crate::DemoError;
 pub const MAX_ROOMS: usize = 1_000;
 pub const MAX_PARTICIPANTS: usize = 50;
 /// Call-duration buckets in seconds (demo calls last seconds to an hour).
-pub const DURATION_BUCKETS: [f64; 10] = [5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0];
+pub const DURATION_BUCKETS: [f64; 10] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
 
 struct VideoMetrics {
     rooms_active: Gauge,
@@ -54,10 +56,14 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
     let http = metrics.http_layer(HttpMetricsConfig::default())?;
     let m = VideoMetrics {
         rooms_active: metrics.gauge("video_rooms_active", "Rooms with a call in progress.")?,
-        participants_total: metrics
-            .counter("video_participants_total", "Participants who joined a call.")?,
-        participants_active: metrics
-            .gauge("video_participants_active", "Participants currently in a call.")?,
+        participants_total: metrics.counter(
+            "video_participants_total",
+            "Participants who joined a call.",
+        )?,
+        participants_active: metrics.gauge(
+            "video_participants_active",
+            "Participants currently in a call.",
+        )?,
         daily: metrics.unique_counter(UniqueCounterConfig::new().daily(
             "video_daily_active_users",
             "Distinct users in a video call during the last 24 hours.",
@@ -126,7 +132,10 @@ async fn create(State(s): St, JsonBody(req): JsonBody<CreateReq>) -> Result<Resp
     s.m.daily.observe(&req.host_id);
     s.refresh(rooms);
     Ok(with_user(
-        (StatusCode::CREATED, Json(json!({ "room_id": id.to_string(), "participants": 1 }))),
+        (
+            StatusCode::CREATED,
+            Json(json!({ "room_id": id.to_string(), "participants": 1 })),
+        ),
         &req.host_id,
     ))
 }
@@ -158,7 +167,10 @@ async fn join(
     s.m.participants_total.inc();
     s.m.daily.observe(&req.user_id);
     s.refresh(rooms);
-    Ok(with_user(Json(json!({ "room_id": id.to_string(), "participants": n })), &req.user_id))
+    Ok(with_user(
+        Json(json!({ "room_id": id.to_string(), "participants": n })),
+        &req.user_id,
+    ))
 }
 
 async fn leave(
