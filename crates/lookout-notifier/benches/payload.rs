@@ -24,7 +24,9 @@ fn alerts(n: usize) -> Vec<Alert> {
 
 fn bench(c: &mut Criterion) {
     let a = alerts(256);
-    c.bench_function("alertmanager_v2_256", |b| b.iter(|| payload::alertmanager_v2(&a)));
+    c.bench_function("alertmanager_v2_256", |b| {
+        b.iter(|| payload::alertmanager_v2(&a))
+    });
     c.bench_function("webhook_groups_256", |b| {
         b.iter(|| payload::webhook_groups(&a, "http://hook", 1_700_000_100_000))
     });

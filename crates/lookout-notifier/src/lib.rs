@@ -243,14 +243,16 @@ impl Notifier {
             let mut status = self.inner.status.lock();
             status.retain(|url, _| endpoints.iter().any(|e| &e.url == url));
             for e in &endpoints {
-                status.entry(e.url.clone()).or_insert_with(|| EndpointStatus {
-                    url: e.url.clone(),
-                    kind: e.kind,
-                    sent: 0,
-                    errors: 0,
-                    last_error: None,
-                    last_success: None,
-                });
+                status
+                    .entry(e.url.clone())
+                    .or_insert_with(|| EndpointStatus {
+                        url: e.url.clone(),
+                        kind: e.kind,
+                        sent: 0,
+                        errors: 0,
+                        last_error: None,
+                        last_success: None,
+                    });
             }
         }
         *self.inner.settings.write() = Settings {
@@ -473,7 +475,11 @@ async fn post_with_retries(inner: &Inner, ep: &Endpoint, body: &str, alerts: usi
                     .latency
                     .get_or_create(&label)
                     .set(started.elapsed().as_secs_f64());
-                inner.metrics.sent.get_or_create(&label).inc_by(alerts as u64);
+                inner
+                    .metrics
+                    .sent
+                    .get_or_create(&label)
+                    .inc_by(alerts as u64);
                 let mut st = inner.status.lock();
                 if let Some(s) = st.get_mut(&ep.url) {
                     s.sent += alerts as u64;
@@ -492,7 +498,11 @@ async fn post_with_retries(inner: &Inner, ep: &Endpoint, body: &str, alerts: usi
             }
         }
     }
-    inner.metrics.errors.get_or_create(&label).inc_by(alerts as u64);
+    inner
+        .metrics
+        .errors
+        .get_or_create(&label)
+        .inc_by(alerts as u64);
     let mut st = inner.status.lock();
     if let Some(s) = st.get_mut(&ep.url) {
         s.errors += alerts as u64;

@@ -63,7 +63,9 @@ pub fn fingerprint(labels: &Labels) -> u64 {
 }
 
 fn label_map(l: &Labels) -> BTreeMap<&str, &str> {
-    l.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()
+    l.iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -213,7 +215,11 @@ mod tests {
 
     fn alert(name: &str, inst: &str, ends: Timestamp) -> Alert {
         Alert {
-            labels: Labels::from_pairs([("alertname", name), ("instance", inst), ("severity", "critical")]),
+            labels: Labels::from_pairs([
+                ("alertname", name),
+                ("instance", inst),
+                ("severity", "critical"),
+            ]),
             annotations: BTreeMap::from([("summary".to_string(), format!("{inst} down"))]),
             starts_at: 1_700_000_000_000,
             ends_at: ends,
@@ -238,14 +244,21 @@ mod tests {
         assert_eq!(v[0]["startsAt"], "2023-11-14T22:13:20Z");
         assert_eq!(v[0]["endsAt"], "2023-11-14T22:14:20Z");
         assert_eq!(v[0]["annotations"]["summary"], "x:1 down");
-        assert_eq!(v[0]["generatorURL"], "http://lookout:9090/graph?g0.expr=up&g0.tab=1");
+        assert_eq!(
+            v[0]["generatorURL"],
+            "http://lookout:9090/graph?g0.expr=up&g0.tab=1"
+        );
     }
 
     #[test]
     fn webhook_body() {
         let now = 1_700_000_100_000;
         let bodies = webhook_groups(
-            &[alert("Down", "b:1", now + 60_000), alert("Down", "a:1", now - 1000), alert("High", "c:1", now + 1)],
+            &[
+                alert("Down", "b:1", now + 60_000),
+                alert("Down", "a:1", now - 1000),
+                alert("High", "c:1", now + 1),
+            ],
             "http://hook",
             now,
         );

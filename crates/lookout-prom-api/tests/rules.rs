@@ -41,7 +41,10 @@ impl RulesProvider for Fixed {
                         kind: RuleInfoKind::Alerting {
                             duration_s: 60.0,
                             keep_firing_for_s: 0.0,
-                            annotations: BTreeMap::from([("summary".to_string(), "{{ $labels.job }} down".to_string())]),
+                            annotations: BTreeMap::from([(
+                                "summary".to_string(),
+                                "{{ $labels.job }} down".to_string(),
+                            )]),
                             state: "firing".into(),
                             alerts: vec![alert],
                         },
@@ -117,11 +120,18 @@ async fn rules_filters() {
     assert_eq!(d["groups"][0]["name"], "other");
     let d = get(&app, "/api/v1/rules?group_name[]=other").await.data();
     assert_eq!(d["groups"].as_array().unwrap().len(), 1);
-    let d = get(&app, &format!("/api/v1/rules?file[]={}", enc("/rules/b.yml"))).await.data();
+    let d = get(
+        &app,
+        &format!("/api/v1/rules?file[]={}", enc("/rules/b.yml")),
+    )
+    .await
+    .data();
     assert_eq!(d["groups"][0]["name"], "other");
     let d = get(&app, "/api/v1/rules?exclude_alerts=true").await.data();
     assert!(d["groups"][0]["rules"][0].get("alerts").is_none());
-    get(&app, "/api/v1/rules?type=bogus").await.assert_error(400, "bad_data");
+    get(&app, "/api/v1/rules?type=bogus")
+        .await
+        .assert_error(400, "bad_data");
 }
 
 #[tokio::test]

@@ -6,8 +6,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("template_expand", |b| {
         let l = std::collections::BTreeMap::from([("job".to_string(), "api".to_string())]);
         let e = std::collections::BTreeMap::new();
-        let t = lookout_rules::template::Template::parse("b", "{{ $labels.job }} {{ $value | humanize }}")
-            .expect("valid template");
+        let t = lookout_rules::template::Template::parse(
+            "b",
+            "{{ $labels.job }} {{ $value | humanize }}",
+        )
+        .expect("valid template");
         b.iter(|| {
             t.expand(&lookout_rules::template::TemplateData {
                 labels: &l,

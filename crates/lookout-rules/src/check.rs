@@ -32,7 +32,10 @@ pub fn check_rule_files(paths: &[PathBuf], language: Language) -> CheckReport {
                             let _ = writeln!(out, "\t{k}: {v}");
                         }
                     }
-                    let _ = writeln!(out, "Might cause inconsistency while recording expressions.");
+                    let _ = writeln!(
+                        out,
+                        "Might cause inconsistency while recording expressions."
+                    );
                 }
                 let n = f.rule_count();
                 total += n;
@@ -61,14 +64,26 @@ mod tests {
         let good = dir.path().join("good.yml");
         std::fs::write(&good, "groups:\n- name: g\n  rules:\n  - record: a\n    expr: up\n  - record: a\n    expr: up\n").unwrap();
         let bad = dir.path().join("bad.yml");
-        std::fs::write(&bad, "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(up)\n").unwrap();
+        std::fs::write(
+            &bad,
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(up)\n",
+        )
+        .unwrap();
         let r = check_rule_files(&[good.clone()], Language::Promql);
         assert!(r.ok);
-        assert!(r.output.contains("1 duplicate rule(s) found."), "{}", r.output);
+        assert!(
+            r.output.contains("1 duplicate rule(s) found."),
+            "{}",
+            r.output
+        );
         assert!(r.output.contains("SUCCESS: 2 rules found"));
         let r = check_rule_files(&[good, bad], Language::Promql);
         assert!(!r.ok);
         assert!(r.output.contains("FAILED:"), "{}", r.output);
-        assert!(r.output.contains("bad.yml: 4: group \"g\", rule 1, \"A\""), "{}", r.output);
+        assert!(
+            r.output.contains("bad.yml: 4: group \"g\", rule 1, \"A\""),
+            "{}",
+            r.output
+        );
     }
 }

@@ -339,7 +339,8 @@ pub fn parse_file(
                 }
             }
             if let RuleKind::Alert(name) = &kind {
-                check_templates(name, &r.labels, &r.annotations).map_err(|e| fail(e.to_string()))?;
+                check_templates(name, &r.labels, &r.annotations)
+                    .map_err(|e| fail(e.to_string()))?;
             }
             let mut labels = g.labels.clone();
             labels.extend(r.labels);
@@ -474,24 +475,43 @@ groups:
     fn errors_name_file_and_line() {
         let e = parse("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up ==\n").unwrap_err();
         let s = e.to_string();
-        assert!(s.starts_with("r.yml: 4: group \"g\", rule 1, \"A\": could not parse expression"), "{s}");
+        assert!(
+            s.starts_with("r.yml: 4: group \"g\", rule 1, \"A\": could not parse expression"),
+            "{s}"
+        );
 
         let e = parse("groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    annotations:\n      x: '{{ nope }}'\n").unwrap_err();
-        assert!(e.to_string().contains("function \"nope\" not defined"), "{e}");
+        assert!(
+            e.to_string().contains("function \"nope\" not defined"),
+            "{e}"
+        );
 
         let e = parse("groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n").unwrap_err();
-        assert!(e.to_string().contains("r.yml: 4: groupname: \"g\" is repeated"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("r.yml: 4: groupname: \"g\" is repeated"),
+            "{e}"
+        );
 
-        let e = parse("groups:\n- name: g\n  rules:\n  - record: x\n    alert: y\n    expr: up\n").unwrap_err();
-        assert!(e.to_string().contains("only one of 'record' and 'alert'"), "{e}");
+        let e = parse("groups:\n- name: g\n  rules:\n  - record: x\n    alert: y\n    expr: up\n")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("only one of 'record' and 'alert'"),
+            "{e}"
+        );
 
-        let e = parse("groups:\n- name: g\n  rules:\n  - record: 'bad name'\n    expr: up\n").unwrap_err();
+        let e = parse("groups:\n- name: g\n  rules:\n  - record: 'bad name'\n    expr: up\n")
+            .unwrap_err();
         assert!(e.to_string().contains("invalid recording rule name"), "{e}");
 
-        let e = parse("groups:\n- name: g\n  rules:\n  - record: x\n    expr: up\n    for: 1m\n").unwrap_err();
+        let e = parse("groups:\n- name: g\n  rules:\n  - record: x\n    expr: up\n    for: 1m\n")
+            .unwrap_err();
         assert!(e.to_string().contains("invalid field 'for'"), "{e}");
 
-        let e = parse("groups:\n- name: g\n  rules:\n  - alert: x\n    expr: up\n    labels: { 0bad: x }\n").unwrap_err();
+        let e = parse(
+            "groups:\n- name: g\n  rules:\n  - alert: x\n    expr: up\n    labels: { 0bad: x }\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("invalid label name"), "{e}");
 
         let e = parse("groups:\n- name: g\n  bogus: 1\n").unwrap_err();
@@ -501,7 +521,10 @@ groups:
         }
 
         let e = parse("groups: [\n").unwrap_err();
-        assert!(matches!(e, RuleFileError::Invalid { line: Some(_), .. }), "{e:?}");
+        assert!(
+            matches!(e, RuleFileError::Invalid { line: Some(_), .. }),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -85,7 +85,11 @@ pub fn fmt_v(v: f64) -> String {
         return s.to_string();
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let (d, exp) = shortest_digits(v);
     if exp < -4 || exp >= 6 {
@@ -211,7 +215,13 @@ pub fn sprintf(format: &str, args: &[FmtArg]) -> String {
         };
         next += 1;
         let body = format_one(verb, prec, plus, space, arg);
-        pad(&mut out, &body, width, minus, zero && !minus && verb != 's' && verb != 'q');
+        pad(
+            &mut out,
+            &body,
+            width,
+            minus,
+            zero && !minus && verb != 's' && verb != 'q',
+        );
     }
     if next < args.len() {
         out.push_str("%!(EXTRA ");
@@ -347,7 +357,10 @@ mod tests {
         assert_eq!(sprintf("%-5s|", &[FmtArg::Str("ab".into())]), "ab   |");
         assert_eq!(sprintf("%d", &[FmtArg::Int(42)]), "42");
         assert_eq!(sprintf("%d", &[FmtArg::Str("x".into())]), "%!d(string=x)");
-        assert_eq!(sprintf("%s %s", &[FmtArg::Str("x".into())]), "x %!s(MISSING)");
+        assert_eq!(
+            sprintf("%s %s", &[FmtArg::Str("x".into())]),
+            "x %!s(MISSING)"
+        );
         assert_eq!(sprintf("%q", &[FmtArg::Str("a\"b".into())]), "\"a\\\"b\"");
         assert_eq!(sprintf("%v", &a(0.25)), "0.25");
         assert_eq!(sprintf("%g", &a(1e6)), "1e+06");

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use lookout_notifier::AlertSink;
 use lookout_storage::{
-    Appendable, Labels, Matcher, METRIC_NAME, Queryable, STALE_NAN, SelectHints, Timestamp,
+    Appendable, Labels, METRIC_NAME, Matcher, Queryable, STALE_NAN, SelectHints, Timestamp,
     is_stale_nan,
 };
 use tracing::{debug, warn};

@@ -245,7 +245,11 @@ impl RuleManager {
     /// Applies `cfg` (`rule_files`, evaluation interval, query offset, external labels)
     /// plus `extra` sources. On any error nothing changes and the error names the file.
     /// Must be called within a tokio runtime.
-    pub fn update(&self, cfg: &PrometheusConfig, extra: &[RuleSource]) -> Result<(), RuleFileError> {
+    pub fn update(
+        &self,
+        cfg: &PrometheusConfig,
+        extra: &[RuleSource],
+    ) -> Result<(), RuleFileError> {
         let mut sources = vec![RuleSource {
             patterns: cfg.rule_files.clone(),
             language: Language::Promql,
@@ -343,8 +347,13 @@ impl RuleManager {
     /// Evaluates every group once at `ts`, synchronously (tests, `lookout test rules`-like
     /// tools and one-shot runs).
     pub fn eval_all_at(&self, ts: Timestamp) {
-        let groups: Vec<Arc<Mutex<Group>>> =
-            self.inner.groups.lock().iter().map(|r| r.group.clone()).collect();
+        let groups: Vec<Arc<Mutex<Group>>> = self
+            .inner
+            .groups
+            .lock()
+            .iter()
+            .map(|r| r.group.clone())
+            .collect();
         for g in groups {
             eval_group(&self.inner, &g, ts);
         }
@@ -461,9 +470,7 @@ fn eval_group(inner: &Inner, group: &Mutex<Group>, ts: Timestamp) {
     m.last_duration
         .get_or_create(&label)
         .set(g.evaluation_seconds);
-    m.last_eval_ts
-        .get_or_create(&label)
-        .set(ts as f64 / 1000.0);
+    m.last_eval_ts.get_or_create(&label).set(ts as f64 / 1000.0);
     m.evaluations
         .get_or_create(&label)
         .inc_by(stats.rules_evaluated as u64);
@@ -524,6 +531,9 @@ mod tests {
         let t = next_eval_time("f;g", 15_000, 1_000_000);
         assert!(t > 1_000_000 && t <= 1_015_000);
         assert_eq!(next_eval_time("f;g", 15_000, t), t + 15_000);
-        assert_eq!((t - next_eval_time("f;g", 15_000, 5_000_000)).rem_euclid(15_000), 0);
+        assert_eq!(
+            (t - next_eval_time("f;g", 15_000, 5_000_000)).rem_euclid(15_000),
+            0
+        );
     }
 }

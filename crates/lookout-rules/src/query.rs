@@ -114,7 +114,10 @@ pub struct Queriers {
 impl Queriers {
     pub fn for_language(&self, l: Language) -> Result<&dyn InstantQuerier, QueryFailure> {
         match l {
-            Language::Promql => self.promql.as_deref().ok_or(QueryFailure::NoEngine("PromQL")),
+            Language::Promql => self
+                .promql
+                .as_deref()
+                .ok_or(QueryFailure::NoEngine("PromQL")),
             Language::Logql => self.logql.as_deref().ok_or(QueryFailure::NoEngine("LogQL")),
         }
     }

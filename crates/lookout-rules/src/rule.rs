@@ -98,7 +98,9 @@ pub struct RuleOutput {
 }
 
 fn map_of(l: &Labels) -> BTreeMap<String, String> {
-    l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+    l.iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
 }
 
 impl Rule {
@@ -112,7 +114,10 @@ impl Rule {
                     m.iter()
                         .map(|(k, v)| {
                             let t = Template::parse(&tname, v).unwrap_or_else(|e| {
-                                Template::literal(&tname, &format!("<error expanding template: {e}>"))
+                                Template::literal(
+                                    &tname,
+                                    &format!("<error expanding template: {e}>"),
+                                )
                             });
                             (k.clone(), t)
                         })
@@ -171,9 +176,7 @@ impl Rule {
             })
             .and_then(|samples| match self.spec.kind.clone() {
                 RuleKind::Record(name) => self.eval_record(&name, samples, limit),
-                RuleKind::Alert(name) => {
-                    self.eval_alert(&name, ts, samples, limit, querier, ctx)
-                }
+                RuleKind::Alert(name) => self.eval_alert(&name, ts, samples, limit, querier, ctx),
             });
         self.evaluation_seconds = started.elapsed().as_secs_f64();
         self.last_evaluation = Some(ts);
@@ -346,7 +349,9 @@ impl Rule {
                     a.keep_firing_since = None;
                 }
                 AlertState::Inactive => {
-                    if a.resolved_at.is_some_and(|r| ts - r > RESOLVED_RETENTION_MS) {
+                    if a.resolved_at
+                        .is_some_and(|r| ts - r > RESOLVED_RETENTION_MS)
+                    {
                         remove.push(labels.clone());
                     }
                 }
@@ -400,7 +405,12 @@ impl Rule {
         for a in self.alerts.values_mut() {
             let due = match a.state {
                 AlertState::Pending => false,
-                _ if a.resolved_at.is_some_and(|r| a.last_sent_at.is_none_or(|s| r > s)) => true,
+                _ if a
+                    .resolved_at
+                    .is_some_and(|r| a.last_sent_at.is_none_or(|s| r > s)) =>
+                {
+                    true
+                }
                 AlertState::Inactive => false,
                 AlertState::Firing => a.last_sent_at.is_none_or(|s| s + resend_delay_ms <= ts),
             };
@@ -435,7 +445,13 @@ impl Rule {
     /// time, `down_at` the last time it was recorded, `ts` now. An alert that had fired keeps
     /// its activation time (it fires again at once); one still pending does not count the
     /// downtime towards `for`.
-    pub fn restore_alert(&mut self, labels: &Labels, active_at_s: f64, down_at: Timestamp, ts: Timestamp) -> bool {
+    pub fn restore_alert(
+        &mut self,
+        labels: &Labels,
+        active_at_s: f64,
+        down_at: Timestamp,
+        ts: Timestamp,
+    ) -> bool {
         let Some(a) = self.alerts.get_mut(labels) else {
             return false;
         };

@@ -683,9 +683,13 @@ impl<'a> Parser<'a> {
         let mut rest = toks;
         // `$i, $x :=` or `$x :=`
         match toks {
-            [Tok::Var(a, pa), Tok::Comma, Tok::Var(b, pb), Tok::Declare, tail @ ..]
-                if pa.is_empty() && pb.is_empty() =>
-            {
+            [
+                Tok::Var(a, pa),
+                Tok::Comma,
+                Tok::Var(b, pb),
+                Tok::Declare,
+                tail @ ..,
+            ] if pa.is_empty() && pb.is_empty() => {
                 key_var = Some(a.clone());
                 elem_var = Some(b.clone());
                 rest = tail;
@@ -714,7 +718,11 @@ impl<'a> Parser<'a> {
     fn pipeline(&mut self, line: usize, toks: &[Tok]) -> Result<Pipeline, TemplateError> {
         let mut decl = None;
         let mut toks = toks;
-        if let [Tok::Var(name, path), op @ (Tok::Declare | Tok::Assign), rest @ ..] = toks
+        if let [
+            Tok::Var(name, path),
+            op @ (Tok::Declare | Tok::Assign),
+            rest @ ..,
+        ] = toks
             && path.is_empty()
         {
             if *op == Tok::Declare {
@@ -777,9 +785,10 @@ impl<'a> Parser<'a> {
                     cur.push(op);
                 }
                 Tok::Str(s) => cur.push(Operand::Str(s.clone())),
-                Tok::Num(n) => cur.push(parse_number(n).ok_or_else(|| {
-                    self.err(line, format!("bad number syntax: {n:?}"))
-                })?),
+                Tok::Num(n) => cur.push(
+                    parse_number(n)
+                        .ok_or_else(|| self.err(line, format!("bad number syntax: {n:?}")))?,
+                ),
                 Tok::Field(p) => cur.push(Operand::Field(p.clone())),
                 Tok::Var(name, p) => {
                     if !self.vars.contains(name) {
@@ -988,7 +997,9 @@ impl Exec<'_, '_> {
                         .into_iter()
                         .map(|(k, v)| (Value::Str(k), Value::Str(v)))
                         .collect(),
-                    Value::Int(n) => (0..n.max(0)).map(|i| (Value::Int(i), Value::Int(i))).collect(),
+                    Value::Int(n) => (0..n.max(0))
+                        .map(|i| (Value::Int(i), Value::Int(i)))
+                        .collect(),
                     Value::Nil => Vec::new(),
                     other => {
                         return Err(self.err(
@@ -1063,9 +1074,10 @@ impl Exec<'_, '_> {
         for field in path {
             v = match v {
                 Value::Map(m) => Value::Str(m.get(field).cloned().unwrap_or_default()),
-                Value::Struct(m) => m.get(field).cloned().ok_or_else(|| {
-                    self.err(line, format!("can't evaluate field {field}"))
-                })?,
+                Value::Struct(m) => m
+                    .get(field)
+                    .cloned()
+                    .ok_or_else(|| self.err(line, format!("can't evaluate field {field}")))?,
                 Value::Nil => Value::Nil,
                 other => {
                     return Err(self.err(
@@ -1124,11 +1136,17 @@ impl Exec<'_, '_> {
                 Value::Float(f) => Ok(*f),
                 Value::Int(i) => Ok(*i as f64),
                 Value::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-                    self.err(line, format!("error calling {f}: can't convert {s:?} to float"))
+                    self.err(
+                        line,
+                        format!("error calling {f}: can't convert {s:?} to float"),
+                    )
                 }),
                 other => Err(self.err(
                     line,
-                    format!("error calling {f}: can't convert {} to float", other.type_name()),
+                    format!(
+                        "error calling {f}: can't convert {} to float",
+                        other.type_name()
+                    ),
                 )),
             }
         };
@@ -1188,16 +1206,24 @@ impl Exec<'_, '_> {
                 let mut v = args[0].clone();
                 for k in &args[1..] {
                     v = match (&v, k) {
-                        (Value::Map(m), k) => Value::Str(m.get(&string(k)).cloned().unwrap_or_default()),
+                        (Value::Map(m), k) => {
+                            Value::Str(m.get(&string(k)).cloned().unwrap_or_default())
+                        }
                         (Value::List(l), Value::Int(i)) => {
                             l.get(*i as usize).cloned().ok_or_else(|| {
-                                self.err(line, format!("error calling index: index out of range: {i}"))
+                                self.err(
+                                    line,
+                                    format!("error calling index: index out of range: {i}"),
+                                )
                             })?
                         }
                         _ => {
                             return Err(self.err(
                                 line,
-                                format!("error calling index: can't index item of type {}", v.type_name()),
+                                format!(
+                                    "error calling index: can't index item of type {}",
+                                    v.type_name()
+                                ),
                             ));
                         }
                     };
@@ -1234,12 +1260,11 @@ impl Exec<'_, '_> {
                 let cmp = |a: &Value, b: &Value| -> Result<std::cmp::Ordering, TemplateError> {
                     match (a, b) {
                         (Value::Str(x), Value::Str(y)) => Ok(x.cmp(y)),
-                        (Value::Bool(x), Value::Bool(y)) if matches!(f, "eq" | "ne") => Ok(x.cmp(y)),
+                        (Value::Bool(x), Value::Bool(y)) if matches!(f, "eq" | "ne") => {
+                            Ok(x.cmp(y))
+                        }
                         (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
-                        (
-                            Value::Float(_) | Value::Int(_),
-                            Value::Float(_) | Value::Int(_),
-                        ) => {
+                        (Value::Float(_) | Value::Int(_), Value::Float(_) | Value::Int(_)) => {
                             let (x, y) = (float(a)?, float(b)?);
                             x.partial_cmp(&y).ok_or_else(|| {
                                 self.err(line, format!("error calling {f}: NaN comparison"))
@@ -1316,17 +1341,22 @@ impl Exec<'_, '_> {
                 want(1)?;
                 let q = string(&args[0]);
                 let Some(run) = self.data.query else {
-                    return Err(self.err(line, "error calling query: queries are not available here"));
+                    return Err(
+                        self.err(line, "error calling query: queries are not available here")
+                    );
                 };
-                let samples = run(&q)
-                    .map_err(|e| self.err(line, format!("error calling query: {e}")))?;
+                let samples =
+                    run(&q).map_err(|e| self.err(line, format!("error calling query: {e}")))?;
                 Value::List(samples.iter().map(sample_value).collect())
             }
             "first" => {
                 want(1)?;
                 match &args[0] {
                     Value::List(l) => l.first().cloned().ok_or_else(|| {
-                        self.err(line, "error calling first: first() called on vector with no elements")
+                        self.err(
+                            line,
+                            "error calling first: first() called on vector with no elements",
+                        )
                     })?,
                     other => {
                         return Err(self.err(
@@ -1341,7 +1371,9 @@ impl Exec<'_, '_> {
                 let name = string(&args[0]);
                 match &args[1] {
                     Value::Struct(m) => match m.get("Labels") {
-                        Some(Value::Map(l)) => Value::Str(l.get(&name).cloned().unwrap_or_default()),
+                        Some(Value::Map(l)) => {
+                            Value::Str(l.get(&name).cloned().unwrap_or_default())
+                        }
                         _ => Value::Str(String::new()),
                     },
                     other => {
@@ -1368,7 +1400,9 @@ impl Exec<'_, '_> {
                 want(1)?;
                 match &args[0] {
                     Value::Struct(m) => match m.get("Labels") {
-                        Some(Value::Map(l)) => Value::Str(l.get("__value__").cloned().unwrap_or_default()),
+                        Some(Value::Map(l)) => {
+                            Value::Str(l.get("__value__").cloned().unwrap_or_default())
+                        }
                         _ => Value::Str(String::new()),
                     },
                     _ => Value::Str(String::new()),
@@ -1378,7 +1412,9 @@ impl Exec<'_, '_> {
                 want(2)?;
                 let name = string(&args[0]);
                 let Value::List(mut l) = args[1].clone() else {
-                    return Err(self.err(line, "error calling sortByLabel: expected a query result"));
+                    return Err(
+                        self.err(line, "error calling sortByLabel: expected a query result")
+                    );
                 };
                 let key = |v: &Value| match v {
                     Value::Struct(m) => match m.get("Labels") {
@@ -1396,7 +1432,10 @@ impl Exec<'_, '_> {
                     .map_err(|e| self.err(line, format!("error calling reReplaceAll: {e}")))?;
                 // Go's and Rust's replacement syntax agree (`$1`, `${name}`).
                 let repl = string(&args[1]);
-                Value::Str(re.replace_all(&string(&args[2]), repl.as_str()).into_owned())
+                Value::Str(
+                    re.replace_all(&string(&args[2]), repl.as_str())
+                        .into_owned(),
+                )
             }
             "match" => {
                 want(2)?;
@@ -1438,7 +1477,12 @@ impl Exec<'_, '_> {
             "pathPrefix" => {
                 let u = self.data.external_url;
                 let after_scheme = u.split_once("://").map(|x| x.1).unwrap_or(u);
-                Value::Str(after_scheme.find('/').map(|i| after_scheme[i..].to_string()).unwrap_or_default())
+                Value::Str(
+                    after_scheme
+                        .find('/')
+                        .map(|i| after_scheme[i..].to_string())
+                        .unwrap_or_default(),
+                )
             }
             "parseDuration" => {
                 want(1)?;
@@ -1477,7 +1521,9 @@ fn query_escape(s: &str) -> String {
     let mut o = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => o.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                o.push(b as char)
+            }
             b' ' => o.push('+'),
             b => {
                 let _ = write!(o, "%{b:02X}");
@@ -1595,7 +1641,9 @@ mod tests {
     use super::*;
 
     fn labels(p: &[(&str, &str)]) -> BTreeMap<String, String> {
-        p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     fn run(text: &str, value: f64) -> Result<String, TemplateError> {
@@ -1622,29 +1670,78 @@ mod tests {
 
     #[test]
     fn variables_and_fields() {
-        assert_eq!(run("{{ $labels.instance }} is {{ $value }}", 3.5).unwrap(), "user:8080 is 3.5");
-        assert_eq!(run("{{ .Labels.job }}/{{ .Value }}", 1.0).unwrap(), "user-service/1");
-        assert_eq!(run("{{ $externalLabels.project }}", 0.0).unwrap(), "wealist");
+        assert_eq!(
+            run("{{ $labels.instance }} is {{ $value }}", 3.5).unwrap(),
+            "user:8080 is 3.5"
+        );
+        assert_eq!(
+            run("{{ .Labels.job }}/{{ .Value }}", 1.0).unwrap(),
+            "user-service/1"
+        );
+        assert_eq!(
+            run("{{ $externalLabels.project }}", 0.0).unwrap(),
+            "wealist"
+        );
         assert_eq!(run("[{{ $labels.missing }}]", 0.0).unwrap(), "[]");
-        assert_eq!(run("{{ $externalURL }}", 0.0).unwrap(), "http://lookout:9090/prefix");
+        assert_eq!(
+            run("{{ $externalURL }}", 0.0).unwrap(),
+            "http://lookout:9090/prefix"
+        );
     }
 
     #[test]
     fn functions() {
         assert_eq!(run("{{ $value | humanize }}", 1234567.0).unwrap(), "1.235M");
         assert_eq!(run("{{ humanize $value }}", 0.25).unwrap(), "250m");
-        assert_eq!(run("{{ $value | humanizePercentage }}", 0.0734).unwrap(), "7.34%");
+        assert_eq!(
+            run("{{ $value | humanizePercentage }}", 0.0734).unwrap(),
+            "7.34%"
+        );
         assert_eq!(run("{{ $value | humanizeDuration }}", 2.5).unwrap(), "2.5s");
-        assert_eq!(run("{{ $value | humanizeDuration }}", 3725.0).unwrap(), "1h 2m 5s");
-        assert_eq!(run("{{ $value | humanizeDuration }}", 0.25).unwrap(), "250ms");
-        assert_eq!(run("{{ $value | humanize1024 }}", 209715200.0).unwrap(), "200Mi");
-        assert_eq!(run("{{ printf \"%.2f\" $value }}", 3.14159).unwrap(), "3.14");
-        assert_eq!(run("{{ $value | printf \"%.1f%%\" }}", 12.34).unwrap(), "12.3%");
-        assert_eq!(run("{{ query \"up\" | first | value }}", 0.0).unwrap(), "0.42");
-        assert_eq!(run("{{ with query \"up\" }}{{ . | first | label \"job\" }}{{ end }}", 0.0).unwrap(), "x");
-        assert_eq!(run("{{ $labels.job | toUpper }}", 0.0).unwrap(), "USER-SERVICE");
-        assert_eq!(run("{{ reReplaceAll \":.*\" \"\" $labels.instance }}", 0.0).unwrap(), "user");
-        assert_eq!(run("{{ humanizeTimestamp 1700000000 }}", 0.0).unwrap(), "2023-11-14 22:13:20 +0000 UTC");
+        assert_eq!(
+            run("{{ $value | humanizeDuration }}", 3725.0).unwrap(),
+            "1h 2m 5s"
+        );
+        assert_eq!(
+            run("{{ $value | humanizeDuration }}", 0.25).unwrap(),
+            "250ms"
+        );
+        assert_eq!(
+            run("{{ $value | humanize1024 }}", 209715200.0).unwrap(),
+            "200Mi"
+        );
+        assert_eq!(
+            run("{{ printf \"%.2f\" $value }}", 3.14159).unwrap(),
+            "3.14"
+        );
+        assert_eq!(
+            run("{{ $value | printf \"%.1f%%\" }}", 12.34).unwrap(),
+            "12.3%"
+        );
+        assert_eq!(
+            run("{{ query \"up\" | first | value }}", 0.0).unwrap(),
+            "0.42"
+        );
+        assert_eq!(
+            run(
+                "{{ with query \"up\" }}{{ . | first | label \"job\" }}{{ end }}",
+                0.0
+            )
+            .unwrap(),
+            "x"
+        );
+        assert_eq!(
+            run("{{ $labels.job | toUpper }}", 0.0).unwrap(),
+            "USER-SERVICE"
+        );
+        assert_eq!(
+            run("{{ reReplaceAll \":.*\" \"\" $labels.instance }}", 0.0).unwrap(),
+            "user"
+        );
+        assert_eq!(
+            run("{{ humanizeTimestamp 1700000000 }}", 0.0).unwrap(),
+            "2023-11-14 22:13:20 +0000 UTC"
+        );
         assert_eq!(run("{{ pathPrefix }}", 0.0).unwrap(), "/prefix");
     }
 
@@ -1654,23 +1751,48 @@ mod tests {
         assert_eq!(run(t, 500.0).unwrap(), "high");
         assert_eq!(run(t, 50.0).unwrap(), "mid");
         assert_eq!(run(t, 5.0).unwrap(), "low");
-        assert_eq!(run("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0).unwrap(), "instance=user:8080;job=user-service;");
+        assert_eq!(
+            run(
+                "{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}",
+                0.0
+            )
+            .unwrap(),
+            "instance=user:8080;job=user-service;"
+        );
         assert_eq!(run("{{ $x := 5 }}{{ $x }}", 0.0).unwrap(), "5");
         assert_eq!(run("a  {{- 1 -}}  b", 0.0).unwrap(), "a1b");
         assert_eq!(run("{{/* note */}}x", 0.0).unwrap(), "x");
-        assert_eq!(run("{{ if and (eq $labels.job \"user-service\") (lt $value 2.0) }}y{{ end }}", 1.0).unwrap(), "y");
+        assert_eq!(
+            run(
+                "{{ if and (eq $labels.job \"user-service\") (lt $value 2.0) }}y{{ end }}",
+                1.0
+            )
+            .unwrap(),
+            "y"
+        );
     }
 
     #[test]
     fn errors() {
         let e = run("{{ nosuchfn $value }}", 0.0).unwrap_err();
-        assert!(e.message.contains("function \"nosuchfn\" not defined"), "{e}");
-        assert_eq!(e.to_string(), "template: __alert_Test:1: function \"nosuchfn\" not defined");
+        assert!(
+            e.message.contains("function \"nosuchfn\" not defined"),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "template: __alert_Test:1: function \"nosuchfn\" not defined"
+        );
         assert!(run("{{ if 1 }}x", 0.0).is_err());
         assert!(run("{{ end }}", 0.0).is_err());
         assert!(run("{{ $labels.x", 0.0).is_err());
         assert!(run("{{ $undefined }}", 0.0).is_err());
-        assert!(run("{{ query \"fail\" }}", 0.0).unwrap_err().message.contains("boom"));
+        assert!(
+            run("{{ query \"fail\" }}", 0.0)
+                .unwrap_err()
+                .message
+                .contains("boom")
+        );
         assert!(run("{{ query \"up\" | first | value | len }}", 0.0).is_err());
         let e = run("line1\n{{ bad }}", 0.0).unwrap_err();
         assert_eq!(e.line, 2);
@@ -1678,6 +1800,9 @@ mod tests {
 
     #[test]
     fn korean_text_passes_through() {
-        assert_eq!(run("{{ $labels.job }} 서비스 다운", 0.0).unwrap(), "user-service 서비스 다운");
+        assert_eq!(
+            run("{{ $labels.job }} 서비스 다운", 0.0).unwrap(),
+            "user-service 서비스 다운"
+        );
     }
 }

@@ -114,7 +114,9 @@ pub fn expand_values(s: &str) -> Result<Vec<SeriesValue>, String> {
             continue;
         }
         if let Some(n) = tok.strip_prefix("_x") {
-            let n: usize = n.parse().map_err(|_| format!("invalid repetition in {tok:?}"))?;
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("invalid repetition in {tok:?}"))?;
             out.extend(std::iter::repeat_n(SeriesValue::Missing, n));
             continue;
         }
@@ -123,15 +125,17 @@ pub fn expand_values(s: &str) -> Result<Vec<SeriesValue>, String> {
             && n.chars().all(|c| c.is_ascii_digit())
             && !n.is_empty()
         {
-            let n: usize = n.parse().map_err(|_| format!("invalid repetition in {tok:?}"))?;
+            let n: usize = n
+                .parse()
+                .map_err(|_| format!("invalid repetition in {tok:?}"))?;
             if n > 1_000_000 {
                 return Err(format!("too many samples in {tok:?}"));
             }
             // a, a+b or a-b: the operator is a sign not at the start and not after `e`.
             let bytes = lhs.as_bytes();
-            let op = (1..bytes.len())
-                .rev()
-                .find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
+            let op = (1..bytes.len()).rev().find(|&i| {
+                (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
+            });
             let (a, b) = match op {
                 Some(i) => {
                     let a = parse_num(&lhs[..i])?;
@@ -155,7 +159,9 @@ fn parse_num(s: &str) -> Result<f64, String> {
         "Inf" | "+Inf" | "inf" => Ok(f64::INFINITY),
         "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
         "NaN" | "nan" => Ok(f64::NAN),
-        _ => s.parse::<f64>().map_err(|_| format!("invalid number {s:?}")),
+        _ => s
+            .parse::<f64>()
+            .map_err(|_| format!("invalid number {s:?}")),
     }
 }
 
@@ -173,7 +179,9 @@ pub fn parse_series(s: &str) -> Result<Labels, String> {
     }
     for m in &vs.matchers.matchers {
         if !matches!(m.op, MatchOp::Equal) {
-            return Err(format!("invalid series {s:?}: only `=` matchers describe a series"));
+            return Err(format!(
+                "invalid series {s:?}: only `=` matchers describe a series"
+            ));
         }
         pairs.push((m.name.clone(), m.value.clone()));
     }
@@ -222,25 +230,35 @@ pub fn run_test_file(path: &Path) -> TestReport {
     match run_inner(path) {
         Ok(errors) if errors.is_empty() => {
             out.push_str("  SUCCESS\n");
-            TestReport { output: out, ok: true }
+            TestReport {
+                output: out,
+                ok: true,
+            }
         }
         Ok(errors) => {
             out.push_str("  FAILED:\n");
             for e in errors {
                 let _ = writeln!(out, "{e}");
             }
-            TestReport { output: out, ok: false }
+            TestReport {
+                output: out,
+                ok: false,
+            }
         }
         Err(e) => {
             let _ = writeln!(out, "  FAILED:\n    {e}");
-            TestReport { output: out, ok: false }
+            TestReport {
+                output: out,
+                ok: false,
+            }
         }
     }
 }
 
 fn run_inner(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let tf: TestFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tf: TestFile =
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut patterns = Vec::new();
     for f in &tf.rule_files {
@@ -276,7 +294,11 @@ fn run_inner(path: &Path) -> Result<Vec<String>, String> {
         .unwrap_or(60_000);
     let mut errors = Vec::new();
     for (ti, t) in tf.tests.iter().enumerate() {
-        let name = if t.name.is_empty() { String::new() } else { format!("{}: ", t.name) };
+        let name = if t.name.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", t.name)
+        };
         match run_group(t, &specs, eval_interval, tf.fuzzy_compare) {
             Ok(errs) => errors.extend(errs.into_iter().map(|e| format!("{name}{e}"))),
             Err(e) => errors.push(format!("    {name}test {ti}: {e}")),
@@ -291,13 +313,18 @@ fn run_group(
     eval_interval: i64,
     fuzzy: bool,
 ) -> Result<Vec<String>, String> {
-    let interval = t.interval.map(|d| d.as_millis() as i64).filter(|&d| d > 0).unwrap_or(eval_interval);
+    let interval = t
+        .interval
+        .map(|d| d.as_millis() as i64)
+        .filter(|&d| d > 0)
+        .unwrap_or(eval_interval);
     let storage = std::sync::Arc::new(MemStorage::new());
     {
         let mut app = storage.appender();
         for s in &t.input_series {
             let labels = parse_series(&s.series)?;
-            let values = expand_values(&s.values).map_err(|e| format!("series {}: {e}", s.series))?;
+            let values =
+                expand_values(&s.values).map_err(|e| format!("series {}: {e}", s.series))?;
             for (i, v) in values.into_iter().enumerate() {
                 let ts = i as i64 * interval;
                 let v = match v {
@@ -305,7 +332,8 @@ fn run_group(
                     SeriesValue::Stale => STALE_NAN,
                     SeriesValue::Value(v) => v,
                 };
-                app.append(None, &labels, ts, v).map_err(|e| format!("series {}: {e}", s.series))?;
+                app.append(None, &labels, ts, v)
+                    .map_err(|e| format!("series {}: {e}", s.series))?;
             }
         }
         app.commit().map_err(|e| e.to_string())?;
@@ -321,7 +349,10 @@ fn run_group(
         })),
         logql: None,
     };
-    let mut groups: Vec<Group> = specs.iter().map(|g| Group::new(g, eval_interval, 0)).collect();
+    let mut groups: Vec<Group> = specs
+        .iter()
+        .map(|g| Group::new(g, eval_interval, 0))
+        .collect();
     let env = EvalEnv {
         queriers: &queriers,
         appendable: storage.as_ref(),
@@ -337,7 +368,11 @@ fn run_group(
     let max_t = alert_tests
         .iter()
         .map(|a| a.eval_time.as_millis() as i64)
-        .chain(t.promql_expr_test.iter().map(|e| e.eval_time.as_millis() as i64))
+        .chain(
+            t.promql_expr_test
+                .iter()
+                .map(|e| e.eval_time.as_millis() as i64),
+        )
         .max()
         .unwrap_or(0);
     let mut errors = Vec::new();
@@ -364,7 +399,10 @@ fn run_group(
                     for a in r.alerts.values() {
                         if a.state == AlertState::Firing {
                             got.push((
-                                a.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect(),
+                                a.labels
+                                    .iter()
+                                    .map(|l| (l.name.clone(), l.value.clone()))
+                                    .collect(),
                                 a.annotations.clone(),
                             ));
                         }
@@ -399,7 +437,10 @@ fn run_group(
         let got = match querier.instant(&et.expr, at) {
             Ok(g) => g,
             Err(e) => {
-                errors.push(format!("    expr: {:?}, time: {}, err: {e}", et.expr, et.eval_time));
+                errors.push(format!(
+                    "    expr: {:?}, time: {}, err: {e}",
+                    et.expr, et.eval_time
+                ));
                 continue;
             }
         };
@@ -447,12 +488,33 @@ mod tests {
 
     #[test]
     fn expanding_notation() {
-        assert_eq!(expand_values("-2+4x3").unwrap(), vec![Value(-2.0), Value(2.0), Value(6.0), Value(10.0)]);
-        assert_eq!(expand_values("1-2x4").unwrap(), vec![Value(1.0), Value(-1.0), Value(-3.0), Value(-5.0), Value(-7.0)]);
+        assert_eq!(
+            expand_values("-2+4x3").unwrap(),
+            vec![Value(-2.0), Value(2.0), Value(6.0), Value(10.0)]
+        );
+        assert_eq!(
+            expand_values("1-2x4").unwrap(),
+            vec![
+                Value(1.0),
+                Value(-1.0),
+                Value(-3.0),
+                Value(-5.0),
+                Value(-7.0)
+            ]
+        );
         assert_eq!(expand_values("1x4").unwrap().len(), 5);
-        assert_eq!(expand_values("1 _x3 stale").unwrap(), vec![Value(1.0), Missing, Missing, Missing, Stale]);
-        assert_eq!(expand_values("1e3 _ 2.5").unwrap(), vec![Value(1000.0), Missing, Value(2.5)]);
-        assert_eq!(expand_values("1e2+1e1x1").unwrap(), vec![Value(100.0), Value(110.0)]);
+        assert_eq!(
+            expand_values("1 _x3 stale").unwrap(),
+            vec![Value(1.0), Missing, Missing, Missing, Stale]
+        );
+        assert_eq!(
+            expand_values("1e3 _ 2.5").unwrap(),
+            vec![Value(1000.0), Missing, Value(2.5)]
+        );
+        assert_eq!(
+            expand_values("1e2+1e1x1").unwrap(),
+            vec![Value(100.0), Value(110.0)]
+        );
         assert!(expand_values("abc").is_err());
         assert!(expand_values("1+x").is_err());
     }

@@ -27,7 +27,8 @@ fn group(text: &str, lang: Language) -> Group {
 
 fn put(st: &MemStorage, labels: &[(&str, &str)], t: i64, v: f64) {
     let mut a = st.appender();
-    a.append(None, &Labels::from_pairs(labels.iter().copied()), t, v).unwrap();
+    a.append(None, &Labels::from_pairs(labels.iter().copied()), t, v)
+        .unwrap();
     a.commit().unwrap();
 }
 
@@ -71,7 +72,11 @@ impl Env {
         let env = EvalEnv {
             queriers: &self.queriers,
             appendable: self.st.as_ref(),
-            restore_from: if restore { Some(self.st.as_ref()) } else { None },
+            restore_from: if restore {
+                Some(self.st.as_ref())
+            } else {
+                None
+            },
             outage_tolerance_ms: 60 * M,
             sink: Some(&self.sink),
             external_labels: &self.ext,
@@ -126,7 +131,18 @@ fn pending_firing_keep_firing_resolved() {
     assert_eq!(alerts[0].0.get("alertstate"), Some("pending"));
     assert_eq!(alerts[0].0.get("severity"), Some("critical"));
     let fs = e.last(&[Matcher::equal("__name__", "ALERTS_FOR_STATE")], 0);
-    assert_eq!(fs, vec![(Labels::from_pairs([("__name__", "ALERTS_FOR_STATE"), ("alertname", "Down"), ("job", "api"), ("severity", "critical")]), 0.0)]);
+    assert_eq!(
+        fs,
+        vec![(
+            Labels::from_pairs([
+                ("__name__", "ALERTS_FOR_STATE"),
+                ("alertname", "Down"),
+                ("job", "api"),
+                ("severity", "critical")
+            ]),
+            0.0
+        )]
+    );
     assert!(e.sink.0.lock().is_empty(), "pending alerts are not sent");
 
     e.eval(&mut g, 45 * S, false);
@@ -142,10 +158,20 @@ fn pending_firing_keep_firing_resolved() {
         assert_eq!(a.starts_at, 60 * S);
         // EndsAt while firing: 4 × max(resend delay, interval) ahead.
         assert_eq!(a.ends_at, 60 * S + 4 * M);
-        assert!(a.generator_url.starts_with("http://lookout:9090/graph?g0.expr=up+%3D%3D+0"), "{}", a.generator_url);
+        assert!(
+            a.generator_url
+                .starts_with("http://lookout:9090/graph?g0.expr=up+%3D%3D+0"),
+            "{}",
+            a.generator_url
+        );
     }
     // The pending series went stale when the alert fired.
-    let pend = e.st.select(&[Matcher::equal("alertstate", "pending")], &SelectHints::range(60 * S, 60 * S)).unwrap();
+    let pend =
+        e.st.select(
+            &[Matcher::equal("alertstate", "pending")],
+            &SelectHints::range(60 * S, 60 * S),
+        )
+        .unwrap();
     assert!(is_stale_nan(pend[0].samples[0].v));
 
     // Not resent within the resend delay; resent after it.
@@ -163,10 +189,19 @@ fn pending_firing_keep_firing_resolved() {
     {
         let sent = e.sink.0.lock();
         let (_, last) = sent.last().unwrap();
-        assert_eq!(last.ends_at, 135 * S, "resolved notification carries the resolve time");
+        assert_eq!(
+            last.ends_at,
+            135 * S,
+            "resolved notification carries the resolve time"
+        );
         assert!(last.is_resolved_at(135 * S));
     }
-    let firing = e.st.select(&[Matcher::equal("__name__", "ALERTS")], &SelectHints::range(135 * S, 135 * S)).unwrap();
+    let firing =
+        e.st.select(
+            &[Matcher::equal("__name__", "ALERTS")],
+            &SelectHints::range(135 * S, 135 * S),
+        )
+        .unwrap();
     assert!(firing.iter().all(|s| is_stale_nan(s.samples[0].v)));
     // Resolved alerts are re-sent for a while, then forgotten.
     e.eval(&mut g, 200 * S, false);
@@ -191,7 +226,11 @@ fn restart_keeps_firing_state() {
     let mut g2 = group(DOWN, Language::Promql);
     g2.should_restore = true;
     e.eval(&mut g2, 12 * M, true);
-    assert_eq!(g2.rules[0].state(), AlertState::Firing, "does not start `for` again");
+    assert_eq!(
+        g2.rules[0].state(),
+        AlertState::Firing,
+        "does not start `for` again"
+    );
     let a = g2.rules[0].alerts.values().next().unwrap();
     assert_eq!(a.active_at, 0);
 
@@ -218,7 +257,11 @@ fn restart_while_pending_does_not_count_downtime() {
     e.eval(&mut g2, 4 * M, true); // down 2m (from 2m to 4m)
     let a = g2.rules[0].alerts.values().next().unwrap();
     assert_eq!(a.state, AlertState::Pending);
-    assert_eq!(a.active_at, 2 * M, "2m pending before the restart count, the 2m downtime does not");
+    assert_eq!(
+        a.active_at,
+        2 * M,
+        "2m pending before the restart count, the 2m downtime does not"
+    );
     e.eval(&mut g2, 5 * M, true);
     assert_eq!(g2.rules[0].state(), AlertState::Pending);
     e.eval(&mut g2, 7 * M, true);
@@ -249,13 +292,18 @@ fn recording_rules_labels_limits_and_errors() {
         Language::Promql,
     );
     e.eval(&mut limited, 15 * S, false);
-    assert_eq!(limited.rules[0].last_error.as_deref(), Some("exceeded limit of 1 with 2 series"));
+    assert_eq!(
+        limited.rules[0].last_error.as_deref(),
+        Some("exceeded limit of 1 with 2 series")
+    );
 }
 
 struct Slow;
 impl InstantQuerier for Slow {
     fn instant(&self, _: &str, _: i64) -> Result<Vec<RuleSample>, QueryFailure> {
-        Err(QueryFailure::Timeout("query timed out in expression evaluation".into()))
+        Err(QueryFailure::Timeout(
+            "query timed out in expression evaluation".into(),
+        ))
     }
 }
 
@@ -263,11 +311,18 @@ impl InstantQuerier for Slow {
 fn a_timed_out_query_marks_the_rule_and_the_group_goes_on() {
     let mut e = Env::new();
     e.queriers.promql = Some(Arc::new(Slow));
-    let mut g = group("groups:\n- name: r\n  rules:\n  - record: a\n    expr: up\n  - alert: B\n    expr: up\n", Language::Promql);
+    let mut g = group(
+        "groups:\n- name: r\n  rules:\n  - record: a\n    expr: up\n  - alert: B\n    expr: up\n",
+        Language::Promql,
+    );
     e.eval(&mut g, 0, false);
     for r in &g.rules {
         assert_eq!(r.health.as_str(), "err");
-        assert!(r.last_error.as_deref().unwrap_or("").contains("timed out"), "{:?}", r.last_error);
+        assert!(
+            r.last_error.as_deref().unwrap_or("").contains("timed out"),
+            "{:?}",
+            r.last_error
+        );
         assert_eq!(r.last_evaluation, Some(0));
     }
 }
@@ -278,8 +333,17 @@ fn logql_alerts_on_error_lines() {
     let labels = Labels::from_pairs([("service", "board"), ("job", "docker")]);
     // 30 error lines in the minute before t=120s.
     for i in 0..30i64 {
-        logs.push(&labels, LogEntry::new((90 * S + i * S) * 1_000_000, format!("level=error msg=\"db timeout {i}\"")));
-        logs.push(&labels, LogEntry::new((90 * S + i * S) * 1_000_000 + 1, "level=info msg=ok"));
+        logs.push(
+            &labels,
+            LogEntry::new(
+                (90 * S + i * S) * 1_000_000,
+                format!("level=error msg=\"db timeout {i}\""),
+            ),
+        );
+        logs.push(
+            &labels,
+            LogEntry::new((90 * S + i * S) * 1_000_000 + 1, "level=info msg=ok"),
+        );
     }
     let mut e = Env::new();
     e.queriers.logql = Some(Arc::new(LogqlQuerier {
@@ -302,16 +366,39 @@ groups:
         Language::Promql,
     );
     e.eval(&mut g, 120 * S, false);
-    assert_eq!(g.rules[0].health.as_str(), "ok", "{:?}", g.rules[0].last_error);
+    assert_eq!(
+        g.rules[0].health.as_str(),
+        "ok",
+        "{:?}",
+        g.rules[0].last_error
+    );
     assert_eq!(g.rules[0].state(), AlertState::Firing);
     let a = g.rules[0].alerts.values().next().unwrap();
     assert_eq!(a.annotations["summary"], "board: 30 error lines/min");
-    let rec = e.last(&[Matcher::equal("__name__", "service:log_errors:count1m")], 120 * S);
-    assert_eq!(rec, vec![(Labels::from_pairs([("__name__", "service:log_errors:count1m"), ("service", "board")]), 30.0)]);
+    let rec = e.last(
+        &[Matcher::equal("__name__", "service:log_errors:count1m")],
+        120 * S,
+    );
+    assert_eq!(
+        rec,
+        vec![(
+            Labels::from_pairs([
+                ("__name__", "service:log_errors:count1m"),
+                ("service", "board")
+            ]),
+            30.0
+        )]
+    );
     // Without a LogQL engine the rule reports it.
     e.queriers.logql = None;
     e.eval(&mut g, 135 * S, false);
-    assert!(g.rules[0].last_error.as_deref().unwrap_or("").contains("LogQL"));
+    assert!(
+        g.rules[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("LogQL")
+    );
 }
 
 #[test]
@@ -319,7 +406,16 @@ fn duplicate_alert_labelsets_are_an_error() {
     let e = Env::new();
     put(&e.st, &[("__name__", "x"), ("a", "1"), ("b", "1")], 0, 1.0);
     put(&e.st, &[("__name__", "x"), ("a", "1"), ("b", "2")], 0, 1.0);
-    let mut g = group("groups:\n- name: r\n  rules:\n  - alert: A\n    expr: x\n    labels: { b: fixed }\n", Language::Promql);
+    let mut g = group(
+        "groups:\n- name: r\n  rules:\n  - alert: A\n    expr: x\n    labels: { b: fixed }\n",
+        Language::Promql,
+    );
     e.eval(&mut g, 0, false);
-    assert!(g.rules[0].last_error.as_deref().unwrap_or("").contains("same labelset"));
+    assert!(
+        g.rules[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("same labelset")
+    );
 }

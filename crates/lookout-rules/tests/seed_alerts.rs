@@ -17,7 +17,8 @@ fn alerts_file_checks_clean() {
     let r = check_rule_files(&[rules_dir().join("alerts.yml")], Language::Promql);
     assert!(r.ok, "{}", r.output);
     assert_eq!(r.rules, 5);
-    let f = lookout_rules::file::load_file(&rules_dir().join("alerts.yml"), Language::Promql).unwrap();
+    let f =
+        lookout_rules::file::load_file(&rules_dir().join("alerts.yml"), Language::Promql).unwrap();
     let mut names: Vec<(String, String, i64)> = f
         .groups
         .iter()
@@ -40,7 +41,14 @@ fn alerts_file_checks_clean() {
     );
     for g in &f.groups {
         for r in &g.rules {
-            for k in ["summary", "description", "summary_ko", "description_ko", "runbook", "runbook_url"] {
+            for k in [
+                "summary",
+                "description",
+                "summary_ko",
+                "description_ko",
+                "runbook",
+                "runbook_url",
+            ] {
                 assert!(r.annotations.contains_key(k), "{} lacks {k}", r.name());
             }
         }
@@ -59,11 +67,18 @@ fn a_wrong_expectation_fails() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(rules_dir().join("tests/alerts_test.yml"))
         .unwrap()
-        .replace("../alerts.yml", &rules_dir().join("alerts.yml").display().to_string())
+        .replace(
+            "../alerts.yml",
+            &rules_dir().join("alerts.yml").display().to_string(),
+        )
         .replace("9.091%", "9.1%");
     let p = dir.path().join("t.yml");
     std::fs::write(&p, text).unwrap();
     let r = run_test_file(&p);
     assert!(!r.ok);
-    assert!(r.output.contains("alertname: HighErrorRate, time: 3m"), "{}", r.output);
+    assert!(
+        r.output.contains("alertname: HighErrorRate, time: 3m"),
+        "{}",
+        r.output
+    );
 }

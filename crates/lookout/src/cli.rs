@@ -39,11 +39,11 @@ pub enum Command {
     Query(QueryArgs),
     /// Run a LogQL query against a server (NOT AVAILABLE YET: arrives with the logs store).
     Logs(UnavailableArgs),
-    /// Validate configuration files (`check config FILE...`); `check rules` arrives with the
-    /// rules engine.
+    /// Validate configuration files (`check config FILE...`) or rule files (`check rules
+    /// FILE...`), as promtool does.
     Check(CheckArgs),
-    /// Unit-test rule files (NOT AVAILABLE YET: arrives with the rules engine).
-    Test(UnavailableArgs),
+    /// Unit-test rule files in promtool's format (`test rules FILE...`).
+    Test(crate::rules_cmd::TestArgs),
     /// Offline tools for a metrics data directory: `import openmetrics`, `stats`.
     Tsdb(crate::tsdb_cmd::TsdbArgs),
 }
@@ -130,6 +130,8 @@ pub struct ServeArgs {
     pub storage: StorageArgs,
     #[command(flatten)]
     pub limits: QueryLimitArgs,
+    #[command(flatten)]
+    pub rules: crate::rules_cmd::RulesArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -4,6 +4,7 @@ mod cli;
 mod demo;
 mod exporter;
 mod query;
+mod rules_cmd;
 mod serve;
 mod targets;
 mod tsdb_cmd;
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
             Command::Agent(_) => unavailable("agent", "the log agent (Promtail's job)"),
             Command::Exporter(args) => exporter::run(args).await,
             Command::Logs(_) => unavailable("logs", "the Loki-compatible log store and LogQL"),
-            Command::Test(_) => unavailable("test rules", "the rules engine"),
+            Command::Test(args) => rules_cmd::test(args),
             Command::Tsdb(args) => tokio::task::spawn_blocking(move || tsdb_cmd::run(args))
                 .await
                 .map_err(anyhow::Error::from)
@@ -93,7 +94,7 @@ fn check(args: cli::CheckArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        "rules" => unavailable("check rules", "the rules engine"),
+        "rules" => rules_cmd::check_rules(&args.files),
         other => anyhow::bail!("unknown check {other:?}: expected `config` or `rules`"),
     }
 }

@@ -85,6 +85,7 @@ struct Reloader {
     path: Option<PathBuf>,
     config: Arc<RwLock<PrometheusConfig>>,
     scrape: ScrapeManager,
+    rules: Arc<crate::rules_cmd::RulesRuntime>,
     runtime: Arc<Runtime>,
 }
 
@@ -92,6 +93,7 @@ impl Reloader {
     fn reload(&self) -> Result<(), String> {
         let result = load_config(self.path.as_deref())
             .map_err(|e| format!("{e:#}"))
+            .and_then(|cfg| self.rules.check(&cfg).map(|()| cfg))
             .and_then(|cfg| {
                 // Runs on the blocking pool (SIGHUP handler or the API's reload hook).
                 tokio::runtime::Handle::current()
@@ -101,6 +103,11 @@ impl Reloader {
             });
         match result {
             Ok(cfg) => {
+                if let Err(e) = self.rules.reload(&cfg) {
+                    self.runtime.reload_ok.store(false, Ordering::SeqCst);
+                    error!(error = %e, "rules reload failed; the previous rules keep running");
+                    return Err(e);
+                }
                 *self.config.write() = cfg;
                 self.runtime.reload_ok.store(true, Ordering::SeqCst);
                 *self.runtime.last_config_time.lock() = SystemTime::now();
@@ -121,9 +128,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(config_path.as_deref())?;
     if let Some(p) = &config_path {
         info!(config = %p.display(), scrape_configs = config.scrape_configs.len(), "configuration loaded");
-    }
-    if !config.rule_files.is_empty() {
-        warn!("rule_files are not evaluated yet: the rules engine arrives in a later version");
     }
     if !config.remote_write.is_empty() {
         warn!("remote_write (sending) is not supported yet; the receiver at /api/v1/write is");
@@ -170,11 +174,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         last_config_time: Mutex::new(SystemTime::now()),
         tsdb: tsdb.clone(),
     });
+    let rules = Arc::new(
+        crate::rules_cmd::RulesRuntime::start(
+            &config,
+            appendable.clone(),
+            queryable.clone(),
+            EngineOptions {
+                lookback_delta: args.limits.query_lookback_delta,
+                max_samples: args.limits.query_max_samples,
+                timeout: args.limits.query_timeout,
+                ..EngineOptions::default()
+            },
+            &mut registry.write(),
+            &args.rules,
+        )
+        .context("starting the rule manager")?,
+    );
     let config = Arc::new(RwLock::new(config));
     let reloader = Arc::new(Reloader {
         path: config_path.clone(),
         config: config.clone(),
         scrape: scrape.clone(),
+        rules: rules.clone(),
         runtime: runtime.clone(),
     });
 
@@ -191,6 +212,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..ApiLimits::default()
         });
     state.targets = Arc::new(ScrapeTargets(scrape.clone()));
+    state.rules = rules.provider();
     let r = reloader.clone();
     state.reload = Some(Arc::new(move || r.reload()));
     let cfg = config.clone();
@@ -254,6 +276,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = shutdown_tx.send(true);
     scrape.stop().await;
+    rules.stop();
     for s in servers {
         let _ = s.await;
     }

@@ -18,7 +18,11 @@ pub(crate) fn format_e(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let s = format!("{v:e}");
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
@@ -35,7 +39,10 @@ fn map_json<'a>(it: impl Iterator<Item = (&'a str, &'a str)>) -> Json {
 }
 
 fn time_json(ms: Option<i64>) -> Json {
-    Json::String(ms.map(format_rfc3339).unwrap_or_else(|| GO_ZERO_TIME.to_string()))
+    Json::String(
+        ms.map(format_rfc3339)
+            .unwrap_or_else(|| GO_ZERO_TIME.to_string()),
+    )
 }
 
 fn alert_json(a: &AlertInfo) -> Json {
@@ -76,7 +83,10 @@ fn rule_json(r: &RuleInfo, exclude_alerts: bool) -> Json {
                 "type": "alerting",
             });
             if !exclude_alerts && let Some(m) = o.as_object_mut() {
-                m.insert("alerts".into(), Json::Array(alerts.iter().map(alert_json).collect()));
+                m.insert(
+                    "alerts".into(),
+                    Json::Array(alerts.iter().map(alert_json).collect()),
+                );
             }
             o
         }
