@@ -8,19 +8,21 @@
 //!
 //! The binary supplies everything outside this crate through [`ApiState`]: storage
 //! ([`Queryable`]/[`Appendable`]), the PromQL [`Engine`], and small provider traits for
-//! targets ([`TargetsProvider`]), rules and alerts ([`RulesProvider`]), config reloads ([`ReloadHook`]) and runtime information
-//! ([`RuntimeInfoProvider`]).
+//! targets ([`TargetsProvider`]), rules and alerts ([`RulesProvider`]), config reloads ([`ReloadHook`]), runtime information
+//! ([`RuntimeInfoProvider`]) and storage statistics ([`TsdbStatusProvider`]).
 
 mod error;
 mod handlers;
 mod json;
 mod metrics;
 mod params;
+mod tsdb_status;
 
 pub use error::{ApiError, ErrorType};
 pub use json::{format_sample_value, query_data};
 pub use metrics::ApiMetrics;
 pub use params::{format_prom_duration, parse_duration_ns, parse_rfc3339_ms, parse_time};
+pub use tsdb_status::{HeadStats, TsdbStatus, TsdbStatusProvider};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -314,6 +316,9 @@ pub struct ApiState {
     pub flags: Arc<BTreeMap<String, String>>,
     pub build_info: BuildInfo,
     pub runtime_info: Arc<dyn RuntimeInfoProvider>,
+    /// Head statistics and cardinality tables for `/api/v1/status/tsdb`; `None` derives the
+    /// tables from the series with data in the last two hours (no chunk count).
+    pub tsdb_status: Option<Arc<dyn TsdbStatusProvider>>,
     /// The process-wide metrics registry served on `/metrics`.
     pub registry: Arc<RwLock<Registry>>,
     /// While false, `/-/ready` and the API answer 503 (e.g. during WAL replay).
@@ -345,6 +350,7 @@ impl ApiState {
             flags: Arc::new(BTreeMap::new()),
             build_info: BuildInfo::default(),
             runtime_info: Arc::new(StaticRuntimeInfo::now("")),
+            tsdb_status: None,
             registry,
             ready: Arc::new(AtomicBool::new(true)),
             query_slots: Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1))),

@@ -11,7 +11,8 @@ use axum::body::Body;
 use axum::http::Request;
 use common::*;
 use lookout_prom_api::{
-    ActiveTarget, DroppedTarget, MetricMetadata, TargetHealth, TargetMetadata, TargetsProvider,
+    ActiveTarget, DroppedTarget, HeadStats, MetricMetadata, TargetHealth, TargetMetadata,
+    TargetsProvider, TsdbStatus,
 };
 use lookout_storage::Labels;
 use serde_json::json;
@@ -274,6 +275,51 @@ async fn tsdb_status_counts_recent_series() {
         d["seriesCountByMetricName"],
         json!([{"name": "recent", "value": 3}])
     );
+}
+
+#[tokio::test]
+async fn tsdb_status_from_provider_with_limit() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    let f = fixture_with(move |mut s| {
+        s.tsdb_status = Some(Arc::new(move |limit: usize| {
+            seen2.store(limit, Ordering::SeqCst);
+            let mut pairs = vec![("job=a".to_string(), 7), ("job=b".to_string(), 2)];
+            pairs.truncate(limit);
+            Ok(TsdbStatus {
+                head_stats: HeadStats {
+                    num_series: 9,
+                    num_label_pairs: 4,
+                    chunk_count: 12,
+                    min_time: 1_000,
+                    max_time: 2_000,
+                },
+                series_count_by_metric_name: vec![("up".to_string(), 9)],
+                label_value_count_by_label_name: vec![("job".to_string(), 2)],
+                memory_in_bytes_by_label_name: vec![("job".to_string(), 9)],
+                series_count_by_label_value_pair: pairs,
+            })
+        }));
+        s
+    });
+    let d = get(&f.app, "/api/v1/status/tsdb?limit=1").await.data();
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        d,
+        json!({
+            "headStats": {"numSeries": 9, "numLabelPairs": 4, "chunkCount": 12,
+                          "minTime": 1000, "maxTime": 2000},
+            "seriesCountByMetricName": [{"name": "up", "value": 9}],
+            "labelValueCountByLabelName": [{"name": "job", "value": 2}],
+            "memoryInBytesByLabelName": [{"name": "job", "value": 9}],
+            "seriesCountByLabelValuePair": [{"name": "job=a", "value": 7}],
+        })
+    );
+    get(&f.app, "/api/v1/status/tsdb?limit=0")
+        .await
+        .assert_error(400, "bad_data");
+    get(&f.app, "/api/v1/status/tsdb").await.data();
+    assert_eq!(seen.load(Ordering::SeqCst), 10, "default limit");
 }
 
 #[tokio::test]

@@ -1,11 +1,11 @@
 //! `/api/v1/targets`, `/api/v1/targets/metadata` and the `/api/v1/status/*` pages.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use lookout_storage::{Labels, METRIC_NAME, MatchOp, Matcher};
+use lookout_storage::{Labels, METRIC_NAME, MatchOp, Matcher, SelectHints, Series};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value as Json, json};
@@ -15,7 +15,7 @@ use super::{Shared, read_form};
 use crate::error::{ApiError, ErrorType};
 use crate::json;
 use crate::params::{self, format_prom_duration, format_rfc3339, invalid_param};
-use crate::{ActiveTarget, DroppedTarget};
+use crate::{ActiveTarget, DroppedTarget, HeadStats, TsdbStatus};
 
 /// Go's zero `time.Time`, which Prometheus shows for "never".
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -263,8 +263,10 @@ pub(crate) async fn runtimeinfo(State(s): State<Shared>) -> Response {
     json::success_value(&data, &[])
 }
 
-/// Series statistics over the series with data in the last two hours (Prometheus reports its
-/// head block, which covers about that window).
+/// `/api/v1/status/tsdb`: head statistics and cardinality tables from the
+/// [`TsdbStatusProvider`](crate::TsdbStatusProvider), or, without one, derived from the series
+/// with data in the last two hours (Prometheus reports its head block, which covers about
+/// that window).
 pub(crate) async fn tsdb(State(s): State<Shared>, req: Request) -> Response {
     let result: Result<Response, ApiError> = async {
         let form = read_form(&s, req).await?;
@@ -275,89 +277,141 @@ pub(crate) async fn tsdb(State(s): State<Shared>, req: Request) -> Response {
                 _ => return Err(ApiError::bad_data("limit must be a positive number")),
             },
         };
+        let provider = s.tsdb_status.clone();
         let q = s.queryable.clone();
-        let end = now_ms();
-        let start = end - 2 * 3600 * 1000;
-        let series = tokio::task::spawn_blocking(move || {
-            let all = Matcher::new(MatchOp::Regex, METRIC_NAME, ".+")
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            q.series(&[all], start, params::MAX_TIME_MS)
-                .map_err(|e| ApiError::internal(e.to_string()))
+        let status = tokio::task::spawn_blocking(move || match provider {
+            Some(p) => p.tsdb_status(limit).map_err(ApiError::internal),
+            None => {
+                let end = now_ms();
+                let all = Matcher::new(MatchOp::Regex, METRIC_NAME, ".+")
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let series = q
+                    .select(
+                        &[all],
+                        &SelectHints::range(end - 2 * 3600 * 1000, params::MAX_TIME_MS),
+                    )
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                Ok(status_from_series(&series, limit))
+            }
         })
         .await
         .map_err(|e| ApiError::internal(format!("tsdb status task failed: {e}")))??;
-        Ok(json::success_value(&tsdb_stats(&series, limit), &[]))
+        Ok(json::success_value(&tsdb_status_json(&status), &[]))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn tsdb_stats(series: &[Labels], limit: usize) -> Json {
+fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(limit);
+    v
+}
+
+/// The tables over `series` with Prometheus's definitions (see [`TsdbStatus`]); these series
+/// carry no chunks, so `chunkCount` is 0.
+fn status_from_series(series: &[Series], limit: usize) -> TsdbStatus {
     let mut by_metric: HashMap<&str, u64> = HashMap::new();
-    let mut values_by_name: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     let mut by_pair: HashMap<(&str, &str), u64> = HashMap::new();
-    let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
-    for l in series {
-        if let Some(name) = l.metric_name() {
+    let mut head = HeadStats {
+        num_series: series.len() as u64,
+        ..HeadStats::default()
+    };
+    for s in series {
+        if let Some(name) = s.labels.metric_name() {
             *by_metric.entry(name).or_default() += 1;
         }
-        for label in l.iter() {
-            values_by_name
-                .entry(&label.name)
-                .or_default()
-                .insert(&label.value);
+        for label in s.labels.iter() {
             *by_pair.entry((&label.name, &label.value)).or_default() += 1;
-            pairs.insert((&label.name, &label.value));
+        }
+        if let (Some(first), Some(last)) = (s.samples.first(), s.samples.last()) {
+            head.min_time = head.min_time.min(first.t);
+            head.max_time = head.max_time.max(last.t);
         }
     }
-    fn top(mut v: Vec<(String, u64)>, limit: usize) -> Json {
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(limit);
+    head.num_label_pairs = by_pair.len() as u64;
+    let mut by_name: HashMap<&str, (u64, u64)> = HashMap::new();
+    for ((n, v), c) in &by_pair {
+        let e = by_name.entry(n).or_default();
+        e.0 += 1;
+        e.1 += v.len() as u64 * c;
+    }
+    TsdbStatus {
+        head_stats: head,
+        series_count_by_metric_name: top(
+            by_metric.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            limit,
+        ),
+        label_value_count_by_label_name: top(
+            by_name.iter().map(|(k, v)| (k.to_string(), v.0)).collect(),
+            limit,
+        ),
+        memory_in_bytes_by_label_name: top(
+            by_name.iter().map(|(k, v)| (k.to_string(), v.1)).collect(),
+            limit,
+        ),
+        series_count_by_label_value_pair: top(
+            by_pair
+                .iter()
+                .map(|((n, v), c)| (format!("{n}={v}"), *c))
+                .collect(),
+            limit,
+        ),
+    }
+}
+
+/// Prometheus's JSON shape (`TSDBStatus`); tables are `[{"name", "value"}]` in the given order.
+fn tsdb_status_json(st: &TsdbStatus) -> Json {
+    fn table(v: &[(String, u64)]) -> Json {
         Json::Array(
-            v.into_iter()
+            v.iter()
                 .map(|(name, value)| json!({"name": name, "value": value}))
                 .collect(),
         )
     }
-    let metric_counts = by_metric.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let value_counts = values_by_name
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.len() as u64))
-        .collect();
-    let memory = values_by_name
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.len() as u64).sum()))
-        .collect();
-    let pair_counts = by_pair
-        .iter()
-        .map(|((n, v), c)| (format!("{n}={v}"), *c))
-        .collect();
+    let h = &st.head_stats;
     json!({
-        "headStats": { "numSeries": series.len(), "numLabelPairs": pairs.len() },
-        "seriesCountByMetricName": top(metric_counts, limit),
-        "labelValueCountByLabelName": top(value_counts, limit),
-        "memoryInBytesByLabelName": top(memory, limit),
-        "seriesCountByLabelValuePair": top(pair_counts, limit),
+        "headStats": {
+            "numSeries": h.num_series,
+            "numLabelPairs": h.num_label_pairs,
+            "chunkCount": h.chunk_count,
+            "minTime": h.min_time,
+            "maxTime": h.max_time,
+        },
+        "seriesCountByMetricName": table(&st.series_count_by_metric_name),
+        "labelValueCountByLabelName": table(&st.label_value_count_by_label_name),
+        "memoryInBytesByLabelName": table(&st.memory_in_bytes_by_label_name),
+        "seriesCountByLabelValuePair": table(&st.series_count_by_label_value_pair),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lookout_storage::Sample;
+
+    fn series(pairs: &[(&str, &str)], ts: &[i64]) -> Series {
+        Series {
+            labels: Labels::from_pairs(pairs.iter().copied()),
+            samples: ts.iter().map(|&t| Sample { t, v: 1.0 }).collect(),
+        }
+    }
 
     #[test]
     fn tsdb_stats_counts() {
         let s = vec![
-            Labels::from_pairs([("__name__", "a"), ("job", "x")]),
-            Labels::from_pairs([("__name__", "a"), ("job", "y")]),
-            Labels::from_pairs([("__name__", "b"), ("job", "x")]),
+            series(&[("__name__", "a"), ("job", "x")], &[5, 9]),
+            series(&[("__name__", "a"), ("job", "yy")], &[3]),
+            series(&[("__name__", "bbb"), ("job", "x")], &[7, 20]),
         ];
-        let j = tsdb_stats(&s, 10);
-        assert_eq!(j["headStats"]["numSeries"], 3);
-        assert_eq!(j["headStats"]["numLabelPairs"], 4);
+        let j = tsdb_status_json(&status_from_series(&s, 10));
         assert_eq!(
-            j["seriesCountByMetricName"][0],
-            json!({"name": "a", "value": 2})
+            j["headStats"],
+            json!({"numSeries": 3, "numLabelPairs": 4, "chunkCount": 0, "minTime": 3, "maxTime": 20})
+        );
+        assert_eq!(
+            j["seriesCountByMetricName"],
+            json!([{"name": "a", "value": 2}, {"name": "bbb", "value": 1}])
         );
         assert_eq!(
             j["seriesCountByLabelValuePair"][0],
@@ -367,11 +421,27 @@ mod tests {
             j["seriesCountByLabelValuePair"][1],
             json!({"name": "job=x", "value": 2})
         );
+        // __name__: 1*2 + 3*1 = 5; job: 1*2 + 2*1 = 4.
         assert_eq!(
-            tsdb_stats(&s, 1)["labelValueCountByLabelName"]
-                .as_array()
-                .map(Vec::len),
+            j["memoryInBytesByLabelName"],
+            json!([{"name": "__name__", "value": 5}, {"name": "job", "value": 4}])
+        );
+        let one = tsdb_status_json(&status_from_series(&s, 1));
+        assert_eq!(
+            one["labelValueCountByLabelName"].as_array().map(Vec::len),
             Some(1)
         );
+        assert_eq!(
+            one["headStats"]["numLabelPairs"], 4,
+            "totals ignore the limit"
+        );
+    }
+
+    #[test]
+    fn empty_head_times_as_prometheus() {
+        let j = tsdb_status_json(&status_from_series(&[], 10));
+        assert_eq!(j["headStats"]["minTime"], json!(i64::MAX));
+        assert_eq!(j["headStats"]["maxTime"], json!(i64::MIN));
+        assert_eq!(j["seriesCountByMetricName"], json!([]));
     }
 }
