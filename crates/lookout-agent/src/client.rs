@@ -1,0 +1,427 @@
+//! One Loki client: batches entries by size (`batchsize` bytes of lines) and age
+//! (`batchwait`), pushes them as snappy-compressed `PushRequest` protobuf, retries 429, 5xx and
+//! connection errors with exponential backoff (`backoff_config`), and drops (counting and
+//! logging the reason) batches answered with another 4xx. Positions are advanced only after a
+//! batch is acknowledged or deliberately dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lookout_loki_proto as proto;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::config::ClientConfig;
+use crate::metrics::{AgentMetrics, DropLabels, HostLabel, RequestLabels};
+use crate::positions::Positions;
+use crate::tail::{Item, Record};
+
+/// Queue capacity between readers and one client, in entries. Memory while the server is
+/// down is bounded by this, one batch in flight, and the line length limit.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+#[derive(Default)]
+struct Batch {
+    streams: HashMap<String, Vec<proto::Entry>>,
+    bytes: usize,
+    entries: usize,
+    acks: BTreeMap<Arc<str>, u64>,
+    started: Option<Instant>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+}
+
+/// Formats a label set as a LogQL stream selector: `{a="b", c="d"}`.
+pub fn selector(labels: &BTreeMap<String, String>) -> String {
+    let mut s = String::with_capacity(labels.len() * 24 + 2);
+    s.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '"' => s.push_str("\\\""),
+                '\\' => s.push_str("\\\\"),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+pub(crate) struct Client {
+    pub idx: usize,
+    pub cfg: ClientConfig,
+    pub http: reqwest::Client,
+    pub rx: mpsc::Receiver<Item>,
+    pub positions: Arc<Positions>,
+    pub metrics: AgentMetrics,
+    pub host: String,
+    pub auth: Option<String>,
+    /// Set when the agent stops: a batch that cannot be delivered is left for the next run.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// A batch was left undelivered at shutdown: nothing later may be acknowledged.
+    pub abandoned: bool,
+}
+
+/// The `Authorization` header value for a client, reading token/password files.
+pub fn auth_header(cfg: &ClientConfig) -> Result<Option<String>, String> {
+    if let Some(b) = &cfg.basic_auth {
+        let pw = match (&b.password, &b.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("reading password_file {f}: {e}"))?
+                .trim()
+                .to_string(),
+            (None, None) => String::new(),
+        };
+        return Ok(Some(format!(
+            "Basic {}",
+            base64(format!("{}:{}", b.username, pw).as_bytes())
+        )));
+    }
+    if let Some(t) = &cfg.bearer_token {
+        return Ok(Some(format!("Bearer {t}")));
+    }
+    if let Some(f) = &cfg.bearer_token_file {
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| format!("reading bearer_token_file {f}: {e}"))?;
+        return Ok(Some(format!("Bearer {}", t.trim())));
+    }
+    Ok(None)
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+enum Outcome {
+    Sent,
+    Dropped(&'static str),
+    /// Shutdown interrupted the retries: nothing is acknowledged.
+    Abandoned,
+}
+
+impl Client {
+    pub(crate) async fn run(mut self) {
+        let mut batch = Batch::default();
+        let wait = self.cfg.batchwait.0.max(Duration::from_millis(1));
+        loop {
+            let deadline = batch
+                .started
+                .map(|s| tokio::time::Instant::from_std(s + wait));
+            let item = tokio::select! {
+                item = self.rx.recv() => item,
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.flush(&mut batch).await;
+                    continue;
+                }
+            };
+            match item {
+                None => {
+                    if !batch.is_empty() {
+                        self.flush(&mut batch).await;
+                    } else {
+                        self.ack(&mut batch);
+                    }
+                    return;
+                }
+                Some(Item::Progress { path, pos }) => {
+                    if self.abandoned {
+                    } else if batch.is_empty() {
+                        self.positions.ack(self.idx, &path, pos);
+                    } else {
+                        batch.acks.insert(path, pos);
+                    }
+                }
+                Some(Item::Entry(rec)) => {
+                    self.add(&mut batch, rec);
+                    if batch.bytes >= self.cfg.batchsize {
+                        self.flush(&mut batch).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(&self, batch: &mut Batch, rec: Record) {
+        let Record {
+            mut labels,
+            ts,
+            line,
+            metadata,
+            path,
+            pos,
+        } = rec;
+        for (k, v) in &self.cfg.external_labels {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let key = selector(&labels);
+        batch.bytes += line.len();
+        batch.entries += 1;
+        batch.started.get_or_insert_with(Instant::now);
+        batch.acks.insert(path, pos);
+        batch.streams.entry(key).or_default().push(proto::Entry {
+            timestamp: Some(proto::Timestamp::from_unix_nanos(ts)),
+            line,
+            structured_metadata: metadata
+                .into_iter()
+                .map(|(name, value)| proto::LabelPair { name, value })
+                .collect(),
+        });
+        self.metrics
+            .pending_entries
+            .get_or_create(&HostLabel {
+                host: self.host.clone(),
+            })
+            .set(batch.entries as i64);
+    }
+
+    fn ack(&self, batch: &mut Batch) {
+        if self.abandoned {
+            batch.acks.clear();
+            return;
+        }
+        for (path, pos) in std::mem::take(&mut batch.acks) {
+            self.positions.ack(self.idx, &path, pos);
+        }
+    }
+
+    async fn flush(&mut self, batch: &mut Batch) {
+        let b = std::mem::take(batch);
+        if b.is_empty() {
+            let mut b = b;
+            self.ack(&mut b);
+            return;
+        }
+        let entries = b.entries;
+        let bytes = b.bytes;
+        let req = proto::PushRequest {
+            streams: b
+                .streams
+                .into_iter()
+                .map(|(labels, entries)| proto::Stream {
+                    labels,
+                    entries,
+                    hash: 0,
+                })
+                .collect(),
+        };
+        let host = HostLabel {
+            host: self.host.clone(),
+        };
+        let body = match proto::encode_push_request(&req) {
+            Ok(b) => b,
+            Err(e) => {
+                error!(error = %e, "cannot encode a batch; dropping it");
+                self.count_drop("encode_error", entries, bytes);
+                let mut acks = Batch {
+                    acks: b.acks,
+                    ..Batch::default()
+                };
+                self.ack(&mut acks);
+                return;
+            }
+        };
+        drop(req);
+        self.metrics
+            .encoded_bytes
+            .get_or_create(&host)
+            .inc_by(body.len() as u64);
+        let outcome = self.push(body, entries).await;
+        self.metrics.pending_entries.get_or_create(&host).set(0);
+        match outcome {
+            Outcome::Sent => {
+                self.metrics
+                    .sent_bytes
+                    .get_or_create(&host)
+                    .inc_by(bytes as u64);
+                self.metrics
+                    .sent_entries
+                    .get_or_create(&host)
+                    .inc_by(entries as u64);
+            }
+            Outcome::Dropped(reason) => self.count_drop(reason, entries, bytes),
+            Outcome::Abandoned => {
+                self.abandoned = true;
+                return;
+            }
+        }
+        let mut acks = Batch {
+            acks: b.acks,
+            ..Batch::default()
+        };
+        self.ack(&mut acks);
+    }
+
+    fn count_drop(&self, reason: &str, entries: usize, bytes: usize) {
+        let l = DropLabels {
+            host: self.host.clone(),
+            reason: reason.to_string(),
+        };
+        self.metrics
+            .dropped_entries
+            .get_or_create(&l)
+            .inc_by(entries as u64);
+        self.metrics
+            .dropped_bytes
+            .get_or_create(&l)
+            .inc_by(bytes as u64);
+    }
+
+    async fn push(&mut self, body: Vec<u8>, entries: usize) -> Outcome {
+        let backoff = &self.cfg.backoff_config;
+        let mut delay = backoff.min_period.0.max(Duration::from_millis(1));
+        let max_delay = backoff.max_period.0.max(delay);
+        let mut attempt: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let mut req = self
+                .http
+                .post(&self.cfg.url)
+                .header("Content-Type", "application/x-protobuf")
+                .header(
+                    "User-Agent",
+                    concat!("lookout-agent/", env!("CARGO_PKG_VERSION")),
+                )
+                .timeout(self.cfg.timeout.0)
+                .body(body.clone());
+            if !self.cfg.tenant_id.is_empty() {
+                req = req.header("X-Scope-OrgID", &self.cfg.tenant_id);
+            }
+            if let Some(a) = &self.auth {
+                req = req.header("Authorization", a);
+            }
+            for (k, v) in &self.cfg.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let res = req.send().await;
+            let (status, retry, reason) = match res {
+                Ok(r) => {
+                    let st = r.status();
+                    let code = st.as_u16();
+                    if st.is_success() {
+                        self.observe(code.to_string(), started);
+                        return Outcome::Sent;
+                    }
+                    let text = r.text().await.unwrap_or_default();
+                    let text: String = text.chars().take(512).collect();
+                    self.observe(code.to_string(), started);
+                    if code == 429 {
+                        if self.cfg.drop_rate_limited_batches {
+                            warn!(host = %self.host, entries, "server rate-limited the batch (429); dropping it as configured: {text}");
+                            return Outcome::Dropped("rate_limited");
+                        }
+                        (code.to_string(), true, text)
+                    } else if st.is_server_error() {
+                        (code.to_string(), true, text)
+                    } else {
+                        error!(host = %self.host, status = code, entries, "server rejected the batch; dropping it: {text}");
+                        return Outcome::Dropped(if code == 400 {
+                            "rejected_400"
+                        } else {
+                            "rejected_4xx"
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.observe("error".into(), started);
+                    ("error".to_string(), true, e.to_string())
+                }
+            };
+            let _ = retry;
+            attempt += 1;
+            if backoff.max_retries > 0 && attempt > backoff.max_retries {
+                error!(host = %self.host, entries, attempts = attempt, last_status = %status, "giving up on a batch after retries: {reason}");
+                return Outcome::Dropped("retries_exhausted");
+            }
+            if *self.shutdown.borrow() {
+                warn!(host = %self.host, entries, "stopping with an undelivered batch; it is read again on the next start");
+                return Outcome::Abandoned;
+            }
+            self.metrics
+                .batch_retries
+                .get_or_create(&HostLabel {
+                    host: self.host.clone(),
+                })
+                .inc();
+            warn!(host = %self.host, status = %status, attempt, retry_in = ?delay, "push failed, retrying: {reason}");
+            let mut sd = self.shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = sd.wait_for(|s| *s) => {
+                    warn!(host = %self.host, entries, "stopping with an undelivered batch; it is read again on the next start");
+                    return Outcome::Abandoned;
+                }
+            }
+            delay = (delay * 2).min(max_delay);
+        }
+    }
+
+    fn observe(&self, status: String, started: Instant) {
+        self.metrics
+            .request_duration
+            .get_or_create(&RequestLabels {
+                host: self.host.clone(),
+                status_code: status,
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_escapes() {
+        let l = BTreeMap::from([
+            ("a".to_string(), "x\"y".to_string()),
+            ("b".to_string(), "1\\2\n".to_string()),
+        ]);
+        assert_eq!(selector(&l), r#"{a="x\"y", b="1\\2\n"}"#);
+        assert_eq!(selector(&BTreeMap::new()), "{}");
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    }
+}
