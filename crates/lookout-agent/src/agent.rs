@@ -285,16 +285,18 @@ impl Agent {
             .max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(sync);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let p = self.positions.clone();
-                    match tokio::task::spawn_blocking(move || p.save()).await {
-                        Ok(Err(e)) => warn!(error = %e, "saving positions failed"),
-                        Err(e) => warn!(error = %e, "positions task failed"),
-                        Ok(Ok(())) => {}
-                    }
-                }
-                _ = shutdown.wait_for(|s| *s) => break,
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = shutdown.wait_for(|s| *s) => true,
+            };
+            if stopping {
+                break;
+            }
+            let p = self.positions.clone();
+            match tokio::task::spawn_blocking(move || p.save()).await {
+                Ok(Err(e)) => warn!(error = %e, "saving positions failed"),
+                Err(e) => warn!(error = %e, "positions task failed"),
+                Ok(Ok(())) => {}
             }
         }
 

@@ -368,7 +368,8 @@ impl Client {
                 error!(host = %self.host, entries, attempts = attempt, last_status = %status, "giving up on a batch after retries: {reason}");
                 return Outcome::Dropped("retries_exhausted");
             }
-            if *self.shutdown.borrow() {
+            let stopping = *self.shutdown.borrow();
+            if stopping {
                 warn!(host = %self.host, entries, "stopping with an undelivered batch; it is read again on the next start");
                 return Outcome::Abandoned;
             }

@@ -386,17 +386,7 @@ impl Reader {
             .read_lag_bytes
             .get_or_create(&lbl)
             .set(t.size.saturating_sub(t.line_end) as i64);
-        self.status.lock().insert(
-            t.key.to_string(),
-            FileStatus {
-                job: self.job.name.clone(),
-                path: t.key.to_string(),
-                labels: t.labels.clone(),
-                read_offset: t.line_end,
-                size: t.size,
-                acked_offset: self.positions.get(&t.key),
-            },
-        );
+        self.update_status(&t);
         if t.gone {
             self.flush_one(&mut t, true);
             self.positions.remove(&t.key);
@@ -549,8 +539,23 @@ impl Reader {
             });
     }
 
+    fn update_status(&self, t: &Tailed) {
+        self.status.lock().insert(
+            t.key.to_string(),
+            FileStatus {
+                job: self.job.name.clone(),
+                path: t.key.to_string(),
+                labels: t.labels.clone(),
+                read_offset: t.line_end,
+                size: t.size.max(t.pos),
+                acked_offset: self.positions.get(&t.key),
+            },
+        );
+    }
+
     /// Sends processed entries, then a progress marker if lines were consumed without one.
     fn emit(&mut self, t: &mut Tailed) {
+        self.update_status(t);
         let out = std::mem::take(&mut self.out);
         for e in out {
             t.sent_pos = t.sent_pos.max(e.pos);
