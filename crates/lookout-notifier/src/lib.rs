@@ -129,8 +129,8 @@ struct Inner {
     settings: RwLock<Settings>,
     metrics: Metrics,
     status: Mutex<HashMap<String, EndpointStatus>>,
-    /// Per webhook URL: fingerprint → (firing?, last sent ms).
-    webhook_seen: Mutex<HashMap<String, HashMap<u64, (bool, Timestamp)>>>,
+    /// Per webhook URL: fingerprint → last time it was announced firing (ms).
+    webhook_seen: Mutex<HashMap<String, HashMap<u64, Timestamp>>>,
     client: reqwest::Client,
     stop: Notify,
     stopped: std::sync::atomic::AtomicBool,
@@ -425,7 +425,7 @@ async fn deliver(inner: &Inner, ep: &Endpoint, batch: &[Alert]) {
                     if a.is_resolved_at(now) {
                         m.remove(&fp);
                     } else {
-                        m.insert(fp, (true, now));
+                        m.insert(fp, now);
                     }
                 }
             }
@@ -451,7 +451,7 @@ fn webhook_due(inner: &Inner, ep: &Endpoint, batch: &[Alert], now: Timestamp) ->
             } else {
                 match prev {
                     None => true,
-                    Some((_, last)) => now - last >= repeat,
+                    Some(last) => now - last >= repeat,
                 }
             }
         })

@@ -69,7 +69,7 @@ mod tests {
             "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(up)\n",
         )
         .unwrap();
-        let r = check_rule_files(&[good.clone()], Language::Promql);
+        let r = check_rule_files(std::slice::from_ref(&good), Language::Promql);
         assert!(r.ok);
         assert!(
             r.output.contains("1 duplicate rule(s) found."),

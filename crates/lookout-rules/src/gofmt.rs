@@ -92,7 +92,7 @@ pub fn fmt_v(v: f64) -> String {
         };
     }
     let (d, exp) = shortest_digits(v);
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         sci(v < 0.0, &d, exp)
     } else {
         plain(v < 0.0, &d, exp)
@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn printf_verbs() {
         let a = |f| vec![FmtArg::Float(f)];
-        assert_eq!(sprintf("%.2f", &a(3.14159)), "3.14");
+        assert_eq!(sprintf("%.2f", &a(1.23456)), "1.23");
         assert_eq!(sprintf("%.1f%%", &a(12.345)), "12.3%");
         assert_eq!(sprintf("%5.1f|", &a(2.0)), "  2.0|");
         assert_eq!(sprintf("%-5s|", &[FmtArg::Str("ab".into())]), "ab   |");

@@ -1711,8 +1711,8 @@ mod tests {
             "200Mi"
         );
         assert_eq!(
-            run("{{ printf \"%.2f\" $value }}", 3.14159).unwrap(),
-            "3.14"
+            run("{{ printf \"%.2f\" $value }}", 1.23456).unwrap(),
+            "1.23"
         );
         assert_eq!(
             run("{{ $value | printf \"%.1f%%\" }}", 12.34).unwrap(),

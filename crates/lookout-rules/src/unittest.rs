@@ -200,7 +200,10 @@ fn fmt_labels(l: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-fn fmt_alerts(v: &[(BTreeMap<String, String>, BTreeMap<String, String>)]) -> String {
+/// (labels, annotations) of one alert.
+type AlertPair = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn fmt_alerts(v: &[AlertPair]) -> String {
     let mut s = String::from("[\n");
     for (i, (l, a)) in v.iter().enumerate() {
         let _ = writeln!(
@@ -390,7 +393,7 @@ fn run_group(
                 break;
             }
             next_alert += 1;
-            let mut got: Vec<(BTreeMap<String, String>, BTreeMap<String, String>)> = Vec::new();
+            let mut got: Vec<AlertPair> = Vec::new();
             for g in &groups {
                 for r in &g.rules {
                     if r.name() != at.alertname || !r.is_alerting() {
@@ -409,7 +412,7 @@ fn run_group(
                     }
                 }
             }
-            let mut exp: Vec<(BTreeMap<String, String>, BTreeMap<String, String>)> = at
+            let mut exp: Vec<AlertPair> = at
                 .exp_alerts
                 .iter()
                 .map(|e| {
