@@ -241,9 +241,9 @@ impl Tsdb {
         let mut after = 0u32;
         if let Some(&cp) = listing.checkpoints.last() {
             let path = wal::checkpoint_path(&wal_dir, cp);
-            let data = fs::read(&path).ctx(&path)?;
             rp.seg = cp;
-            let out = wal::read_frames(&data, |p| wal::decode_record(p, &mut rp));
+            let out =
+                wal::read_file_frames(&path, |p| wal::decode_record(p, &mut rp)).ctx(&path)?;
             if let Some(e) = out.error {
                 tracing::warn!(path = %path.display(), "WAL checkpoint is corrupt ({e}); series recorded after the corruption are lost");
                 metrics.wal_corruptions.inc();
@@ -272,9 +272,9 @@ impl Tsdb {
                     last + 1
                 );
             }
-            let data = fs::read(&path).ctx(&path)?;
             rp.seg = seg;
-            let out = wal::read_frames(&data, |p| wal::decode_record(p, &mut rp));
+            let out =
+                wal::read_file_frames(&path, |p| wal::decode_record(p, &mut rp)).ctx(&path)?;
             first_kept.get_or_insert(seg);
             last = seg;
             existing += out.valid_len;

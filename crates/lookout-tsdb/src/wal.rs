@@ -14,7 +14,7 @@
 //! `≤ N` is persisted in head-chunk files, after which those segments are deleted.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -196,47 +196,90 @@ pub struct FrameOutcome {
 
 /// Feeds every valid frame payload of `data` to `f`, stopping at the first bad frame (or the
 /// first payload `f` rejects).
-pub fn read_frames(data: &[u8], mut f: impl FnMut(&[u8]) -> Result<(), String>) -> FrameOutcome {
-    let mut off = 0usize;
-    while off < data.len() {
-        let Some(hdr) = data.get(off..off + FRAME_HEADER) else {
-            return FrameOutcome {
-                valid_len: off as u64,
-                error: Some(format!("torn frame header at offset {off}")),
-            };
-        };
+#[cfg(test)]
+pub fn read_frames(data: &[u8], f: impl FnMut(&[u8]) -> Result<(), String>) -> FrameOutcome {
+    match read_frames_from(data, f) {
+        Ok(o) => o,
+        // Reading a slice cannot fail.
+        Err(e) => FrameOutcome {
+            valid_len: 0,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Reads the file at `path` frame by frame through a small buffer (memory bounded by the
+/// largest frame, not the file size) and feeds each valid payload to `f`, as [`read_frames`].
+pub fn read_file_frames(
+    path: &Path,
+    f: impl FnMut(&[u8]) -> Result<(), String>,
+) -> io::Result<FrameOutcome> {
+    let file = File::open(path)?;
+    read_frames_from(io::BufReader::with_capacity(1 << 20, file), f)
+}
+
+/// Reads up to `buf.len()` bytes; fewer only at end of input.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Streaming core of [`read_frames`]: one reusable payload buffer, grown only as far as the
+/// input really holds bytes (a garbage length in a torn header does not allocate it).
+pub fn read_frames_from(
+    mut r: impl Read,
+    mut f: impl FnMut(&[u8]) -> Result<(), String>,
+) -> io::Result<FrameOutcome> {
+    let mut off = 0u64;
+    let mut payload: Vec<u8> = Vec::new();
+    let bad = |off: u64, msg: String| FrameOutcome {
+        valid_len: off,
+        error: Some(msg),
+    };
+    loop {
+        let mut hdr = [0u8; FRAME_HEADER];
+        match read_full(&mut r, &mut hdr)? {
+            0 => break,
+            FRAME_HEADER => {}
+            _ => return Ok(bad(off, format!("torn frame header at offset {off}"))),
+        }
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
         let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
         if len == 0 || len > MAX_FRAME {
-            return FrameOutcome {
-                valid_len: off as u64,
-                error: Some(format!("invalid frame length {len} at offset {off}")),
-            };
+            return Ok(bad(
+                off,
+                format!("invalid frame length {len} at offset {off}"),
+            ));
         }
-        let Some(payload) = data.get(off + FRAME_HEADER..off + FRAME_HEADER + len) else {
-            return FrameOutcome {
-                valid_len: off as u64,
-                error: Some(format!("torn frame at offset {off}")),
-            };
-        };
-        if crc32c::crc32c(payload) != crc {
-            return FrameOutcome {
-                valid_len: off as u64,
-                error: Some(format!("CRC mismatch at offset {off}")),
-            };
+        payload.clear();
+        (&mut r).take(len as u64).read_to_end(&mut payload)?;
+        if payload.len() < len {
+            return Ok(bad(off, format!("torn frame at offset {off}")));
         }
-        if let Err(e) = f(payload) {
-            return FrameOutcome {
-                valid_len: off as u64,
-                error: Some(format!("undecodable record at offset {off}: {e}")),
-            };
+        if crc32c::crc32c(&payload) != crc {
+            return Ok(bad(off, format!("CRC mismatch at offset {off}")));
         }
-        off += FRAME_HEADER + len;
+        if let Err(e) = f(&payload) {
+            return Ok(bad(off, format!("undecodable record at offset {off}: {e}")));
+        }
+        off += (FRAME_HEADER + len) as u64;
+        // Do not keep one huge commit's buffer for the rest of the replay.
+        if payload.capacity() > 16 << 20 {
+            payload = Vec::new();
+        }
     }
-    FrameOutcome {
-        valid_len: off as u64,
+    Ok(FrameOutcome {
+        valid_len: off,
         error: None,
-    }
+    })
 }
 
 pub fn segment_path(dir: &Path, seg: u32) -> PathBuf {
@@ -534,5 +577,51 @@ mod tests {
         let cut = &buf[..first_two + (buf.len() - first_two) / 2];
         let out = read_frames(cut, |p| decode_record(p, &mut Collect::default()));
         assert_eq!(out.valid_len, first_two as u64);
+    }
+
+    /// Hands out at most 3 bytes per `read`, like a slow file.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(3).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn streaming_reader_matches_slices_and_bounds_torn_lengths() {
+        let mut buf = Vec::new();
+        for i in 0..50u64 {
+            put_samples_frame(&mut buf, false, &[(i, i as i64 * 10, i as f64)]);
+        }
+        let whole = buf.len() as u64;
+        for cut in [buf.len(), buf.len() - 5, 7, 0] {
+            let data = &buf[..cut];
+            let mut a = Collect::default();
+            let mut b = Collect::default();
+            let x = read_frames(data, |p| decode_record(p, &mut a));
+            let y = read_frames_from(Trickle(data), |p| decode_record(p, &mut b)).unwrap();
+            assert_eq!(x.valid_len, y.valid_len, "cut {cut}");
+            assert_eq!(x.error.is_some(), y.error.is_some(), "cut {cut}");
+            assert_eq!(a.samples, b.samples);
+        }
+        // A header claiming a 512 MB payload with 4 bytes behind it is torn, not allocated.
+        let mut torn = buf.clone();
+        torn.extend_from_slice(&(512u32 << 20).to_le_bytes());
+        torn.extend_from_slice(&[0u8; 8]);
+        let out = read_frames_from(Trickle(&torn), |_| Ok(())).unwrap();
+        assert_eq!(out.valid_len, whole);
+        assert!(out.error.unwrap().contains("torn frame"));
+        // Files go through the same path.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        fs::write(&path, &torn).unwrap();
+        let mut c = Collect::default();
+        let out = read_file_frames(&path, |p| decode_record(p, &mut c)).unwrap();
+        assert_eq!(out.valid_len, whole);
+        assert_eq!(c.samples.len(), 50);
     }
 }
