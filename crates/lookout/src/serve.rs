@@ -220,6 +220,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.flags = Arc::new(flags(&args, config_path.as_deref()));
     state.build_info = build_info();
     state.runtime_info = runtime.clone();
+    let t = tsdb.clone();
+    state.tsdb_status = Some(Arc::new(move |limit: usize| tsdb_status(&t, limit)));
     let router = lookout_prom_api::router(state);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -373,4 +375,23 @@ fn build_info() -> BuildInfo {
             .to_string(),
         go_version: format!("rust (lookout {})", env!("CARGO_PKG_VERSION")),
     }
+}
+
+/// `/api/v1/status/tsdb` from the store's head statistics and cardinality tables.
+fn tsdb_status(tsdb: &Tsdb, limit: usize) -> Result<lookout_prom_api::TsdbStatus, String> {
+    let card = tsdb.cardinality(limit).map_err(|e| e.to_string())?;
+    let st = tsdb.stats();
+    Ok(lookout_prom_api::TsdbStatus {
+        head_stats: lookout_prom_api::HeadStats {
+            num_series: card.series,
+            num_label_pairs: card.num_label_pairs,
+            chunk_count: st.chunks(),
+            min_time: st.min_time.unwrap_or(i64::MAX),
+            max_time: st.max_time.unwrap_or(i64::MIN),
+        },
+        series_count_by_metric_name: card.metrics,
+        label_value_count_by_label_name: card.label_value_counts,
+        memory_in_bytes_by_label_name: card.label_value_bytes,
+        series_count_by_label_value_pair: card.label_pairs,
+    })
 }
