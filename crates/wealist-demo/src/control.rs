@@ -222,8 +222,24 @@ impl FaultController {
     }
 }
 
-fn bad(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": msg.into() }))).into_response()
+/// A rejected control request: `{"error": ...}` with its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn bad(status: StatusCode, msg: impl Into<String>) -> BadRequest {
+    BadRequest {
+        status,
+        message: msg.into(),
+    }
 }
 
 /// The control endpoint's routes.
@@ -249,13 +265,13 @@ async fn clear(State(ctl): State<Arc<FaultController>>) -> Response {
     Json(json!({ "cleared": true })).into_response()
 }
 
-fn param<'a>(q: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, Response> {
+fn param<'a>(q: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, BadRequest> {
     q.get(name)
         .map(String::as_str)
         .ok_or_else(|| bad(StatusCode::BAD_REQUEST, format!("missing parameter {name}")))
 }
 
-fn number(q: &BTreeMap<String, String>, name: &str, min: f64, max: f64) -> Result<f64, Response> {
+fn number(q: &BTreeMap<String, String>, name: &str, min: f64, max: f64) -> Result<f64, BadRequest> {
     let v: f64 = param(q, name)?
         .parse()
         .map_err(|_| bad(StatusCode::BAD_REQUEST, format!("{name} must be a number")))?;
@@ -273,7 +289,7 @@ fn number(q: &BTreeMap<String, String>, name: &str, min: f64, max: f64) -> Resul
 pub fn parse_fault(
     kind: &str,
     q: &BTreeMap<String, String>,
-) -> Result<(Fault, Duration), Response> {
+) -> Result<(Fault, Duration), BadRequest> {
     let duration =
         parse_duration(param(q, "duration")?).map_err(|e| bad(StatusCode::BAD_REQUEST, e))?;
     if duration.is_zero() || duration > MAX_FAULT {
@@ -330,7 +346,7 @@ async fn inject(
 ) -> Response {
     let (fault, duration) = match parse_fault(&kind, &q) {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     match ctl.apply(fault, duration, "control").await {
         Ok(()) => (
@@ -338,7 +354,7 @@ async fn inject(
             Json(json!({ "fault": fault, "duration_seconds": duration.as_secs_f64() })),
         )
             .into_response(),
-        Err(e) => bad(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => bad(StatusCode::CONFLICT, e.to_string()).into_response(),
     }
 }
 

@@ -234,7 +234,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if let Ok(v) = s.parse::<f64>() {
-        return if v.is_finite() && v >= 0.0 && v < 1e9 {
+        return if (0.0..1e9).contains(&v) {
             Ok(Duration::from_secs_f64(v))
         } else {
             Err(format!("invalid duration {s:?}"))
