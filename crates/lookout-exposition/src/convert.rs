@@ -1,11 +1,14 @@
 //! Re-encoding a whole exposition from one format to the other.
 
+use std::borrow::Cow;
+
 use crate::{Encoder, Entry, Format, MetricType, ParseError, Parser};
 
 /// Metadata of the family being copied, held until its first sample (or the next family) so the
 /// header is written once with everything the input said about it.
-#[derive(Default)]
 struct Pending {
+    from: Format,
+    to: Format,
     name: String,
     metric_type: Option<MetricType>,
     help: Option<String>,
@@ -18,8 +21,10 @@ struct Pending {
 /// OpenMetrics → text: a counter family `foo` becomes `# TYPE foo_total counter`; `info` and
 /// `stateset` become gauges, `gaugehistogram` samples are left untyped; `_created` samples, units
 /// and exemplars are dropped; timestamps become milliseconds. Text → OpenMetrics: a counter
-/// `foo_total` becomes family `foo` (samples named `foo` get the `_total` suffix), `untyped`
-/// becomes `unknown`, and `# EOF` is appended. On error nothing is appended to `out`.
+/// `foo_total` becomes family `foo`, and so does a counter `foo` whose samples are named `foo`
+/// (they get the `_total` suffix, keeping the counter type, where [`Encoder`] would keep the
+/// name and type the family `unknown`); `untyped` becomes `unknown`, and `# EOF` is appended.
+/// On error nothing is appended to `out`.
 pub fn convert(
     input: &[u8],
     from: Format,
@@ -42,7 +47,11 @@ fn convert_into(
 ) -> Result<(), ParseError> {
     let mut parser = Parser::new(input, from);
     let mut enc = Encoder::new(to, out);
-    let mut pending = Pending::default();
+    let mut pending = Pending {
+        from,
+        to,
+        ..Pending::default()
+    };
     let mut name_buf = String::new();
     while let Some(entry) = parser.next_entry()? {
         match entry {
@@ -105,10 +114,26 @@ fn convert_into(
     Ok(())
 }
 
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            from: Format::PrometheusText,
+            to: Format::PrometheusText,
+            name: String::new(),
+            metric_type: None,
+            help: None,
+            unit: None,
+            written: false,
+        }
+    }
+}
+
 fn switch_family(enc: &mut Encoder<'_>, pending: &mut Pending, name: &str) {
     if pending.name != name {
         flush(enc, pending);
         *pending = Pending {
+            from: pending.from,
+            to: pending.to,
             name: name.to_owned(),
             ..Pending::default()
         };
@@ -121,8 +146,19 @@ fn flush(enc: &mut Encoder<'_>, pending: &mut Pending) {
     }
     pending.written = true;
     let metric_type = pending.metric_type.unwrap_or(MetricType::Unknown);
+    // The Encoder takes a counter family by its sample name. An OpenMetrics counter `foo` has
+    // samples `foo_total`; a text counter written as OpenMetrics gets `_total` samples too.
+    let name: Cow<'_, str> = match (metric_type, pending.from, pending.to) {
+        (MetricType::Counter, Format::OpenMetrics, _) => format!("{}_total", pending.name).into(),
+        (MetricType::Counter, Format::PrometheusText, Format::OpenMetrics)
+            if !pending.name.ends_with("_total") =>
+        {
+            format!("{}_total", pending.name).into()
+        }
+        _ => pending.name.as_str().into(),
+    };
     enc.family(
-        &pending.name,
+        &name,
         metric_type,
         pending.help.as_deref(),
         pending.unit.as_deref(),

@@ -16,14 +16,19 @@ pub struct ExemplarOut<'e> {
 
 /// Writes one exposition into a `Vec<u8>`.
 ///
-/// Family names may be given in either convention: a counter family may be called `foo` or
-/// `foo_total`, an info family `foo` or `foo_info`; the metadata lines use the name each format
-/// expects (text: the sample name `foo_total`, OpenMetrics: `foo`). Sample names are written as
-/// given. Types the text format lacks are written as Prometheus exposes them: `info` and
-/// `stateset` as `gauge`, `gaugehistogram` without metadata (untyped). Names outside the legacy
-/// character set are quoted (`{"my.metric"}`) as Prometheus 3 does. Timestamps are
-/// milliseconds; the text format writes them as integers (Prometheus cannot read negative ones
-/// there), OpenMetrics as exact decimal seconds.
+/// Sample names are written as given. A counter family is named as the text format and
+/// client_golang name it, after its samples: the text format writes the name unchanged
+/// (`# TYPE foo_total counter`, and `# TYPE foo counter` for a counter without `_total`, as
+/// postgres_exporter's `pg_stat_database_xact_commit`). OpenMetrics writes `foo_total` as family
+/// `foo` of type counter; a counter whose name lacks `_total` becomes family `foo` of type
+/// `unknown` with its samples still named `foo`, as client_golang's encoder does, so its series
+/// keep the same name whichever format a scraper negotiates. An info family may be called `foo`
+/// or `foo_info` (text: `# TYPE foo_info gauge`, OpenMetrics: `# TYPE foo info`). Other types
+/// the text format lacks are written as Prometheus exposes them: `stateset` as `gauge`,
+/// `gaugehistogram` without metadata (untyped). Names outside the legacy character set are
+/// quoted (`{"my.metric"}`) as Prometheus 3 does. Timestamps are milliseconds; the text format
+/// writes them as integers (Prometheus cannot read negative ones there), OpenMetrics as exact
+/// decimal seconds.
 ///
 /// ```
 /// use lookout_exposition::{Encoder, Format, MetricType};
@@ -64,7 +69,7 @@ impl<'o> Encoder<'o> {
         match self.format {
             Format::PrometheusText => {
                 let (meta_name, text_type): (std::borrow::Cow<'_, str>, &str) = match metric_type {
-                    MetricType::Counter => (with_suffix(name, "_total"), "counter"),
+                    MetricType::Counter => (name.into(), "counter"),
                     MetricType::Info => (with_suffix(name, "_info"), "gauge"),
                     MetricType::StateSet | MetricType::Gauge => (name.into(), "gauge"),
                     MetricType::Histogram => (name.into(), "histogram"),
@@ -87,10 +92,14 @@ impl<'o> Encoder<'o> {
                 self.out.push(b'\n');
             }
             Format::OpenMetrics => {
-                let meta_name = match metric_type {
-                    MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
-                    MetricType::Info => name.strip_suffix("_info").unwrap_or(name),
-                    _ => name,
+                let (meta_name, metric_type) = match metric_type {
+                    MetricType::Counter => match name.strip_suffix("_total") {
+                        Some(base) => (base, MetricType::Counter),
+                        // OpenMetrics counter samples must be `<family>_total`; keep the name.
+                        None => (name, MetricType::Unknown),
+                    },
+                    MetricType::Info => (name.strip_suffix("_info").unwrap_or(name), metric_type),
+                    _ => (name, metric_type),
                 };
                 if let Some(help) = help {
                     self.out.extend_from_slice(b"# HELP ");
@@ -290,7 +299,7 @@ mod tests {
     fn text_counter_and_escaping() {
         let s = enc(Format::PrometheusText, |e| {
             e.family(
-                "foo",
+                "foo_total",
                 MetricType::Counter,
                 Some("a \\ b\nc \"q\""),
                 Some("seconds"),
@@ -303,6 +312,29 @@ mod tests {
             "# HELP foo_total a \\\\ b\\nc \"q\"\n# TYPE foo_total counter\n\
              foo_total{path=\"/a\\\"b\\\\c\\nd\"} 1.5 1234\nfoo_total NaN\n"
         );
+    }
+
+    #[test]
+    fn counter_without_total_keeps_its_name() {
+        let write = |e: &mut Encoder<'_>| {
+            e.family("xact_commit", MetricType::Counter, Some("Commits."), None);
+            e.sample("xact_commit", &[("datname", "db")], 7.0, None);
+        };
+        assert_eq!(
+            enc(Format::PrometheusText, write),
+            "# HELP xact_commit Commits.\n# TYPE xact_commit counter\nxact_commit{datname=\"db\"} 7\n"
+        );
+        // client_golang's mapping: OpenMetrics counters need `_total` samples, so the family
+        // is typed `unknown` and the series name stays what the text format exposes.
+        let om = enc(Format::OpenMetrics, write);
+        assert_eq!(
+            om,
+            "# HELP xact_commit Commits.\n# TYPE xact_commit unknown\n\
+             xact_commit{datname=\"db\"} 7.0\n# EOF\n"
+        );
+        let samples = crate::parse_samples(om.as_bytes(), Format::OpenMetrics).unwrap();
+        assert_eq!(samples[0].name, "xact_commit");
+        assert_eq!(samples[0].metric_type, MetricType::Unknown);
     }
 
     #[test]

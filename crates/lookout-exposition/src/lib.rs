@@ -11,9 +11,12 @@
 //! - [`Encoder`] writes either format into a `Vec<u8>`, with Go-compatible float formatting
 //!   ([`format_float`]) and Prometheus escaping; [`convert`] re-encodes a whole exposition from
 //!   one format to the other.
+//! - [`families`] builds metric families in memory (as exporters' const metrics) and encodes
+//!   them in either format.
 
 mod convert;
 mod encode;
+pub mod families;
 mod float;
 mod lex;
 mod om;
