@@ -10,9 +10,11 @@
 //! - PostgreSQL 17 moved checkpoint counters to `pg_stat_checkpointer`; they are still
 //!   exposed under the `pg_stat_bgwriter_*` names, as later postgres_exporter releases do.
 //! - [`PgExporter`] adds `/probe?target=DSN` for fleets; [`router`] serves it with axum.
+//! - Output is [`Families`] from `lookout-exposition`, in text 0.0.4 or OpenMetrics as the
+//!   `Accept` header asks; counters without `_total` keep their name in both (OpenMetrics types
+//!   them `unknown`, as client_golang does).
 
 mod convert;
-mod families;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -29,7 +31,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 pub use convert::{parse_scalar, parse_timestamp, pg_value, setting_metric, short_version};
-pub use families::{Families, Family, Sample};
+pub use lookout_exposition::families::{Families, Family, Sample};
 
 /// Default listen address of postgres_exporter.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";

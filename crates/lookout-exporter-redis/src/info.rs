@@ -6,8 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use lookout_exposition::MetricType;
-
-use crate::families::Families;
+use lookout_exposition::families::Families;
 
 /// How an INFO field becomes a metric.
 #[derive(Clone, Copy)]

@@ -7,8 +7,10 @@
 //!   `redis_up 0` and `redis_exporter_last_scrape_error{err=...} 1`, never an HTTP error.
 //! - [`RedisExporter`] adds the exporter's own metrics and multi-target scraping
 //!   (`/scrape?target=host:port`, as redis_exporter offers); [`router`] serves it with axum.
+//! - Output is [`Families`] from `lookout-exposition`, in text 0.0.4 or OpenMetrics as the
+//!   `Accept` header asks; counters without `_total` keep their name in both (OpenMetrics types
+//!   them `unknown`, as client_golang does).
 
-mod families;
 mod info;
 
 use std::collections::HashMap;
@@ -25,8 +27,8 @@ use lookout_exposition::{Format, MetricType};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, Value};
 
-pub use families::{Families, Family, Sample};
 pub use info::{Limits, config_to_families, info_to_families, parse_value};
+pub use lookout_exposition::families::{Families, Family, Sample};
 
 /// Default listen address of redis_exporter.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9121";
