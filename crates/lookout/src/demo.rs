@@ -8,7 +8,7 @@
 //! the logs flushed.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -343,7 +343,7 @@ fn print_access_table(
     opts: &DemoOptions,
     stack: &ServiceStack,
     data_dir: &Path,
-    derived: &PathBuf,
+    derived: &Path,
     redis_up: bool,
     postgres_up: bool,
     redis_fill: bool,
