@@ -13,7 +13,10 @@ fn lookout(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run lookout");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -32,7 +35,10 @@ fn check_rules_accepts_the_seed_alerts_and_rejects_bad_files() {
     .unwrap();
     let (ok, out) = lookout(&["check", "rules", bad.to_str().unwrap()]);
     assert!(!ok);
-    assert!(out.contains("FAILED:") && out.contains("function \"nosuch\" not defined"), "{out}");
+    assert!(
+        out.contains("FAILED:") && out.contains("function \"nosuch\" not defined"),
+        "{out}"
+    );
 }
 
 #[test]
