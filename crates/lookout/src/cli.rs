@@ -30,8 +30,9 @@ pub enum Command {
     /// The seven demo services and the traffic generator arrive with the demo issue; until
     /// then the demo scrapes their seed ports and reports them down.
     Demo(DemoArgs),
-    /// Tail log files and push them to Loki (NOT AVAILABLE YET: arrives with the log agent).
-    Agent(UnavailableArgs),
+    /// The log agent (Promtail's job): tail files and Docker json-file logs as a Promtail
+    /// configuration says, and push them to Loki (or Lookout).
+    Agent(crate::agent_cmd::AgentArgs),
     /// Run the Redis (:9121) or PostgreSQL (:9187) exporter, compatible with redis_exporter
     /// and postgres_exporter.
     Exporter(crate::exporter::ExporterArgs),
@@ -132,6 +133,10 @@ pub struct ServeArgs {
     pub limits: QueryLimitArgs,
     #[command(flatten)]
     pub rules: crate::rules_cmd::RulesArgs,
+    /// A Promtail configuration for the built-in log agent (default:
+    /// `<config-dir>/promtail/promtail-config.yml` when it exists); it pushes to the Loki API.
+    #[arg(long)]
+    pub promtail_config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

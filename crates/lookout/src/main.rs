@@ -1,5 +1,6 @@
 //! `lookout`: the binary only wires the crates together (ARCHITECTURE §2).
 
+mod agent_cmd;
 mod cli;
 mod demo;
 mod exporter;
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Check(args) => check(args),
-            Command::Agent(_) => unavailable("agent", "the log agent (Promtail's job)"),
+            Command::Agent(args) => agent_cmd::run(args).await,
             Command::Exporter(args) => exporter::run(args).await,
             Command::Logs(_) => unavailable("logs", "the Loki-compatible log store and LogQL"),
             Command::Test(args) => rules_cmd::test(args),
