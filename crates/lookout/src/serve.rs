@@ -223,6 +223,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let t = tsdb.clone();
     state.tsdb_status = Some(Arc::new(move |limit: usize| tsdb_status(&t, limit)));
     let router = lookout_prom_api::router(state);
+    let ui = ui_router(&args).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut servers = Vec::new();
@@ -236,7 +237,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("listening on {addr} ({name})"))?;
             info!(%addr, "{name} listening");
             let mut rx = shutdown_rx.clone();
-            let app = router.clone();
+            // The main port serves the UI next to the API routes (Grafana's paths do not
+            // collide with /api/v1).
+            let app = match &ui {
+                Some(ui) if name == "main" => ui.clone().merge(router.clone()),
+                _ => router.clone(),
+            };
             servers.push(tokio::spawn(async move {
                 let res = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
@@ -252,21 +258,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Listen::Addr(addr) = args.listen.loki_addr {
         warn!(%addr, "the Loki API is not available in this version; nothing listens there");
     }
-
-    // The log agent (Promtail's job), when a promtail configuration is present.
-    let agent = match crate::agent_cmd::serve_config_path(
-        args.config_dir.as_deref(),
-        args.promtail_config.as_deref(),
-    ) {
-        Some(p) => Some(crate::agent_cmd::start_embedded(
-            &p,
-            &args.storage.data_dir,
-            args.listen.loki_addr,
-            &mut registry.write(),
-            shutdown_rx.clone(),
-        )?),
-        None => None,
-    };
 
     // Retention and WAL housekeeping.
     let housekeeping = {
@@ -293,9 +284,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = shutdown_tx.send(true);
     scrape.stop().await;
-    if let Some(agent) = agent {
-        let _ = agent.await;
-    }
     rules.stop();
     for s in servers {
         let _ = s.await;
@@ -307,6 +295,34 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("closing the store")??;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// The UI (users, sessions and saved dashboards in `<data-dir>/ui.db`; dashboards and data
+/// sources provisioned from `<config-dir>/grafana/provisioning`), when the main port is on.
+async fn ui_router(args: &ServeArgs) -> anyhow::Result<Option<axum::Router>> {
+    if args.listen.ui_addr == Listen::Off {
+        return Ok(None);
+    }
+    let url = |l: Listen, default: &str| match l {
+        Listen::Addr(a) => format!("http://{a}"),
+        Listen::Off => default.to_string(),
+    };
+    let config = lookout_ui::UiConfig {
+        data_dir: args.storage.data_dir.clone(),
+        provisioning_dir: args
+            .config_dir
+            .as_ref()
+            .map(|d| d.join("grafana/provisioning"))
+            .filter(|d| d.is_dir()),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        prometheus_url: url(args.listen.prom_addr, "http://127.0.0.1:9090"),
+        loki_url: url(args.listen.loki_addr, "http://127.0.0.1:3100"),
+    };
+    let state = tokio::task::spawn_blocking(move || lookout_ui::UiState::open(config))
+        .await
+        .context("opening the UI database")?
+        .context("opening the UI database")?;
+    Ok(Some(lookout_ui::router(Arc::new(state))))
 }
 
 /// Waits for Ctrl-C or SIGTERM; reloads the configuration on every SIGHUP meanwhile.
