@@ -259,6 +259,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         warn!(%addr, "the Loki API is not available in this version; nothing listens there");
     }
 
+    // The log agent (Promtail's job), when a promtail configuration is present.
+    let agent = match crate::agent_cmd::serve_config_path(
+        args.config_dir.as_deref(),
+        args.promtail_config.as_deref(),
+    ) {
+        Some(p) => Some(crate::agent_cmd::start_embedded(
+            &p,
+            &args.storage.data_dir,
+            args.listen.loki_addr,
+            &mut registry.write(),
+            shutdown_rx.clone(),
+        )?),
+        None => None,
+    };
+
     // Retention and WAL housekeeping.
     let housekeeping = {
         let tsdb = tsdb.clone();
@@ -284,6 +299,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = shutdown_tx.send(true);
     scrape.stop().await;
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
     rules.stop();
     for s in servers {
         let _ = s.await;
