@@ -123,6 +123,58 @@ pub struct OpenedChunks {
     pub repairs: Vec<String>,
 }
 
+/// Whether `file[from..len]` holds only zeros. Holes (the never-written, preallocated end of
+/// the file that was active at a crash) are skipped with `SEEK_DATA`/`SEEK_HOLE` instead of
+/// being read; data extents are read through a small buffer, never mapped.
+fn tail_is_zero(file: &File, from: u64, len: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut off = from;
+    while off < len {
+        let Ok(signed) = libc::off_t::try_from(off) else {
+            break;
+        };
+        // SAFETY: lseek on an open descriptor has no memory-safety preconditions.
+        let data = unsafe { libc::lseek(fd, signed, libc::SEEK_DATA) };
+        let (start, end) = if data < 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                // No data after `off`: the rest is a hole.
+                Some(libc::ENXIO) => return Ok(true),
+                // SEEK_DATA unsupported here: read everything.
+                _ => (off, len),
+            }
+        } else {
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            let start = data as u64;
+            let end = if hole < 0 {
+                len
+            } else {
+                (hole as u64).min(len)
+            };
+            (start, end)
+        };
+        let mut pos = start;
+        while pos < end {
+            let n = buf.len().min((end - pos) as usize);
+            let got = file.read_at(&mut buf[..n], pos)?;
+            if got == 0 {
+                return Ok(true);
+            }
+            if buf[..got].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            pos += got as u64;
+        }
+        if end <= off {
+            break;
+        }
+        off = end;
+    }
+    Ok(true)
+}
+
 impl ChunkFiles {
     /// Opens `dir`, scanning every file (cutting torn tails), and starts a new file for writes.
     pub fn open(dir: &Path, cap: u64) -> io::Result<OpenedChunks> {
@@ -150,9 +202,8 @@ impl ChunkFiles {
                 // SAFETY: the file is not written while we scan it (it is not the active file).
                 let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
                 let (valid, max_t) = scan(bytes, index, &mut chunks);
-                let zero_tail = bytes
-                    .get(valid as usize..)
-                    .is_some_and(|t| t.iter().all(|&b| b == 0));
+                drop(map);
+                let zero_tail = valid <= file_len && tail_is_zero(&file, valid, file_len)?;
                 (valid, max_t, zero_tail)
             };
             if valid < file_len && zero_tail && valid > FILE_HEADER {
@@ -449,6 +500,50 @@ mod tests {
         assert_eq!(opened.chunks[1].kind, ChunkKind::OutOfOrder);
         let (f, off) = opened.files.resolve(opened.chunks[1].r).unwrap();
         assert_eq!(f.chunk_data(off), Some(&b"world!"[..]));
+    }
+
+    #[test]
+    fn zero_tail_checks_skip_holes_but_see_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.write_all_at(b"header", 0).unwrap();
+        f.set_len(64 << 20).unwrap();
+        assert!(tail_is_zero(&f, 6, 64 << 20).unwrap());
+        // Written zeros are data, not a hole, and still count as a zero tail.
+        f.write_all_at(&[0u8; 5000], 1 << 20).unwrap();
+        assert!(tail_is_zero(&f, 6, 64 << 20).unwrap());
+        // One stray byte deep in the file is found.
+        f.write_all_at(&[1], (40 << 20) + 3).unwrap();
+        assert!(!tail_is_zero(&f, 6, 64 << 20).unwrap());
+        assert!(tail_is_zero(&f, (40 << 20) + 4, 64 << 20).unwrap());
+        assert!(
+            !tail_is_zero(&f, 0, 6).unwrap(),
+            "the header itself is data"
+        );
+    }
+
+    #[test]
+    fn preallocated_tail_is_cut_without_a_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("chunks_head");
+        let cf = ChunkFiles::open(&d, 32 << 20).unwrap().files;
+        cf.write_chunk(7, 10, 20, ChunkKind::InOrder, b"hello")
+            .unwrap();
+        // A crash: the active file keeps its preallocated length.
+        drop(cf);
+        let path = d.join("000001");
+        assert_eq!(fs::metadata(&path).unwrap().len(), 32 << 20);
+        let opened = ChunkFiles::open(&d, 32 << 20).unwrap();
+        assert!(opened.repairs.is_empty(), "{:?}", opened.repairs);
+        assert_eq!(opened.chunks.len(), 1);
+        assert!(fs::metadata(&path).unwrap().len() < 4096);
     }
 
     #[test]
