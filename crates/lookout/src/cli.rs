@@ -38,8 +38,8 @@ pub enum Command {
     Exporter(crate::exporter::ExporterArgs),
     /// Run an instant PromQL query (or a range query with --start/--end) against a server.
     Query(QueryArgs),
-    /// Run a LogQL query against a server (NOT AVAILABLE YET: arrives with the logs store).
-    Logs(UnavailableArgs),
+    /// Run a LogQL query against a Loki-compatible server (`--tail` follows new lines).
+    Logs(crate::logs_cmd::LogsArgs),
     /// Validate configuration files (`check config FILE...`) or rule files (`check rules
     /// FILE...`), as promtool does.
     Check(CheckArgs),
@@ -133,6 +133,8 @@ pub struct ServeArgs {
     pub limits: QueryLimitArgs,
     #[command(flatten)]
     pub rules: crate::rules_cmd::RulesArgs,
+    #[command(flatten)]
+    pub logs: crate::logs_cmd::LogStoreArgs,
     /// A Promtail configuration for the built-in log agent (default:
     /// `<config-dir>/promtail/promtail-config.yml` when it exists); it pushes to the Loki API.
     #[arg(long)]

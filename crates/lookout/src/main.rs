@@ -4,6 +4,7 @@ mod agent_cmd;
 mod cli;
 mod demo;
 mod exporter;
+mod logs_cmd;
 mod query;
 mod rules_cmd;
 mod serve;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
             Command::Check(args) => check(args),
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Exporter(args) => exporter::run(args).await,
-            Command::Logs(_) => unavailable("logs", "the Loki-compatible log store and LogQL"),
+            Command::Logs(args) => logs_cmd::run(args).await,
             Command::Test(args) => rules_cmd::test(args),
             Command::Tsdb(args) => tokio::task::spawn_blocking(move || tsdb_cmd::run(args))
                 .await
@@ -63,10 +64,6 @@ fn init_logging(filter: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-}
-
-fn unavailable(command: &str, what: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`lookout {command}` is not available in this version: it arrives with {what}")
 }
 
 /// `lookout check config FILE...`: validates like `promtool check config`.

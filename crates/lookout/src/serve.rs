@@ -223,6 +223,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let t = tsdb.clone();
     state.tsdb_status = Some(Arc::new(move |limit: usize| tsdb_status(&t, limit)));
     let router = lookout_prom_api::router(state);
+    let logs = crate::logs_cmd::LogsRuntime::open(
+        &args.logs,
+        data_dir,
+        args.limits.query_timeout,
+        &mut registry.write(),
+    )
+    .await?;
     let ui = ui_router(&args).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -243,6 +250,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Some(ui) if name == "main" => ui.clone().merge(router.clone()),
                 _ => router.clone(),
             };
+            let app = if name == "main" {
+                app.merge(logs.router.clone())
+            } else {
+                app
+            };
             servers.push(tokio::spawn(async move {
                 let res = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
@@ -256,8 +268,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     if let Listen::Addr(addr) = args.listen.loki_addr {
-        warn!(%addr, "the Loki API is not available in this version; nothing listens there");
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} (loki api)"))?;
+        info!(%addr, "loki api listening");
+        let mut rx = shutdown_rx.clone();
+        let app = logs.router.clone();
+        servers.push(tokio::spawn(async move {
+            let res = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = res {
+                error!(error = %e, "loki api server failed");
+            }
+        }));
     }
+    let logs_housekeeping = logs.spawn_housekeeping(shutdown_rx.clone());
 
     // The log agent (Promtail's job), when a promtail configuration is present.
     let agent = match crate::agent_cmd::serve_config_path(
@@ -307,6 +335,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = s.await;
     }
     let _ = housekeeping.await;
+    let _ = logs_housekeeping.await;
     let t = tsdb.clone();
     tokio::task::spawn_blocking(move || t.close())
         .await
