@@ -285,6 +285,10 @@ impl Client {
             ..Batch::default()
         };
         self.ack(&mut acks);
+        // Record the new positions now, so a crash duplicates at most the batch in flight.
+        if let Err(e) = self.positions.save_fast() {
+            warn!(error = %e, "saving positions failed");
+        }
     }
 
     fn count_drop(&self, reason: &str, entries: usize, bytes: usize) {

@@ -17,4 +17,5 @@ pub mod timefmt;
 
 pub use agent::{Agent, AgentError};
 pub use config::{AgentConfig, ConfigError};
+pub use lookout_loki_proto as proto;
 pub use stages::{Entry, Pipeline, StageConfig};

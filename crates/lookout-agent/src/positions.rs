@@ -174,8 +174,18 @@ impl Positions {
             .collect()
     }
 
-    /// Writes the file if anything changed since the last save.
+    /// Writes the file if anything changed since the last save, and fsyncs it.
     pub fn save(&self) -> Result<(), PositionsError> {
+        self.save_with(true)
+    }
+
+    /// Writes the file (atomically, by rename) without waiting for the disk: survives a
+    /// killed process, not a power cut; the periodic [`Positions::save`] covers that.
+    pub fn save_fast(&self) -> Result<(), PositionsError> {
+        self.save_with(false)
+    }
+
+    fn save_with(&self, fsync: bool) -> Result<(), PositionsError> {
         let snapshot = {
             let mut st = self.state.lock();
             if !st.dirty {
@@ -191,16 +201,19 @@ impl Positions {
                 })
                 .collect::<BTreeMap<_, _>>()
         };
-        let res = self.write(&File {
-            positions: snapshot,
-        });
+        let res = self.write(
+            &File {
+                positions: snapshot,
+            },
+            fsync,
+        );
         if res.is_err() {
             self.state.lock().dirty = true;
         }
         res
     }
 
-    fn write(&self, f: &File) -> Result<(), PositionsError> {
+    fn write(&self, f: &File, fsync: bool) -> Result<(), PositionsError> {
         let io = |source| PositionsError::Io {
             path: self.path.display().to_string(),
             source,
@@ -219,7 +232,9 @@ impl Positions {
         let tmp = PathBuf::from(tmp);
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(text.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        if fsync {
+            file.sync_all().map_err(io)?;
+        }
         drop(file);
         std::fs::rename(&tmp, &self.path).map_err(io)?;
         Ok(())
