@@ -103,6 +103,7 @@ impl<'a> TsdbAppender<'a> {
             let current = self.db.head.metrics.head_series.get().max(0) as usize;
             if current + self.new_series >= limit {
                 self.db.head.metrics.series_limit_rejections.inc();
+                warn_series_limit(limit, current);
                 return Err(AppendError::SeriesLimit { limit });
             }
         }
@@ -354,4 +355,30 @@ impl Appender for TsdbAppender<'_> {
     }
 
     fn rollback(self: Box<Self>) {}
+}
+
+/// Last time (Unix seconds) the series-limit warning was logged.
+static SERIES_LIMIT_WARNED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Logs the refusal of new series at most once a minute, phrased like Mimir's
+/// `per-user series limit of N exceeded`, with what to do about it.
+fn warn_series_limit(limit: usize, current: usize) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let last = SERIES_LIMIT_WARNED.load(Ordering::Relaxed);
+    if now - last >= 60
+        && SERIES_LIMIT_WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            limit,
+            active_series = current,
+            "per-instance series limit of {limit} exceeded: new series are refused (counted in \
+             lookout_tsdb_series_limit_rejections_total); find the metric that exploded with \
+             /api/v1/status/tsdb, drop it with metric_relabel_configs or cap targets with \
+             sample_limit, or raise --max-series"
+        );
+    }
 }
