@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -65,12 +64,12 @@ const TICK: Duration = Duration::from_secs(5);
 const RETENTION_EVERY: u32 = 12;
 
 impl LogsRuntime {
-    /// Opens `<data_dir>/logs` (replaying its WALs) and builds the Loki router.
+    /// Opens `<data_dir>/logs` (replaying its WALs) and builds the Loki router; the caller
+    /// registers `tenants.metrics()`.
     pub async fn open(
         args: &LogStoreArgs,
         data_dir: &Path,
         query_timeout: Duration,
-        registry: &mut Registry,
     ) -> anyhow::Result<LogsRuntime> {
         let dir = data_dir.join("logs");
         let opts = LogStoreOptions {
@@ -87,7 +86,6 @@ impl LogsRuntime {
             .context("opening the log store")?
             .with_context(|| format!("opening the log store in {}", dir.display()))?;
         let tenants = Arc::new(tenants);
-        tenants.metrics().register(registry);
         info!(dir = %dir.display(), tenants = tenants.all().len(), "log store open");
         let engine = LogqlEngine::new(EngineOptions {
             max_entries_limit: args.log_max_entries,
@@ -127,7 +125,7 @@ impl LogsRuntime {
                 }
                 n += 1;
                 let t = tenants.clone();
-                let retention = n % RETENTION_EVERY == 0;
+                let retention = n.is_multiple_of(RETENTION_EVERY);
                 let res = tokio::task::spawn_blocking(move || {
                     t.tick()?;
                     if retention {

@@ -223,13 +223,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let t = tsdb.clone();
     state.tsdb_status = Some(Arc::new(move |limit: usize| tsdb_status(&t, limit)));
     let router = lookout_prom_api::router(state);
-    let logs = crate::logs_cmd::LogsRuntime::open(
-        &args.logs,
-        data_dir,
-        args.limits.query_timeout,
-        &mut registry.write(),
-    )
-    .await?;
+    let logs =
+        crate::logs_cmd::LogsRuntime::open(&args.logs, data_dir, args.limits.query_timeout).await?;
+    logs.tenants.metrics().register(&mut registry.write());
     let ui = ui_router(&args).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
