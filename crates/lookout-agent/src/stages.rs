@@ -1727,3 +1727,336 @@ impl Template {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pipeline(yaml: &str) -> (Pipeline, CustomMetrics) {
+        let stages = parse_stages(yaml).unwrap();
+        let mut m = CustomMetrics::default();
+        (Pipeline::new(&stages, &mut m).unwrap(), m)
+    }
+
+    fn run_many(p: &mut Pipeline, m: &CustomMetrics, lines: &[&str]) -> (Vec<Entry>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut drops = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let e = Entry {
+                line: l.to_string(),
+                ts: 1_000,
+                pos: i as u64 + 1,
+                ..Entry::default()
+            };
+            p.process(e, m, &mut out, &mut |r, _| drops.push(r.to_string()));
+        }
+        (out, drops)
+    }
+
+    fn run(yaml: &str, line: &str) -> (Vec<Entry>, Vec<String>) {
+        let (mut p, m) = pipeline(yaml);
+        run_many(&mut p, &m, &[line])
+    }
+
+    #[test]
+    fn docker_stage() {
+        let (out, _) = run(
+            "- docker: {}",
+            r#"{"log":"hello\n","stream":"stderr","time":"2019-04-30T02:12:41.8443515Z"}"#,
+        );
+        assert_eq!(out[0].line, "hello");
+        assert_eq!(out[0].labels["stream"], "stderr");
+        assert_eq!(out[0].ts, 1_556_590_361_844_351_500);
+        // Not docker JSON: untouched.
+        let (out, _) = run("- docker: {}", "plain");
+        assert_eq!(out[0].line, "plain");
+    }
+
+    #[test]
+    fn cri_stage_joins_partials() {
+        let (mut p, m) = pipeline("- cri: {}");
+        let (out, _) = run_many(
+            &mut p,
+            &m,
+            &[
+                "2019-04-30T02:12:41.8443515Z stdout P part one ",
+                "2019-04-30T02:12:41.8443516Z stdout F and two",
+                "2019-04-30T02:12:42Z stderr F single",
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].line, "part one and two");
+        assert_eq!(out[0].pos, 2);
+        assert_eq!(out[1].labels["stream"], "stderr");
+        assert!(!p.has_pending());
+    }
+
+    #[test]
+    fn json_labels_output_timestamp() {
+        let yaml = r#"
+- json:
+    expressions:
+      level:
+      msg: message
+      user: ctx.user.name
+      first: tags[0]
+      dotted: '"a.b"'
+- labels:
+    level:
+- structured_metadata:
+    user:
+- timestamp:
+    source: ts_missing
+    format: RFC3339
+- output:
+    source: msg
+"#;
+        let (out, _) = run(
+            yaml,
+            r#"{"level":"warn","message":"hi","ctx":{"user":{"name":"kim"}},"tags":["x","y"],"a.b":3}"#,
+        );
+        let e = &out[0];
+        assert_eq!(e.labels["level"], "warn");
+        assert_eq!(e.line, "hi");
+        assert_eq!(e.extracted["first"], "x");
+        assert_eq!(e.extracted["dotted"], "3");
+        assert_eq!(e.metadata, vec![("user".to_string(), "kim".to_string())]);
+        assert_eq!(e.ts, 1_000);
+        let (_, drops) = run(
+            "- json:\n    expressions: {a: }\n    drop_malformed: true",
+            "{oops",
+        );
+        assert_eq!(drops, ["json_malformed"]);
+    }
+
+    #[test]
+    fn timestamp_formats_fallback_and_failure() {
+        let yaml = "- regex:\n    expression: '^(?P<t>\\S+)'\n- timestamp:\n    source: t\n    format: UnixMs\n    fallback_formats: [RFC3339]\n";
+        let (out, _) = run(yaml, "2019-04-30T02:12:41Z rest");
+        assert_eq!(out[0].ts, 1_556_590_361_000_000_000);
+        let (out, _) = run(yaml, "1556590361000 rest");
+        assert_eq!(out[0].ts, 1_556_590_361_000_000_000);
+        let (out, _) = run(yaml, "garbage rest");
+        assert_eq!(out[0].ts, 1_001, "fudged");
+        let skip = yaml.to_string() + "    action_on_failure: skip\n";
+        let (out, _) = run(&skip, "garbage rest");
+        assert_eq!(out[0].ts, 1_000);
+    }
+
+    #[test]
+    fn logfmt_and_regex() {
+        let (out, _) = run(
+            "- logfmt:\n    mapping:\n      lvl: level\n      msg:\n- labels:\n    lvl:\n",
+            r#"level=error msg="disk \"full\"" other"#,
+        );
+        assert_eq!(out[0].labels["lvl"], "error");
+        assert_eq!(out[0].extracted["msg"], r#"disk "full""#);
+        assert!(
+            parse_stages("- regex:\n    expression: '(no names)'\n")
+                .map(|s| Pipeline::new(&s, &mut CustomMetrics::default()).is_err())
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn drop_stage_conditions() {
+        let (_, d) = run("- drop:\n    expression: debug\n", "a debug line");
+        assert_eq!(d, ["drop_stage"]);
+        let (o, d) = run("- drop:\n    expression: debug\n", "an info line");
+        assert!(d.is_empty() && o.len() == 1);
+        let (_, d) = run(
+            "- drop:\n    longer_than: 5\n    drop_counter_reason: too_long\n",
+            "123456",
+        );
+        assert_eq!(d, ["too_long"]);
+        let (_, d) = run("- drop:\n    older_than: 1h\n", "old (ts=1000ns)");
+        assert_eq!(d.len(), 1);
+        let yaml =
+            "- logfmt:\n    mapping: {level: }\n- drop:\n    source: level\n    value: debug\n";
+        assert_eq!(run(yaml, "level=debug").1.len(), 1);
+        assert_eq!(run(yaml, "level=info").1.len(), 0);
+        assert_eq!(
+            run(yaml, "nolevel").1.len(),
+            0,
+            "missing source keeps the line"
+        );
+    }
+
+    #[test]
+    fn match_stage() {
+        let yaml = r#"
+- static_labels:
+    app: web
+- match:
+    selector: '{app="web"} |= "GET"'
+    stages:
+      - regex:
+          expression: 'GET (?P<path>\S+)'
+      - labels:
+          path:
+- match:
+    selector: '{app=~"w.*"} |~ "health"'
+    action: drop
+    drop_counter_reason: healthcheck
+"#;
+        let (mut p, m) = pipeline(yaml);
+        let (out, drops) = run_many(&mut p, &m, &["GET /users", "GET /health", "POST /x"]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].labels["path"], "/users");
+        assert!(!out[1].labels.contains_key("path"));
+        assert_eq!(drops, ["healthcheck"]);
+        assert!(
+            parse_stages("- match:\n    selector: 'nope'\n    action: drop\n")
+                .map(|s| Pipeline::new(&s, &mut CustomMetrics::default()).is_err())
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn multiline_blocks() {
+        let (mut p, m) = pipeline(
+            "- multiline:\n    firstline: '^\\d{4}'\n    max_lines: 3\n    max_wait_time: 10ms\n",
+        );
+        let (out, _) = run_many(
+            &mut p,
+            &m,
+            &["2024 start", "  at a", "  at b", "2024 next", "x", "y", "z"],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].line, "2024 start\n  at a\n  at b");
+        assert_eq!(out[0].pos, 3);
+        assert_eq!(out[1].line, "2024 next\nx\ny");
+        assert!(p.has_pending());
+        let mut flushed = Vec::new();
+        std::thread::sleep(Duration::from_millis(20));
+        p.flush(Instant::now(), false, &m, &mut flushed, &mut |_, _| {});
+        assert_eq!(flushed.len(), 1);
+        assert_eq!(flushed[0].line, "z");
+        assert!(!p.has_pending());
+    }
+
+    #[test]
+    fn label_stages_template_replace_pack_decolorize() {
+        let yaml = r#"
+- static_labels:
+    a: "1"
+    b: "2"
+    c: "3"
+- labeldrop: [a]
+- labelallow: [b, c]
+- regex:
+    expression: 'user=(?P<user>\w+)'
+- template:
+    source: user
+    template: '{{ ToUpper .Value }}-x'
+- replace:
+    expression: 'password=(\S+)'
+    replace: '****'
+- decolorize: {}
+- pack:
+    labels: [c]
+    ingest_timestamp: false
+"#;
+        let (out, _) = run(yaml, "\u{1b}[31muser=kim password=secret\u{1b}[0m");
+        let e = &out[0];
+        assert_eq!(e.extracted["user"], "KIM-x");
+        assert_eq!(e.labels.keys().collect::<Vec<_>>(), ["b"]);
+        let v: serde_json::Value = serde_json::from_str(&e.line).unwrap();
+        assert_eq!(v["c"], "3");
+        assert_eq!(v["_entry"], "user=kim password=****");
+        assert!(Template::parse("{{ Nope .Value }}").is_err());
+    }
+
+    #[test]
+    fn limit_drops_over_burst() {
+        let (mut p, m) = pipeline("- limit:\n    rate: 1\n    burst: 3\n    drop: true\n");
+        let (out, drops) = run_many(&mut p, &m, &["a", "b", "c", "d", "e"]);
+        assert_eq!(out.len(), 3);
+        assert_eq!(drops.len(), 2);
+    }
+
+    #[test]
+    fn metrics_stage_counts() {
+        let yaml = r#"
+- logfmt:
+    mapping: {level: , bytes: }
+- metrics:
+    log_lines_total:
+      type: Counter
+      description: lines
+      source: level
+      config:
+        action: inc
+    bytes_sum:
+      type: Counter
+      source: bytes
+      config:
+        action: add
+    size:
+      type: Histogram
+      source: bytes
+      config:
+        buckets: [10, 100]
+"#;
+        let (mut p, m) = pipeline(yaml);
+        run_many(
+            &mut p,
+            &m,
+            &["level=info bytes=5", "level=error bytes=50", "nothing"],
+        );
+        let mut reg = prometheus_client::registry::Registry::default();
+        let metrics = crate::metrics::AgentMetrics {
+            custom: m,
+            ..crate::metrics::AgentMetrics::default()
+        };
+        metrics.register(&mut reg);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        assert!(
+            text.contains("promtail_custom_log_lines_total 2")
+                || text.contains("promtail_custom_log_lines_total{} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("promtail_custom_bytes_sum_total 55"),
+            "{text}"
+        );
+        assert!(text.contains("promtail_custom_size_count 2"), "{text}");
+    }
+
+    #[test]
+    fn unknown_fields_in_stages_are_errors() {
+        assert!(parse_stages("- json:\n    expresions: {a: }\n").is_err());
+        assert!(parse_stages("- docker: {nope: 1}\n").is_err());
+        assert!(parse_stages("- output: {}\n").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn pipeline_never_panics(line in any::<String>(), raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let yaml = r#"
+- docker: {}
+- cri: {}
+- json:
+    expressions: {a: , b: x.y, c: 'z[0]'}
+- logfmt:
+    mapping: {k: }
+- regex:
+    expression: '(?P<w>\w+)'
+- labels: {a: , w: }
+- timestamp: {source: a, format: '2006-01-02 15:04:05.000'}
+- replace: {expression: '(\d)', replace: '{{ .Value }}!'}
+- decolorize: {}
+- multiline: {firstline: '^\S', max_lines: 5}
+- pack: {labels: [w]}
+"#;
+            let (mut p, m) = pipeline(yaml);
+            let lossy = String::from_utf8_lossy(&raw).into_owned();
+            let (out, _) = run_many(&mut p, &m, &[line.as_str(), lossy.as_str()]);
+            prop_assert!(out.len() <= 2);
+            let _ = parse_logfmt(&line);
+            let _ = strip_ansi(&line);
+        }
+    }
+}
