@@ -633,7 +633,7 @@ impl Pipeline {
                 tpl: Template::parse(&r.replace).map_err(|m| err(i, "replace", m))?,
             },
             StageConfig::Limit(l) => {
-                if !(l.rate > 0.0) {
+                if l.rate.is_nan() || l.rate <= 0.0 {
                     return Err(err(i, "limit", "rate must be positive"));
                 }
                 Stage::Limit {

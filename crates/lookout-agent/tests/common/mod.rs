@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -220,7 +220,7 @@ pub fn positions(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("positions.yaml")).unwrap_or_default()
 }
 
-pub fn file_job(glob: &PathBuf) -> String {
+pub fn file_job(glob: &Path) -> String {
     format!(
         "  - job_name: files\n    static_configs:\n      - targets: [localhost]\n        labels:\n          job: varlogs\n          __path__: {}\n",
         glob.display()
