@@ -7,7 +7,9 @@
 //!   Text follows Prometheus's `promparse` semantics (comments, blank lines, `untyped`, trailing
 //!   commas, quoted UTF-8 names). OpenMetrics is strict: `# EOF`, metadata placement, family
 //!   grouping and per-type rules (counter `_total`, histogram buckets, stateset/info values,
-//!   exemplars, …) are checked.
+//!   exemplars, …) are checked in [`ParseMode::Strict`] (the default, for conformance);
+//!   [`ParseMode::PrometheusCompatible`] accepts what Prometheus's own OpenMetrics scrape parser
+//!   accepts (its line grammar, `# EOF`, UNIT suffixes) and nothing of the family rules.
 //! - [`Encoder`] writes either format into a `Vec<u8>`, with Go-compatible float formatting
 //!   ([`format_float`]) and Prometheus escaping; [`convert`] re-encodes a whole exposition from
 //!   one format to the other.
@@ -28,6 +30,7 @@ pub use encode::{Encoder, ExemplarOut};
 pub use float::{format_float, parse_go_float};
 pub use parser::{
     Entry, Exemplar, LabelIter, OwnedExemplar, OwnedSample, Parser, Sample, parse_samples,
+    parse_samples_with_mode,
 };
 
 use std::fmt;
@@ -47,6 +50,21 @@ application/openmetrics-text;version=0.0.1;q=0.5,\
 text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
 text/plain;version=0.0.4;q=0.3,\
 */*;q=0.2";
+
+/// How much of the OpenMetrics specification [`Parser`] enforces. The text format is parsed the
+/// same way in both modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ParseMode {
+    /// Every rule of OpenMetrics 1.0: line grammar, metadata placement, family grouping and
+    /// per-type rules (quantile and `le` values, bucket order, `+Inf`, timestamps, exemplars).
+    #[default]
+    Strict,
+    /// What Prometheus's OpenMetrics scrape parser (`openmetricsparse.go`) accepts: its line
+    /// grammar (single spaces, trailing commas in label sets, exemplars on any sample, no blank
+    /// lines or free comments), `# EOF` last, valid metric types and UNIT suffixes, and no family
+    /// or per-type rules. Errors use Prometheus's texts.
+    PrometheusCompatible,
+}
 
 /// An exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

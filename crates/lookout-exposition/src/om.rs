@@ -1,7 +1,10 @@
-//! OpenMetrics 1.0 in strict mode: the line grammar (single spaces, no blank lines, only
-//! HELP/TYPE/UNIT/EOF comments, `# EOF` last) and the family rules checked across lines
-//! (metadata before samples, families not interleaved or repeated, per-type sample names,
-//! values, labels, grouping, timestamps, histogram buckets and exemplars).
+//! OpenMetrics 1.0. Both modes share the line grammar (single spaces, no blank lines, only
+//! HELP/TYPE/UNIT/EOF comments, `# EOF` last). Strict mode adds the family rules checked
+//! across lines (metadata before samples, families not interleaved or repeated, per-type sample
+//! names, values, labels, grouping, timestamps, histogram buckets and exemplars) and rejects
+//! trailing commas in label sets. Prometheus-compatible mode checks only what Prometheus's
+//! `openmetricsparse.go` checks (metric types, UNIT suffixes, finite timestamps) and uses its
+//! error texts.
 
 use std::borrow::Cow;
 use std::hash::Hasher;
@@ -13,7 +16,8 @@ use crate::parser::{
     Parser, RawEntry, RawLabel, SampleHead, Src, is_label_start, is_metric_start, label_name_end,
     line_end, metric_name_end, unescape,
 };
-use crate::{Format, MetricType};
+use crate::text::is_part_of_family;
+use crate::{Format, MetricType, ParseMode};
 
 /// Maximum number of characters in an exemplar's label names and values together.
 const MAX_EXEMPLAR_LABEL_CHARS: usize = 128;
@@ -491,6 +495,9 @@ impl<'a> OmState<'a> {
     }
 }
 
+/// An exemplar's value and timestamp (its labels stay in the parser's label buffer).
+type ExemplarHead = (f64, Option<i64>);
+
 /// End of a value or timestamp token: the next space or newline.
 #[inline]
 fn token_end(b: &[u8], mut i: usize) -> usize {
@@ -508,6 +515,9 @@ impl<'a> Parser<'a> {
         match b.get(i) {
             None => Err("data does not end with # EOF".into()),
             Some(b'#') => self.om_comment(i),
+            Some(b'\n') if self.mode == ParseMode::PrometheusCompatible => {
+                Err(self.unexpected("expected a valid start token", i, i))
+            }
             Some(b'\n') => Err("blank lines are not allowed in OpenMetrics".into()),
             Some(_) => self.om_sample(i).map(Some),
         }
@@ -515,19 +525,30 @@ impl<'a> Parser<'a> {
 
     fn om_comment(&mut self, i: usize) -> Result<Option<RawEntry<'a>>, String> {
         let b = self.input;
+        let compat = self.mode == ParseMode::PrometheusCompatible;
         let rest = &b[i..];
         if rest == b"# EOF" || rest == b"# EOF\n" {
-            self.om.finish_family()?;
+            if !compat {
+                self.om.finish_family()?;
+            }
             self.pos = b.len();
             return Ok(None);
         }
-        if rest.starts_with(b"# EOF\n") {
+        if rest.starts_with(b"# EOF\n") || (compat && rest.starts_with(b"# EOF")) {
             return Err("unexpected data after # EOF".into());
         }
         let kw = match rest.get(..7) {
             Some(b"# HELP ") => "HELP",
             Some(b"# TYPE ") => "TYPE",
             Some(b"# UNIT ") => "UNIT",
+            _ if compat => {
+                let at = if rest.get(1) == Some(&b' ') {
+                    i + 2
+                } else {
+                    i + 1
+                };
+                return Err(self.unexpected("expected a valid start token", i, at));
+            }
             _ => {
                 let end = line_end(b, i);
                 return Err(format!(
@@ -552,6 +573,11 @@ impl<'a> Parser<'a> {
             },
             _ => return Err(self.unexpected(&format!("expected metric name after {kw}"), i, k)),
         };
+        let end = line_end(b, after + 1);
+        if compat && (b.get(after) != Some(&b' ') || end == b.len()) {
+            // Prometheus's lexer wants a space, the text and a newline.
+            return Err(format!("expected text in {kw}"));
+        }
         if b.get(after) != Some(&b' ') {
             return Err(self.unexpected(
                 &format!("expected a space and text after the metric name in {kw}"),
@@ -559,10 +585,23 @@ impl<'a> Parser<'a> {
                 after,
             ));
         }
-        let end = line_end(b, after + 1);
-        let text = self.span(after + 1, end, "metadata text")?;
+        let text = match self.span(after + 1, end, "metadata text") {
+            Ok(t) => t,
+            Err(_) if compat && kw == "HELP" => {
+                return Err(format!(
+                    "help text {:?} is not a valid utf8 string",
+                    lossy(&b[after + 1..end])
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         self.pos = (end + 1).min(b.len());
         self.line += 1;
+        if compat {
+            return self
+                .om_compat_metadata(kw, name, name_escaped, text)
+                .map(Some);
+        }
         let family = unescape(name, name_escaped);
         match kw {
             "HELP" => {
@@ -594,6 +633,48 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A metadata line in Prometheus-compatible mode: types must be known and a non-empty unit
+    /// must be a `_`-separated suffix of the name; nothing else is checked.
+    fn om_compat_metadata(
+        &mut self,
+        kw: &str,
+        name: &'a str,
+        name_escaped: bool,
+        text: &'a str,
+    ) -> Result<RawEntry<'a>, String> {
+        match kw {
+            "HELP" => Ok(RawEntry::Help {
+                name,
+                name_escaped,
+                help: unescape(text, text.contains('\\')),
+            }),
+            "TYPE" => {
+                let metric_type = MetricType::from_type_str(text, Format::OpenMetrics)
+                    .ok_or_else(|| format!("invalid metric type {text:?}"))?;
+                self.meta_name = name;
+                self.meta_type = metric_type;
+                Ok(RawEntry::Type {
+                    name,
+                    name_escaped,
+                    metric_type,
+                })
+            }
+            _ => {
+                let suffix_ok = name.len() > text.len()
+                    && name.ends_with(text)
+                    && name.as_bytes().get(name.len() - text.len() - 1) == Some(&b'_');
+                if !text.is_empty() && !suffix_ok {
+                    return Err(format!("unit {text:?} not a suffix of metric {name:?}"));
+                }
+                Ok(RawEntry::Unit {
+                    name,
+                    name_escaped,
+                    unit: text,
+                })
+            }
+        }
+    }
+
     fn om_sample(&mut self, start: usize) -> Result<RawEntry<'a>, String> {
         let b = self.input;
         let mut name: Option<(&'a str, bool)> = None;
@@ -617,13 +698,15 @@ impl<'a> Parser<'a> {
             ));
         };
         let n_labels = self.labels.len();
+        let compat = self.mode == ParseMode::PrometheusCompatible;
 
         if b.get(i) != Some(&b' ') {
-            return Err(self.unexpected(
-                "expected a space and the value after the metric",
-                start,
-                i,
-            ));
+            let expected = if compat {
+                "expected value after metric"
+            } else {
+                "expected a space and the value after the metric"
+            };
+            return Err(self.unexpected(expected, start, i));
         }
         let vs = i + 1;
         let ve = token_end(b, vs);
@@ -631,17 +714,23 @@ impl<'a> Parser<'a> {
             return Err(self.unexpected("expected value after metric", start, vs));
         }
         let value = parse_go_float(&b[vs..ve]).ok_or_else(|| {
-            format!(
-                "invalid value {:?} while parsing: {:?}",
-                lossy(&b[vs..ve]),
-                lossy(&b[start..ve])
-            )
+            if compat {
+                go_float_error(&b[vs..ve], &b[start..ve])
+            } else {
+                format!(
+                    "invalid value {:?} while parsing: {:?}",
+                    lossy(&b[vs..ve]),
+                    lossy(&b[start..ve])
+                )
+            }
         })?;
         i = ve;
 
         let mut timestamp_ms = None;
         let mut exemplar = None;
-        if b.get(i) == Some(&b' ') {
+        if compat {
+            (i, timestamp_ms, exemplar) = self.om_compat_tail(start, i, n_labels)?;
+        } else if b.get(i) == Some(&b' ') {
             i += 1;
             if b.get(i) != Some(&b'#') {
                 let te = token_end(b, i);
@@ -671,49 +760,9 @@ impl<'a> Parser<'a> {
                 if b.get(i + 1) != Some(&b' ') || b.get(i + 2) != Some(&b'{') {
                     return Err(self.unexpected("expected exemplar labels after #", start, i + 1));
                 }
-                i = self.om_labels(start, i + 3, None)?;
-                let ex_labels = &self.labels[n_labels..];
-                let src = self.src();
-                if let Some(dup) = has_duplicate_names(src, ex_labels) {
-                    return Err(format!("duplicate exemplar label name {dup:?}"));
-                }
-                let chars: usize = ex_labels
-                    .iter()
-                    .map(|l| l.name(src).chars().count() + l.value(src).chars().count())
-                    .sum();
-                if chars > MAX_EXEMPLAR_LABEL_CHARS {
-                    return Err(format!(
-                        "exemplar labels have {chars} characters, more than the limit of {MAX_EXEMPLAR_LABEL_CHARS}"
-                    ));
-                }
-                if b.get(i) != Some(&b' ') {
-                    return Err(self.unexpected(
-                        "expected a space and the value after exemplar labels",
-                        start,
-                        i,
-                    ));
-                }
-                let es = i + 1;
-                let ee = token_end(b, es);
-                if ee == es {
-                    return Err(self.unexpected("expected exemplar value", start, es));
-                }
-                let ev = parse_go_float(&b[es..ee])
-                    .ok_or_else(|| format!("invalid exemplar value {:?}", lossy(&b[es..ee])))?;
-                i = ee;
-                let mut ets = None;
-                if b.get(i) == Some(&b' ') {
-                    let ts = i + 1;
-                    let te = token_end(b, ts);
-                    if te == ts {
-                        return Err(self.unexpected("expected exemplar timestamp", start, ts));
-                    }
-                    ets = Some(parse_om_timestamp_ms(&b[ts..te]).ok_or_else(|| {
-                        format!("invalid exemplar timestamp {:?}", lossy(&b[ts..te]))
-                    })?);
-                    i = te;
-                }
-                exemplar = Some((ev, ets));
+                let (next, ex) = self.om_exemplar(start, i + 3, n_labels)?;
+                i = next;
+                exemplar = Some(ex);
             }
         }
         match b.get(i) {
@@ -725,14 +774,22 @@ impl<'a> Parser<'a> {
         self.line += 1;
 
         let src = self.src();
-        let metric_type = self.om.on_sample(OmSample {
-            name: unescape(name, name_escaped),
-            src,
-            labels: &self.labels[..n_labels],
-            value,
-            ts: timestamp_ms,
-            has_exemplar: exemplar.is_some(),
-        })?;
+        let metric_type = if compat {
+            if is_part_of_family(name, self.meta_name, self.meta_type) {
+                self.meta_type
+            } else {
+                MetricType::Unknown
+            }
+        } else {
+            self.om.on_sample(OmSample {
+                name: unescape(name, name_escaped),
+                src,
+                labels: &self.labels[..n_labels],
+                value,
+                ts: timestamp_ms,
+                has_exemplar: exemplar.is_some(),
+            })?
+        };
         Ok(RawEntry::Sample(SampleHead {
             name,
             name_escaped,
@@ -745,9 +802,137 @@ impl<'a> Parser<'a> {
         }))
     }
 
+    /// What follows a sample's value in Prometheus-compatible mode: an optional timestamp and an
+    /// optional exemplar (` # {...} value [timestamp]`), then the newline. Returns the offset of
+    /// the newline.
+    fn om_compat_tail(
+        &mut self,
+        start: usize,
+        mut i: usize,
+        n_labels: usize,
+    ) -> Result<(usize, Option<i64>, Option<ExemplarHead>), String> {
+        let b = self.input;
+        let mut timestamp_ms = None;
+        loop {
+            match b.get(i) {
+                None => return Err("data does not end with # EOF".into()),
+                Some(b'\n') => return Ok((i, timestamp_ms, None)),
+                Some(b' ') if b.get(i + 1..i + 4) == Some(b"# {") => {
+                    let (next, ex) = self.om_exemplar(start, i + 4, n_labels)?;
+                    return Ok((next, timestamp_ms, Some(ex)));
+                }
+                Some(b' ') if timestamp_ms.is_none() && token_end(b, i + 1) > i + 1 => {
+                    let te = token_end(b, i + 1);
+                    let raw = &b[i + 1..te];
+                    let v =
+                        parse_go_float(raw).ok_or_else(|| go_float_error(raw, &b[start..te]))?;
+                    if !v.is_finite() {
+                        return Err(format!("invalid timestamp {}", go_non_finite(v)));
+                    }
+                    // Exact for plain decimals; Prometheus multiplies the float by 1000.
+                    timestamp_ms = Some(parse_om_timestamp_ms(raw).unwrap_or((v * 1000.0) as i64));
+                    i = te;
+                }
+                Some(_) if timestamp_ms.is_some() => {
+                    return Err(self.unexpected("expected next entry after timestamp", start, i));
+                }
+                Some(_) => {
+                    return Err(self.unexpected(
+                        "expected timestamp or exemplar after value",
+                        start,
+                        i + 1,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// An exemplar from its label set (`at` is just after `{`) through its value and optional
+    /// timestamp. Returns the offset after it, which must be the newline, and its value and
+    /// timestamp; its labels are `self.labels[n_labels..]`.
+    fn om_exemplar(
+        &mut self,
+        start: usize,
+        at: usize,
+        n_labels: usize,
+    ) -> Result<(usize, ExemplarHead), String> {
+        let b = self.input;
+        let compat = self.mode == ParseMode::PrometheusCompatible;
+        let mut i = self.om_labels(start, at, None)?;
+        if !compat {
+            let ex_labels = &self.labels[n_labels..];
+            let src = self.src();
+            if let Some(dup) = has_duplicate_names(src, ex_labels) {
+                return Err(format!("duplicate exemplar label name {dup:?}"));
+            }
+            let chars: usize = ex_labels
+                .iter()
+                .map(|l| l.name(src).chars().count() + l.value(src).chars().count())
+                .sum();
+            if chars > MAX_EXEMPLAR_LABEL_CHARS {
+                return Err(format!(
+                    "exemplar labels have {chars} characters, more than the limit of {MAX_EXEMPLAR_LABEL_CHARS}"
+                ));
+            }
+        }
+        let es = i + 1;
+        let ee = token_end(b, es);
+        if b.get(i) != Some(&b' ') || ee == es {
+            let (expected, at) = if compat {
+                ("expected value after exemplar labels", i)
+            } else if b.get(i) != Some(&b' ') {
+                ("expected a space and the value after exemplar labels", i)
+            } else {
+                ("expected exemplar value", es)
+            };
+            return Err(self.unexpected(expected, start, at));
+        }
+        let ev = parse_go_float(&b[es..ee]).ok_or_else(|| {
+            if compat {
+                go_float_error(&b[es..ee], &b[start..ee])
+            } else {
+                format!("invalid exemplar value {:?}", lossy(&b[es..ee]))
+            }
+        })?;
+        i = ee;
+        let mut ets = None;
+        if b.get(i) == Some(&b' ') {
+            let ts = i + 1;
+            let te = token_end(b, ts);
+            if te == ts {
+                let expected = if compat {
+                    "expected timestamp or comment"
+                } else {
+                    "expected exemplar timestamp"
+                };
+                return Err(self.unexpected(expected, start, ts));
+            }
+            let raw = &b[ts..te];
+            ets = Some(if compat {
+                let v = parse_go_float(raw).ok_or_else(|| go_float_error(raw, &b[start..te]))?;
+                if !v.is_finite() {
+                    return Err(format!("invalid exemplar timestamp {}", go_non_finite(v)));
+                }
+                parse_om_timestamp_ms(raw).unwrap_or((v * 1000.0) as i64)
+            } else {
+                parse_om_timestamp_ms(raw)
+                    .ok_or_else(|| format!("invalid exemplar timestamp {:?}", lossy(raw)))?
+            });
+            i = te;
+            if compat && b.get(i).is_some_and(|&c| c != b'\n') {
+                return Err(self.unexpected(
+                    "expected next entry after exemplar timestamp",
+                    start,
+                    i,
+                ));
+            }
+        }
+        Ok((i, (ev, ets)))
+    }
+
     /// Strict label set after `{` through `}`: `name="value"` pairs separated by single commas,
-    /// no spaces, no trailing comma. `name_slot` is `None` for exemplars, where the quoted
-    /// metric-name form is not allowed.
+    /// no spaces, and (in strict mode) no trailing comma. `name_slot` is `None` for exemplars,
+    /// where the quoted metric-name form is not allowed.
     fn om_labels(
         &mut self,
         line_start: usize,
@@ -755,6 +940,7 @@ impl<'a> Parser<'a> {
         mut name_slot: Option<&mut Option<(&'a str, bool)>>,
     ) -> Result<usize, String> {
         let b = self.input;
+        let trailing_comma_ok = self.mode == ParseMode::PrometheusCompatible;
         if b.get(i) == Some(&b'}') {
             return Ok(i + 1);
         }
@@ -790,6 +976,9 @@ impl<'a> Parser<'a> {
                             return Ok(i + 1);
                         }
                         i += 1;
+                        if trailing_comma_ok && b.get(i) == Some(&b'}') {
+                            return Ok(i + 1);
+                        }
                         continue;
                     }
                     (q.start, q.end, q.escaped)
@@ -797,6 +986,11 @@ impl<'a> Parser<'a> {
                 _ => return Err(self.unexpected("expected label name", line_start, i)),
             };
             if b.get(i) != Some(&b'=') {
+                if trailing_comma_ok && name_slot.is_none() && matches!(b.get(i), Some(b',' | b'}'))
+                {
+                    // Prometheus reads a bare name there as a (forbidden) exemplar metric name.
+                    return Err(self.unexpected("expected label name", line_start, i));
+                }
                 return Err(self.unexpected("expected equal", line_start, i));
             }
             i += 1;
@@ -807,7 +1001,12 @@ impl<'a> Parser<'a> {
             self.push_label(lname, (q.start, q.end, q.escaped))?;
             i = q.next;
             match b.get(i) {
-                Some(b',') => i += 1,
+                Some(b',') => {
+                    i += 1;
+                    if trailing_comma_ok && b.get(i) == Some(&b'}') {
+                        return Ok(i + 1);
+                    }
+                }
                 Some(b'}') => return Ok(i + 1),
                 _ => return Err(self.unexpected("expected comma or brace close", line_start, i)),
             }
@@ -819,9 +1018,50 @@ fn lossy(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
+/// The error Prometheus reports for a value or timestamp its float parser refuses; `ctx` is the
+/// line up to the end of the token.
+#[cold]
+fn go_float_error(raw: &[u8], ctx: &[u8]) -> String {
+    if raw.iter().any(|c| matches!(c, b'p' | b'P' | b'_')) {
+        return format!(
+            "unsupported character in float while parsing: {:?}",
+            lossy(ctx)
+        );
+    }
+    // Go reports a finite literal beyond f64's range separately.
+    let out_of_range = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .is_some_and(f64::is_infinite);
+    let why = if out_of_range {
+        "value out of range"
+    } else {
+        "invalid syntax"
+    };
+    format!(
+        "strconv.ParseFloat: parsing {:?}: {why} while parsing: {:?}",
+        lossy(raw),
+        lossy(ctx)
+    )
+}
+
+/// Go's `%f` of a non-finite float.
+fn go_non_finite(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "+Inf"
+    } else {
+        "-Inf"
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::{Entry, Format, MetricType, OwnedSample, Parser, parse_samples};
+    use crate::{
+        Entry, Format, MetricType, OwnedSample, ParseMode, Parser, parse_samples,
+        parse_samples_with_mode,
+    };
 
     fn ok(input: &str) -> Vec<OwnedSample> {
         parse_samples(input.as_bytes(), Format::OpenMetrics)
@@ -890,6 +1130,221 @@ mod tests {
                 .message
                 .contains("out of order")
         );
+    }
+
+    fn compat(input: &str) -> Result<Vec<OwnedSample>, crate::ParseError> {
+        parse_samples_with_mode(
+            input.as_bytes(),
+            Format::OpenMetrics,
+            ParseMode::PrometheusCompatible,
+        )
+    }
+
+    #[test]
+    fn compatible_mode_accepts_what_prometheus_accepts() {
+        let cases = [
+            // redis_exporter's percentiles as quantile labels.
+            "# TYPE redis_latency_percentiles_usec summary\nredis_latency_percentiles_usec{cmd=\"get\",quantile=\"50\"} 12\nredis_latency_percentiles_usec{cmd=\"get\",quantile=\"99.9\"} 40\n# EOF\n",
+            // Buckets out of order, decreasing counts, no +Inf.
+            "# TYPE h histogram\nh_bucket{le=\"5\"} 3\nh_bucket{le=\"1\"} 1\nh_count 2\n# EOF\n",
+            // Interleaved and repeated families, metadata after samples, repeated HELP.
+            "# TYPE a gauge\na{x=\"1\"} 1\nb 1\na{x=\"2\"} 1\n# HELP a one\n# HELP a two\na{x=\"1\"} 2\n# EOF\n",
+            // Trailing commas, duplicate label names, exemplars on a gauge, long exemplars.
+            "a{x=\"1\",} 1\n{\"a.b\",} 1\na{x=\"1\",x=\"2\"} 1\n# TYPE g gauge\ng 1 # {trace_id=\"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\",} 2 3\n# EOF\n",
+            // Per-type value rules and timestamps going backwards.
+            "# TYPE c counter\nc_total -1 20\nc_total NaN 10\n# TYPE s stateset\ns{s=\"a\"} 2\n# TYPE i info\ni_info 0\n# EOF",
+            // A unit equal to the whole name after `_`, a counter without `_total`.
+            "# TYPE c counter\n# UNIT c_seconds seconds\nc 1\n# EOF\n",
+        ];
+        for input in cases {
+            assert!(
+                parse_samples(input.as_bytes(), Format::OpenMetrics).is_err(),
+                "{input}"
+            );
+            compat(input).unwrap_or_else(|e| panic!("{e}\n{input}"));
+        }
+        let s = compat(cases[0]).unwrap();
+        assert_eq!(s[1].labels[1], ("quantile".into(), "99.9".into()));
+        assert_eq!(s[1].metric_type, MetricType::Summary);
+        let s = compat(cases[3]).unwrap();
+        assert_eq!(s[1].name, "a.b");
+        let e = s[3].exemplar.as_ref().expect("exemplar on a gauge");
+        assert_eq!((e.value, e.timestamp_ms), (2.0, Some(3000)));
+        let s = compat(cases[4]).unwrap();
+        assert_eq!(s[0].timestamp_ms, Some(20_000));
+        assert!(s[1].value.is_nan());
+        assert_eq!(s[0].metric_type, MetricType::Counter);
+        assert_eq!(s[3].metric_type, MetricType::Info);
+    }
+
+    #[test]
+    fn compatible_mode_types_follow_the_last_type_line() {
+        let s = compat(
+            "# TYPE foo counter\nfoo_total 1\nfoo_created 2\nbar 3\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nfoo_total 4\n# EOF\n",
+        )
+        .unwrap();
+        let types: Vec<_> = s.iter().map(|s| s.metric_type).collect();
+        assert_eq!(
+            types,
+            [
+                MetricType::Counter,
+                MetricType::Counter,
+                MetricType::Unknown,
+                MetricType::Histogram,
+                MetricType::Unknown
+            ]
+        );
+    }
+
+    #[test]
+    fn compatible_mode_rejects_what_prometheus_rejects() {
+        let cases: &[(&str, &str)] = &[
+            ("", "data does not end with # EOF"),
+            ("metric 1\n", "data does not end with # EOF"),
+            ("metric 1", "data does not end with # EOF"),
+            (
+                "metric_total 1 # {aa=\"bb\"} 4",
+                "data does not end with # EOF",
+            ),
+            ("\n# EOF\n", "expected a valid start token"),
+            (" a 1\n# EOF\n", "expected a valid start token"),
+            ("9\n# EOF\n", "expected a valid start token"),
+            ("# a comment\n# EOF\n", "expected a valid start token"),
+            ("#  TYPE c counter\n# EOF\n", "expected a valid start token"),
+            (
+                "<html><body>Not found</body></html>\n",
+                "expected a valid start token",
+            ),
+            ("# EOF\na 1", "unexpected data after # EOF"),
+            ("# EOF\n\n", "unexpected data after # EOF"),
+            ("# EOFa 1", "unexpected data after # EOF"),
+            (
+                "# TYPE u untyped\n# EOF\n",
+                "invalid metric type \"untyped\"",
+            ),
+            (
+                "# TYPE c counter \n# EOF\n",
+                "invalid metric type \"counter \"",
+            ),
+            ("# TYPE \n# EOF\n", "expected metric name after TYPE"),
+            ("# TYPE m\n# EOF\n", "expected text in TYPE"),
+            ("# HELP m\n# EOF\n", "expected text in HELP"),
+            ("# HELP m text", "expected text in HELP"),
+            (
+                "# UNIT metric suffix\n# EOF\n",
+                "unit \"suffix\" not a suffix of metric \"metric\"",
+            ),
+            (
+                "# UNIT metricsuffix suffix\n# EOF\n",
+                "unit \"suffix\" not a suffix of metric \"metricsuffix\"",
+            ),
+            (
+                "# UNIT m suffix\n# EOF\n",
+                "unit \"suffix\" not a suffix of metric \"m\"",
+            ),
+            ("a\t1\n# EOF\n", "expected value after metric"),
+            ("a  1\n# EOF\n", "expected value after metric"),
+            (
+                "a 1\t2\n# EOF\n",
+                "strconv.ParseFloat: parsing \"1\\t2\": invalid syntax while parsing: \"a 1\\t2\"",
+            ),
+            ("a 1 2 \n# EOF\n", "expected next entry after timestamp"),
+            ("a 1 2 #\n# EOF\n", "expected next entry after timestamp"),
+            ("a 1 1 1\n# EOF\n", "expected next entry after timestamp"),
+            (
+                "a 1 1z\n# EOF\n",
+                "strconv.ParseFloat: parsing \"1z\": invalid syntax while parsing: \"a 1 1z\"",
+            ),
+            (
+                "a true\n",
+                "strconv.ParseFloat: parsing \"true\": invalid syntax while parsing: \"a true\"",
+            ),
+            (
+                "a 1e999\n# EOF\n",
+                "strconv.ParseFloat: parsing \"1e999\": value out of range",
+            ),
+            (
+                "foo 1_2\n# EOF\n",
+                "unsupported character in float while parsing: \"foo 1_2\"",
+            ),
+            (
+                "foo 0x1p-3\n# EOF\n",
+                "unsupported character in float while parsing: \"foo 0x1p-3\"",
+            ),
+            (
+                "foo 0 1_2\n# EOF\n",
+                "unsupported character in float while parsing: \"foo 0 1_2\"",
+            ),
+            ("a{b='c'} 1\n# EOF\n", "expected label value"),
+            ("a{,b=\"c\"} 1\n# EOF\n", "expected label name"),
+            (
+                "a{b=\"c\"d=\"e\"} 1\n# EOF\n",
+                "expected comma or brace close",
+            ),
+            ("a{b=\"c\",,d=\"e\"} 1\n# EOF\n", "expected label name"),
+            ("a{b=\n# EOF\n", "expected label value"),
+            ("a{b=\"\n\"} 1\n# EOF\n", "expected label value"),
+            ("empty_label_name{=\"\"} 0\n# EOF\n", "expected label name"),
+            ("{b=\"c\",} 1\n# EOF\n", "metric name not set while parsing"),
+            (
+                "{\"a\",\"b\"} 1\n# EOF\n",
+                "metric name already set while parsing",
+            ),
+            (
+                "custom_metric_total 1 # {aa=bb}\n# EOF\n",
+                "expected label value",
+            ),
+            (
+                "custom_metric_total 1 # {aa=\"bb\"}\n# EOF\n",
+                "expected value after exemplar labels",
+            ),
+            (
+                "custom_metric_total 1 # {bb}\n# EOF\n",
+                "expected label name",
+            ),
+            (
+                "custom_metric_total 1 # {aa=\"bb\"} 1_2\n# EOF\n",
+                "unsupported character in float",
+            ),
+            (
+                "custom_metric_total 1 # {aa=\"bb\"} true\n# EOF\n",
+                "strconv.ParseFloat: parsing \"true\": invalid syntax",
+            ),
+            (
+                "custom_metric_total 1 # {aa=\"bb\"} 1 2 3\n# EOF\n",
+                "expected next entry after exemplar timestamp",
+            ),
+            ("a 1 NaN", "invalid timestamp NaN"),
+            ("a 1 -Inf", "invalid timestamp -Inf"),
+            ("a 1 Inf", "invalid timestamp +Inf"),
+            (
+                "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1 # {aa=\"bb\"} 4 NaN",
+                "invalid exemplar timestamp NaN",
+            ),
+            (
+                "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1 # {aa=\"bb\"} 4 -Inf",
+                "invalid exemplar timestamp -Inf",
+            ),
+        ];
+        for (input, want) in cases {
+            let e = compat(input).expect_err(input);
+            assert!(e.message.starts_with(want), "{input:?}: {e}");
+        }
+        assert!(compat("# HELP m a\u{ff}\n# EOF\n").is_ok());
+        let e = parse_samples_with_mode(
+            b"# HELP m a\xff\n# EOF\n",
+            Format::OpenMetrics,
+            ParseMode::PrometheusCompatible,
+        )
+        .expect_err("invalid UTF-8 help");
+        assert!(e.message.starts_with("help text"), "{e}");
+        let e = parse_samples_with_mode(
+            b"a{b=\"\xff\"} 1\n# EOF\n",
+            Format::OpenMetrics,
+            ParseMode::PrometheusCompatible,
+        )
+        .expect_err("invalid UTF-8 label value");
+        assert!(e.message.starts_with("invalid UTF-8 label value"), "{e}");
     }
 
     #[test]

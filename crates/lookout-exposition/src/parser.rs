@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::{Format, MetricType, ParseError};
+use crate::{Format, MetricType, ParseError, ParseMode};
 
 /// The input a parser reads, for turning spans back into `&str`.
 #[derive(Clone, Copy, Debug)]
@@ -343,6 +343,7 @@ pub struct Parser<'a> {
     /// `input` and `text` together, lent to the samples handed out.
     src: Src<'a>,
     pub(crate) format: Format,
+    pub(crate) mode: ParseMode,
     /// Byte offset where the next entry starts.
     pub(crate) pos: usize,
     /// 1-based number of the line at `pos`.
@@ -360,13 +361,20 @@ pub struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// A parser in [`ParseMode::Strict`].
     pub fn new(input: &'a [u8], format: Format) -> Self {
+        Self::with_mode(input, format, ParseMode::Strict)
+    }
+
+    /// A parser enforcing `mode` (which only matters for OpenMetrics).
+    pub fn with_mode(input: &'a [u8], format: Format, mode: ParseMode) -> Self {
         let text = std::str::from_utf8(input).ok();
         Parser {
             input,
             text,
             src: Src { input, text },
             format,
+            mode,
             pos: 0,
             line: 1,
             entry_line: 1,
@@ -385,6 +393,10 @@ impl<'a> Parser<'a> {
 
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    pub fn mode(&self) -> ParseMode {
+        self.mode
     }
 
     /// 1-based number of the line the next entry starts on (after the last entry returned).
@@ -709,7 +721,16 @@ pub(crate) fn line_end(b: &[u8], from: usize) -> usize {
 /// Parses a whole exposition and returns its samples (metadata is reflected in
 /// [`OwnedSample::metric_type`]). Convenient for tests and small inputs.
 pub fn parse_samples(input: &[u8], format: Format) -> Result<Vec<OwnedSample>, ParseError> {
-    let mut p = Parser::new(input, format);
+    parse_samples_with_mode(input, format, ParseMode::Strict)
+}
+
+/// [`parse_samples`] with the given [`ParseMode`].
+pub fn parse_samples_with_mode(
+    input: &[u8],
+    format: Format,
+    mode: ParseMode,
+) -> Result<Vec<OwnedSample>, ParseError> {
+    let mut p = Parser::with_mode(input, format, mode);
     let mut out = Vec::new();
     while let Some(e) = p.next_entry()? {
         if let Entry::Sample(s) = e {

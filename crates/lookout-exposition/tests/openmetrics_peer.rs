@@ -1,18 +1,19 @@
 //! Runs OpenMetrics' own parser test corpus (`../shared/peer-tests/openmetrics`): every case
 //! folder holds `metrics` and `test.json` with `shouldParse`; strict parsing must accept exactly
-//! the cases marked `true`.
+//! the cases marked `true`. Prometheus-compatible parsing, being more lenient, must accept every
+//! one of those too.
 
 use std::path::{Path, PathBuf};
 
-use lookout_exposition::{Entry, Format, Parser};
+use lookout_exposition::{Entry, Format, ParseMode, Parser};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peer-tests/openmetrics")
 }
 
 /// Parses the whole input; `Err` carries the parser's message.
-fn parse_all(input: &[u8]) -> Result<usize, String> {
-    let mut p = Parser::new(input, Format::OpenMetrics);
+fn parse_all(input: &[u8], mode: ParseMode) -> Result<usize, String> {
+    let mut p = Parser::with_mode(input, Format::OpenMetrics, mode);
     let mut samples = 0;
     while let Some(e) = p.next_entry().map_err(|e| e.to_string())? {
         if let Entry::Sample(s) = e {
@@ -55,6 +56,7 @@ fn openmetrics_peer_cases() {
 
     let mut matched = 0;
     let mut mismatches = Vec::new();
+    let mut compat_accepted_invalid = 0;
     for case in &cases {
         let name = case
             .file_name()
@@ -68,7 +70,16 @@ fn openmetrics_peer_cases() {
             .expect("shouldParse is a boolean");
         let file = spec["file"].as_str().unwrap_or("metrics");
         let input = std::fs::read(case.join(file)).expect("metrics readable");
-        let got = parse_all(&input);
+        let got = parse_all(&input, ParseMode::Strict);
+        let compat = parse_all(&input, ParseMode::PrometheusCompatible);
+        if should_parse && let Err(e) = &compat {
+            let line = format!("MISMATCH {name}: valid, but rejected in compatible mode: {e}");
+            println!("{line}");
+            mismatches.push(line);
+        }
+        if !should_parse && compat.is_ok() {
+            compat_accepted_invalid += 1;
+        }
         if got.is_ok() == should_parse {
             matched += 1;
         } else {
@@ -85,6 +96,7 @@ fn openmetrics_peer_cases() {
         "openmetrics peer cases: {matched}/{} verdicts matched",
         cases.len()
     );
+    println!("prometheus-compatible mode accepts {compat_accepted_invalid} of the invalid cases");
     assert!(
         mismatches.is_empty(),
         "{} mismatches:\n{}",

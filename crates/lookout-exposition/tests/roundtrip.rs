@@ -1,9 +1,13 @@
 //! Property tests: what the encoder writes, the parser reads back unchanged (both formats), and
-//! the parser never panics, whatever the bytes.
+//! the parser never panics, whatever the bytes; Prometheus-compatible OpenMetrics parsing reads
+//! whatever strict parsing accepts, identically.
 
 use std::collections::BTreeMap;
 
-use lookout_exposition::{Encoder, Entry, Format, MetricType, Parser, convert};
+use lookout_exposition::{
+    Encoder, Entry, Format, MetricType, ParseMode, Parser, convert, parse_samples,
+    parse_samples_with_mode,
+};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -277,13 +281,51 @@ proptest! {
         }
         drain(&bytes, format);
         drain(&bytes, match format { Format::OpenMetrics => Format::PrometheusText, Format::PrometheusText => Format::OpenMetrics });
+        drain_mode(&bytes, Format::OpenMetrics, ParseMode::PrometheusCompatible);
+    }
+
+    #[test]
+    fn compatible_mode_reads_what_strict_accepts(
+        fams in families(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..4),
+    ) {
+        let mut bytes = encode(&fams, Format::OpenMetrics);
+        for (at, byte, op) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ => {
+                    bytes.remove(i);
+                }
+            }
+        }
+        if let Ok(strict) = parse_samples(&bytes, Format::OpenMetrics) {
+            let compat = parse_samples_with_mode(&bytes, Format::OpenMetrics, ParseMode::PrometheusCompatible)
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{}", String::from_utf8_lossy(&bytes))))?;
+            prop_assert_eq!(strict.len(), compat.len());
+            for (a, b) in strict.iter().zip(&compat) {
+                prop_assert_eq!(&a.name, &b.name);
+                prop_assert_eq!(&a.labels, &b.labels);
+                prop_assert!(same_value(a.value, b.value));
+                prop_assert_eq!(a.timestamp_ms, b.timestamp_ms);
+                prop_assert_eq!(&a.exemplar.is_some(), &b.exemplar.is_some());
+            }
+        }
     }
 }
 
 /// Reads everything a consumer could read until the end or the first error, then checks that
 /// the error is sticky.
 fn drain(bytes: &[u8], format: Format) {
-    let mut p = Parser::new(bytes, format);
+    drain_mode(bytes, format, ParseMode::Strict);
+}
+
+fn drain_mode(bytes: &[u8], format: Format, mode: ParseMode) {
+    let mut p = Parser::with_mode(bytes, format, mode);
     loop {
         match p.next_entry() {
             Ok(Some(Entry::Sample(s))) => {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lookout_exposition::{Entry, Format, MetricType, Parser, Sample};
+use lookout_exposition::{Entry, Format, MetricType, ParseMode, Parser, Sample};
 use lookout_relabel::RelabelConfig;
 use lookout_storage::{
     AppendError, Appendable, Appender, Label, Labels, METRIC_NAME, STALE_NAN, SeriesRef,
@@ -441,7 +441,9 @@ impl ScrapeLoop {
 
     fn append_body(&mut self, app: &mut dyn Appender, f: &Fetched, ts: i64) -> Result<Stats, Fail> {
         let format = self.format_for(&f.content_type);
-        let mut parser = Parser::new(&f.body, format);
+        // OpenMetrics is read as leniently as Prometheus reads it (its grammar and `# EOF`, not
+        // the spec's family rules), so a target Prometheus scrapes is not down here.
+        let mut parser = Parser::with_mode(&f.body, format, ParseMode::PrometheusCompatible);
         self.cache.iter += 1;
         let iter = self.cache.iter;
         self.cache.cur_seen.clear();

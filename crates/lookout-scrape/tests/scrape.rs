@@ -528,6 +528,77 @@ async fn gzip_and_openmetrics_bodies() {
     m.stop().await;
 }
 
+/// OpenMetrics that breaks the spec's family rules but that Prometheus scrapes (redis_exporter's
+/// percentile "quantiles", unordered buckets, interleaved families) keeps the target up; what
+/// Prometheus's parser rejects (no `# EOF`) still takes it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lenient_openmetrics_like_prometheus() {
+    let om_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let srv = Srv::start(Reply {
+        content_type: om_type.into(),
+        ..Reply::text(concat!(
+            "# TYPE redis_latency_percentiles_usec summary\n",
+            "redis_latency_percentiles_usec{cmd=\"get\",quantile=\"50\"} 12\n",
+            "redis_latency_percentiles_usec{cmd=\"get\",quantile=\"99.9\"} 40\n",
+            "# TYPE h histogram\n",
+            "h_bucket{le=\"5\"} 3\n",
+            "h_bucket{le=\"1\"} 1\n",
+            "# TYPE g gauge\n",
+            "g{x=\"1\",} 1\n",
+            "other 2\n",
+            "g{x=\"2\"} 3\n",
+            "# EOF\n",
+        ))
+    })
+    .await;
+    let st = Arc::new(MemStorage::new());
+    let m = manager(&st);
+    m.apply_config(&config(&format!(
+        "scrape_configs:\n{}",
+        job("lenient", srv.addr, "")
+    )))
+    .await
+    .unwrap();
+    wait_for("lenient scrape", || up_count(&st, "lenient", 1.0) >= 1).await;
+    assert_eq!(
+        up_count(&st, "lenient", 0.0),
+        0,
+        "{}",
+        m.targets()[0].last_error
+    );
+    assert_eq!(
+        values(
+            &st,
+            &[
+                ("__name__", "redis_latency_percentiles_usec"),
+                ("quantile", "50")
+            ]
+        ),
+        vec![12.0]
+    );
+    assert_eq!(
+        values(&st, &[("__name__", "h_bucket"), ("le", "1")]),
+        vec![1.0]
+    );
+    assert_eq!(values(&st, &[("__name__", "g"), ("x", "2")]), vec![3.0]);
+    assert_eq!(m.targets()[0].health, Health::Up);
+
+    srv.set(|r| r.body = b"redis_up 1\n".to_vec());
+    wait_for("scrape without # EOF", || {
+        up_count(&st, "lenient", 0.0) >= 1
+    })
+    .await;
+    let t = &m.targets()[0];
+    assert_eq!(t.health, Health::Down);
+    assert!(
+        t.last_error.contains("data does not end with # EOF"),
+        "{}",
+        t.last_error
+    );
+    assert!(select(&st, &[("__name__", "redis_up")]).is_empty());
+    m.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_size_limit() {
     let srv = Srv::start(Reply::text(&"padding_metric 1\n".repeat(200))).await;
