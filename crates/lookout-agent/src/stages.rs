@@ -329,6 +329,8 @@ enum Stage {
     },
     Json {
         exprs: Vec<(String, Vec<PathSeg>)>,
+        /// Top-level keys the expressions start with (other members are skipped unparsed).
+        tops: Vec<String>,
         source: Option<String>,
         drop_malformed: bool,
     },
@@ -486,8 +488,18 @@ impl Pipeline {
                         .map_err(|m| err(i, "json", format!("expression {expr:?}: {m}")))?;
                     exprs.push((k.clone(), path));
                 }
+                let mut tops: Vec<String> = exprs
+                    .iter()
+                    .filter_map(|(_, p)| match p.first() {
+                        Some(PathSeg::Field(f)) => Some(f.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                tops.sort();
+                tops.dedup();
                 Stage::Json {
                     exprs,
+                    tops,
                     source: j.source.clone(),
                     drop_malformed: j.drop_malformed,
                 }
@@ -928,13 +940,14 @@ fn apply(
         }
         Stage::Json {
             exprs,
+            tops,
             source,
             drop_malformed,
         } => {
             let Some(text) = source_value(e, source) else {
                 return Outcome::Continue;
             };
-            let v: serde_json::Value = match serde_json::from_str(text) {
+            let v = match parse_wanted(text, tops) {
                 Ok(v) => v,
                 Err(_) if *drop_malformed => return Outcome::Drop("json_malformed".into()),
                 Err(_) => return Outcome::Continue,
@@ -1470,6 +1483,85 @@ fn parse_json_path(expr: &str) -> Result<Vec<PathSeg>, String> {
     Ok(segs)
 }
 
+/// Parses a JSON document keeping only the top-level members named in `tops` (the rest is
+/// validated but not built). A document that is not an object is parsed whole.
+fn parse_wanted(text: &str, tops: &[String]) -> Result<serde_json::Value, serde_json::Error> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    struct Key<'a>(&'a [String]);
+    impl<'de> DeserializeSeed<'de> for Key<'_> {
+        type Value = Option<usize>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key<'_> {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string key")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+            Ok(self.0.iter().position(|k| k == v))
+        }
+    }
+
+    struct Doc<'a>(&'a [String]);
+    impl<'de> Visitor<'de> for Doc<'_> {
+        type Value = Option<serde_json::Map<String, serde_json::Value>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = m.next_key_seed(Key(self.0))? {
+                match k {
+                    Some(i) => {
+                        let v: serde_json::Value = m.next_value()?;
+                        out.insert(self.0[i].clone(), v);
+                    }
+                    None => {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Some(out))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut s: A,
+        ) -> Result<Self::Value, A::Error> {
+            while s.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let doc = serde::Deserializer::deserialize_any(&mut de, Doc(tops))?;
+    de.end()?;
+    match doc {
+        Some(map) => Ok(serde_json::Value::Object(map)),
+        None => serde_json::from_str(text),
+    }
+}
+
 fn lookup_json<'a>(v: &'a serde_json::Value, path: &[PathSeg]) -> Option<&'a serde_json::Value> {
     let mut cur = v;
     for seg in path {
@@ -1828,6 +1920,23 @@ mod tests {
             "{oops",
         );
         assert_eq!(drops, ["json_malformed"]);
+    }
+
+    #[test]
+    fn json_partial_parse_matches_full_parse() {
+        let tops = vec!["a".to_string(), "c".to_string()];
+        let v = parse_wanted(
+            r#"{"a":{"x":[1,2]},"b":"skip \" me","c":null,"a2":1}"#,
+            &tops,
+        )
+        .unwrap();
+        assert_eq!(v, serde_json::json!({"a": {"x": [1, 2]}, "c": null}));
+        assert_eq!(
+            parse_wanted("[1,2]", &tops).unwrap(),
+            serde_json::json!([1, 2])
+        );
+        assert!(parse_wanted(r#"{"a":1} trailing"#, &tops).is_err());
+        assert!(parse_wanted(r#"{"a":1,"b":}"#, &tops).is_err());
     }
 
     #[test]
