@@ -10,9 +10,9 @@
 //! - PostgreSQL 17 moved checkpoint counters to `pg_stat_checkpointer`; they are still
 //!   exposed under the `pg_stat_bgwriter_*` names, as later postgres_exporter releases do.
 //! - [`PgExporter`] adds `/probe?target=DSN` for fleets; [`router`] serves it with axum.
-//! - Output is [`Families`] from `lookout-exposition`, in text 0.0.4 or OpenMetrics as the
-//!   `Accept` header asks; counters without `_total` keep their name in both (OpenMetrics types
-//!   them `unknown`, as client_golang does).
+//! - Output is [`Families`] from `lookout-exposition`, always in the text format 0.0.4 whatever
+//!   the `Accept` header asks, as the real postgres_exporter serves it (its metrics, e.g. counters
+//!   without `_total`, are not valid OpenMetrics).
 
 mod convert;
 
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lookout_exposition::{Format, MetricType};
@@ -1049,8 +1049,9 @@ impl PgExporter {
     }
 }
 
-fn respond(headers: &HeaderMap, f: &Families) -> Response {
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+/// The text format 0.0.4, whatever the request's `Accept` header asks.
+fn respond(f: &Families) -> Response {
+    let format = Format::PrometheusText;
     (
         [(
             header::CONTENT_TYPE,
@@ -1061,15 +1062,13 @@ fn respond(headers: &HeaderMap, f: &Families) -> Response {
         .into_response()
 }
 
-async fn metrics_handler(State(e): State<Arc<PgExporter>>, headers: HeaderMap) -> Response {
-    let f = e.collect().await;
-    respond(&headers, &f)
+async fn metrics_handler(State(e): State<Arc<PgExporter>>) -> Response {
+    respond(&e.collect().await)
 }
 
 async fn probe_handler(
     State(e): State<Arc<PgExporter>>,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
     let Some(target) = params.get("target").filter(|t| !t.trim().is_empty()) else {
         return (
@@ -1079,7 +1078,7 @@ async fn probe_handler(
             .into_response();
     };
     match e.collect_target(target).await {
-        Ok(f) => respond(&headers, &f),
+        Ok(f) => respond(&f),
         Err(err) => (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
     }
 }
@@ -1169,5 +1168,59 @@ mod tests {
         assert!(r.error.is_some());
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         hold.abort();
+    }
+
+    /// Like the real exporter: text 0.0.4 even when the scraper prefers OpenMetrics.
+    #[tokio::test]
+    async fn serves_text_whatever_the_accept_header() {
+        use tower::ServiceExt as _;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = PgExporter::new(PgOptions {
+            dsn: format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .unwrap();
+        let extra =
+            format!("/probe?target=postgresql%3A%2F%2Fpostgres%40127.0.0.1%3A{port}%2Fpostgres");
+        for (uri, accept) in [
+            ("/metrics", Some(lookout_exposition::SCRAPE_ACCEPT_HEADER)),
+            (
+                "/metrics",
+                Some("application/openmetrics-text; version=1.0.0"),
+            ),
+            ("/metrics", None),
+            (
+                extra.as_str(),
+                Some(lookout_exposition::SCRAPE_ACCEPT_HEADER),
+            ),
+        ] {
+            let mut req = axum::http::Request::get(uri);
+            if let Some(a) = accept {
+                req = req.header(header::ACCEPT, a);
+            }
+            let resp = router(e.clone())
+                .oneshot(req.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+            assert_eq!(
+                resp.headers()[header::CONTENT_TYPE],
+                lookout_exposition::TEXT_CONTENT_TYPE,
+                "{uri} {accept:?}"
+            );
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert!(!body.ends_with(b"# EOF\n"));
+            let samples = lookout_exposition::parse_samples(&body, Format::PrometheusText)
+                .expect("valid text exposition");
+            assert!(
+                samples.iter().any(|s| s.name == "pg_up" && s.value == 0.0),
+                "{uri}"
+            );
+        }
     }
 }

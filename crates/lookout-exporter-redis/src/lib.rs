@@ -7,9 +7,9 @@
 //!   `redis_up 0` and `redis_exporter_last_scrape_error{err=...} 1`, never an HTTP error.
 //! - [`RedisExporter`] adds the exporter's own metrics and multi-target scraping
 //!   (`/scrape?target=host:port`, as redis_exporter offers); [`router`] serves it with axum.
-//! - Output is [`Families`] from `lookout-exposition`, in text 0.0.4 or OpenMetrics as the
-//!   `Accept` header asks; counters without `_total` keep their name in both (OpenMetrics types
-//!   them `unknown`, as client_golang does).
+//! - Output is [`Families`] from `lookout-exposition`, always in the text format 0.0.4 whatever
+//!   the `Accept` header asks, as the real redis_exporter serves it (its metrics, e.g. counters
+//!   without `_total`, are not valid OpenMetrics).
 
 mod info;
 
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lookout_exposition::{Format, MetricType};
@@ -537,28 +537,26 @@ impl RedisExporter {
     }
 }
 
-fn respond(headers: &HeaderMap, f: &Families) -> Response {
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = f.encode(format);
+/// The text format 0.0.4, whatever the request's `Accept` header asks.
+fn respond(f: &Families) -> Response {
+    let format = Format::PrometheusText;
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(format.content_type()),
         )],
-        body,
+        f.encode(format),
     )
         .into_response()
 }
 
-async fn metrics_handler(State(e): State<Arc<RedisExporter>>, headers: HeaderMap) -> Response {
-    let f = e.collect().await;
-    respond(&headers, &f)
+async fn metrics_handler(State(e): State<Arc<RedisExporter>>) -> Response {
+    respond(&e.collect().await)
 }
 
 async fn scrape_handler(
     State(e): State<Arc<RedisExporter>>,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
     let Some(target) = params.get("target").filter(|t| !t.trim().is_empty()) else {
         e.request_errors.fetch_add(1, Ordering::Relaxed);
@@ -569,7 +567,7 @@ async fn scrape_handler(
             .into_response();
     };
     match e.collect_target(target).await {
-        Ok(f) => respond(&headers, &f),
+        Ok(f) => respond(&f),
         Err(err) => {
             e.request_errors.fetch_add(1, Ordering::Relaxed);
             (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response()
@@ -671,5 +669,60 @@ mod tests {
             f.get("redis_exporter_scrapes_total").unwrap().samples[0].value,
             1.0
         );
+    }
+
+    /// Like the real exporter: text 0.0.4 even when the scraper prefers OpenMetrics.
+    #[tokio::test]
+    async fn serves_text_whatever_the_accept_header() {
+        use tower::ServiceExt as _;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = RedisExporter::new(RedisOptions {
+            addr: format!("127.0.0.1:{port}"),
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .unwrap();
+        let extra = format!("/scrape?target=127.0.0.1:{port}");
+        for (uri, accept) in [
+            ("/metrics", Some(lookout_exposition::SCRAPE_ACCEPT_HEADER)),
+            (
+                "/metrics",
+                Some("application/openmetrics-text; version=1.0.0"),
+            ),
+            ("/metrics", None),
+            (
+                extra.as_str(),
+                Some(lookout_exposition::SCRAPE_ACCEPT_HEADER),
+            ),
+        ] {
+            let mut req = axum::http::Request::get(uri);
+            if let Some(a) = accept {
+                req = req.header(header::ACCEPT, a);
+            }
+            let resp = router(e.clone())
+                .oneshot(req.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+            assert_eq!(
+                resp.headers()[header::CONTENT_TYPE],
+                lookout_exposition::TEXT_CONTENT_TYPE,
+                "{uri} {accept:?}"
+            );
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert!(!body.ends_with(b"# EOF\n"));
+            let samples = lookout_exposition::parse_samples(&body, Format::PrometheusText)
+                .expect("valid text exposition");
+            assert!(
+                samples
+                    .iter()
+                    .any(|s| s.name == "redis_up" && s.value == 0.0),
+                "{uri}"
+            );
+        }
     }
 }
