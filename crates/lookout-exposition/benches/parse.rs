@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lookout_exposition::{Encoder, Entry, Format, MetricType, Parser};
+use lookout_exposition::{Encoder, Entry, Format, MetricType, ParseMode, Parser};
 
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -141,8 +141,8 @@ fn exposition(format: Format) -> (Vec<u8>, usize) {
     (out, n)
 }
 
-fn parse_all(input: &[u8], format: Format, decode_labels: bool) -> usize {
-    let mut p = Parser::new(input, format);
+fn parse_all(input: &[u8], format: Format, mode: ParseMode, decode_labels: bool) -> usize {
+    let mut p = Parser::with_mode(input, format, mode);
     let mut acc = 0usize;
     while let Some(e) = p.next_entry().expect("benchmark input parses") {
         if let Entry::Sample(s) = e {
@@ -159,9 +159,14 @@ fn parse_all(input: &[u8], format: Format, decode_labels: bool) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    for (format, fname) in [
-        (Format::PrometheusText, "text"),
-        (Format::OpenMetrics, "openmetrics"),
+    for (format, mode, fname) in [
+        (Format::PrometheusText, ParseMode::Strict, "text"),
+        (Format::OpenMetrics, ParseMode::Strict, "openmetrics"),
+        (
+            Format::OpenMetrics,
+            ParseMode::PrometheusCompatible,
+            "openmetrics_compat",
+        ),
     ] {
         let (input, samples) = exposition(format);
         let mut g = c.benchmark_group(format!("parse/{fname}"));
@@ -170,10 +175,10 @@ fn bench(c: &mut Criterion) {
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(3));
         g.bench_function(format!("{samples}_samples/series_only"), |b| {
-            b.iter(|| parse_all(black_box(&input), format, false))
+            b.iter(|| parse_all(black_box(&input), format, mode, false))
         });
         g.bench_function(format!("{samples}_samples/with_labels"), |b| {
-            b.iter(|| parse_all(black_box(&input), format, true))
+            b.iter(|| parse_all(black_box(&input), format, mode, true))
         });
         g.finish();
     }
