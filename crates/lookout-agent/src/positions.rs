@@ -142,18 +142,14 @@ impl Positions {
         st.dirty = true;
     }
 
-    /// Client `client` has delivered everything in `path` up to `offset`.
+    /// Client `client` has delivered everything in `path` up to `offset`. Files not tracked
+    /// (never started, or forgotten after they disappeared) are ignored.
     pub fn ack(&self, client: usize, path: &str, offset: u64) {
         let mut st = self.state.lock();
-        let clients = self.clients;
-        let v = st
-            .acked
-            .entry(path.to_string())
-            .or_insert_with(|| vec![offset; clients]);
-        if let Some(slot) = v.get_mut(client) {
+        if let Some(slot) = st.acked.get_mut(path).and_then(|v| v.get_mut(client)) {
             *slot = offset;
+            st.dirty = true;
         }
-        st.dirty = true;
     }
 
     /// Forgets a file that no longer exists.
@@ -266,6 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("positions.yaml");
         let pos = Positions::load(&p, 1, false).unwrap();
+        pos.ack(0, "/var/log/untracked.log", 5);
         pos.set("/var/log/a.log", 10);
         pos.ack(0, "/var/log/a.log", 42);
         pos.save().unwrap();
@@ -277,6 +274,7 @@ mod tests {
         );
         let again = Positions::load(&p, 1, false).unwrap();
         assert_eq!(again.get("/var/log/a.log"), Some(42));
+        assert_eq!(again.get("/var/log/untracked.log"), None);
         assert!(!again.was_corrupt());
     }
 
