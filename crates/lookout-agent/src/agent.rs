@@ -197,6 +197,8 @@ impl Agent {
                 auth,
                 shutdown: client_stop_rx.clone(),
                 abandoned: false,
+                max_streams: self.config.limits_config.max_streams,
+                streams: Default::default(),
             };
             client_tasks.push(tokio::spawn(client.run()));
         }
@@ -224,6 +226,13 @@ impl Agent {
             },
             truncate: limits.max_line_size_truncate,
             start_at_end: self.positions.was_corrupt(),
+            readline_rate: (limits.readline_rate_enabled && limits.readline_rate > 0.0).then_some(
+                (
+                    limits.readline_rate,
+                    limits.readline_burst.max(1) as f64,
+                    limits.readline_rate_drop,
+                ),
+            ),
         };
 
         let mut discovery = Vec::new();

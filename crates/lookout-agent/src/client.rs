@@ -73,6 +73,9 @@ pub(crate) struct Client {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// A batch was left undelivered at shutdown: nothing later may be acknowledged.
     pub abandoned: bool,
+    /// `limits_config.max_streams` (0 = unlimited) and the streams seen so far.
+    pub max_streams: usize,
+    pub streams: std::collections::HashSet<String>,
 }
 
 /// The `Authorization` header value for a client, reading token/password files.
@@ -177,7 +180,7 @@ impl Client {
         }
     }
 
-    fn add(&self, batch: &mut Batch, rec: Record) {
+    fn add(&mut self, batch: &mut Batch, rec: Record) {
         let Record {
             mut labels,
             ts,
@@ -190,6 +193,15 @@ impl Client {
             labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
         let key = selector(&labels);
+        if self.max_streams > 0 && !self.streams.contains(&key) {
+            if self.streams.len() >= self.max_streams {
+                self.count_drop("stream_limited", 1, line.len());
+                batch.acks.insert(path, pos);
+                batch.started.get_or_insert_with(Instant::now);
+                return;
+            }
+            self.streams.insert(key.clone());
+        }
         batch.bytes += line.len();
         batch.entries += 1;
         batch.started.get_or_insert_with(Instant::now);

@@ -84,6 +84,8 @@ pub struct ReaderOptions {
     pub truncate: bool,
     /// Start files found at the first sync from their end (the positions file was corrupt).
     pub start_at_end: bool,
+    /// `limits_config.readline_rate*`: lines per second, burst, and drop (else wait).
+    pub readline_rate: Option<(f64, f64, bool)>,
 }
 
 /// What the targets page shows for one file.
@@ -135,6 +137,8 @@ pub(crate) struct Reader {
     buf: Vec<u8>,
     out: Vec<Entry>,
     closed: bool,
+    /// Token bucket for `readline_rate`: tokens and when they were last topped up.
+    bucket: (f64, Instant),
 }
 
 fn ino(m: &std::fs::Metadata) -> (u64, u64) {
@@ -166,6 +170,7 @@ impl Reader {
             buf: vec![0u8; 256 * 1024],
             out: Vec::new(),
             closed: false,
+            bucket: (f64::MAX, Instant::now()),
         }
     }
 
@@ -474,6 +479,24 @@ impl Reader {
         }
     }
 
+    /// One token from the `readline_rate` bucket; false when the line is to be dropped.
+    fn take_token(&mut self, rate: f64, burst: f64, drop: bool) -> bool {
+        let now = Instant::now();
+        let (tokens, last) = &mut self.bucket;
+        *tokens = (tokens.min(burst) + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return true;
+        }
+        if drop {
+            return false;
+        }
+        std::thread::sleep(Duration::from_secs_f64(((1.0 - *tokens) / rate).min(10.0)));
+        self.bucket = (0.0, Instant::now());
+        true
+    }
+
     /// A final unterminated line of a file that was rotated away or deleted.
     fn finish_partial(&mut self, t: &mut Tailed) {
         if t.partial.is_empty() {
@@ -489,6 +512,13 @@ impl Reader {
 
     fn line(&mut self, t: &mut Tailed, bytes: &[u8], end_off: u64, truncated: bool) {
         t.line_end = end_off;
+        if let Some((rate, burst, drop)) = self.opts.readline_rate
+            && !self.take_token(rate, burst, drop)
+        {
+            self.metrics
+                .drop_local("readline_rate_limited", bytes.len());
+            return;
+        }
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let mut bytes = bytes;
         let mut truncated = truncated;

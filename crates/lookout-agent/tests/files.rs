@@ -438,3 +438,44 @@ async fn files_appear_and_disappear_and_exclude() {
     assert!(labels.contains("filename="), "{labels}");
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readline_rate_and_max_streams_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    append(&dir.path().join("a.log"), numbered("a", 0..50).as_bytes());
+    append(&dir.path().join("b.log"), numbered("b", 0..5).as_bytes());
+    let extra = "limits_config:\n  readline_rate_enabled: true\n  readline_rate: 1\n  readline_burst: 20\n  readline_rate_drop: true\n  max_streams: 1\n";
+    let agent = start_agent(
+        &config_text(
+            dir.path(),
+            &rx.url(),
+            &file_job(&dir.path().join("*.log")),
+            extra,
+        ),
+        true,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(agent.http.unwrap()).await;
+        let dropped: u64 = m
+            .lines()
+            .filter(|l| l.starts_with("promtail_dropped_entries_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if dropped + rx.lines().len() as u64 >= 55 {
+            assert!(m.contains("reason=\"readline_rate_limited\""), "{m}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines = rx.lines();
+    // At most the burst (plus a token or two of refill) got through, from one stream only.
+    assert!(lines.len() <= 22 && !lines.is_empty(), "{}", lines.len());
+    let streams: std::collections::HashSet<String> =
+        rx.got().into_iter().map(|g| g.labels).collect();
+    assert_eq!(streams.len(), 1);
+    agent.shutdown().await;
+}
