@@ -242,20 +242,46 @@ pub fn decode(
     if raw_len > MAX_RAW {
         return Err(DecodeError("chunk too large"));
     }
-    let owned;
-    let raw: &[u8] = match format {
-        FORMAT_PLAIN => r.b,
-        FORMAT_ZSTD => {
-            owned = zstd::bulk::decompress(r.b, raw_len as usize)
-                .map_err(|_| DecodeError("zstd payload"))?;
-            &owned
+    match format {
+        FORMAT_PLAIN => {
+            if r.b.len() as u64 != raw_len {
+                return Err(DecodeError("length mismatch"));
+            }
+            decode_raw(r.b, start, end, out)
         }
-        _ => return Err(DecodeError("unknown format")),
-    };
-    if raw.len() as u64 != raw_len {
-        return Err(DecodeError("length mismatch"));
+        FORMAT_ZSTD => ZSTD.with(|cell| {
+            let mut state = cell.borrow_mut();
+            let (dctx, buf) = &mut *state;
+            let d = match dctx {
+                Some(d) => d,
+                None => dctx.insert(
+                    zstd::bulk::Decompressor::new().map_err(|_| DecodeError("zstd context"))?,
+                ),
+            };
+            buf.clear();
+            buf.reserve(raw_len as usize);
+            let n = d
+                .decompress_to_buffer(r.b, buf)
+                .map_err(|_| DecodeError("zstd payload"))?;
+            if n as u64 != raw_len {
+                return Err(DecodeError("length mismatch"));
+            }
+            let res = decode_raw(buf, start, end, out);
+            // Keep one chunk's worth, not the largest ever seen.
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            res
+        }),
+        _ => Err(DecodeError("unknown format")),
     }
-    decode_raw(raw, start, end, out)
+}
+
+thread_local! {
+    /// A decompression context and output buffer per thread: creating a zstd context costs
+    /// more than decompressing a typical chunk.
+    static ZSTD: std::cell::RefCell<(Option<zstd::bulk::Decompressor<'static>>, Vec<u8>)> =
+        const { std::cell::RefCell::new((None, Vec::new())) };
 }
 
 fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), DecodeError> {
