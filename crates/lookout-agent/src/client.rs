@@ -17,9 +17,10 @@ use crate::metrics::{AgentMetrics, DropLabels, HostLabel, RequestLabels};
 use crate::positions::Positions;
 use crate::tail::{Item, Record};
 
-/// Queue capacity between readers and one client, in entries. Memory while the server is
-/// down is bounded by this, one batch in flight, and the line length limit.
-pub const QUEUE_CAPACITY: usize = 4096;
+/// Queue capacity between readers and one client, in chunks of up to 1024 entries. Memory
+/// while the server is down is bounded by this, one batch in flight, and the line length
+/// limit.
+pub const QUEUE_CAPACITY: usize = 8;
 
 #[derive(Default)]
 struct Batch {
@@ -64,7 +65,7 @@ pub(crate) struct Client {
     pub idx: usize,
     pub cfg: ClientConfig,
     pub http: reqwest::Client,
-    pub rx: mpsc::Receiver<Item>,
+    pub rx: mpsc::Receiver<Vec<Item>>,
     pub positions: Arc<Positions>,
     pub metrics: AgentMetrics,
     pub host: String,
@@ -153,27 +154,29 @@ impl Client {
                     continue;
                 }
             };
-            match item {
-                None => {
-                    if !batch.is_empty() {
-                        self.flush(&mut batch).await;
-                    } else {
-                        self.ack(&mut batch);
-                    }
-                    return;
+            let Some(items) = item else {
+                if !batch.is_empty() {
+                    self.flush(&mut batch).await;
+                } else {
+                    self.ack(&mut batch);
                 }
-                Some(Item::Progress { path, pos }) => {
-                    if self.abandoned {
-                    } else if batch.is_empty() {
-                        self.positions.ack(self.idx, &path, pos);
-                    } else {
-                        batch.acks.insert(path, pos);
+                return;
+            };
+            for item in items {
+                match item {
+                    Item::Progress { path, pos } => {
+                        if self.abandoned {
+                        } else if batch.is_empty() && batch.acks.is_empty() {
+                            self.positions.ack(self.idx, &path, pos);
+                        } else {
+                            batch.acks.insert(path, pos);
+                        }
                     }
-                }
-                Some(Item::Entry(rec)) => {
-                    self.add(&mut batch, rec);
-                    if batch.bytes >= self.cfg.batchsize {
-                        self.flush(&mut batch).await;
+                    Item::Entry(rec) => {
+                        self.add(&mut batch, rec);
+                        if batch.bytes >= self.cfg.batchsize {
+                            self.flush(&mut batch).await;
+                        }
                     }
                 }
             }

@@ -33,6 +33,8 @@ use crate::stages::{CustomMetrics, Entry, Pipeline, StageConfig, now_ns};
 /// Longest line kept when `limits_config.max_line_size` is 0: longer lines are truncated, so
 /// memory stays bounded whatever the input.
 pub const HARD_LINE_LIMIT: usize = 4 << 20;
+/// Items per message to a client.
+const SEND_CHUNK: usize = 1024;
 /// Bytes read from one file before moving to the next (fairness).
 const READ_QUANTUM: u64 = 1 << 20;
 
@@ -126,7 +128,7 @@ struct Tailed {
 pub(crate) struct Reader {
     job: JobSpec,
     opts: ReaderOptions,
-    senders: Vec<mpsc::Sender<Item>>,
+    senders: Vec<mpsc::Sender<Vec<Item>>>,
     positions: Arc<Positions>,
     metrics: AgentMetrics,
     custom: CustomMetrics,
@@ -139,6 +141,7 @@ pub(crate) struct Reader {
     closed: bool,
     /// Token bucket for `readline_rate`: tokens and when they were last topped up.
     bucket: (f64, Instant),
+    pending: Vec<Item>,
 }
 
 fn ino(m: &std::fs::Metadata) -> (u64, u64) {
@@ -149,7 +152,7 @@ impl Reader {
     pub(crate) fn new(
         job: JobSpec,
         opts: ReaderOptions,
-        senders: Vec<mpsc::Sender<Item>>,
+        senders: Vec<mpsc::Sender<Vec<Item>>>,
         positions: Arc<Positions>,
         metrics: AgentMetrics,
         stop: Arc<AtomicBool>,
@@ -171,6 +174,7 @@ impl Reader {
             out: Vec::new(),
             closed: false,
             bucket: (f64::MAX, Instant::now()),
+            pending: Vec::new(),
         }
     }
 
@@ -191,6 +195,7 @@ impl Reader {
                 busy |= self.poll_file(&k);
             }
             self.flush_pipelines(false);
+            self.flush_pending();
             self.files.retain(|_, t| !t.gone);
             self.metrics.files_active.set(self.files.len() as i64);
             if !busy {
@@ -198,10 +203,23 @@ impl Reader {
             }
         }
         self.flush_pipelines(true);
+        self.flush_pending();
         debug!(job = %self.job.name, "reader stopped");
     }
 
+    /// Queues an item; items go to the clients in chunks (one wake-up per chunk, not per line).
     fn send(&mut self, item: Item) {
+        self.pending.push(item);
+        if self.pending.len() >= SEND_CHUNK {
+            self.flush_pending();
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut self.pending);
         if self.closed {
             return;
         }
@@ -209,11 +227,11 @@ impl Reader {
             return;
         };
         for s in rest {
-            if s.blocking_send(item.clone()).is_err() {
+            if s.blocking_send(items.clone()).is_err() {
                 self.closed = true;
             }
         }
-        if last.blocking_send(item).is_err() {
+        if last.blocking_send(items).is_err() {
             self.closed = true;
         }
     }
@@ -607,6 +625,7 @@ impl Reader {
                 pos: t.line_end,
             });
         }
+        self.flush_pending();
     }
 
     fn flush_one(&mut self, t: &mut Tailed, all: bool) {
