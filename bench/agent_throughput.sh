@@ -139,7 +139,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 SERVE_T0=$(cpu_ticks "$SERVE_PID")
 t0=$(date +%s.%N)
-"$BIN" agent --config "$WORK/promtail.yml" >"$WORK/agent.log" 2>&1 &
+${AGENT_WRAP:-} "$BIN" agent --config "$WORK/promtail.yml" >"$WORK/agent.log" 2>&1 &
 AGENT_PID=$!
 PIDS+=("$AGENT_PID")
 sent=0

@@ -199,6 +199,7 @@ impl Agent {
                 abandoned: false,
                 max_streams: self.config.limits_config.max_streams,
                 streams: Default::default(),
+                keys: Default::default(),
             };
             client_tasks.push(tokio::spawn(client.run()));
         }

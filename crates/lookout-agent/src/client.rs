@@ -15,7 +15,7 @@ use tracing::{error, warn};
 use crate::config::ClientConfig;
 use crate::metrics::{AgentMetrics, DropLabels, HostLabel, RequestLabels};
 use crate::positions::Positions;
-use crate::tail::{Item, Record};
+use crate::tail::{Item, Record, StreamKey};
 
 /// Queue capacity between readers and one client, in chunks of up to 1024 entries. Memory
 /// while the server is down is bounded by this, one batch in flight, and the line length
@@ -24,7 +24,7 @@ pub const QUEUE_CAPACITY: usize = 8;
 
 #[derive(Default)]
 struct Batch {
-    streams: HashMap<String, Vec<proto::Entry>>,
+    streams: HashMap<Arc<str>, Vec<proto::Entry>>,
     bytes: usize,
     entries: usize,
     acks: BTreeMap<Arc<str>, u64>,
@@ -77,6 +77,8 @@ pub(crate) struct Client {
     /// `limits_config.max_streams` (0 = unlimited) and the streams seen so far.
     pub max_streams: usize,
     pub streams: std::collections::HashSet<String>,
+    /// Stream selectors by reader stream (the `Arc` is held so the address stays unique).
+    pub keys: HashMap<usize, (Arc<StreamKey>, Arc<str>)>,
 }
 
 /// The `Authorization` header value for a client, reading token/password files.
@@ -185,25 +187,22 @@ impl Client {
 
     fn add(&mut self, batch: &mut Batch, rec: Record) {
         let Record {
-            mut labels,
+            stream,
             ts,
             line,
             metadata,
             path,
             pos,
         } = rec;
-        for (k, v) in &self.cfg.external_labels {
-            labels.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        let key = selector(&labels);
-        if self.max_streams > 0 && !self.streams.contains(&key) {
+        let key = self.stream_key(&stream);
+        if self.max_streams > 0 && !self.streams.contains(key.as_ref()) {
             if self.streams.len() >= self.max_streams {
                 self.count_drop("stream_limited", 1, line.len());
                 batch.acks.insert(path, pos);
                 batch.started.get_or_insert_with(Instant::now);
                 return;
             }
-            self.streams.insert(key.clone());
+            self.streams.insert(key.to_string());
         }
         batch.bytes += line.len();
         batch.entries += 1;
@@ -223,6 +222,31 @@ impl Client {
                 host: self.host.clone(),
             })
             .set(batch.entries as i64);
+    }
+
+    /// The selector a stream is sent under: the reader's, with `external_labels` merged in
+    /// (computed once per stream).
+    fn stream_key(&mut self, stream: &Arc<StreamKey>) -> Arc<str> {
+        let ptr = Arc::as_ptr(stream) as usize;
+        if let Some((held, key)) = self.keys.get(&ptr)
+            && Arc::ptr_eq(held, stream)
+        {
+            return key.clone();
+        }
+        if self.keys.len() >= 4096 {
+            self.keys.clear();
+        }
+        let key: Arc<str> = if self.cfg.external_labels.is_empty() {
+            Arc::from(stream.selector.as_str())
+        } else {
+            let mut labels = stream.labels.clone();
+            for (k, v) in &self.cfg.external_labels {
+                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            Arc::from(selector(&labels))
+        };
+        self.keys.insert(ptr, (stream.clone(), key.clone()));
+        key
     }
 
     fn ack(&self, batch: &mut Batch) {
@@ -249,7 +273,7 @@ impl Client {
                 .streams
                 .into_iter()
                 .map(|(labels, entries)| proto::Stream {
-                    labels,
+                    labels: labels.to_string(),
                     entries,
                     hash: 0,
                 })

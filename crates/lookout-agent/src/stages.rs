@@ -872,8 +872,13 @@ fn apply(
             let Ok(d) = serde_json::from_str::<DockerLine>(&e.line) else {
                 return Outcome::Continue;
             };
-            let log = d.log.strip_suffix('\n').unwrap_or(&d.log);
-            let log = log.strip_suffix('\r').unwrap_or(log).to_string();
+            let mut log = d.log.into_owned();
+            if log.ends_with('\n') {
+                log.pop();
+            }
+            if log.ends_with('\r') {
+                log.pop();
+            }
             if let Some(s) = &d.stream {
                 e.labels.insert("stream".into(), s.to_string());
                 e.extracted.insert("stream".into(), s.to_string());

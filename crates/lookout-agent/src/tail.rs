@@ -49,10 +49,18 @@ pub enum Item {
     },
 }
 
+/// A label set with its stream selector text, shared by every entry of that stream.
+#[derive(Debug)]
+pub struct StreamKey {
+    pub labels: BTreeMap<String, String>,
+    /// `{a="b", ...}` as [`crate::client::selector`] formats it.
+    pub selector: String,
+}
+
 /// A processed log entry.
 #[derive(Debug, Clone)]
 pub struct Record {
-    pub labels: BTreeMap<String, String>,
+    pub stream: Arc<StreamKey>,
     pub ts: i64,
     pub line: String,
     pub metadata: Vec<(String, String)>,
@@ -123,6 +131,8 @@ struct Tailed {
     size: u64,
     /// Lines are Docker json-file records (a `docker_sd_configs` target): unwrap them.
     docker_json: bool,
+    /// Recent label sets of this file's entries (most files have one or two streams).
+    streams: Vec<Arc<StreamKey>>,
 }
 
 pub(crate) struct Reader {
@@ -344,6 +354,7 @@ impl Reader {
             gone: false,
             size,
             docker_json,
+            streams: Vec::new(),
         })
     }
 
@@ -607,8 +618,23 @@ impl Reader {
         let out = std::mem::take(&mut self.out);
         for e in out {
             t.sent_pos = t.sent_pos.max(e.pos);
+            let stream = match t.streams.iter().find(|k| k.labels == e.labels) {
+                Some(k) => k.clone(),
+                None => {
+                    if t.streams.len() >= 64 {
+                        t.streams.clear();
+                    }
+                    let selector = crate::client::selector(&e.labels);
+                    let k = Arc::new(StreamKey {
+                        labels: e.labels,
+                        selector,
+                    });
+                    t.streams.push(k.clone());
+                    k
+                }
+            };
             let rec = Record {
-                labels: e.labels,
+                stream,
                 ts: e.ts,
                 line: e.line,
                 metadata: e.metadata,
