@@ -23,12 +23,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the stack: scraping, storage and the Prometheus-compatible API.
+    /// Run the stack: scraping, metrics and log storage, rules and alerts, the Prometheus and
+    /// Loki APIs, the log agent and the UI.
     Serve(ServeArgs),
-    /// Run the stack on the example weAlist configuration (examples/wealist/docker/monitoring).
-    ///
-    /// The seven demo services and the traffic generator arrive with the demo issue; until
-    /// then the demo scrapes their seed ports and reports them down.
+    /// Run the stack on the example weAlist configuration (examples/wealist/docker/monitoring)
+    /// with the seven weAlist demo services, simulated users and a fault schedule.
     Demo(DemoArgs),
     /// The log agent (Promtail's job): tail files and Docker json-file logs as a Promtail
     /// configuration says, and push them to Loki (or Lookout).
