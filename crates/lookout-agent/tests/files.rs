@@ -479,3 +479,34 @@ async fn readline_rate_and_max_streams_limits() {
     assert_eq!(streams.len(), 1);
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_external_labels_tenant_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    append(&dir.path().join("a.log"), b"one\n");
+    let text = config_text(dir.path(), &rx.url(), &file_job(&dir.path().join("*.log")), "")
+        .replace(
+            "    batchwait: 50ms\n",
+            "    batchwait: 50ms\n    tenant_id: team-a\n    bearer_token: s3cret\n    external_labels:\n      cluster: dev\n      job: overridden-not\n",
+        );
+    let agent = start_agent(&text, false).await;
+    rx.wait_for(10, "the line", |l| l.len() == 1).await;
+    let got = rx.got();
+    assert!(
+        got[0].labels.contains(r#"cluster="dev""#),
+        "{}",
+        got[0].labels
+    );
+    // A label the entry already has wins over the external one.
+    assert!(
+        got[0].labels.contains(r#"job="varlogs""#),
+        "{}",
+        got[0].labels
+    );
+    let st = rx.state.lock();
+    assert_eq!(st.auth[0].as_deref(), Some("Bearer s3cret"));
+    assert_eq!(st.tenant[0].as_deref(), Some("team-a"));
+    drop(st);
+    agent.shutdown().await;
+}
