@@ -200,6 +200,7 @@ impl Agent {
                 max_streams: self.config.limits_config.max_streams,
                 streams: Default::default(),
                 keys: Default::default(),
+                inflight: None,
             };
             client_tasks.push(tokio::spawn(client.run()));
         }

@@ -79,6 +79,8 @@ pub(crate) struct Client {
     pub streams: std::collections::HashSet<String>,
     /// Stream selectors by reader stream (the `Arc` is held so the address stays unique).
     pub keys: HashMap<usize, (Arc<StreamKey>, Arc<str>)>,
+    /// The batch being pushed while the next one fills.
+    pub inflight: Option<tokio::task::JoinHandle<Done>>,
 }
 
 /// The `Authorization` header value for a client, reading token/password files.
@@ -144,34 +146,54 @@ impl Client {
             let deadline = batch
                 .started
                 .map(|s| tokio::time::Instant::from_std(s + wait));
-            let item = tokio::select! {
-                item = self.rx.recv() => item,
-                _ = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+            let ev = {
+                let rx = &mut self.rx;
+                let inflight = &mut self.inflight;
+                tokio::select! {
+                    item = rx.recv() => Ev::Items(item),
+                    _ = async {
+                        match deadline {
+                            Some(d) => tokio::time::sleep_until(d).await,
+                            None => std::future::pending().await,
+                        }
+                    } => Ev::Deadline,
+                    res = async {
+                        match inflight.as_mut() {
+                            Some(h) => h.await,
+                            None => std::future::pending().await,
+                        }
+                    } => Ev::Pushed(res),
+                }
+            };
+            let item = match ev {
+                Ev::Items(item) => item,
+                Ev::Deadline => {
                     self.flush(&mut batch).await;
+                    continue;
+                }
+                Ev::Pushed(res) => {
+                    self.inflight = None;
+                    self.finish(res);
                     continue;
                 }
             };
             let Some(items) = item else {
-                if !batch.is_empty() {
-                    self.flush(&mut batch).await;
-                } else {
-                    self.ack(&mut batch);
-                }
+                self.flush(&mut batch).await;
+                self.settle().await;
                 return;
             };
             for item in items {
                 match item {
                     Item::Progress { path, pos } => {
                         if self.abandoned {
-                        } else if batch.is_empty() && batch.acks.is_empty() {
+                        } else if self.inflight.is_none()
+                            && batch.is_empty()
+                            && batch.acks.is_empty()
+                        {
                             self.positions.ack(self.idx, &path, pos);
                         } else {
                             batch.acks.insert(path, pos);
+                            batch.started.get_or_insert_with(Instant::now);
                         }
                     }
                     Item::Entry(rec) => {
@@ -262,6 +284,7 @@ impl Client {
     async fn flush(&mut self, batch: &mut Batch) {
         let b = std::mem::take(batch);
         if b.is_empty() {
+            self.settle().await;
             let mut b = b;
             self.ack(&mut b);
             return;
@@ -300,8 +323,56 @@ impl Client {
             .encoded_bytes
             .get_or_create(&host)
             .inc_by(body.len() as u64);
-        let outcome = self.push(body, entries).await;
         self.metrics.pending_entries.get_or_create(&host).set(0);
+        // One batch in flight while the next one fills; results are settled in order.
+        self.settle().await;
+        let pusher = Pusher {
+            http: self.http.clone(),
+            cfg: self.cfg.clone(),
+            metrics: self.metrics.clone(),
+            host: self.host.clone(),
+            auth: self.auth.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let acks = b.acks;
+        self.inflight = Some(tokio::spawn(async move {
+            let outcome = pusher.push(body, entries).await;
+            Done {
+                outcome,
+                acks,
+                entries,
+                bytes,
+            }
+        }));
+    }
+
+    /// Waits for the batch in flight, then counts it and records its positions.
+    async fn settle(&mut self) {
+        let Some(task) = self.inflight.take() else {
+            return;
+        };
+        let res = task.await;
+        self.finish(res);
+    }
+
+    /// Counts a finished push and records its positions (nothing after an abandoned one).
+    fn finish(&mut self, res: Result<Done, tokio::task::JoinError>) {
+        let Done {
+            outcome,
+            acks,
+            entries,
+            bytes,
+        } = match res {
+            Ok(d) => d,
+            Err(e) => {
+                error!(error = %e, "push task failed; nothing after it is acknowledged");
+                self.abandoned = true;
+                return;
+            }
+        };
+        let host = HostLabel {
+            host: self.host.clone(),
+        };
         match outcome {
             Outcome::Sent => {
                 self.metrics
@@ -320,7 +391,7 @@ impl Client {
             }
         }
         let mut acks = Batch {
-            acks: b.acks,
+            acks,
             ..Batch::default()
         };
         self.ack(&mut acks);
@@ -344,8 +415,35 @@ impl Client {
             .get_or_create(&l)
             .inc_by(bytes as u64);
     }
+}
 
-    async fn push(&mut self, body: Vec<u8>, entries: usize) -> Outcome {
+/// What a push needs, cloned into the task that sends one batch while the next one fills.
+#[derive(Clone)]
+struct Pusher {
+    http: reqwest::Client,
+    cfg: ClientConfig,
+    metrics: AgentMetrics,
+    host: String,
+    auth: Option<String>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+enum Ev {
+    Items(Option<Vec<Item>>),
+    Deadline,
+    Pushed(Result<Done, tokio::task::JoinError>),
+}
+
+/// A finished push.
+pub(crate) struct Done {
+    outcome: Outcome,
+    acks: BTreeMap<Arc<str>, u64>,
+    entries: usize,
+    bytes: usize,
+}
+
+impl Pusher {
+    async fn push(&self, body: Vec<u8>, entries: usize) -> Outcome {
         let backoff = &self.cfg.backoff_config;
         let mut delay = backoff.min_period.0.max(Duration::from_millis(1));
         let max_delay = backoff.max_period.0.max(delay);

@@ -504,9 +504,11 @@ async fn client_external_labels_tenant_and_auth() {
         "{}",
         got[0].labels
     );
-    let st = rx.state.lock();
-    assert_eq!(st.auth[0].as_deref(), Some("Bearer s3cret"));
-    assert_eq!(st.tenant[0].as_deref(), Some("team-a"));
-    drop(st);
+    let (auth, tenant) = {
+        let st = rx.state.lock();
+        (st.auth[0].clone(), st.tenant[0].clone())
+    };
+    assert_eq!(auth.as_deref(), Some("Bearer s3cret"));
+    assert_eq!(tenant.as_deref(), Some("team-a"));
     agent.shutdown().await;
 }
