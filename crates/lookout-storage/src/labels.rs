@@ -14,7 +14,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -42,15 +45,23 @@ impl Labels {
     }
 
     /// Builds from `(name, value)` pairs; see [`Labels::new`].
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         Labels::new(pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect())
     }
 
     /// Wraps labels the caller guarantees are already canonical (sorted, unique, non-empty).
     /// Checked in debug builds.
     pub fn from_sorted_unchecked(labels: Vec<Label>) -> Self {
-        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name), "labels not sorted/unique");
-        debug_assert!(labels.iter().all(|l| !l.value.is_empty()), "empty label value");
+        debug_assert!(
+            labels.windows(2).all(|w| w[0].name < w[1].name),
+            "labels not sorted/unique"
+        );
+        debug_assert!(
+            labels.iter().all(|l| !l.value.is_empty()),
+            "empty label value"
+        );
         Labels(labels)
     }
 
@@ -101,16 +112,30 @@ impl Labels {
 
     /// A copy without the given names.
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.contains(&l.name.as_str())).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| !names.contains(&l.name.as_str()))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// A copy keeping only the given names.
     pub fn keep_only(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| names.contains(&l.name.as_str())).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| names.contains(&l.name.as_str()))
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn builder(&self) -> LabelsBuilder {
-        LabelsBuilder { labels: self.0.clone() }
+        LabelsBuilder {
+            labels: self.0.clone(),
+        }
     }
 
     /// Bytes held by names and values (a cheap size estimate for limits).
@@ -172,7 +197,10 @@ impl LabelsBuilder {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|l| l.name == name).map(|l| l.value.as_str())
+        self.labels
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
     }
 
     /// Sets `name` to `value`; an empty value deletes the label.

@@ -48,7 +48,12 @@ pub struct SelectHints {
 
 impl SelectHints {
     pub fn range(start: Timestamp, end: Timestamp) -> Self {
-        SelectHints { start, end, max_samples: None, max_series: None }
+        SelectHints {
+            start,
+            end,
+            max_samples: None,
+            max_series: None,
+        }
     }
 }
 
@@ -97,13 +102,27 @@ pub enum AppendError {
 pub trait Queryable: Send + Sync {
     /// Series matching all `matchers` that have samples in `[hints.start, hints.end]`, sorted
     /// by labels, each with its samples in that range.
-    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError>;
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError>;
 
     /// Label sets of the series matching all `matchers` with data in `[start, end]`, sorted.
-    fn series(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<Labels>, StorageError>;
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<Labels>, StorageError>;
 
     /// Sorted, distinct label names of the matching series (all series when `matchers` is empty).
-    fn label_names(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<String>, StorageError>;
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<String>, StorageError>;
 
     /// Sorted, distinct values of label `name` over the matching series.
     fn label_values(

@@ -49,27 +49,48 @@ impl PartialEq for Matcher {
 }
 
 impl Matcher {
-    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let name = name.into();
         let value = value.into();
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(compile_anchored(&value).map_err(|source| MatcherError {
-                name: name.clone(),
-                pattern: value.clone(),
-                source,
-            })?),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(compile_anchored(&value).map_err(|source| MatcherError {
+                    name: name.clone(),
+                    pattern: value.clone(),
+                    source,
+                })?)
+            }
             _ => None,
         };
-        Ok(Matcher { name, op, value, re })
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
     }
 
     /// `name="value"`; never fails.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { name: name.into(), op: MatchOp::Equal, value: value.into(), re: None }
+        Matcher {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            re: None,
+        }
     }
 
     pub fn not_equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { name: name.into(), op: MatchOp::NotEqual, value: value.into(), re: None }
+        Matcher {
+            name: name.into(),
+            op: MatchOp::NotEqual,
+            value: value.into(),
+            re: None,
+        }
     }
 
     /// Does `value` (the label's value, `""` when absent) satisfy this matcher?

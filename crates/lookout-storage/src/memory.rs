@@ -8,8 +8,8 @@ use parking_lot::RwLock;
 
 use crate::matcher::matches_all;
 use crate::{
-    AppendError, Appendable, Appender, Labels, Matcher, Queryable, Sample, SelectHints, Series, SeriesRef,
-    StorageError, Timestamp,
+    AppendError, Appendable, Appender, Labels, Matcher, Queryable, Sample, SelectHints, Series,
+    SeriesRef, StorageError, Timestamp,
 };
 
 #[derive(Default)]
@@ -51,7 +51,11 @@ impl MemStorage {
 }
 
 impl Queryable for MemStorage {
-    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
         let inner = self.inner.read();
         let mut out = Vec::new();
         let mut total = 0usize;
@@ -64,7 +68,10 @@ impl Queryable for MemStorage {
             {
                 return Err(StorageError::TooManySamples { limit });
             }
-            out.push(Series { labels: labels.clone(), samples: samples[lo..hi].to_vec() });
+            out.push(Series {
+                labels: labels.clone(),
+                samples: samples[lo..hi].to_vec(),
+            });
             if let Some(limit) = hints.max_series
                 && out.len() > limit
             {
@@ -74,12 +81,24 @@ impl Queryable for MemStorage {
         Ok(out)
     }
 
-    fn series(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<Labels>, StorageError> {
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<Labels>, StorageError> {
         let inner = self.inner.read();
-        Ok(Self::matching(&inner, matchers, start, end).map(|(l, _)| l.clone()).collect())
+        Ok(Self::matching(&inner, matchers, start, end)
+            .map(|(l, _)| l.clone())
+            .collect())
     }
 
-    fn label_names(&self, matchers: &[Matcher], start: Timestamp, end: Timestamp) -> Result<Vec<String>, StorageError> {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<String>, StorageError> {
         let inner = self.inner.read();
         let mut names = BTreeSet::new();
         for (l, _) in Self::matching(&inner, matchers, start, end) {
@@ -108,7 +127,10 @@ impl Queryable for MemStorage {
 
 impl Appendable for MemStorage {
     fn appender(&self) -> Box<dyn Appender + Send + '_> {
-        Box::new(MemAppender { store: self, pending: Vec::new() })
+        Box::new(MemAppender {
+            store: self,
+            pending: Vec::new(),
+        })
     }
 }
 
@@ -134,7 +156,14 @@ impl Appender for MemAppender<'_> {
             .rev()
             .find(|(l, _)| l == labels)
             .map(|(_, s)| *s)
-            .or_else(|| self.store.inner.read().series.get(labels).and_then(|s| s.last().copied()));
+            .or_else(|| {
+                self.store
+                    .inner
+                    .read()
+                    .series
+                    .get(labels)
+                    .and_then(|s| s.last().copied())
+            });
         if let Some(last) = last {
             if t < last.t {
                 return Err(AppendError::OutOfOrder);
@@ -177,7 +206,9 @@ mod tests {
         app.append(None, &l, 20, 2.0).unwrap();
         assert_eq!(app.append(None, &l, 15, 2.0), Err(AppendError::OutOfOrder));
         app.commit().unwrap();
-        let got = s.select(&[Matcher::equal("a", "1")], &SelectHints::range(0, 15)).unwrap();
+        let got = s
+            .select(&[Matcher::equal("a", "1")], &SelectHints::range(0, 15))
+            .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].samples, vec![Sample { t: 10, v: 1.0 }]);
         let mut app = s.appender();

@@ -394,9 +394,15 @@ fn command_line_contract() {
     // Without their required arguments, subcommands fail with a usage message.
     for sub in ["agent", "exporter", "logs", "test", "check"] {
         let out = Command::new(BIN).arg(sub).output().unwrap();
-        assert!(!out.status.success(), "`lookout {sub}` without arguments must fail");
+        assert!(
+            !out.status.success(),
+            "`lookout {sub}` without arguments must fail"
+        );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("Usage") || err.contains("usage"), "`lookout {sub}`: {err}");
+        assert!(
+            err.contains("Usage") || err.contains("usage"),
+            "`lookout {sub}`: {err}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yml");
