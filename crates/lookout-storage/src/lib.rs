@@ -82,7 +82,9 @@ pub enum AppendError {
     OutOfOrder,
     #[error("out of bounds: sample is older than the out-of-order window or retention")]
     TooOld,
-    #[error("sample timestamp is too far in the future")]
+    /// Prometheus's remote-write receiver answers the same for samples more than 10 minutes
+    /// ahead of its clock.
+    #[error("out of bounds: sample timestamp is too far in the future")]
     TooNew,
     #[error("duplicate sample for timestamp with a different value")]
     DuplicateSampleForTimestamp,
@@ -92,7 +94,10 @@ pub enum AppendError {
     LabelTooLong { name: String, limit: usize },
     #[error("invalid series: {0}")]
     InvalidSeries(String),
-    #[error("series limit of {limit} reached")]
+    /// The store-wide limit on active (head) series (`--max-series`).
+    #[error(
+        "global active series limit of {limit} reached (--max-series): new series are refused until old ones go inactive"
+    )]
     SeriesLimit { limit: usize },
     #[error("storage error: {0}")]
     Storage(String),

@@ -222,8 +222,18 @@ impl<'a> TsdbAppender<'a> {
         let seg = match db.wal.write(&mut w, &buf) {
             Ok(seg) => seg,
             Err(e) => {
+                // Series created by this batch have no WAL record: take them out again (as
+                // garbage collection would) so the next batch creates and logs them anew.
+                // Still under the WAL lock, so no commit has applied samples to them.
+                for &i in &created {
+                    let p = &mut self.series[i as usize];
+                    if let (Some(s), Some(labels)) = (p.series.take(), p.labels.take()) {
+                        s.state.lock().deleted = Some(Box::new(labels));
+                        head.remove(&s);
+                    }
+                }
                 m.wal_write_failures.inc();
-                tracing::error!(error = %e, "WAL write failed; batch not committed");
+                tracing::error!(error = %e, samples = self.samples.len(), "WAL write failed (disk full?); batch not committed, nothing stored");
                 return Err(StorageError::Io(e));
             }
         };
@@ -297,9 +307,7 @@ impl Appender for TsdbAppender<'_> {
         }
         let m = &db.head.metrics;
         if let Some(f) = db.opts.max_future {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let now = db.opts.clock.now_ms();
             if t > now.saturating_add(i64::try_from(f.as_millis()).unwrap_or(i64::MAX)) {
                 m.too_new_samples.inc();
                 return Err(AppendError::TooNew);

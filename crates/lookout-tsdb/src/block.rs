@@ -124,11 +124,36 @@ struct SeriesEntry {
     chunks: Vec<(i64, i64, u32, u64)>,
 }
 
+/// A temporary block directory, removed on drop unless disarmed: a write that fails half
+/// way (disk full) leaves nothing behind.
+struct TmpDir {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if self.armed
+            && let Err(e) = fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.path.display(), error = %e, "could not remove an unfinished block");
+        }
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// Streams series (in label order) into a new block directory.
 pub struct BlockWriter {
     blocks_dir: PathBuf,
     id: String,
-    tmp: PathBuf,
+    tmp: TmpDir,
     chunks: BufWriter<File>,
     off: u64,
     series: Vec<SeriesEntry>,
@@ -140,8 +165,9 @@ impl BlockWriter {
     pub fn new(blocks_dir: &Path) -> Result<BlockWriter, BlockError> {
         fs::create_dir_all(blocks_dir).map_err(io_err(blocks_dir))?;
         let id = new_id();
-        let tmp = blocks_dir.join(format!("{id}.tmp"));
-        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let path = blocks_dir.join(format!("{id}.tmp"));
+        fs::create_dir_all(&path).map_err(io_err(&path))?;
+        let tmp = TmpDir { path, armed: true };
         let path = tmp.join("chunks");
         let f = File::create(&path).map_err(io_err(&path))?;
         let mut chunks = BufWriter::with_capacity(1 << 20, f);
@@ -169,7 +195,7 @@ impl BlockWriter {
         }
         if self.series.last().is_some_and(|l| l.labels >= labels) {
             return Err(BlockError::Corrupt {
-                dir: self.tmp.clone(),
+                dir: self.tmp.to_path_buf(),
                 reason: format!("series {labels} added out of order"),
             });
         }
@@ -178,7 +204,7 @@ impl BlockWriter {
         for part in samples.chunks(CHUNK_SAMPLES) {
             dense::encode(part, &mut self.buf);
             let len = u32::try_from(self.buf.len()).map_err(|_| BlockError::Corrupt {
-                dir: self.tmp.clone(),
+                dir: self.tmp.to_path_buf(),
                 reason: "chunk too large".into(),
             })?;
             let crc = crc32c::crc32c(&self.buf);
@@ -216,14 +242,15 @@ impl BlockWriter {
     ) -> Result<Option<BlockMeta>, BlockError> {
         if self.series.is_empty() {
             drop(self.chunks);
-            fs::remove_dir_all(&self.tmp).map_err(io_err(&self.tmp))?;
+            self.tmp.armed = false;
+            fs::remove_dir_all(&*self.tmp).map_err(io_err(&self.tmp))?;
             return Ok(None);
         }
         let cpath = self.tmp.join("chunks");
         self.chunks.flush().map_err(io_err(&cpath))?;
         self.chunks.get_ref().sync_all().map_err(io_err(&cpath))?;
         let index = build_index(&self.series).map_err(|reason| BlockError::Corrupt {
-            dir: self.tmp.clone(),
+            dir: self.tmp.to_path_buf(),
             reason,
         })?;
         let ipath = self.tmp.join("index");
@@ -242,14 +269,15 @@ impl BlockWriter {
         };
         let mpath = self.tmp.join("meta.json");
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| BlockError::Corrupt {
-            dir: self.tmp.clone(),
+            dir: self.tmp.to_path_buf(),
             reason: e.to_string(),
         })?;
         write_synced(&mpath, &json)?;
         sync_dir(&self.tmp)?;
         failpoint("block-before-rename");
         let dest = self.blocks_dir.join(&self.id);
-        fs::rename(&self.tmp, &dest).map_err(io_err(&dest))?;
+        fs::rename(&*self.tmp, &dest).map_err(io_err(&dest))?;
+        self.tmp.armed = false;
         sync_dir(&self.blocks_dir)?;
         Ok(Some(meta))
     }

@@ -268,12 +268,24 @@ impl ChunkFiles {
             .write(true)
             .create_new(true)
             .open(&path)?;
-        let mut header = [0u8; FILE_HEADER as usize];
-        header[..4].copy_from_slice(MAGIC);
-        header[4] = VERSION;
-        file.write_all_at(&header, 0)?;
-        file.set_len(self.cap)?;
-        let map = map_read_only(&file)?;
+        let prepared = (|| {
+            let mut header = [0u8; FILE_HEADER as usize];
+            header[..4].copy_from_slice(MAGIC);
+            header[4] = VERSION;
+            file.write_all_at(&header, 0)?;
+            file.set_len(self.cap)?;
+            map_read_only(&file)
+        })();
+        let map = match prepared {
+            Ok(map) => map,
+            Err(e) => {
+                // Disk full (or similar): remove the half-made file so a later attempt can
+                // create it again once there is space.
+                drop(file);
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         let cur = Arc::new(ChunkFile {
             index,
             map,

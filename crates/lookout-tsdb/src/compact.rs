@@ -445,15 +445,26 @@ impl Inner {
             if !all && max.saturating_sub(lo) <= r / 2 * 3 {
                 break;
             }
-            {
+            let prev = {
                 // Barrier: commits after this see the new line and store older samples as
                 // out-of-order; commits before it have applied their samples.
                 let _w = self.wal.lock();
-                self.head.min_valid.fetch_max(hi, Ordering::SeqCst);
+                let prev = self.head.min_valid.fetch_max(hi, Ordering::SeqCst);
                 drop(self.gate.write());
-            }
-            if self.persist_head(lo, hi, true)? {
-                n += 1;
+                prev
+            };
+            match self.persist_head(lo, hi, true) {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    // Nothing was released from the head (the unfinished block directory
+                    // is gone with its writer). Put the line back so the next pass cuts
+                    // this range again rather than skipping it; samples stored as
+                    // out-of-order meanwhile are flushed by the out-of-order pass.
+                    let _w = self.wal.lock();
+                    self.head.min_valid.store(prev, Ordering::SeqCst);
+                    return Err(e);
+                }
             }
             self.recompute_time_bounds(false);
         }

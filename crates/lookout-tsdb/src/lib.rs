@@ -45,11 +45,14 @@ pub struct TsdbOptions {
     /// How far behind the newest sample (over all series) an out-of-order sample may be and
     /// still be stored. Zero turns out-of-order ingestion off (the default).
     pub out_of_order_window: Duration,
-    /// Refuse samples more than this far ahead of the wall clock (`AppendError::TooNew`).
-    /// `None` (the default, as in Prometheus) accepts any future timestamp; note that
-    /// retention is measured from the newest sample, so one far-future sample would age
-    /// out everything else.
+    /// Refuse samples more than this far ahead of [`clock`](Self::clock) with
+    /// `AppendError::TooNew` ("out of bounds"). Default 10 minutes, the bound Prometheus's
+    /// remote-write receiver applies; it matters because retention is measured from the
+    /// newest sample, so one far-future sample would otherwise age out everything else.
+    /// `None` accepts any future timestamp.
     pub max_future: Option<Duration>,
+    /// The wall clock `max_future` is checked against (tests inject one).
+    pub clock: Clock,
     /// Out-of-order samples buffered per series before they are written out as a chunk.
     pub out_of_order_cap: usize,
     /// Refuse new series beyond this many (`AppendError::SeriesLimit`).
@@ -80,7 +83,8 @@ impl Default for TsdbOptions {
         TsdbOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             out_of_order_window: Duration::ZERO,
-            max_future: None,
+            max_future: Some(Duration::from_secs(600)),
+            clock: Clock::default(),
             out_of_order_cap: 32,
             max_series: None,
             max_labels_per_series: 128,
@@ -96,6 +100,38 @@ impl Default for TsdbOptions {
             compaction: true,
             maintenance_interval: Duration::from_secs(30),
         }
+    }
+}
+
+/// Source of the current time in Unix milliseconds: the system clock by default, or a
+/// function (tests use it to step the clock back and forth).
+#[derive(Clone, Default)]
+pub struct Clock(Option<std::sync::Arc<dyn Fn() -> i64 + Send + Sync>>);
+
+impl Clock {
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Some(std::sync::Arc::new(f)))
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Some(f) => f(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.0.is_some() {
+            "injected"
+        } else {
+            "system"
+        };
+        write!(f, "Clock({kind})")
     }
 }
 

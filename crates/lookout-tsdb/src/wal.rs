@@ -332,9 +332,23 @@ pub fn write_checkpoint<'a>(
     seg: u32,
     series: impl Iterator<Item = (u64, &'a Labels)>,
 ) -> io::Result<u64> {
-    let final_path = checkpoint_path(dir, seg);
     let tmp = dir.join(format!("checkpoint.{seg:08}.tmp"));
-    let mut f = File::create(&tmp)?;
+    let r = write_checkpoint_to(&tmp, dir, seg, series);
+    if r.is_err() {
+        // Disk full or similar: leave no partial file behind (the segments stay).
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn write_checkpoint_to<'a>(
+    tmp: &Path,
+    dir: &Path,
+    seg: u32,
+    series: impl Iterator<Item = (u64, &'a Labels)>,
+) -> io::Result<u64> {
+    let final_path = checkpoint_path(dir, seg);
+    let mut f = File::create(tmp)?;
     let mut buf = Vec::with_capacity(1 << 20);
     let mut start = begin_frame(&mut buf, REC_SERIES);
     let mut total = 0u64;
@@ -362,7 +376,7 @@ pub fn write_checkpoint<'a>(
     }
     f.sync_all()?;
     drop(f);
-    fs::rename(&tmp, &final_path)?;
+    fs::rename(tmp, &final_path)?;
     sync_dir(dir);
     Ok(total)
 }
