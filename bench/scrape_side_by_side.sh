@@ -229,11 +229,20 @@ declare -A CPU0=()
 for n in "${names[@]}"; do CPU0[$n]=$(cpu_ticks "${PIDS[$n]}"); done
 
 # ---- measured window -------------------------------------------------------------------
+# The machine may be shared (other builds): the 1-minute load average is sampled every
+# 10 s and summarised in the report, so figures from a busy machine are recognisable.
+LOADS=()
+sample_load() { LOADS+=("$(cut -d' ' -f1 /proc/loadavg)"); }
 log "all ready; scraping every $INTERVAL for ${DURATION}s (work dir $WORK)"
 start=$SECONDS
+sample_load
 while [ $((SECONDS - start)) -lt "$DURATION" ]; do
-    left=$((DURATION - (SECONDS - start)))
-    sleep $((left < 60 ? left : 60))
+    for _ in 1 2 3 4 5 6; do
+        [ $((SECONDS - start)) -lt "$DURATION" ] || break
+        left=$((DURATION - (SECONDS - start)))
+        sleep $((left < 10 ? left : 10))
+        sample_load
+    done
     for n in "${names[@]}"; do
         if ! kill -0 "${PIDS[$n]}" 2>/dev/null; then
             echo "$n died during the run; see $WORK (use --keep)" >&2
@@ -307,6 +316,9 @@ for n in "${names[@]}"; do
         "$([ -n "$d" ] && awk -v b="$d" 'BEGIN {printf "%.1f", b / 1048576}' || echo -)" \
         "${UP[$n]:--}" "${SERIES_SEEN[$n]:--}"
 done
+printf '%s\n' "${LOADS[@]}" | awk -v c="$(nproc)" '
+    NR == 1 {min = max = $1} {sum += $1; if ($1 < min) min = $1; if ($1 > max) max = $1}
+    END {printf "load average (1 min) during the window: min %.2f, mean %.2f, max %.2f on %d cores (%d samples)\n", min, sum / NR, max, c, NR}'
 samples=$(awk -v s="$per_series" -v d="$DURATION" -v i="$INTERVAL_S" 'BEGIN {printf "%d", s * d / i}')
 echo "(~$samples samples ingested per scraper in the window; disk = data dir after a clean stop, before any"
 echo " compaction; simulator CPU is the load generator's own cost)"
