@@ -6,7 +6,8 @@
 //! get the external labels, pass `alert_relabel_configs`, and wait in one bounded queue
 //! (beyond the bound the oldest are dropped and counted). A background task sends batches to
 //! every endpoint, retrying a failing endpoint with backoff; failures are counted per
-//! endpoint (`prometheus_notifications_errors_total`) and visible in [`Notifier::status`].
+//! endpoint (`prometheus_notifications_errors_total`) and visible in [`Notifier::status`]; a
+//! batch no endpoint accepted counts as dropped (`prometheus_notifications_dropped_total`).
 //! Modules: `payload` (JSON shapes, fingerprints), `endpoint` (targets from the config).
 
 mod endpoint;
@@ -275,7 +276,7 @@ impl Notifier {
         self.inner.queue.lock().len()
     }
 
-    /// Alerts dropped so far because the queue was full.
+    /// Alerts dropped so far: the queue was full, or no endpoint accepted them after retries.
     pub fn dropped(&self) -> u64 {
         self.inner.metrics.dropped.get()
     }
@@ -383,12 +384,21 @@ async fn run(inner: Arc<Inner>) {
         for ep in endpoints {
             let inner = inner.clone();
             let batch = batch.clone();
-            tasks.push(tokio::spawn(async move {
-                deliver(&inner, &ep, &batch).await;
-            }));
+            tasks.push(tokio::spawn(
+                async move { deliver(&inner, &ep, &batch).await },
+            ));
         }
+        let mut any_ok = false;
         for t in tasks {
-            let _ = t.await;
+            any_ok |= t.await.unwrap_or(false);
+        }
+        // As Prometheus: a batch no endpoint took is dropped (and counted as such).
+        if !any_ok {
+            inner.metrics.dropped.inc_by(batch.len() as u64);
+            warn!(
+                alerts = batch.len(),
+                "no alertmanager or webhook accepted the alerts; dropped"
+            );
         }
     }
 }
@@ -400,15 +410,16 @@ fn now_ms() -> Timestamp {
         .unwrap_or(0)
 }
 
-/// Sends `batch` to one endpoint with retries; records the outcome.
-async fn deliver(inner: &Inner, ep: &Endpoint, batch: &[Alert]) {
+/// Sends `batch` to one endpoint with retries; records the outcome. True when the endpoint
+/// took it (or, for a webhook, nothing in it was due).
+async fn deliver(inner: &Inner, ep: &Endpoint, batch: &[Alert]) -> bool {
     let now = now_ms();
     let body = match ep.kind {
         EndpointKind::Alertmanager => payload::alertmanager_v2(batch),
         EndpointKind::Webhook => {
             let due = webhook_due(inner, ep, batch, now);
             if due.is_empty() {
-                return;
+                return true;
             }
             let bodies: Vec<String> = payload::webhook_groups(&due, &ep.url, now)
                 .into_iter()
@@ -429,10 +440,10 @@ async fn deliver(inner: &Inner, ep: &Endpoint, batch: &[Alert]) {
                     }
                 }
             }
-            return;
+            return ok;
         }
     };
-    post_with_retries(inner, ep, &body, batch.len()).await;
+    post_with_retries(inner, ep, &body, batch.len()).await
 }
 
 /// The alerts of `batch` a webhook should hear about now: newly firing, resolved after

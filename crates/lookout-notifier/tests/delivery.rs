@@ -151,6 +151,7 @@ async fn failures_are_counted_and_visible() {
         n.status()
     );
     assert_eq!(seen.bodies.lock().len(), 2, "two attempts");
+    assert!(wait_for(|| n.dropped() == 2).await, "given up: dropped");
     assert!(
         n.status()[0]
             .last_error
@@ -158,6 +159,70 @@ async fn failures_are_counted_and_visible() {
             .unwrap_or("")
             .contains("500")
     );
+    n.stop();
+}
+
+/// An Alertmanager that is down (connection refused): every attempt fails, the batch is
+/// dropped after the retries and both show in the exported metrics; once it is back, the
+/// next alerts get through.
+#[tokio::test]
+async fn alertmanager_down_counts_errors_and_drops_then_recovers() {
+    // A port nobody listens on.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let up = serve(seen.clone()).await;
+    let n = Notifier::new(NotifierOptions {
+        max_attempts: 3,
+        ..opts()
+    })
+    .unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    n.register_metrics(&mut registry);
+    let cfg = |addr: std::net::SocketAddr| {
+        config(&format!(
+            "alerting:\n  alertmanagers:\n  - static_configs: [{{ targets: ['{addr}'] }}]\n"
+        ))
+    };
+    n.apply_config(&cfg(down), &[]).unwrap();
+    n.start();
+    n.send(vec![
+        alert("Down", "a:1", now_ms() + 240_000),
+        alert("Down", "b:1", now_ms() + 240_000),
+        alert("Down", "c:1", now_ms() + 240_000),
+    ]);
+    assert!(
+        wait_for(|| n.dropped() == 3).await,
+        "dropped {} {:?}",
+        n.dropped(),
+        n.status()
+    );
+    let st = &n.status()[0];
+    assert_eq!((st.sent, st.errors), (0, 3));
+    assert!(st.last_error.is_some());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let url = format!("http://{down}/api/v2/alerts");
+    for want in [
+        format!("prometheus_notifications_errors_total{{alertmanager=\"{url}\"}} 3"),
+        "prometheus_notifications_dropped_total 3".to_string(),
+        "prometheus_notifications_queue_length 0".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want} in\n{text}");
+    }
+
+    // Back up (here: moved to a live address by a reload): delivery resumes.
+    n.apply_config(&cfg(up), &[]).unwrap();
+    n.send(vec![alert("Down", "a:1", now_ms() + 240_000)]);
+    assert!(wait_for(|| seen.bodies.lock().len() == 1).await);
+    assert!(
+        wait_for(|| n.status()[0].sent == 1).await,
+        "{:?}",
+        n.status()
+    );
+    assert_eq!(n.dropped(), 3);
     n.stop();
 }
 

@@ -16,12 +16,44 @@ pub struct CheckReport {
 
 /// Checks each file (PromQL by default; groups may declare `query_language: logql`).
 pub fn check_rule_files(paths: &[PathBuf], language: Language) -> CheckReport {
+    check(paths, language, false)
+}
+
+/// As [`check_rule_files`] with PromQL, except that a file that is invalid as PromQL but
+/// valid as LogQL (a Loki ruler file) passes, reported as LogQL.
+pub fn check_rule_files_any_language(paths: &[PathBuf]) -> CheckReport {
+    check(paths, Language::Promql, true)
+}
+
+fn check(paths: &[PathBuf], language: Language, try_logql: bool) -> CheckReport {
     let mut out = String::new();
     let mut ok = true;
     let mut total = 0;
     for p in paths {
         let _ = writeln!(out, "Checking {}", p.display());
-        match load_file(p, language) {
+        let mut loaded = load_file(p, language);
+        let mut note = "";
+        if try_logql
+            && language == Language::Promql
+            && let Err(promql_err) = &loaded
+        {
+            match load_file(p, Language::Logql) {
+                Ok(f) => {
+                    loaded = Ok(f);
+                    note = " (LogQL)";
+                }
+                Err(logql_err) if logql_err != *promql_err => {
+                    loaded = Err(crate::file::RuleFileError::Invalid {
+                        file: p.clone(),
+                        line: None,
+                        column: None,
+                        message: format!("{promql_err}\n  as LogQL: {logql_err}"),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        match loaded {
             Ok(f) => {
                 let dups = f.duplicate_recording_rules();
                 if !dups.is_empty() {
@@ -39,7 +71,7 @@ pub fn check_rule_files(paths: &[PathBuf], language: Language) -> CheckReport {
                 }
                 let n = f.rule_count();
                 total += n;
-                let _ = writeln!(out, "  SUCCESS: {n} rules found\n");
+                let _ = writeln!(out, "  SUCCESS: {n} rules found{note}\n");
             }
             Err(e) => {
                 ok = false;
@@ -77,6 +109,22 @@ mod tests {
             r.output
         );
         assert!(r.output.contains("SUCCESS: 2 rules found"));
+        let logql = dir.path().join("logs.yml");
+        std::fs::write(
+            &logql,
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: sum(count_over_time({a=\"b\"} |= `x` [1m])) > 1\n",
+        )
+        .unwrap();
+        assert!(!check_rule_files(std::slice::from_ref(&logql), Language::Promql).ok);
+        let r = check_rule_files_any_language(&[good.clone(), logql]);
+        assert!(r.ok, "{}", r.output);
+        assert!(
+            r.output.contains("SUCCESS: 1 rules found (LogQL)"),
+            "{}",
+            r.output
+        );
+        let r = check_rule_files_any_language(std::slice::from_ref(&bad));
+        assert!(!r.ok && r.output.contains("as LogQL:"), "{}", r.output);
         let r = check_rule_files(&[good, bad], Language::Promql);
         assert!(!r.ok);
         assert!(r.output.contains("FAILED:"), "{}", r.output);

@@ -24,6 +24,9 @@ pub struct EvalEnv<'a> {
     pub restore_from: Option<&'a dyn Queryable>,
     /// How far back restoring looks (Prometheus `--rules.alert.for-outage-tolerance`: 1h).
     pub outage_tolerance_ms: i64,
+    /// Prometheus `--rules.alert.for-grace-period` (10m): rules with a shorter `for` are not
+    /// restored, and a restored alert waits at least this long before firing again.
+    pub for_grace_period_ms: i64,
     pub sink: Option<&'a dyn AlertSink>,
     pub external_labels: &'a BTreeMap<String, String>,
     pub external_url: &'a str,
@@ -150,7 +153,13 @@ impl Group {
                 && !rule.restored
                 && let Some(q) = env.restore_from
             {
-                restore_rule(rule, q, ts, env.outage_tolerance_ms);
+                restore_rule(
+                    rule,
+                    q,
+                    ts,
+                    env.outage_tolerance_ms,
+                    env.for_grace_period_ms,
+                );
                 out = rule.alert_series();
             }
             let mut now_series = HashSet::with_capacity(out.series.len());
@@ -232,10 +241,19 @@ pub fn generator_url(external_url: &str, expr: &str) -> String {
 }
 
 /// Reads `ALERTS_FOR_STATE{alertname=...}` of the last `tolerance` before `ts` and applies
-/// the newest value of each series to the matching active alert.
-fn restore_rule(rule: &mut Rule, q: &dyn Queryable, ts: Timestamp, tolerance_ms: i64) {
+/// the newest value of each series to the matching active alert (Prometheus's
+/// `RestoreForState`, except that a restored alert that had fired is firing again in this
+/// very evaluation rather than one evaluation later).
+fn restore_rule(
+    rule: &mut Rule,
+    q: &dyn Queryable,
+    ts: Timestamp,
+    tolerance_ms: i64,
+    grace_ms: i64,
+) {
     rule.restored = true;
-    if rule.spec.for_ms <= 0 {
+    // As Prometheus: a `for` shorter than the grace period is simply waited out again.
+    if rule.spec.for_ms <= 0 || rule.spec.for_ms < grace_ms {
         return;
     }
     let matchers = [
@@ -260,7 +278,7 @@ fn restore_rule(rule: &mut Rule, q: &dyn Queryable, ts: Timestamp, tolerance_ms:
             continue;
         }
         let labels = s.labels.without_metric_name();
-        if rule.restore_alert(&labels, last.v, last.t, ts) {
+        if rule.restore_alert(&labels, last.v, last.t, ts, grace_ms) {
             restored += 1;
         }
     }

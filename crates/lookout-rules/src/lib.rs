@@ -9,6 +9,7 @@
 //! - `group`: a group's evaluation: results and `ALERTS`/`ALERTS_FOR_STATE` written in one
 //!   batch with staleness markers, state restored from storage after a restart.
 //! - `manager`: scheduling, reload, metrics and API snapshots.
+//! - `scale`: time-scaled copies of rule files (the demo's fast schedule).
 //! - `unittest`: promtool's rule unit-test format; `check`: `check rules` reports.
 //! - `gofmt`, `time`: Go number formatting and RFC 3339.
 
@@ -19,6 +20,7 @@ pub mod group;
 pub mod manager;
 pub mod query;
 pub mod rule;
+pub mod scale;
 pub mod template;
 pub mod time;
 pub mod unittest;

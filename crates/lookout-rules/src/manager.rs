@@ -41,6 +41,8 @@ pub struct ManagerOptions {
     pub outage_tolerance: Duration,
     /// Prometheus `--rules.alert.resend-delay` (1m).
     pub resend_delay: Duration,
+    /// Prometheus `--rules.alert.for-grace-period` (10m).
+    pub for_grace_period: Duration,
 }
 
 impl Default for ManagerOptions {
@@ -49,6 +51,7 @@ impl Default for ManagerOptions {
             external_url: "http://localhost:9090".into(),
             outage_tolerance: Duration::from_secs(3600),
             resend_delay: Duration::from_secs(60),
+            for_grace_period: Duration::from_secs(600),
         }
     }
 }
@@ -456,6 +459,7 @@ fn eval_group(inner: &Inner, group: &Mutex<Group>, ts: Timestamp) {
         appendable: inner.appendable.as_ref(),
         restore_from: inner.restore_from.as_deref(),
         outage_tolerance_ms: inner.opts.outage_tolerance.as_millis() as i64,
+        for_grace_period_ms: inner.opts.for_grace_period.as_millis() as i64,
         sink: sink.as_deref(),
         external_labels: &ext,
         external_url: &inner.opts.external_url,

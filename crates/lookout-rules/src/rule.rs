@@ -387,8 +387,10 @@ impl Rule {
             out.series.push((b.into_labels(), 1.0));
             let mut b = a.labels.builder();
             b.set(METRIC_NAME, "ALERTS_FOR_STATE");
+            // Unix seconds like Prometheus, but with the milliseconds kept so that a
+            // restored alert has exactly its old activeAt (Prometheus truncates on read).
             out.series
-                .push((b.into_labels(), (a.active_at / 1000) as f64));
+                .push((b.into_labels(), a.active_at as f64 / 1000.0));
         }
         out
     }
@@ -442,15 +444,17 @@ impl Rule {
     }
 
     /// Applies a restored `ALERTS_FOR_STATE` value: `active_at_s` was the alert's activation
-    /// time, `down_at` the last time it was recorded, `ts` now. An alert that had fired keeps
-    /// its activation time (it fires again at once); one still pending does not count the
-    /// downtime towards `for`.
+    /// time, `down_at` the last time it was recorded, `ts` now, `grace_ms` Prometheus's
+    /// `--rules.alert.for-grace-period`. An alert that had fired keeps its activation time
+    /// (it fires again at once); one with less than the grace period of `for` left fires
+    /// the grace period after `ts`; otherwise the downtime does not count towards `for`.
     pub fn restore_alert(
         &mut self,
         labels: &Labels,
         active_at_s: f64,
         down_at: Timestamp,
         ts: Timestamp,
+        grace_ms: i64,
     ) -> bool {
         let Some(a) = self.alerts.get_mut(labels) else {
             return false;
@@ -458,11 +462,16 @@ impl Rule {
         if a.state == AlertState::Inactive || !active_at_s.is_finite() {
             return false;
         }
-        let restored = (active_at_s * 1000.0) as i64;
+        let restored = (active_at_s * 1000.0).round() as i64;
         let for_ms = self.spec.for_ms;
-        let was_firing = down_at - restored >= for_ms;
-        let active_at = if was_firing {
+        // Prometheus's rules: an alert that had fired keeps its start; one that had less
+        // than the grace period to go gets exactly the grace period; otherwise the time the
+        // server was down does not count towards `for`.
+        let remaining = for_ms - (down_at - restored);
+        let active_at = if remaining <= 0 {
             restored
+        } else if remaining < grace_ms {
+            ts + grace_ms - for_ms
         } else {
             restored + (ts - down_at).max(0)
         };

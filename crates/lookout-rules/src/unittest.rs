@@ -361,6 +361,7 @@ fn run_group(
         appendable: storage.as_ref(),
         restore_from: None,
         outage_tolerance_ms: 3_600_000,
+        for_grace_period_ms: 600_000,
         sink: None,
         external_labels: &t.external_labels,
         external_url: &t.external_url,

@@ -68,6 +68,10 @@ impl Env {
     }
 
     fn eval(&self, g: &mut Group, ts: i64, restore: bool) {
+        self.eval_grace(g, ts, restore, 0);
+    }
+
+    fn eval_grace(&self, g: &mut Group, ts: i64, restore: bool, grace_ms: i64) {
         *self.sink.1.lock() = ts;
         let env = EvalEnv {
             queriers: &self.queriers,
@@ -78,6 +82,7 @@ impl Env {
                 None
             },
             outage_tolerance_ms: 60 * M,
+            for_grace_period_ms: grace_ms,
             sink: Some(&self.sink),
             external_labels: &self.ext,
             external_url: "http://lookout:9090",
@@ -266,6 +271,58 @@ fn restart_while_pending_does_not_count_downtime() {
     assert_eq!(g2.rules[0].state(), AlertState::Pending);
     e.eval(&mut g2, 7 * M, true);
     assert_eq!(g2.rules[0].state(), AlertState::Firing);
+}
+
+/// Prometheus's `--rules.alert.for-grace-period`: a `for` shorter than the grace period is not
+/// restored at all; an alert with less than the grace period left gets exactly the grace
+/// period; one that had fired keeps firing.
+#[test]
+fn restore_honours_the_for_grace_period() {
+    let e = Env::new();
+    let up = [("__name__", "up"), ("job", "api")];
+    for i in 0..=80 {
+        put(&e.st, &up, i * 15 * S, 0.0);
+    }
+    let text = DOWN.replace("for: 1m", "for: 10m");
+    let mut g = group(&text, Language::Promql);
+    for i in 0..=36 {
+        e.eval(&mut g, i * 15 * S, false); // pending from 0 to 9m
+    }
+    assert_eq!(g.rules[0].state(), AlertState::Pending);
+    // Restart at 12m with a 5m grace period: 1m of `for` was left (< 5m), so the alert
+    // fires 5m after the restart: activeAt = 12m + 5m - 10m.
+    let mut g2 = group(&text, Language::Promql);
+    g2.should_restore = true;
+    e.eval_grace(&mut g2, 12 * M, true, 5 * M);
+    let a = g2.rules[0].alerts.values().next().unwrap();
+    assert_eq!((a.state, a.active_at), (AlertState::Pending, 7 * M));
+    e.eval_grace(&mut g2, 16 * M + 45 * S, true, 5 * M);
+    assert_eq!(g2.rules[0].state(), AlertState::Pending);
+    e.eval_grace(&mut g2, 17 * M, true, 5 * M);
+    assert_eq!(g2.rules[0].state(), AlertState::Firing);
+
+    // `for` (10m) shorter than the grace period (15m): nothing is restored.
+    let mut g3 = group(&text, Language::Promql);
+    g3.should_restore = true;
+    e.eval_grace(&mut g3, 12 * M, true, 15 * M);
+    let a = g3.rules[0].alerts.values().next().unwrap();
+    assert_eq!((a.state, a.active_at), (AlertState::Pending, 12 * M));
+
+    // An alert that had fired before the restart fires again at once whatever the grace.
+    let e = Env::new();
+    for i in 0..=80 {
+        put(&e.st, &up, i * 15 * S, 0.0);
+    }
+    let mut g = group(&text, Language::Promql);
+    for i in 0..=44 {
+        e.eval(&mut g, i * 15 * S, false); // firing from 10m
+    }
+    assert_eq!(g.rules[0].state(), AlertState::Firing);
+    let mut g4 = group(&text, Language::Promql);
+    g4.should_restore = true;
+    e.eval_grace(&mut g4, 14 * M, true, 5 * M);
+    let a = g4.rules[0].alerts.values().next().unwrap();
+    assert_eq!((a.state, a.active_at), (AlertState::Firing, 0));
 }
 
 #[test]
