@@ -22,9 +22,10 @@ use crate::client::{Client, QUEUE_CAPACITY, auth_header};
 use crate::config::{AgentConfig, ClientConfig};
 use crate::metrics::AgentMetrics;
 use crate::positions::{Positions, PositionsError};
+use crate::process::{LineLimits, ProcessSources, ProcessStatus};
 use crate::stages::Pipeline;
 use crate::tail::{
-    FileStatus, HARD_LINE_LIMIT, JobSpec, Reader, ReaderOptions, StatusMap, TargetSpec,
+    FileStatus, HARD_LINE_LIMIT, Item, JobSpec, Reader, ReaderOptions, StatusMap, TargetSpec,
 };
 
 /// Why the agent could not start.
@@ -53,6 +54,10 @@ pub struct Agent {
     positions: Arc<Positions>,
     status: StatusMap,
     jobs: Vec<JobSpec>,
+    /// The clients' queues, made up front so processes can be attached before `run`.
+    senders: Vec<mpsc::Sender<Vec<Item>>>,
+    receivers: Vec<mpsc::Receiver<Vec<Item>>>,
+    processes: ProcessSources,
 }
 
 impl std::fmt::Debug for Agent {
@@ -70,6 +75,27 @@ pub struct AgentView {
     status: StatusMap,
     positions: Arc<Positions>,
     registry: Arc<RwLock<Registry>>,
+    processes: ProcessSources,
+}
+
+/// One entry of the targets API: a tailed file or a process stream.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Target {
+    File(FileStatus),
+    Process(ProcessStatus),
+}
+
+/// `limits_config.max_line_size` and `max_line_size_truncate` as the readers apply them.
+fn line_limits(config: &AgentConfig) -> LineLimits {
+    let limits = &config.limits_config;
+    LineLimits {
+        max_line_size: match limits.max_line_size.0 {
+            0 => HARD_LINE_LIMIT,
+            n => (n as usize).min(HARD_LINE_LIMIT),
+        },
+        truncate: limits.max_line_size_truncate,
+    }
 }
 
 impl Agent {
@@ -124,6 +150,16 @@ impl Agent {
             clients.len(),
             false,
         )?);
+        let (senders, receivers): (Vec<_>, Vec<_>) = clients
+            .iter()
+            .map(|_| mpsc::channel(QUEUE_CAPACITY))
+            .unzip();
+        let processes = ProcessSources::new(
+            &jobs,
+            senders.clone(),
+            metrics.clone(),
+            line_limits(&config),
+        );
         Ok(Agent {
             config,
             clients,
@@ -131,7 +167,16 @@ impl Agent {
             positions,
             status: Arc::new(Mutex::new(BTreeMap::new())),
             jobs,
+            senders,
+            receivers,
+            processes,
         })
+    }
+
+    /// Attaches process output (stdout/stderr pipes) to this agent's jobs; usable before and
+    /// while the agent runs.
+    pub fn processes(&self) -> ProcessSources {
+        self.processes.clone()
     }
 
     /// Registers the agent's metrics (`promtail_*`, `lookout_agent_*`, custom stage metrics).
@@ -148,6 +193,7 @@ impl Agent {
             status: self.status.clone(),
             positions: self.positions.clone(),
             registry: Arc::new(RwLock::new(reg)),
+            processes: self.processes.clone(),
         };
         Router::new()
             .route("/metrics", get(metrics_page))
@@ -155,6 +201,11 @@ impl Agent {
             .route("/api/v1/targets", get(targets_json))
             .route("/ready", get(|| async { "Ready\n" }))
             .with_state(view)
+    }
+
+    /// Files tailed right now with their offsets, then process streams.
+    pub fn all_targets(&self) -> Vec<Target> {
+        all_targets(&self.status, &self.positions, &self.processes)
     }
 
     /// Files tailed right now, with their offsets.
@@ -165,13 +216,14 @@ impl Agent {
     /// Runs until `shutdown` turns true, then stops readers, lets clients deliver what they
     /// can without retrying, and saves positions. `http` serves [`Agent::router`].
     pub async fn run(
-        self,
+        mut self,
         http: Option<TcpListener>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), AgentError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (client_stop_tx, client_stop_rx) = watch::channel(false);
-        let mut senders = Vec::new();
+        let senders = std::mem::take(&mut self.senders);
+        let mut receivers = std::mem::take(&mut self.receivers).into_iter();
         let mut client_tasks = Vec::new();
         let http_client = reqwest::Client::builder()
             .build()
@@ -180,8 +232,9 @@ impl Agent {
                 message: e.to_string(),
             })?;
         for (idx, c) in self.clients.iter().enumerate() {
-            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-            senders.push(tx);
+            let Some(rx) = receivers.next() else {
+                break;
+            };
             let auth = auth_header(c).map_err(|message| AgentError::Client {
                 url: c.url.clone(),
                 message,
@@ -222,10 +275,7 @@ impl Agent {
                 .sync_period
                 .0
                 .max(Duration::from_millis(10)),
-            max_line_size: match limits.max_line_size.0 {
-                0 => HARD_LINE_LIMIT,
-                n => (n as usize).min(HARD_LINE_LIMIT),
-            },
+            max_line_size: line_limits(&self.config).max_line_size,
             truncate: limits.max_line_size_truncate,
             start_at_end: self.positions.was_corrupt(),
             readline_rate: (limits.readline_rate_enabled && limits.readline_rate > 0.0).then_some(
@@ -320,6 +370,8 @@ impl Agent {
             }
         })
         .await;
+        // Process streams emit their held lines; then nothing else feeds the clients.
+        self.processes.stop().await;
         for t in client_tasks {
             let _ = t.await;
         }
@@ -375,10 +427,23 @@ async fn metrics_page(State(v): State<AgentView>) -> impl IntoResponse {
     )
 }
 
+fn all_targets(
+    status: &StatusMap,
+    positions: &Positions,
+    processes: &ProcessSources,
+) -> Vec<Target> {
+    let mut out: Vec<Target> = snapshot(status, positions)
+        .into_iter()
+        .map(Target::File)
+        .collect();
+    out.extend(processes.status().into_iter().map(Target::Process));
+    out
+}
+
 async fn targets_json(State(v): State<AgentView>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "status": "success",
-        "data": snapshot(&v.status, &v.positions),
+        "data": all_targets(&v.status, &v.positions, &v.processes),
     }))
 }
 
@@ -407,6 +472,25 @@ async fn targets_page(State(v): State<AgentView>) -> Html<String> {
             s.read_offset,
             s.acked_offset.map(|a| a.to_string()).unwrap_or_default(),
             s.size
+        ));
+    }
+    h.push_str("</table><h2>Processes</h2><table border=\"1\" cellpadding=\"4\"><tr><th>job</th><th>process</th><th>stream</th><th>pid</th><th>labels</th><th>state</th><th>lines</th><th>bytes</th></tr>");
+    for p in v.processes.status() {
+        let labels: Vec<String> = p
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.job),
+            esc(&p.process),
+            esc(&p.stream),
+            p.pid.map(|p| p.to_string()).unwrap_or_default(),
+            esc(&labels.join(", ")),
+            p.state,
+            p.read_lines,
+            p.read_bytes
         ));
     }
     h.push_str("</table></body></html>");

@@ -31,6 +31,12 @@ pub struct RequestLabels {
     pub status_code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessLabels {
+    pub process: String,
+    pub stream: String,
+}
+
 fn make_latency() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -55,6 +61,12 @@ pub struct AgentMetrics {
     pub batch_retries: Family<HostLabel, Counter>,
     pub request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     pub pending_entries: Family<HostLabel, Gauge<i64, std::sync::atomic::AtomicI64>>,
+    pub process_read_lines: Family<ProcessLabels, Counter>,
+    pub process_read_bytes: Family<ProcessLabels, Counter>,
+    pub process_invalid_utf8_lines: Family<ProcessLabels, Counter>,
+    pub process_truncated_lines: Family<ProcessLabels, Counter>,
+    pub process_blocked_seconds: Family<ProcessLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub process_pipes_open: Gauge,
     pub custom: CustomMetrics,
 }
 
@@ -76,6 +88,12 @@ impl Default for AgentMetrics {
             batch_retries: Family::default(),
             request_duration: Family::new_with_constructor(make_latency),
             pending_entries: Family::default(),
+            process_read_lines: Family::default(),
+            process_read_bytes: Family::default(),
+            process_invalid_utf8_lines: Family::default(),
+            process_truncated_lines: Family::default(),
+            process_blocked_seconds: Family::default(),
+            process_pipes_open: Gauge::default(),
             custom: CustomMetrics::default(),
         }
     }
@@ -174,6 +192,36 @@ impl AgentMetrics {
             "lookout_agent_pending_entries",
             "Entries batched but not acknowledged yet.",
             self.pending_entries.clone(),
+        );
+        r.register(
+            "lookout_agent_process_read_lines",
+            "Lines read from process pipes.",
+            self.process_read_lines.clone(),
+        );
+        r.register(
+            "lookout_agent_process_read_bytes",
+            "Bytes read from process pipes.",
+            self.process_read_bytes.clone(),
+        );
+        r.register(
+            "lookout_agent_process_invalid_utf8_lines",
+            "Process lines whose invalid UTF-8 was replaced by U+FFFD.",
+            self.process_invalid_utf8_lines.clone(),
+        );
+        r.register(
+            "lookout_agent_process_truncated_lines",
+            "Process lines cut to limits_config.max_line_size.",
+            self.process_truncated_lines.clone(),
+        );
+        r.register(
+            "lookout_agent_process_blocked_seconds",
+            "Time a process pipe was not read because the clients' queues were full.",
+            self.process_blocked_seconds.clone(),
+        );
+        r.register(
+            "lookout_agent_process_pipes_open",
+            "Process stdout/stderr pipes being read.",
+            self.process_pipes_open.clone(),
         );
         for (name, (help, fam)) in self.custom.families.lock().iter() {
             let help = if help.is_empty() {
