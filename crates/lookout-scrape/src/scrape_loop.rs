@@ -540,7 +540,15 @@ impl ScrapeLoop {
         stats.added += 1;
         if self.cfg.sample_limit > 0 && stats.added > self.cfg.sample_limit {
             self.metrics.sample_limit_exceeded.inc();
-            return Err(Fail::Scrape("sample limit exceeded".into(), *stats));
+            // Prometheus's wording, plus which limit it was: the whole scrape is dropped and
+            // the target reported down (up 0), as Prometheus does.
+            return Err(Fail::Scrape(
+                format!(
+                    "sample limit exceeded (sample_limit: {}, the target exposes more samples after metric relabelling)",
+                    self.cfg.sample_limit
+                ),
+                *stats,
+            ));
         }
         match app.append(entry.sref, &entry.labels, t, s.value()) {
             Ok(r) => {

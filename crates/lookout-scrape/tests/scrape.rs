@@ -381,7 +381,11 @@ async fn sample_limit_fails_the_whole_scrape() {
     .unwrap();
     wait_for("limited scrape", || up_count(&st, "lim", 0.0) >= 1).await;
     assert!(select(&st, &[("__name__", "big_series")]).is_empty());
-    assert_eq!(m.targets()[0].last_error, "sample limit exceeded");
+    let e = m.targets()[0].last_error.clone();
+    assert!(
+        e.starts_with("sample limit exceeded (sample_limit: 1000"),
+        "{e}"
+    );
     m.stop().await;
 }
 
