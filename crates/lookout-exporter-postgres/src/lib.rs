@@ -2,11 +2,13 @@
 //! `queries.yaml` for `pg_stat_user_tables`, `pg_replication_lag` and
 //! `pg_postmaster_start_time_seconds`): same names, labels, types and HELP texts.
 //!
-//! - [`PgCollector`] keeps one `tokio-postgres` connection (re-opened after any error or a
-//!   server restart), sends its queries pipelined on it, and bounds the whole scrape with a
-//!   deadline (plus a server-side `statement_timeout`). An unreachable or refusing server
-//!   yields `pg_up 0`, never an HTTP error.
-//! - Per-database and per-table families are capped (`max_databases`, `max_tables`).
+//! - [`PgCollector`] keeps one `tokio-postgres` connection (re-opened after a failed scrape
+//!   or a server restart) with its statements prepared once, sends them pipelined, and bounds
+//!   the whole scrape with a deadline (plus a server-side `statement_timeout`). An
+//!   unreachable or refusing server yields `pg_up 0`, never an HTTP error.
+//! - TLS as libpq's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` say ([`tls`], rustls).
+//! - Per-database and per-table families are capped (`max_databases`, `max_tables`);
+//!   `pg_exporter_limit_truncated{what}` says when a scrape was cut.
 //! - PostgreSQL 17 moved checkpoint counters to `pg_stat_checkpointer`; they are still
 //!   exposed under the `pg_stat_bgwriter_*` names, as later postgres_exporter releases do.
 //! - [`PgExporter`] adds `/probe?target=DSN` for fleets; [`router`] serves it with axum.
@@ -15,6 +17,7 @@
 //!   without `_total`, are not valid OpenMetrics).
 
 mod convert;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -28,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lookout_exposition::{Format, MetricType};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 pub use convert::{parse_scalar, parse_timestamp, pg_value, setting_metric, short_version};
 pub use lookout_exposition::families::{Families, Family, Sample};
@@ -43,6 +46,8 @@ pub const DEFAULT_DSN: &str = "postgresql://postgres@127.0.0.1:5432/postgres?ssl
 pub enum Error {
     #[error("invalid PostgreSQL DSN: {0}")]
     Dsn(String),
+    #[error("PostgreSQL TLS settings: {0}")]
+    Tls(String),
 }
 
 /// What and how to scrape.
@@ -79,28 +84,71 @@ impl Default for PgOptions {
 pub struct PgCollector {
     opts: PgOptions,
     config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     server: String,
-    client: tokio::sync::Mutex<Option<Client>>,
+    session: tokio::sync::Mutex<Option<Session>>,
     scrapes: parking_lot::Mutex<u64>,
+    /// Whether the last scrape cut databases / tables at their limits (logged on change).
+    truncated: parking_lot::Mutex<(bool, bool)>,
 }
 
-fn rows(msgs: Vec<SimpleQueryMessage>) -> Vec<SimpleQueryRow> {
-    msgs.into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .collect()
+/// One connection with the server's version and the scrape's statements, prepared once (the
+/// server plans them once per connection, not once per scrape).
+struct Session {
+    client: Client,
+    version_full: String,
+    version_short: String,
+    stmts: Vec<Result<Statement, String>>,
 }
 
-fn text(r: &SimpleQueryRow, i: usize) -> Option<&str> {
-    r.try_get(i).ok().flatten()
+/// Indexes into `Session::stmts`.
+#[derive(Clone, Copy)]
+enum Q {
+    Settings,
+    StatDatabase,
+    Conflicts,
+    Locks,
+    Activity,
+    Archiver,
+    Replication,
+    Slots,
+    Lag,
+    Postmaster,
+    Tables,
+    Bgwriter,
+    Sizes,
 }
 
-type QueryResult = Result<Vec<SimpleQueryRow>, tokio_postgres::Error>;
+fn text(r: &Row, i: usize) -> Option<&str> {
+    r.try_get::<_, Option<&str>>(i).ok().flatten()
+}
 
-async fn q(c: &Client, sql: &str) -> QueryResult {
-    c.simple_query(sql).await.map(rows)
+type QueryResult = Result<Vec<Row>, String>;
+
+/// An error with its cause (the server's message for database errors).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            // The driver's text ("error performing TLS handshake") plus its causes.
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let c_text = c.to_string();
+                if !text.contains(&c_text) {
+                    text.push_str(": ");
+                    text.push_str(&c_text);
+                }
+                cause = c.source();
+            }
+            text
+        }
+    }
+}
+
+/// A quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The `server` label postgres_exporter puts on every metric read from a server.
@@ -385,24 +433,30 @@ pub struct ScrapeResult {
 }
 
 impl PgCollector {
-    /// Parses the DSN; connects lazily on the first scrape.
+    /// Parses the DSN (with libpq's TLS keys, see [`tls`]); connects lazily on the first
+    /// scrape.
     pub fn new(opts: PgOptions) -> Result<Self, Error> {
+        let (rest, tls_settings) = tls::split_dsn(&opts.dsn)?;
         let mut config =
-            tokio_postgres::Config::from_str(&opts.dsn).map_err(|e| Error::Dsn(e.to_string()))?;
+            tokio_postgres::Config::from_str(&rest).map_err(|e| Error::Dsn(e.to_string()))?;
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
+        config.ssl_mode(tls_settings.driver_mode());
         config.connect_timeout(opts.timeout);
         config.application_name("lookout_exporter");
         // Timestamps come back as UTC ISO text, parsed by `parse_timestamp`.
         config.options("-c TimeZone=UTC -c DateStyle=ISO");
+        let tls = tls::connector(&tls_settings)?;
         let server = server_label(&config);
         Ok(PgCollector {
             opts,
             config,
+            tls,
             server,
-            client: tokio::sync::Mutex::new(None),
+            session: tokio::sync::Mutex::new(None),
             scrapes: parking_lot::Mutex::new(0),
+            truncated: parking_lot::Mutex::new((false, false)),
         })
     }
 
@@ -415,44 +469,195 @@ impl PgCollector {
         &self.server
     }
 
-    async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "postgres connection ended");
+    async fn connect(&self) -> Result<Session, tokio_postgres::Error> {
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "postgres connection ended");
+                    }
+                });
+                client
             }
-        });
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "postgres connection ended");
+                    }
+                });
+                client
+            }
+        };
         // A session-level SET (not a startup option) leaves `reset_val` in pg_settings at the
         // server's configured value, which is what pg_settings_statement_timeout reports.
         let statement_ms = self.opts.timeout.as_millis().max(1);
         client
             .batch_execute(&format!("SET statement_timeout = {statement_ms}"))
             .await?;
-        Ok(client)
+        let v = client
+            .query_one(
+                "SELECT version(), current_setting('server_version'), current_setting('server_version_num')",
+                &[],
+            )
+            .await?;
+        let version_full = text(&v, 0).unwrap_or("").to_string();
+        let version_short = short_version(text(&v, 1).unwrap_or(""));
+        let version_num = text(&v, 2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let stmts = self.prepare(&client, version_num).await;
+        Ok(Session {
+            client,
+            version_full,
+            version_short,
+            stmts,
+        })
+    }
+
+    /// `SELECT *` of a view with every column cast to text (the columns differ by version).
+    async fn select_all(c: &Client, view: &str, tail: &str) -> Result<String, String> {
+        let probe = c
+            .prepare(&format!("SELECT * FROM {view} LIMIT 0"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let cols: Vec<String> = probe
+            .columns()
+            .iter()
+            .map(|col| {
+                let q = quote_ident(col.name());
+                format!("{q}::text AS {q}")
+            })
+            .collect();
+        Ok(format!("SELECT {} FROM {view} {tail}", cols.join(", ")))
+    }
+
+    /// The scrape's statements, in [`Q`] order. One that fails to prepare (a view missing on
+    /// this server, no permission) fails only its own families.
+    async fn prepare(&self, c: &Client, version_num: i64) -> Vec<Result<Statement, String>> {
+        let maxdb = self.opts.max_databases;
+        let maxtab = self.opts.max_tables;
+        let columns: Vec<String> = USER_TABLE_COLUMNS
+            .iter()
+            .map(|c| format!("({})::text", c.0))
+            .collect();
+        let bgwriter = if version_num >= 170000 {
+            "SELECT c.num_timed::text, c.num_requested::text, c.write_time::text, c.sync_time::text, \
+             c.buffers_written::text, b.buffers_clean::text, b.maxwritten_clean::text, NULL::text, NULL::text, \
+             b.buffers_alloc::text, floor(EXTRACT(EPOCH FROM b.stats_reset))::text \
+             FROM pg_stat_bgwriter b, pg_stat_checkpointer c"
+        } else {
+            "SELECT checkpoints_timed::text, checkpoints_req::text, checkpoint_write_time::text, \
+             checkpoint_sync_time::text, buffers_checkpoint::text, buffers_clean::text, \
+             maxwritten_clean::text, buffers_backend::text, buffers_backend_fsync::text, \
+             buffers_alloc::text, floor(EXTRACT(EPOCH FROM stats_reset))::text FROM pg_stat_bgwriter"
+        };
+        let sqls: Vec<Result<String, String>> = vec![
+            // Q::Settings
+            Ok("SELECT name, CASE WHEN name = 'statement_timeout' THEN reset_val ELSE setting END, \
+                COALESCE(unit, ''), short_desc, vartype FROM pg_settings \
+                WHERE vartype IN ('bool', 'integer', 'real') AND name != 'sync_commit_cancel_wait'"
+                .to_string()),
+            // Q::StatDatabase: the databases plus the shared-objects row (datid 0).
+            Self::select_all(
+                c,
+                "pg_stat_database",
+                &format!("ORDER BY datid LIMIT {}", maxdb + 1),
+            )
+            .await,
+            // Q::Conflicts
+            Self::select_all(
+                c,
+                "pg_stat_database_conflicts",
+                &format!("ORDER BY datid LIMIT {maxdb}"),
+            )
+            .await,
+            // Q::Locks
+            Ok(format!(
+                "SELECT d.datname::text, tmp.mode, COALESCE(l.count, 0)::text FROM \
+                 (SELECT oid, datname FROM pg_database ORDER BY datname LIMIT {maxdb}) d \
+                 CROSS JOIN (VALUES {LOCK_MODES}) AS tmp(mode) \
+                 LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count FROM pg_locks \
+                 WHERE database IS NOT NULL GROUP BY database, lower(mode)) l \
+                 ON l.mode = tmp.mode AND l.database = d.oid"
+            )),
+            // Q::Activity
+            Ok(format!(
+                "SELECT d.datname::text, tmp.state, COALESCE(a.count, 0)::text, COALESCE(a.max_tx, 0)::text FROM \
+                 (SELECT datname FROM pg_database ORDER BY datname LIMIT {maxdb}) d \
+                 CROSS JOIN (VALUES {ACTIVITY_STATES}) AS tmp(state) \
+                 LEFT JOIN (SELECT datname, state, count(*) AS count, \
+                 MAX(EXTRACT(EPOCH FROM now() - xact_start))::float AS max_tx \
+                 FROM pg_stat_activity GROUP BY datname, state) a \
+                 ON a.state = tmp.state AND a.datname = d.datname"
+            )),
+            // Q::Archiver
+            Ok("SELECT archived_count::text, failed_count::text, \
+                EXTRACT(EPOCH FROM now() - last_archived_time)::text FROM pg_stat_archiver"
+                .to_string()),
+            // Q::Replication
+            Ok("SELECT application_name::text, COALESCE(host(client_addr), ''), COALESCE(state, '')::text, \
+                (CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float END)::text, \
+                (CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float END)::text \
+                FROM pg_stat_replication"
+                .to_string()),
+            // Q::Slots
+            Ok("SELECT slot_name::text, COALESCE(database, '')::text, active::text, \
+                (CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) END)::text \
+                FROM pg_replication_slots"
+                .to_string()),
+            // Q::Lag
+            Ok("SELECT (CASE WHEN NOT pg_is_in_recovery() THEN 0 ELSE GREATEST(0, \
+                EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END)::text"
+                .to_string()),
+            // Q::Postmaster
+            Ok("SELECT floor(EXTRACT(EPOCH FROM pg_postmaster_start_time()))::text".to_string()),
+            // Q::Tables: one more than the limit, to tell that it cut.
+            Ok(format!(
+                "SELECT current_database()::text, schemaname::text, relname::text, {} FROM pg_stat_user_tables \
+                 ORDER BY schemaname, relname LIMIT {}",
+                columns.join(", "),
+                maxtab + 1
+            )),
+            // Q::Bgwriter
+            Ok(bgwriter.to_string()),
+            // Q::Sizes: one more than the limit, to tell that it cut.
+            Ok(format!(
+                "SELECT datname::text, pg_database_size(oid)::text FROM pg_database ORDER BY datname LIMIT {}",
+                maxdb + 1
+            )),
+        ];
+        let mut out = Vec::with_capacity(sqls.len());
+        for sql in sqls {
+            out.push(match sql {
+                Ok(sql) => c.prepare(&sql).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            });
+        }
+        out
     }
 
     /// Scrapes the server within the deadline.
     pub async fn scrape(&self) -> ScrapeResult {
         let start = Instant::now();
-        let mut slot = self.client.lock().await;
-        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+        let mut slot = self.session.lock().await;
+        if slot.as_ref().is_some_and(|s| s.client.is_closed()) {
             *slot = None;
         }
         let deadline = self.opts.timeout;
         let outcome = tokio::time::timeout(deadline, async {
             if slot.is_none() {
-                *slot = Some(self.connect().await.map_err(|e| (false, e.to_string()))?);
+                *slot = Some(self.connect().await.map_err(|e| describe(&e))?);
             }
             match slot.as_ref() {
-                Some(c) => Ok(self.queries(c).await),
-                None => Err((false, "no connection".to_string())),
+                Some(s) => Ok(self.queries(s).await),
+                None => Err("no connection".to_string()),
             }
         })
         .await;
         let (families, up, error) = match outcome {
-            Ok(Ok((f, None))) => (f, true, None),
-            Ok(Ok((f, Some(e)))) => (f, true, Some(e)),
-            Ok(Err((_, e))) => (Families::new(), false, Some(e)),
+            Ok(Ok((f, None, _))) => (f, true, None),
+            Ok(Ok((f, Some(e), any_ok))) => (f, any_ok, Some(e)),
+            Ok(Err(e)) => (Families::new(), false, Some(e)),
             Err(_) => (
                 Families::new(),
                 false,
@@ -461,8 +666,10 @@ impl PgCollector {
         };
         if let Some(e) = &error {
             tracing::warn!(server = %self.server, error = %e, "postgres scrape error");
-            // Re-connect next time: the server may have restarted or the connection may be
-            // stuck behind a timed-out query.
+        }
+        // Re-connect next time when the server is gone (restart) or the connection may be
+        // stuck behind a timed-out query; a query that merely failed keeps the connection.
+        if !up || slot.as_ref().is_some_and(|s| s.client.is_closed()) {
             *slot = None;
         }
         ScrapeResult {
@@ -473,74 +680,22 @@ impl PgCollector {
         }
     }
 
-    /// All queries, pipelined on one connection. Returns the families and the first error.
-    async fn queries(&self, c: &Client) -> (Families, Option<String>) {
+    /// All queries, pipelined on the session's connection. Returns the families, the first
+    /// error and whether any query answered.
+    async fn queries(&self, s: &Session) -> (Families, Option<String>, bool) {
         let maxdb = self.opts.max_databases;
         let maxtab = self.opts.max_tables;
-        let stat_database = format!(
-            "SELECT * FROM pg_stat_database ORDER BY datid LIMIT {}",
-            maxdb + 1
-        );
-        let conflicts =
-            format!("SELECT * FROM pg_stat_database_conflicts ORDER BY datid LIMIT {maxdb}");
-        let locks = format!(
-            "SELECT d.datname, tmp.mode, COALESCE(l.count, 0) FROM \
-             (SELECT oid, datname FROM pg_database ORDER BY datname LIMIT {maxdb}) d \
-             CROSS JOIN (VALUES {LOCK_MODES}) AS tmp(mode) \
-             LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count FROM pg_locks \
-             WHERE database IS NOT NULL GROUP BY database, lower(mode)) l \
-             ON l.mode = tmp.mode AND l.database = d.oid"
-        );
-        let activity = format!(
-            "SELECT d.datname, tmp.state, COALESCE(a.count, 0), COALESCE(a.max_tx, 0) FROM \
-             (SELECT datname FROM pg_database ORDER BY datname LIMIT {maxdb}) d \
-             CROSS JOIN (VALUES {ACTIVITY_STATES}) AS tmp(state) \
-             LEFT JOIN (SELECT datname, state, count(*) AS count, \
-             MAX(EXTRACT(EPOCH FROM now() - xact_start))::float AS max_tx \
-             FROM pg_stat_activity GROUP BY datname, state) a \
-             ON a.state = tmp.state AND a.datname = d.datname"
-        );
-        let sizes = format!(
-            "SELECT datname, pg_database_size(oid) FROM pg_database ORDER BY datname LIMIT {maxdb}"
-        );
-        let columns: Vec<&str> = USER_TABLE_COLUMNS.iter().map(|c| c.0).collect();
-        let user_tables = format!(
-            "SELECT current_database(), schemaname, relname, {} FROM pg_stat_user_tables \
-             ORDER BY schemaname, relname LIMIT {maxtab}",
-            columns.join(", ")
-        );
-        let settings = "SELECT name, CASE WHEN name = 'statement_timeout' THEN reset_val ELSE setting END, \
-             COALESCE(unit, ''), short_desc, vartype FROM pg_settings \
-             WHERE vartype IN ('bool', 'integer', 'real') AND name != 'sync_commit_cancel_wait'";
-
-        let version = match q(c, "SELECT version(), current_setting('server_version'), current_setting('server_version_num')::int").await {
-            Ok(r) => r,
-            Err(e) => return (Families::new(), Some(e.to_string())),
-        };
-        let (vfull, vshort, vnum) = version
-            .first()
-            .map(|r| {
-                (
-                    text(r, 0).unwrap_or("").to_string(),
-                    short_version(text(r, 1).unwrap_or("")),
-                    text(r, 2).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
-                )
-            })
-            .unwrap_or_default();
-        let bgwriter_sql = if vnum >= 170000 {
-            "SELECT c.num_timed, c.num_requested, c.write_time, c.sync_time, c.buffers_written, \
-             b.buffers_clean, b.maxwritten_clean, NULL, NULL, b.buffers_alloc, \
-             floor(EXTRACT(EPOCH FROM b.stats_reset)) FROM pg_stat_bgwriter b, pg_stat_checkpointer c"
-        } else {
-            "SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time, checkpoint_sync_time, \
-             buffers_checkpoint, buffers_clean, maxwritten_clean, buffers_backend, \
-             buffers_backend_fsync, buffers_alloc, floor(EXTRACT(EPOCH FROM stats_reset)) FROM pg_stat_bgwriter"
+        let run = |q: Q| async move {
+            match &s.stmts[q as usize] {
+                Ok(st) => s.client.query(st, &[]).await.map_err(|e| describe(&e)),
+                Err(e) => Err(e.clone()),
+            }
         };
         let settings_fut = async {
             if self.opts.disable_settings {
                 Ok(Vec::new())
             } else {
-                q(c, settings).await
+                run(Q::Settings).await
             }
         };
         let t_db = Instant::now();
@@ -560,45 +715,46 @@ impl PgCollector {
             (r_sizes, t_sizes),
         ) = tokio::join!(
             settings_fut,
-            q(c, &stat_database),
-            q(c, &conflicts),
-            q(c, &locks),
-            q(c, &activity),
-            q(
-                c,
-                "SELECT archived_count, failed_count, EXTRACT(EPOCH FROM now() - last_archived_time) FROM pg_stat_archiver"
-            ),
-            q(
-                c,
-                "SELECT application_name, COALESCE(host(client_addr), ''), COALESCE(state, ''), \
-                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float END, \
-                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float END \
-                  FROM pg_stat_replication"
-            ),
-            q(
-                c,
-                "SELECT slot_name, COALESCE(database, ''), active, \
-                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) END \
-                  FROM pg_replication_slots"
-            ),
-            q(
-                c,
-                "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0 ELSE GREATEST(0, EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))) END"
-            ),
-            q(
-                c,
-                "SELECT floor(EXTRACT(EPOCH FROM pg_postmaster_start_time()))"
-            ),
-            q(c, &user_tables),
+            run(Q::StatDatabase),
+            run(Q::Conflicts),
+            run(Q::Locks),
+            run(Q::Activity),
+            run(Q::Archiver),
+            run(Q::Replication),
+            run(Q::Slots),
+            run(Q::Lag),
+            run(Q::Postmaster),
+            run(Q::Tables),
             async {
-                let r = q(c, bgwriter_sql).await;
+                let r = run(Q::Bgwriter).await;
                 (r, t_db.elapsed())
             },
             async {
-                let r = q(c, &sizes).await;
+                let r = run(Q::Sizes).await;
                 (r, t_db.elapsed())
             },
         );
+        let vfull = s.version_full.as_str();
+        let vshort = s.version_short.as_str();
+        // Settings are left out: they may be disabled.
+        let any_ok = [
+            &r_stat_db,
+            &r_conflicts,
+            &r_locks,
+            &r_activity,
+            &r_archiver,
+            &r_replication,
+            &r_slots,
+            &r_lag,
+            &r_postmaster,
+            &r_tables,
+            &r_bg,
+            &r_sizes,
+        ]
+        .iter()
+        .any(|r| r.is_ok());
+        let tables_cut = matches!(&r_tables, Ok(rows) if rows.len() > maxtab);
+        let dbs_cut = matches!(&r_sizes, Ok(rows) if rows.len() > maxdb);
 
         let mut f = Families::new();
         let mut first_error: Option<String> = None;
@@ -632,7 +788,7 @@ impl PgCollector {
             "pg_static",
             "Version string as reported by postgres",
             MetricType::Unknown,
-            &[sl, ("short_version", &vshort), ("version", &vfull)],
+            &[sl, ("short_version", vshort), ("version", vfull)],
             1.0,
         );
 
@@ -860,7 +1016,7 @@ impl PgCollector {
         }
 
         if let Ok(rows) = &r_tables {
-            for r in rows {
+            for r in rows.iter().take(maxtab) {
                 let l = [
                     sl,
                     ("datname", text(r, 0).unwrap_or("")),
@@ -914,7 +1070,7 @@ impl PgCollector {
             }
         }
         if let Ok(rows) = &r_sizes {
-            for r in rows {
+            for r in rows.iter().take(maxdb) {
                 f.add(
                     "pg_database_size_bytes",
                     "Disk space used by the database",
@@ -930,7 +1086,31 @@ impl PgCollector {
         if let Err(e) = &r_sizes {
             tracing::debug!(error = %e, "database collector failed");
         }
-        (f, first_error)
+        for (what, cut, limit) in [
+            ("databases", dbs_cut, maxdb),
+            ("tables", tables_cut, maxtab),
+        ] {
+            f.add(
+                "pg_exporter_limit_truncated",
+                "Whether the last scrape left out databases or tables beyond the exporter's --max-databases / --max-tables (1 = truncated).",
+                MetricType::Gauge,
+                &[("what", what), ("limit", &limit.to_string())],
+                if cut { 1.0 } else { 0.0 },
+            );
+        }
+        {
+            let mut last = self.truncated.lock();
+            if (dbs_cut, tables_cut) != *last {
+                if dbs_cut && !last.0 {
+                    tracing::warn!(server = %self.server, limit = maxdb, "more databases than --max-databases: per-database families are truncated");
+                }
+                if tables_cut && !last.1 {
+                    tracing::warn!(server = %self.server, limit = maxtab, "more tables than --max-tables: pg_stat_user_tables_* is truncated");
+                }
+                *last = (dbs_cut, tables_cut);
+            }
+        }
+        (f, first_error, any_ok)
     }
 
     /// One scrape plus `pg_up` and the exporter's scrape metrics.

@@ -812,6 +812,44 @@ slave_repl_offset:99\nslave_read_only:1\n";
         assert!(f.get("redis_config_maxclients").is_none());
     }
 
+    /// Fields a future or forked server might add, odd sections and malformed lines: the
+    /// known ones still map, the rest are ignored.
+    #[test]
+    fn unexpected_info_fields_are_ignored() {
+        let info = "# Server\r\nredis_version:99.0.0\r\nbrand_new_field:42\r\nweird:\r\n:novalue\r\n\
+no colon at all\r\n# Memory\r\nused_memory:2048\r\nused_memory_future_thing:abc\r\n\
+used_memory_rss:not-a-number\r\n# Clients\r\nconnected_clients:3:extra:colons\r\n\
+# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0,subexpiry=0,new_counter=9\r\ndbx:keys=1\r\n\
+db1:garbage\r\n# Commandstats\r\ncmdstat_get:calls=2,usec=10,usec_per_call=5,new=1\r\n\
+cmdstat_:calls=1\r\n# A Section Nobody Knows\r\nfoo_bar:1\r\n\
+# Errorstats\r\nerrorstat_X:bogus\r\n";
+        let f = info_to_families(info, 4, Limits::default(), 0.0);
+        // Known fields still map.
+        assert_eq!(value(&f, "redis_memory_used_bytes", &[]), Some(2048.0));
+        assert_eq!(value(&f, "redis_db_keys", &[("db", "db0")]), Some(5.0));
+        assert_eq!(
+            value(&f, "redis_commands_total", &[("cmd", "get")]),
+            Some(2.0)
+        );
+        // Unknown or unparsable fields leave nothing behind.
+        assert!(f.get("redis_brand_new_field").is_none());
+        assert!(f.get("redis_foo_bar").is_none());
+        assert!(f.get("redis_used_memory_future_thing").is_none());
+        assert!(f.get("redis_memory_used_rss_bytes").is_none());
+        assert!(f.get("redis_connected_clients").is_none());
+        assert!(f.get("redis_errors_total").is_none());
+        assert_eq!(value(&f, "redis_db_keys", &[("db", "db1")]), Some(0.0));
+        for fam in f.iter() {
+            assert!(fam.name.starts_with("redis_"), "{}", fam.name);
+        }
+        let ver = f.get("redis_instance_info").unwrap();
+        assert!(
+            ver.samples[0]
+                .labels
+                .contains(&("redis_version".into(), "99.0.0".into()))
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_info_never_panics(s in "(?s).{0,400}", db in 0usize..50) {
