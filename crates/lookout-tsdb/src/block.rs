@@ -681,6 +681,34 @@ impl Block {
         Ok(data)
     }
 
+    /// Reads every chunk record and checks its checksum (and that the records fill the file
+    /// and number `meta.stats.chunks`). Used by the background scrub after open.
+    pub fn verify_chunks(&self) -> Result<(), BlockError> {
+        let data = &self.chunks[..];
+        let mut at = HEADER;
+        let mut n = 0u64;
+        while at < data.len() {
+            let len = le_u32(data, at).ok_or_else(|| self.corrupt("truncated chunk record"))?;
+            let end = at
+                .checked_add(8 + len as usize)
+                .filter(|&e| e <= data.len())
+                .ok_or_else(|| self.corrupt(&format!("chunk record at {at} runs past the file")))?;
+            let body = &data[at + 4..end - 4];
+            if le_u32(data, end - 4) != Some(crc32c::crc32c(body)) {
+                return Err(self.corrupt(&format!("chunk checksum mismatch at offset {at}")));
+            }
+            n += 1;
+            at = end;
+        }
+        if n != self.meta.stats.chunks {
+            return Err(self.corrupt(&format!(
+                "{n} chunk records, meta.json says {}",
+                self.meta.stats.chunks
+            )));
+        }
+        Ok(())
+    }
+
     /// Samples of `chunks` within `[start, end]`, skipping chunks outside the range.
     pub fn samples(
         &self,

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use lookout_storage::{Labels, Sample, StorageError};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashSet;
 
 use crate::TsdbError;
@@ -58,12 +58,16 @@ fn storage_err(e: StorageError) -> TsdbError {
 #[derive(Default)]
 pub struct BlockSet {
     list: RwLock<Arc<Vec<Arc<Block>>>>,
+    /// Ids of blocks whose chunks were all checksum-verified (or that this process wrote).
+    verified: Mutex<FxHashSet<String>>,
 }
 
 impl BlockSet {
+    /// Blocks loaded from disk: their chunks are verified later, by [`Inner::scrub_blocks`].
     pub fn new(blocks: Vec<Arc<Block>>) -> Self {
         BlockSet {
             list: RwLock::new(Arc::new(blocks)),
+            verified: Mutex::new(FxHashSet::default()),
         }
     }
 
@@ -79,6 +83,9 @@ impl BlockSet {
             .filter(|b| !remove.contains(&b.meta.id))
             .cloned()
             .collect();
+        if let Some(b) = &add {
+            self.verified.lock().insert(b.meta.id.clone());
+        }
         v.extend(add);
         v.sort_by(|a, b| (a.meta.min_time, &a.meta.id).cmp(&(b.meta.min_time, &b.meta.id)));
         m.blocks_loaded.set(v.len() as i64);
@@ -482,8 +489,43 @@ impl Inner {
         Ok(n)
     }
 
-    /// Compacts blocks until the planner finds nothing to do. Returns compactions done.
+    /// Checks every chunk checksum of blocks not verified yet (those loaded at open; opening
+    /// only checks meta.json, the index checksum and file sizes, to stay fast). A corrupt
+    /// block is quarantined: dropped from the served set, renamed `<id>.corrupt`, counted
+    /// and logged; the other blocks go on serving. Returns the blocks quarantined.
+    /// Callers hold the maintenance lock.
+    pub fn scrub_blocks(&self) -> Result<usize, TsdbError> {
+        let mut n = 0;
+        for b in self.blocks.get().iter() {
+            if self.blocks.verified.lock().contains(&b.meta.id) {
+                continue;
+            }
+            match b.verify_chunks() {
+                Ok(()) => {
+                    self.blocks.verified.lock().insert(b.meta.id.clone());
+                }
+                Err(e) => {
+                    let m = &self.head.metrics;
+                    self.blocks
+                        .replace(std::slice::from_ref(&b.meta.id), None, m);
+                    let to = self.blocks_dir().join(format!("{}.corrupt", b.meta.id));
+                    tracing::error!(block = %b.meta.id, error = %e, quarantined_as = %to.display(), "block is corrupt; quarantined, the other blocks are served");
+                    m.blocks_quarantined.inc();
+                    fs::rename(&b.dir, &to).map_err(|source| TsdbError::Io {
+                        path: b.dir.clone(),
+                        source,
+                    })?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Compacts blocks until the planner finds nothing to do (after verifying blocks loaded
+    /// at open, so a corrupt one is never merged). Returns compactions done.
     pub fn compact_blocks(&self) -> Result<usize, TsdbError> {
+        self.scrub_blocks()?;
         let ranges = level_ranges(self.head.params.chunk_range_ms, self.retention_ms / 10);
         let mut n = 0;
         while let Some(parents) = plan(&self.blocks.get(), &ranges) {
