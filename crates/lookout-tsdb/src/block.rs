@@ -12,7 +12,8 @@
 //!
 //! A block is written under `<id>.tmp`, every file fsynced, then renamed into place, so a
 //! crash leaves either no block or a whole one. On open the index checksum and the file sizes
-//! are checked; chunks carry their own checksum, checked when read. Both files are read
+//! are checked; chunks carry their own checksum, checked when read and by the scrub of blocks
+//! loaded at open ([`Block::verify_chunks`], run before the first compaction). Both files are read
 //! through read-only memory maps; nothing is rebuilt in memory.
 
 use std::fs::{self, File};
