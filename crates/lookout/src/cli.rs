@@ -138,6 +138,8 @@ pub struct ServeArgs {
     /// `<config-dir>/promtail/promtail-config.yml` when it exists); it pushes to the Loki API.
     #[arg(long)]
     pub promtail_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub exporters: crate::embedded_exporters::EmbeddedExporterArgs,
 }
 
 #[derive(Args, Debug, Clone)]

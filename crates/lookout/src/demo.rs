@@ -26,6 +26,7 @@ use wealist_demo::stack::{ServiceStack, StackConfig};
 use wealist_demo::traffic::{Spike, Traffic, TrafficConfig};
 
 use crate::cli::{DemoArgs, Listen, ListenArgs, ServeArgs};
+use crate::embedded_exporters::{self as exporters, spawn_server};
 use crate::serve::serve;
 
 /// Demo-only flags (flattened into `lookout demo`).
@@ -91,36 +92,6 @@ fn addr_of(l: &Listen) -> Option<SocketAddr> {
     }
 }
 
-/// A background server stopped through a watch channel.
-struct Background {
-    name: &'static str,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn spawn_server(
-    name: &'static str,
-    addr: SocketAddr,
-    router: axum::Router,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Background> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr} ({name})"))?;
-    info!(%addr, "{name} listening");
-    let mut rx = shutdown;
-    let task = tokio::spawn(async move {
-        let res = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "{name} failed");
-        }
-    });
-    Ok(Background { name, task })
-}
-
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let opts = args.demo.clone();
     let config_file = args.config_dir.join("prometheus/prometheus.yml");
@@ -148,20 +119,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut redis_up = false;
     if let Some(addr) = addr_of(&opts.redis_exporter_addr) {
         if redis_fill::ping(&opts.redis_addr).await {
-            let exporter =
-                lookout_exporter_redis::RedisExporter::new(lookout_exporter_redis::RedisOptions {
-                    addr: opts.redis_addr.clone(),
-                    ..Default::default()
-                })?;
-            background.push(
-                spawn_server(
-                    "redis exporter",
-                    addr,
-                    lookout_exporter_redis::router(exporter),
-                    stop_rx.clone(),
-                )
-                .await?,
-            );
+            let redis_opts = lookout_exporter_redis::RedisOptions {
+                addr: opts.redis_addr.clone(),
+                ..Default::default()
+            };
+            background.push(exporters::start_redis(addr, redis_opts, stop_rx.clone()).await?);
             redis_up = true;
         } else {
             warn!(redis = %opts.redis_addr, "no Redis answers: the redis-exporter target stays down (start one with `redis-server`)");
@@ -174,28 +136,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(3),
             ..Default::default()
         };
-        let answers = match lookout_exporter_postgres::PgCollector::new(pg_opts.clone()) {
-            Ok(c) => c.scrape().await.up,
-            Err(e) => {
-                warn!(error = %e, "invalid --postgres-dsn");
-                false
-            }
-        };
-        if answers {
-            let exporter =
-                lookout_exporter_postgres::PgExporter::new(lookout_exporter_postgres::PgOptions {
-                    timeout: Duration::from_secs(10),
-                    ..pg_opts
-                })?;
-            background.push(
-                spawn_server(
-                    "postgres exporter",
-                    addr,
-                    lookout_exporter_postgres::router(exporter),
-                    stop_rx.clone(),
-                )
-                .await?,
-            );
+        if exporters::postgres_answers(&pg_opts).await {
+            let pg_opts = lookout_exporter_postgres::PgOptions {
+                timeout: Duration::from_secs(10),
+                ..pg_opts
+            };
+            background.push(exporters::start_postgres(addr, pg_opts, stop_rx.clone()).await?);
             postgres_up = true;
         } else {
             warn!(
@@ -311,14 +257,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let _ = traffic_task.await;
     let _ = schedule_task.await;
     controller.clear().await;
-    for b in background {
-        if tokio::time::timeout(Duration::from_secs(5), b.task)
-            .await
-            .is_err()
-        {
-            warn!("{} did not stop in time", b.name);
-        }
-    }
+    exporters::join_all(background, Duration::from_secs(5)).await;
     stack.shutdown().await;
     let s = traffic.stats().snapshot();
     info!(

@@ -282,6 +282,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }));
     }
     let logs_housekeeping = logs.spawn_housekeeping(shutdown_rx.clone());
+    // Embedded Redis/PostgreSQL exporters (`--redis-exporter.listen`, `--postgres-exporter.listen`).
+    let exporters =
+        crate::embedded_exporters::start_configured(&args.exporters, &shutdown_rx).await?;
 
     // The log agent (Promtail's job), when a promtail configuration is present.
     let agent = match crate::agent_cmd::serve_config_path(
@@ -330,6 +333,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for s in servers {
         let _ = s.await;
     }
+    crate::embedded_exporters::join_all(exporters, Duration::from_secs(5)).await;
     let _ = housekeeping.await;
     let _ = logs_housekeeping.await;
     let t = tsdb.clone();
