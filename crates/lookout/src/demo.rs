@@ -69,6 +69,9 @@ pub struct DemoOptions {
     /// Where the PostgreSQL exporter listens when a local PostgreSQL answers. `off` disables it.
     #[arg(long, default_value = "127.0.0.1:9187")]
     pub postgres_exporter_addr: Listen,
+    /// Post alerts to this URL in Alertmanager's webhook format (as `serve --alert-webhook`).
+    #[arg(long = "alert-webhook")]
+    pub alert_webhooks: Vec<String>,
 }
 
 /// Parses `serve`'s flags so every field not set here keeps its command-line default.
@@ -172,6 +175,13 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         &targets,
         scrape_interval,
     )?;
+    // A faster schedule gets rule files with `for`, intervals and rate windows scaled alike
+    // (the seed's files stay untouched; the copies live in <data-dir>/demo/rules*).
+    let (derived, rule_flags) = if schedule.time_scale != 1.0 {
+        scaled_rules(&derived, &config_dir_abs, &data_dir, schedule.time_scale)?
+    } else {
+        (derived, RuleFlags::default())
+    };
     let derived_path = data_dir.join("demo/prometheus.yml");
     write_file(&derived_path, &derived)?;
 
@@ -247,7 +257,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         listen_arg(&args.listen.loki_addr),
     ]);
     let result = match parsed {
-        Ok(p) => serve(p.serve).await,
+        Ok(p) => serve(with_rule_flags(p.serve, rule_flags, &opts.alert_webhooks)).await,
         Err(e) => Err(anyhow::anyhow!("building the serve arguments: {e}")),
     };
 
@@ -267,6 +277,54 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "demo stopped"
     );
     result
+}
+
+/// Rule settings the demo changes in `serve`'s defaults.
+#[derive(Default)]
+struct RuleFlags {
+    log_rule_files: Vec<String>,
+    resend_delay: Option<Duration>,
+}
+
+fn with_rule_flags(mut s: ServeArgs, f: RuleFlags, webhooks: &[String]) -> ServeArgs {
+    s.rules.alert_webhooks.extend(webhooks.iter().cloned());
+    if !f.log_rule_files.is_empty() {
+        s.rules.log_rule_files = f.log_rule_files;
+    }
+    if let Some(d) = f.resend_delay {
+        s.rules.rules_alert_resend_delay = d;
+    }
+    s
+}
+
+/// Scaled copies of the PromQL `rule_files` (returned in the configuration text) and of the
+/// LogQL rule files, with the resend delay scaled alike.
+fn scaled_rules(
+    config: &str,
+    config_dir: &Path,
+    data_dir: &Path,
+    scale: f64,
+) -> anyhow::Result<(String, RuleFlags)> {
+    let cfg = lookout_rules::scale::scale_config_rule_files(
+        config,
+        scale,
+        &config_dir.join("prometheus"),
+        &data_dir.join("demo/rules"),
+    )?;
+    let log_rules = lookout_rules::scale::write_scaled_copies(
+        &[crate::rules_cmd::default_log_rule_pattern(config_dir)],
+        scale,
+        &data_dir.join("demo/rules-loki"),
+    )?;
+    let flags = RuleFlags {
+        log_rule_files: log_rules.iter().map(|p| p.display().to_string()).collect(),
+        resend_delay: Some(
+            Duration::from_secs(60)
+                .mul_f64(scale)
+                .max(Duration::from_secs(1)),
+        ),
+    };
+    Ok((cfg, flags))
 }
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {

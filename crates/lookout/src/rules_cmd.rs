@@ -1,8 +1,12 @@
 //! Rules and alerting in the binary: `lookout check rules`, `lookout test rules`, and the
 //! rule manager + notifier that `serve` runs (reloaded with the configuration, exposed to the
 //! API as `/api/v1/rules` and `/api/v1/alerts`).
+//!
+//! PromQL rules come from `rule_files` in prometheus.yml; LogQL rules (Loki ruler format,
+//! evaluated over the embedded log store's default tenant) from `--log-rule-files`, by
+//! default `<config-dir>/prometheus/rules/loki/*.yml`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +16,10 @@ use lookout_notifier::{Notifier, NotifierOptions, WebhookConfig};
 use lookout_prom_api::{AlertInfo, RuleGroupInfo, RuleInfo, RuleInfoKind, RulesProvider};
 use lookout_promql::{Engine, EngineOptions};
 use lookout_rules::{
-    AlertState, Language, ManagerOptions, PromqlQuerier, Queriers, RuleManager, RuleSource,
+    AlertState, InstantQuerier, Language, LogqlQuerier, ManagerOptions, PromqlQuerier, Queriers,
+    RuleManager, RuleSource,
 };
+use lookout_storage::logs::LogQueryable;
 use lookout_storage::{Appendable, Queryable};
 use prometheus_client::registry::Registry;
 
@@ -44,14 +50,60 @@ pub struct RulesArgs {
     /// How long alert state survives a restart (`--rules.alert.for-outage-tolerance`).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub rules_alert_for_outage_tolerance: Duration,
+    /// Least time a restored alert waits before firing again; alerts whose `for` is shorter
+    /// are not restored at all (`--rules.alert.for-grace-period`).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub rules_alert_for_grace_period: Duration,
+    /// Loki-ruler rule files (globs) whose expressions are LogQL, evaluated over the log
+    /// store; repeatable. Default: `<config-dir>/prometheus/rules/loki/*.yml`.
+    #[arg(long = "log-rule-files")]
+    pub log_rule_files: Vec<String>,
     /// Alerts waiting to be sent at most; the oldest are dropped beyond it.
     #[arg(long, default_value_t = 10_000)]
     pub alertmanager_notification_queue_capacity: usize,
 }
 
-/// `lookout check rules FILE...`: promtool's output and exit status.
+/// Where `serve --config-dir DIR` looks for LogQL rule files unless `--log-rule-files` is given.
+pub fn default_log_rule_pattern(config_dir: &Path) -> String {
+    config_dir
+        .join("prometheus/rules/loki/*.yml")
+        .display()
+        .to_string()
+}
+
+/// The LogQL rule sources of `args` (see [`RulesArgs::log_rule_files`]).
+fn log_rule_sources(args: &RulesArgs, config_dir: Option<&Path>) -> Vec<RuleSource> {
+    let patterns = if !args.log_rule_files.is_empty() {
+        args.log_rule_files.clone()
+    } else if let Some(dir) = config_dir {
+        vec![default_log_rule_pattern(dir)]
+    } else {
+        Vec::new()
+    };
+    if patterns.is_empty() {
+        return Vec::new();
+    }
+    vec![RuleSource {
+        patterns,
+        language: Language::Logql,
+    }]
+}
+
+/// LogQL for rules over `store` (the default tenant's log store).
+pub fn logql_querier(store: Arc<dyn LogQueryable>, timeout: Duration) -> Arc<dyn InstantQuerier> {
+    Arc::new(LogqlQuerier {
+        engine: lookout_logql::LogqlEngine::new(lookout_logql::EngineOptions {
+            timeout,
+            ..lookout_logql::EngineOptions::default()
+        }),
+        store,
+    })
+}
+
+/// `lookout check rules FILE...`: promtool's output and exit status (Loki ruler files, whose
+/// expressions are LogQL, pass too and are reported as such).
 pub fn check_rules(files: &[PathBuf]) -> anyhow::Result<()> {
-    let r = lookout_rules::check::check_rule_files(files, Language::Promql);
+    let r = lookout_rules::check::check_rule_files_any_language(files);
     print!("{}", r.output);
     if !r.ok {
         anyhow::bail!("rule files are invalid");
@@ -85,16 +137,22 @@ pub struct RulesRuntime {
     pub manager: RuleManager,
     pub notifier: Notifier,
     webhooks: Vec<WebhookConfig>,
+    /// LogQL rule files.
+    extra: Vec<RuleSource>,
 }
 
 impl RulesRuntime {
-    /// Loads `cfg`'s rule files and alerting section and starts evaluating. Call within the
-    /// tokio runtime.
+    /// Loads `cfg`'s rule files, the LogQL rule files and the alerting section and starts
+    /// evaluating (LogQL rules through `logql`; without it they report "no LogQL engine").
+    /// Call within the tokio runtime.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: &PrometheusConfig,
         appendable: Arc<dyn Appendable>,
         queryable: Arc<dyn Queryable>,
         engine: EngineOptions,
+        logql: Option<Arc<dyn InstantQuerier>>,
+        config_dir: Option<&Path>,
         registry: &mut Registry,
         args: &RulesArgs,
     ) -> anyhow::Result<RulesRuntime> {
@@ -115,8 +173,7 @@ impl RulesRuntime {
                 engine: Engine::new(engine),
                 storage: queryable.clone(),
             })),
-            // No log store is wired into `serve` yet; LogQL groups report "no LogQL engine".
-            logql: None,
+            logql,
         };
         let manager = RuleManager::new(
             appendable,
@@ -126,32 +183,37 @@ impl RulesRuntime {
                 external_url: args.web_external_url.trim_end_matches('/').to_string(),
                 outage_tolerance: args.rules_alert_for_outage_tolerance,
                 resend_delay: args.rules_alert_resend_delay,
+                for_grace_period: args.rules_alert_for_grace_period,
             },
         );
         manager.register_metrics(registry);
         manager.set_sink(Arc::new(notifier.clone()));
-        manager.update(cfg, &[])?;
+        let extra = log_rule_sources(args, config_dir);
+        manager.update(cfg, &extra)?;
         Ok(RulesRuntime {
             manager,
             notifier,
             webhooks,
+            extra,
         })
     }
 
     /// Checks `cfg`'s rule files without applying anything (run before the rest of a reload).
     pub fn check(&self, cfg: &PrometheusConfig) -> Result<(), String> {
-        RuleManager::load_files(&[RuleSource {
+        let mut sources = vec![RuleSource {
             patterns: cfg.rule_files.clone(),
             language: Language::Promql,
-        }])
-        .map(|_| ())
-        .map_err(|e| format!("loading rule files: {e}"))
+        }];
+        sources.extend(self.extra.iter().cloned());
+        RuleManager::load_files(&sources)
+            .map(|_| ())
+            .map_err(|e| format!("loading rule files: {e}"))
     }
 
     /// Applies `cfg`; on error the running rules and alerting settings stay.
     pub fn reload(&self, cfg: &PrometheusConfig) -> Result<(), String> {
         self.manager
-            .update(cfg, &[])
+            .update(cfg, &self.extra)
             .map_err(|e| format!("loading rule files: {e}"))?;
         self.notifier
             .apply_config(cfg, &self.webhooks)

@@ -174,6 +174,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         last_config_time: Mutex::new(SystemTime::now()),
         tsdb: tsdb.clone(),
     });
+    let logs =
+        crate::logs_cmd::LogsRuntime::open(&args.logs, data_dir, args.limits.query_timeout).await?;
+    logs.tenants.metrics().register(&mut registry.write());
+    // LogQL rules run over the default tenant's logs (Loki's ruler without auth).
+    let log_rules_store = logs
+        .tenants
+        .get(lookout_logstore::DEFAULT_TENANT)
+        .context("opening the log store's default tenant")?;
     let rules = Arc::new(
         crate::rules_cmd::RulesRuntime::start(
             &config,
@@ -185,6 +193,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 timeout: args.limits.query_timeout,
                 ..EngineOptions::default()
             },
+            Some(crate::rules_cmd::logql_querier(
+                log_rules_store,
+                args.limits.query_timeout,
+            )),
+            args.config_dir.as_deref(),
             &mut registry.write(),
             &args.rules,
         )
@@ -223,9 +236,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let t = tsdb.clone();
     state.tsdb_status = Some(Arc::new(move |limit: usize| tsdb_status(&t, limit)));
     let router = lookout_prom_api::router(state);
-    let logs =
-        crate::logs_cmd::LogsRuntime::open(&args.logs, data_dir, args.limits.query_timeout).await?;
-    logs.tenants.metrics().register(&mut registry.write());
     let ui = ui_router(&args).await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
