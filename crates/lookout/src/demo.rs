@@ -69,6 +69,8 @@ pub struct DemoOptions {
     /// Where the PostgreSQL exporter listens when a local PostgreSQL answers. `off` disables it.
     #[arg(long, default_value = "127.0.0.1:9187")]
     pub postgres_exporter_addr: Listen,
+    #[command(flatten)]
+    pub databases: crate::supervise::DatabaseArgs,
     /// Post alerts to this URL in Alertmanager's webhook format (as `serve --alert-webhook`).
     #[arg(long = "alert-webhook")]
     pub alert_webhooks: Vec<String>,
@@ -117,6 +119,17 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
+
+    // Redis/PostgreSQL under the demo's supervision when installed and not running yet.
+    let databases = crate::supervise::start(
+        &opts.databases,
+        &opts.redis_addr,
+        &opts.postgres_dsn,
+        &data_dir,
+        &args.listen.loki_addr,
+        &stack_cfg.project,
+    )
+    .await;
 
     // Exporters, when their servers answer.
     let mut redis_up = false;
@@ -214,7 +227,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         match spawn_server(
             "control endpoint",
             addr,
-            control::router(controller.clone()),
+            control::router(controller.clone()).merge(databases.router()),
             stop_rx.clone(),
         )
         .await
@@ -268,6 +281,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let _ = schedule_task.await;
     controller.clear().await;
     exporters::join_all(background, Duration::from_secs(5)).await;
+    databases.stop().await;
     stack.shutdown().await;
     let s = traffic.stats().snapshot();
     info!(

@@ -9,6 +9,7 @@ mod logs_cmd;
 mod query;
 mod rules_cmd;
 mod serve;
+mod supervise;
 mod targets;
 mod tsdb_cmd;
 
