@@ -18,6 +18,11 @@ use tracing::{info, warn};
 
 use crate::process::{ProcessSources, ProcessSpec};
 
+/// Stop signals, for [`ProgramSpec::stop_signal`].
+pub const SIGTERM: i32 = libc::SIGTERM;
+/// PostgreSQL's "fast shutdown" (what `pg_ctl stop` sends).
+pub const SIGINT: i32 = libc::SIGINT;
+
 /// A program has run "long enough" after this: the restart backoff starts again from its
 /// minimum.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
