@@ -12,10 +12,12 @@
 //!   ([`schedule::ALERT_CONDITIONS`]) hold longer than its `for` and clear again.
 //! - [`control`]: the HTTP control endpoint (inject faults on demand, inspect state).
 //! - [`redis_fill`]: fills (and empties) a local Redis the demo owns, for the memory alert.
+//! - [`history`]: past data extrapolated from a probe scrape, for `lookout demo --history`.
 
 pub mod config;
 pub mod control;
 pub mod faults;
+pub mod history;
 pub mod logs;
 pub mod redis_fill;
 pub mod rng;
