@@ -400,3 +400,29 @@ async fn supervised_programs_restart_with_backoff_and_stop() {
     assert!(st.last_exit.unwrap_or_default().contains("spawn failed"));
     agent.shutdown().await;
 }
+
+/// The docs/agent.md example: PostgreSQL's stderr format parsed by the job's pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_style_lines_get_their_own_time_and_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let job = "  - job_name: procs\n    pipeline_stages:\n      - regex:\n          expression: '^(?P<time>\\S+ \\S+) UTC \\[(?P<pid>\\d+)\\] (?P<level>[A-Z]+):'\n      - labels:\n          level:\n      - timestamp:\n          source: time\n          format: '2006-01-02 15:04:05.000'\n";
+    let (agent, sources) = start(&config_text(dir.path(), &rx.url(), job, "")).await;
+    let mut child = sh(
+        "echo '2026-11-29 06:21:10.418 UTC [1169] LOG:  database system is ready to accept connections' >&2",
+    )
+    .spawn()
+    .unwrap();
+    let mut s = spec("postgres");
+    s.labels = BTreeMap::from([("job".into(), "db".into())]);
+    sources
+        .attach(&s, child.id(), child.stdout.take(), child.stderr.take())
+        .unwrap();
+    child.wait().await.unwrap();
+    rx.wait_for(10, "the line", |l| !l.is_empty()).await;
+    let g = &rx.got()[0];
+    assert_eq!(g.labels, r#"{job="db", level="LOG", stream="stderr"}"#);
+    // 2026-11-29T06:21:10.418Z
+    assert_eq!(g.ts, 1_795_933_270_418_000_000);
+    agent.shutdown().await;
+}
