@@ -40,6 +40,10 @@ pub struct DemoOptions {
     /// `fast` (the same, ten times faster, with 1 s scrapes; for tests), `off`, or `scale=F`.
     #[arg(long, default_value = "standard")]
     pub schedule: String,
+    /// Past data written on first start (empty metrics store) so dashboards over 24 h have
+    /// data at once, e.g. `24h`, `2h`; `0` writes none. See docs/demo.md.
+    #[arg(long, default_value = "24h", value_parser = crate::cli::parse_duration)]
+    pub history: Duration,
     /// Simulated users.
     #[arg(long, default_value_t = 40)]
     pub users: usize,
@@ -197,6 +201,18 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let derived_path = data_dir.join("demo/prometheus.yml");
     write_file(&derived_path, &derived)?;
+
+    // History, on first start only (before the live services load the machine).
+    let history = crate::demo_history::HistorySettings {
+        window: opts.history,
+        seed: args.seed,
+        peak_rps: opts.peak_rps.clamp(0.0, 2_000.0),
+        start_hour: TrafficConfig::new(args.seed, Default::default()).start_hour,
+        users: opts.users,
+    };
+    if let Err(e) = crate::demo_history::fill(&history, &data_dir, &derived_path).await {
+        warn!(error = format!("{e:#}"), "no demo history written");
+    }
 
     // Services, traffic, faults.
     let stack = ServiceStack::start(stack_cfg).await?;

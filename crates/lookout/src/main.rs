@@ -3,6 +3,7 @@
 mod agent_cmd;
 mod cli;
 mod demo;
+mod demo_history;
 mod embedded_exporters;
 mod exporter;
 mod logs_cmd;
