@@ -364,6 +364,57 @@ impl InstantQuerier for Slow {
     }
 }
 
+/// Times out on expressions mentioning `slow`, answers the others from `inner`.
+struct SlowOnly(Arc<dyn InstantQuerier>);
+impl InstantQuerier for SlowOnly {
+    fn instant(&self, expr: &str, t: i64) -> Result<Vec<RuleSample>, QueryFailure> {
+        if expr.contains("slow") {
+            Slow.instant(expr, t)
+        } else {
+            self.0.instant(expr, t)
+        }
+    }
+}
+
+#[test]
+fn one_timed_out_rule_does_not_stop_the_others() {
+    let mut e = Env::new();
+    let inner = e.queriers.promql.clone().unwrap();
+    e.queriers.promql = Some(Arc::new(SlowOnly(inner)));
+    let up = [("__name__", "up"), ("job", "api")];
+    for i in 0..=8 {
+        put(&e.st, &up, i * 15 * S, 0.0);
+    }
+    let mut g = group(
+        "groups:\n- name: r\n  rules:\n  - record: a\n    expr: sum(slow_metric)\n  - alert: Down\n    expr: up == 0\n",
+        Language::Promql,
+    );
+    for i in 0..=2 {
+        e.eval(&mut g, i * 15 * S, false);
+        assert_eq!(g.rules[0].health.as_str(), "err");
+        assert_eq!(g.rules[0].last_evaluation, Some(i * 15 * S));
+        assert!(
+            g.rules[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("timed out")),
+            "{:?}",
+            g.rules[0].last_error
+        );
+        // The rule after it is evaluated at the same timestamp and works.
+        assert_eq!(
+            g.rules[1].health.as_str(),
+            "ok",
+            "{:?}",
+            g.rules[1].last_error
+        );
+        assert_eq!(g.rules[1].last_evaluation, Some(i * 15 * S));
+        assert_eq!(g.rules[1].state(), AlertState::Firing);
+    }
+    let alerts = e.last(&[Matcher::equal("__name__", "ALERTS")], 30 * S);
+    assert_eq!(alerts.len(), 1);
+}
+
 #[test]
 fn a_timed_out_query_marks_the_rule_and_the_group_goes_on() {
     let mut e = Env::new();

@@ -26,6 +26,12 @@ fn check_rules_accepts_the_seed_alerts_and_rejects_bad_files() {
     assert!(ok, "{out}");
     assert!(out.contains("SUCCESS: 5 rules found"), "{out}");
 
+    // The Loki ruler file passes as LogQL (promtool would reject its expressions).
+    let logs = rules_dir().join("loki/log-alerts.yml");
+    let (ok, out) = lookout(&["check", "rules", logs.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("SUCCESS: 1 rules found (LogQL)"), "{out}");
+
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yml");
     std::fs::write(
