@@ -53,6 +53,11 @@ pub(crate) fn aggregate(
         gid.push(id);
     }
     let ngroups = group_labels.len();
+    if let Some(simple) = SimpleOp::of(op)
+        && ngroups.saturating_mul(n) <= DENSE_CELLS
+    {
+        return dense_aggregate(ev, simple, &input, &gid, &group_labels, n);
+    }
     let steps = transpose(&input, n);
 
     match op {
@@ -299,6 +304,161 @@ pub(crate) fn aggregate(
             "aggregation {other:?} is not supported"
         ))),
     }
+}
+
+/// Largest `groups × steps` accumulator table aggregated series by series (beyond it, the
+/// step-by-step path over a transposed input is used).
+const DENSE_CELLS: usize = 1 << 20;
+
+/// The aggregations folded with one running [`Acc`] per group and step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SimpleOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+    Group,
+    Stddev,
+    Stdvar,
+}
+
+impl SimpleOp {
+    fn of(op: &str) -> Option<SimpleOp> {
+        Some(match op {
+            "sum" => SimpleOp::Sum,
+            "avg" => SimpleOp::Avg,
+            "min" => SimpleOp::Min,
+            "max" => SimpleOp::Max,
+            "count" => SimpleOp::Count,
+            "group" => SimpleOp::Group,
+            "stddev" => SimpleOp::Stddev,
+            "stdvar" => SimpleOp::Stdvar,
+            _ => return None,
+        })
+    }
+
+    /// Folds `f` into `a` (same arithmetic, in the same order, as the step-by-step path).
+    #[inline]
+    fn add(self, a: &mut Acc, f: f64) {
+        if a.count == 0.0 {
+            *a = Acc {
+                count: 1.0,
+                value: f,
+                kahan: 0.0,
+                mean: f,
+                incremental: false,
+            };
+            if matches!(self, SimpleOp::Stddev | SimpleOp::Stdvar) {
+                a.value = if f.is_finite() { 0.0 } else { f64::NAN };
+            }
+            return;
+        }
+        a.count += 1.0;
+        match self {
+            SimpleOp::Sum => {
+                let (v, c) = kahan_inc(f, a.value, a.kahan);
+                a.value = v;
+                a.kahan = c;
+            }
+            SimpleOp::Avg => {
+                if !a.incremental {
+                    let (v, c) = kahan_inc(f, a.value, a.kahan);
+                    if !v.is_infinite() {
+                        a.value = v;
+                        a.kahan = c;
+                        return;
+                    }
+                    a.incremental = true;
+                    a.mean = a.value / (a.count - 1.0);
+                    a.kahan /= a.count - 1.0;
+                }
+                let q = (a.count - 1.0) / a.count;
+                let (m, c) = kahan_inc(f / a.count, q * a.mean, q * a.kahan);
+                a.mean = m;
+                a.kahan = c;
+            }
+            SimpleOp::Min if a.value > f || a.value.is_nan() => a.value = f,
+            SimpleOp::Max if a.value < f || a.value.is_nan() => a.value = f,
+            SimpleOp::Stddev | SimpleOp::Stdvar => {
+                let delta = f - a.mean;
+                a.mean += delta / a.count;
+                a.value += delta * (f - a.mean);
+            }
+            _ => {}
+        }
+    }
+
+    fn value(self, a: &Acc) -> f64 {
+        match self {
+            SimpleOp::Sum => a.value + a.kahan,
+            SimpleOp::Avg => {
+                if a.incremental {
+                    a.mean + a.kahan
+                } else if a.count == 1.0 {
+                    a.value
+                } else {
+                    a.value / a.count + a.kahan / a.count
+                }
+            }
+            SimpleOp::Count => a.count,
+            SimpleOp::Group => 1.0,
+            SimpleOp::Stdvar => a.value / a.count,
+            SimpleOp::Stddev => (a.value / a.count).sqrt(),
+            SimpleOp::Min | SimpleOp::Max => a.value,
+        }
+    }
+}
+
+/// `sum`/`avg`/... without transposing: each input series is folded into its group's row of
+/// a `groups × steps` table. Every cell sees its values in input order, as the step-by-step
+/// path does, and groups are emitted in the order that path creates them (by the step, then
+/// the input series, of their first value).
+fn dense_aggregate(
+    ev: &mut Evaluator<'_>,
+    op: SimpleOp,
+    input: &[StepSeries],
+    gid: &[usize],
+    group_labels: &[Labels],
+    n: usize,
+) -> Result<Val> {
+    let ngroups = group_labels.len();
+    let mut acc: Vec<Acc> = vec![Acc::default(); ngroups * n];
+    let mut first: Vec<(u32, usize)> = vec![(u32::MAX, usize::MAX); ngroups];
+    for (si, s) in input.iter().enumerate() {
+        if si % 256 == 0 {
+            ev.check_deadline()?;
+        }
+        let g = gid[si];
+        let row = &mut acc[g * n..(g + 1) * n];
+        if let Some(&(step, _)) = s.pts.first()
+            && step < first[g].0
+        {
+            first[g] = (step, si);
+        }
+        for &(step, f) in &s.pts {
+            if let Some(a) = row.get_mut(step as usize) {
+                op.add(a, f);
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..ngroups).filter(|&g| first[g].0 != u32::MAX).collect();
+    order.sort_by_key(|&g| first[g]);
+    let mut out = Vec::with_capacity(order.len());
+    for g in order {
+        let row = &acc[g * n..(g + 1) * n];
+        let pts: Vec<(u32, f64)> = row
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.count != 0.0)
+            .map(|(step, a)| (step as u32, op.value(a)))
+            .collect();
+        out.push(StepSeries {
+            labels: group_labels[g].clone(),
+            pts,
+        });
+    }
+    Ok(Val::Vector(out))
 }
 
 fn cmp_desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use lookout_storage::{Labels, METRIC_NAME, Sample, is_stale_nan};
+use lookout_storage::{Labels, METRIC_NAME, Sample, Series, is_stale_nan};
 use promql_parser::parser::{Call, Expr};
 
 use crate::QueryError;
@@ -92,13 +92,58 @@ pub(crate) fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    if is_counter {
+        extrapolated_rate_scan(samples, range_start, range_end, range_ms, true, is_rate)
+    } else {
+        extrapolated_rate_inner(
+            samples,
+            range_start,
+            range_end,
+            range_ms,
+            false,
+            false,
+            is_rate,
+        )
+    }
+}
+
+/// Counter rate/increase; `may_reset == false` promises the window has no counter reset, so
+/// the per-sample scan for resets is skipped.
+pub(crate) fn extrapolated_rate_scan(
+    samples: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    may_reset: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    extrapolated_rate_inner(
+        samples,
+        range_start,
+        range_end,
+        range_ms,
+        true,
+        may_reset,
+        is_rate,
+    )
+}
+
+fn extrapolated_rate_inner(
+    samples: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    is_counter: bool,
+    scan_resets: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
     let first = samples[0];
     let last = samples[samples.len() - 1];
     let mut result = last.v - first.v;
-    if is_counter {
+    if scan_resets {
         let mut prev = first.v;
         for s in &samples[1..] {
             if s.v < prev {
@@ -748,128 +793,61 @@ fn range_function(
             }
         }
     }
-    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let Some(f) = RangeFn::of(name) else {
+        return Err(QueryError::Execution(format!(
+            "function {name:?} is not supported by this engine"
+        )));
+    };
+    let keep_name = matches!(f, RangeFn::Last | RangeFn::First);
+    let deadline = ev.deadline;
+    let scalars = &scalars;
+    let rd_ref = &rd;
+    // Series are independent: evaluate contiguous parts of them on the available cores.
+    let parts = crate::par::map_parts(
+        &rd.series,
+        |s| s.samples.len(),
+        |part: &[Series]| -> Result<(Vec<StepSeries>, Vec<String>)> {
+            let mut out = Vec::with_capacity(part.len());
+            let mut non_counter_names: Vec<String> = Vec::new();
+            let mut scratch = Vec::new();
+            for s in part {
+                if std::time::Instant::now() > deadline {
+                    return Err(QueryError::Timeout("expression evaluation"));
+                }
+                let pts = eval_windows(f, s, rd_ref, r, scalars, &mut scratch);
+                if pts.is_empty() {
+                    continue;
+                }
+                if matches!(f, RangeFn::Rate | RangeFn::Increase)
+                    && let Some(mn) = s.labels.metric_name()
+                    && !(mn.ends_with("_total")
+                        || mn.ends_with("_sum")
+                        || mn.ends_with("_count")
+                        || mn.ends_with("_bucket"))
+                    && !non_counter_names.iter().any(|x| x == mn)
+                {
+                    non_counter_names.push(mn.to_string());
+                }
+                let labels = if keep_name {
+                    s.labels.clone()
+                } else {
+                    s.labels.without_metric_name()
+                };
+                out.push(StepSeries { labels, pts });
+            }
+            Ok((out, non_counter_names))
+        },
+    );
     let mut out = Vec::with_capacity(rd.series.len());
     let mut non_counter_names: Vec<String> = Vec::new();
-    for s in &rd.series {
-        ev.check_deadline()?;
-        let mut pts: Vec<(u32, f64)> = Vec::new();
-        for_each_window(&rd, s, r, |i, w, te| {
-            let ts = r.ts(i);
-            let range_start = te - rd.range;
-            let v = match name {
-                "rate" => extrapolated_rate(w, range_start, te, rd.range, true, true),
-                "increase" => extrapolated_rate(w, range_start, te, rd.range, true, false),
-                "delta" => extrapolated_rate(w, range_start, te, rd.range, false, false),
-                "irate" => instant_value(w, true),
-                "idelta" => instant_value(w, false),
-                "deriv" => {
-                    if w.len() < 2 {
-                        None
-                    } else {
-                        Some(linear_regression(w, w[0].t).0)
-                    }
-                }
-                "predict_linear" => {
-                    if w.len() < 2 {
-                        None
-                    } else {
-                        let (slope, intercept) = linear_regression(w, ts);
-                        Some(slope * scalars[0][i] + intercept)
-                    }
-                }
-                "changes" => {
-                    if w.is_empty() {
-                        None
-                    } else {
-                        let mut c = 0.0;
-                        for p in w.windows(2) {
-                            let (a, b) = (p[0].v, p[1].v);
-                            if !(a == b || (a.is_nan() && b.is_nan())) {
-                                c += 1.0;
-                            }
-                        }
-                        Some(c)
-                    }
-                }
-                "resets" => {
-                    if w.is_empty() {
-                        None
-                    } else {
-                        Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64)
-                    }
-                }
-                _ if w.is_empty() => None,
-                "avg_over_time" => Some(avg_values(w.iter().map(|s| s.v))),
-                "sum_over_time" => {
-                    let (mut sum, mut c) = (0.0, 0.0);
-                    for s in w {
-                        (sum, c) = kahan_inc(s.v, sum, c);
-                    }
-                    Some(if sum.is_infinite() { sum } else { sum + c })
-                }
-                "count_over_time" => Some(w.len() as f64),
-                "min_over_time" => {
-                    let mut m = w[0].v;
-                    for s in &w[1..] {
-                        if s.v < m || m.is_nan() {
-                            m = s.v;
-                        }
-                    }
-                    Some(m)
-                }
-                "max_over_time" => {
-                    let mut m = w[0].v;
-                    for s in &w[1..] {
-                        if s.v > m || m.is_nan() {
-                            m = s.v;
-                        }
-                    }
-                    Some(m)
-                }
-                "last_over_time" => Some(w[w.len() - 1].v),
-                "first_over_time" => Some(w[0].v),
-                "present_over_time" => Some(1.0),
-                "stdvar_over_time" => Some(variance(w)),
-                "stddev_over_time" => Some(variance(w).sqrt()),
-                "quantile_over_time" => {
-                    let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
-                    Some(quantile(scalars[0][i], &mut vals))
-                }
-                "mad_over_time" => {
-                    let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
-                    let med = quantile(0.5, &mut vals);
-                    let mut dev: Vec<f64> = vals.iter().map(|v| (v - med).abs()).collect();
-                    Some(quantile(0.5, &mut dev))
-                }
-                "double_exponential_smoothing" | "holt_winters" => {
-                    double_exp_smoothing(w, scalars[0][i], scalars[1][i])
-                }
-                _ => None,
-            };
-            if let Some(v) = v {
-                pts.push((i as u32, v));
+    for part in parts {
+        let (series, names) = part?;
+        out.extend(series);
+        for mn in names {
+            if !non_counter_names.contains(&mn) {
+                non_counter_names.push(mn);
             }
-        });
-        if pts.is_empty() {
-            continue;
         }
-        if matches!(name, "rate" | "increase")
-            && let Some(mn) = s.labels.metric_name()
-            && !(mn.ends_with("_total")
-                || mn.ends_with("_sum")
-                || mn.ends_with("_count")
-                || mn.ends_with("_bucket"))
-            && !non_counter_names.iter().any(|x| x == mn)
-        {
-            non_counter_names.push(mn.to_string());
-        }
-        let labels = if keep_name {
-            s.labels.clone()
-        } else {
-            s.labels.without_metric_name()
-        };
-        out.push(StepSeries { labels, pts });
     }
     for mn in non_counter_names {
         ev.info(format!(
@@ -877,6 +855,205 @@ fn range_function(
         ));
     }
     Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+/// A range-vector function, resolved once per call instead of by name per step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Changes,
+    Resets,
+    Avg,
+    Sum,
+    Count,
+    Min,
+    Max,
+    Last,
+    First,
+    Present,
+    Stdvar,
+    Stddev,
+    Quantile,
+    Mad,
+    Smoothing,
+}
+
+impl RangeFn {
+    fn of(name: &str) -> Option<RangeFn> {
+        Some(match name {
+            "rate" => RangeFn::Rate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "irate" => RangeFn::Irate,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "changes" => RangeFn::Changes,
+            "resets" => RangeFn::Resets,
+            "avg_over_time" => RangeFn::Avg,
+            "sum_over_time" => RangeFn::Sum,
+            "count_over_time" => RangeFn::Count,
+            "min_over_time" => RangeFn::Min,
+            "max_over_time" => RangeFn::Max,
+            "last_over_time" => RangeFn::Last,
+            "first_over_time" => RangeFn::First,
+            "present_over_time" => RangeFn::Present,
+            "stdvar_over_time" => RangeFn::Stdvar,
+            "stddev_over_time" => RangeFn::Stddev,
+            "quantile_over_time" => RangeFn::Quantile,
+            "mad_over_time" => RangeFn::Mad,
+            "double_exponential_smoothing" | "holt_winters" => RangeFn::Smoothing,
+            _ => return None,
+        })
+    }
+}
+
+/// `f` over every step's window of one series: `(step, value)` for the steps with a value.
+/// `resets` is scratch space reused across series.
+#[allow(clippy::needless_range_loop)] // the step index also picks scalar arguments
+fn eval_windows(
+    f: RangeFn,
+    s: &Series,
+    rd: &RangeData,
+    r: &Range,
+    scalars: &[Vec<f64>],
+    resets: &mut Vec<u32>,
+) -> Vec<(u32, f64)> {
+    let samples = &s.samples;
+    // For rate/increase: resets[k] counts counter resets among samples 1..=k, so a window
+    // [lo, hi) holds one iff resets[hi-1] != resets[lo]; windows without one skip the
+    // per-sample reset scan (the result is the same, bit for bit).
+    let counter = matches!(f, RangeFn::Rate | RangeFn::Increase);
+    if counter {
+        resets.clear();
+        resets.reserve(samples.len());
+        let mut c = 0u32;
+        let mut prev = f64::NAN;
+        for x in samples {
+            if x.v < prev {
+                c += 1;
+            }
+            resets.push(c);
+            prev = x.v;
+        }
+    }
+    let mut pts: Vec<(u32, f64)> = Vec::with_capacity(r.steps());
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for i in 0..r.steps() {
+        let ts = r.ts(i);
+        let te = rd.eval_time(ts);
+        while hi < samples.len() && samples[hi].t <= te {
+            hi += 1;
+        }
+        while lo < hi && samples[lo].t <= te - rd.range {
+            lo += 1;
+        }
+        if lo > hi {
+            lo = hi;
+        }
+        let w = &samples[lo..hi];
+        debug_assert!(w.iter().all(|x| !is_stale_nan(x.v)));
+        let range_start = te - rd.range;
+        let v = match f {
+            RangeFn::Rate | RangeFn::Increase => {
+                let may_reset = hi >= lo + 2 && resets[hi - 1] != resets[lo];
+                extrapolated_rate_scan(w, range_start, te, rd.range, may_reset, f == RangeFn::Rate)
+            }
+            RangeFn::Delta => extrapolated_rate(w, range_start, te, rd.range, false, false),
+            RangeFn::Irate => instant_value(w, true),
+            RangeFn::Idelta => instant_value(w, false),
+            RangeFn::Deriv => {
+                if w.len() < 2 {
+                    None
+                } else {
+                    Some(linear_regression(w, w[0].t).0)
+                }
+            }
+            RangeFn::PredictLinear => {
+                if w.len() < 2 {
+                    None
+                } else {
+                    let (slope, intercept) = linear_regression(w, ts);
+                    Some(slope * scalars[0][i] + intercept)
+                }
+            }
+            RangeFn::Changes => {
+                if w.is_empty() {
+                    None
+                } else {
+                    let mut c = 0.0;
+                    for p in w.windows(2) {
+                        let (a, b) = (p[0].v, p[1].v);
+                        if !(a == b || (a.is_nan() && b.is_nan())) {
+                            c += 1.0;
+                        }
+                    }
+                    Some(c)
+                }
+            }
+            RangeFn::Resets => {
+                if w.is_empty() {
+                    None
+                } else {
+                    Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64)
+                }
+            }
+            _ if w.is_empty() => None,
+            RangeFn::Avg => Some(avg_values(w.iter().map(|s| s.v))),
+            RangeFn::Sum => {
+                let (mut sum, mut c) = (0.0, 0.0);
+                for s in w {
+                    (sum, c) = kahan_inc(s.v, sum, c);
+                }
+                Some(if sum.is_infinite() { sum } else { sum + c })
+            }
+            RangeFn::Count => Some(w.len() as f64),
+            RangeFn::Min => {
+                let mut m = w[0].v;
+                for s in &w[1..] {
+                    if s.v < m || m.is_nan() {
+                        m = s.v;
+                    }
+                }
+                Some(m)
+            }
+            RangeFn::Max => {
+                let mut m = w[0].v;
+                for s in &w[1..] {
+                    if s.v > m || m.is_nan() {
+                        m = s.v;
+                    }
+                }
+                Some(m)
+            }
+            RangeFn::Last => Some(w[w.len() - 1].v),
+            RangeFn::First => Some(w[0].v),
+            RangeFn::Present => Some(1.0),
+            RangeFn::Stdvar => Some(variance(w)),
+            RangeFn::Stddev => Some(variance(w).sqrt()),
+            RangeFn::Quantile => {
+                let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
+                Some(quantile(scalars[0][i], &mut vals))
+            }
+            RangeFn::Mad => {
+                let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
+                let med = quantile(0.5, &mut vals);
+                let mut dev: Vec<f64> = vals.iter().map(|v| (v - med).abs()).collect();
+                Some(quantile(0.5, &mut dev))
+            }
+            RangeFn::Smoothing => double_exp_smoothing(w, scalars[0][i], scalars[1][i]),
+        };
+        if let Some(v) = v {
+            pts.push((i as u32, v));
+        }
+    }
+    pts
 }
 
 /// Calls `f(step, window, window_end)` for every step with the samples of `s` in

@@ -12,6 +12,7 @@ mod aggregate;
 mod eval;
 mod functions;
 mod histogram;
+mod par;
 pub mod syntax_check;
 mod value;
 pub use value::{InstantSample, QueryError, QueryResult, Value};
