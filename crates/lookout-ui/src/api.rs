@@ -26,6 +26,7 @@ const MAX_DASHBOARD_BYTES: usize = 4 << 20;
 pub(crate) fn routes() -> Router<Arc<UiState>> {
     Router::new()
         .route("/api/health", get(health))
+        .route("/api/frontend/settings", get(frontend_settings))
         .route("/login", post(login))
         .route("/logout", get(logout).post(logout))
         .route("/api/user", get(user))
@@ -46,6 +47,21 @@ pub(crate) fn routes() -> Router<Arc<UiState>> {
         .route("/api/datasources/{id}", get(datasource_by_id))
         .route("/api/auth/keys", get(keys).post(create_key))
         .route("/api/auth/keys/{id}", delete(delete_key))
+        .route("/api/serviceaccounts", post(create_service_account))
+        .route("/api/serviceaccounts/", post(create_service_account))
+        .route("/api/serviceaccounts/search", get(search_service_accounts))
+        .route(
+            "/api/serviceaccounts/{id}",
+            get(service_account).delete(delete_service_account),
+        )
+        .route(
+            "/api/serviceaccounts/{id}/tokens",
+            get(service_account_tokens).post(create_service_account_token),
+        )
+        .route(
+            "/api/serviceaccounts/{id}/tokens/{token_id}",
+            delete(delete_service_account_token),
+        )
         .route("/api/users", get(users))
         .route("/api/org/users", get(users))
         .route("/api/admin/users", post(create_user))
@@ -86,6 +102,32 @@ fn admin(st: &UiState, h: &HeaderMap) -> Res<Principal> {
 
 async fn health(State(st): S) -> Json<Value> {
     Json(json!({"commit": "lookout", "database": "ok", "version": st.config.version}))
+}
+
+/// The part of Grafana's frontend settings clients read: `buildInfo` (grafana-client takes
+/// the server version from it) and the data sources by name. Open, as in Grafana.
+async fn frontend_settings(State(st): S) -> Json<Value> {
+    let p = st.provisioned.read();
+    let mut sources = serde_json::Map::new();
+    let mut default = Value::Null;
+    for d in &p.datasources {
+        sources.insert(
+            d.name.clone(),
+            json!({"id": d.id, "uid": d.uid, "type": d.kind, "name": d.name, "url": d.url, "isDefault": d.is_default}),
+        );
+        if d.is_default {
+            default = json!(d.name);
+        }
+    }
+    Json(json!({
+        "appSubUrl": "",
+        "defaultDatasource": default,
+        "datasources": sources,
+        "buildInfo": {
+            "version": st.config.version, "commit": "lookout", "env": "production",
+            "edition": "Open Source", "hideVersion": false, "hasUpdate": false,
+        },
+    }))
 }
 
 #[derive(Deserialize)]
@@ -807,6 +849,154 @@ async fn delete_key(State(st): S, h: HeaderMap, Path(id): Path<i64>) -> Res<Json
         return Err(Error::NotFound("API key not found".into()));
     }
     Ok(Json(json!({"message": "API key deleted"})))
+}
+
+fn sa_json(sa: &crate::db::ServiceAccount) -> Value {
+    json!({
+        "id": sa.id, "uid": format!("sa-{}", sa.id), "name": sa.name,
+        "login": format!("sa-{}", sa.name), "orgId": 1, "isDisabled": false,
+        "role": sa.role.as_str(), "tokens": sa.tokens, "avatarUrl": "",
+    })
+}
+
+#[derive(Deserialize)]
+struct ServiceAccountBody {
+    name: String,
+    #[serde(default = "viewer")]
+    role: String,
+}
+
+/// `POST /api/serviceaccounts`: a named role; its tokens authenticate as that role.
+async fn create_service_account(
+    State(st): S,
+    h: HeaderMap,
+    Json(b): Json<ServiceAccountBody>,
+) -> Res<(StatusCode, Json<Value>)> {
+    admin(&st, &h)?;
+    let name = b.name.trim();
+    if name.is_empty() || name.contains('/') {
+        return Err(Error::BadRequest(
+            "service account name must be non-empty and without '/'".into(),
+        ));
+    }
+    let role = Role::parse(&b.role)
+        .ok_or_else(|| Error::BadRequest(format!("unknown role {:?}", b.role)))?;
+    let id = st.db.create_service_account(name, role)?;
+    let sa = st
+        .db
+        .service_account(id)?
+        .ok_or_else(|| Error::Internal("service account vanished".into()))?;
+    Ok((StatusCode::CREATED, Json(sa_json(&sa))))
+}
+
+async fn search_service_accounts(
+    State(st): S,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Res<Json<Value>> {
+    admin(&st, &h)?;
+    let params = query_params(q);
+    let one = |k: &str| params.get(k).and_then(|v| v.first()).cloned();
+    let query = one("query").unwrap_or_default().to_lowercase();
+    let page = one("page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per_page = one("perpage")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1000);
+    let all: Vec<Value> = st
+        .db
+        .service_accounts()?
+        .iter()
+        .filter(|s| s.name.to_lowercase().contains(&query))
+        .map(sa_json)
+        .collect();
+    let total = all.len();
+    let list: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .collect();
+    Ok(Json(
+        json!({"totalCount": total, "serviceAccounts": list, "page": page, "perPage": per_page}),
+    ))
+}
+
+fn existing_sa(st: &UiState, id: i64) -> Res<crate::db::ServiceAccount> {
+    st.db
+        .service_account(id)?
+        .ok_or_else(|| Error::NotFound("service account not found".into()))
+}
+
+async fn service_account(State(st): S, h: HeaderMap, Path(id): Path<i64>) -> Res<Json<Value>> {
+    admin(&st, &h)?;
+    Ok(Json(sa_json(&existing_sa(&st, id)?)))
+}
+
+async fn delete_service_account(
+    State(st): S,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Res<Json<Value>> {
+    admin(&st, &h)?;
+    if !st.db.delete_service_account(id)? {
+        return Err(Error::NotFound("service account not found".into()));
+    }
+    Ok(Json(json!({"message": "Service account deleted"})))
+}
+
+async fn service_account_tokens(
+    State(st): S,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Res<Json<Value>> {
+    admin(&st, &h)?;
+    existing_sa(&st, id)?;
+    Ok(Json(Value::Array(
+        st.db
+            .service_account_tokens(id)?
+            .iter()
+            .map(|t| json!({"id": t.id, "name": t.name, "created": rfc3339(t.created), "expiration": null, "hasExpired": false}))
+            .collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct SaTokenBody {
+    name: String,
+}
+
+async fn create_service_account_token(
+    State(st): S,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+    Json(b): Json<SaTokenBody>,
+) -> Res<Json<Value>> {
+    admin(&st, &h)?;
+    let sa = existing_sa(&st, id)?;
+    let name = b.name.trim();
+    if name.is_empty() {
+        return Err(Error::BadRequest("token name cannot be empty".into()));
+    }
+    let token = auth::new_token("glsa_")?;
+    let tid = st
+        .db
+        .create_service_account_token(&sa, name, &auth::token_hash(&token))?;
+    Ok(Json(json!({"id": tid, "name": name, "key": token})))
+}
+
+async fn delete_service_account_token(
+    State(st): S,
+    h: HeaderMap,
+    Path((id, token_id)): Path<(i64, i64)>,
+) -> Res<Json<Value>> {
+    admin(&st, &h)?;
+    if !st.db.delete_service_account_token(id, token_id)? {
+        return Err(Error::NotFound("service account token not found".into()));
+    }
+    Ok(Json(json!({"message": "Service account token deleted"})))
 }
 
 async fn users(State(st): S, h: HeaderMap) -> Res<Json<Value>> {

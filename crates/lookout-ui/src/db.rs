@@ -68,6 +68,16 @@ pub struct Folder {
     pub title: String,
 }
 
+/// A Grafana-style service account: a named role whose tokens are API tokens.
+#[derive(Clone, Debug)]
+pub struct ServiceAccount {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created: i64,
+    pub tokens: i64,
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiToken {
     pub id: i64,
@@ -91,6 +101,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS api_tokens (
   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
   role TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS service_accounts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+  created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS service_account_tokens (
+  token_id INTEGER PRIMARY KEY, sa_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS folders (
   id INTEGER PRIMARY KEY AUTOINCREMENT, uid TEXT NOT NULL UNIQUE, title TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS dashboards (
@@ -313,6 +328,109 @@ impl Db {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn create_service_account(&self, name: &str, role: Role) -> Result<i64, Error> {
+        let conn = self.conn.lock();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO service_accounts (name, role, created) VALUES (?1, ?2, ?3)",
+            params![name, role.as_str(), now()],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(format!(
+                "service account {name:?} already exists"
+            )));
+        }
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn service_accounts(&self) -> Result<Vec<ServiceAccount>, Error> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(
+            "SELECT s.id, s.name, s.role, s.created, \
+             (SELECT COUNT(*) FROM service_account_tokens t WHERE t.sa_id = s.id) \
+             FROM service_accounts s ORDER BY s.name",
+        )?;
+        let rows = st.query_map([], |r| {
+            let role: String = r.get(2)?;
+            Ok(ServiceAccount {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+                created: r.get(3)?,
+                tokens: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn service_account(&self, id: i64) -> Result<Option<ServiceAccount>, Error> {
+        Ok(self.service_accounts()?.into_iter().find(|s| s.id == id))
+    }
+
+    /// Deletes the account and its tokens.
+    pub fn delete_service_account(&self, id: i64) -> Result<bool, Error> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM api_tokens WHERE id IN (SELECT token_id FROM service_account_tokens WHERE sa_id = ?1)",
+            [id],
+        )?;
+        tx.execute("DELETE FROM service_account_tokens WHERE sa_id = ?1", [id])?;
+        let n = tx.execute("DELETE FROM service_accounts WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// A token of service account `sa` (named `<account>/<name>` among the API tokens).
+    pub fn create_service_account_token(
+        &self,
+        sa: &ServiceAccount,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<i64, Error> {
+        let id = self.create_token(&format!("{}/{name}", sa.name), token_hash, sa.role)?;
+        self.conn.lock().execute(
+            "INSERT INTO service_account_tokens (token_id, sa_id) VALUES (?1, ?2)",
+            params![id, sa.id],
+        )?;
+        Ok(id)
+    }
+
+    /// The tokens of service account `sa_id`, names without the account prefix.
+    pub fn service_account_tokens(&self, sa_id: i64) -> Result<Vec<ApiToken>, Error> {
+        let conn = self.conn.lock();
+        let mut st = conn.prepare(
+            "SELECT a.id, a.name, a.role, a.created FROM api_tokens a \
+             JOIN service_account_tokens t ON t.token_id = a.id WHERE t.sa_id = ?1 ORDER BY a.id",
+        )?;
+        let rows = st.query_map([sa_id], |r| {
+            let role: String = r.get(2)?;
+            let name: String = r.get(1)?;
+            Ok(ApiToken {
+                id: r.get(0)?,
+                name: name
+                    .split_once('/')
+                    .map_or(name.clone(), |(_, n)| n.to_string()),
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+                created: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn delete_service_account_token(&self, sa_id: i64, token_id: i64) -> Result<bool, Error> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM service_account_tokens WHERE sa_id = ?1 AND token_id = ?2",
+            [sa_id, token_id],
+        )?;
+        if n > 0 {
+            tx.execute("DELETE FROM api_tokens WHERE id = ?1", [token_id])?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     pub fn delete_token(&self, id: i64) -> Result<bool, Error> {

@@ -565,3 +565,161 @@ async fn pages_are_served_with_a_strict_policy() {
     let body = r.into_body().collect().await.unwrap().to_bytes();
     assert!(body.len() > 1000, "the bundle is embedded");
 }
+
+#[tokio::test]
+async fn service_accounts_tokens_and_frontend_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(UiState::open(config(dir.path(), None)).unwrap());
+    let app = router(state.clone());
+    let s = admin_session(&app).await;
+
+    // Build info for clients, without credentials (as Grafana).
+    let fs = call(&app, "GET", "/api/frontend/settings", None, None).await;
+    assert_eq!(fs.status, StatusCode::OK);
+    assert!(fs.body["buildInfo"]["version"].is_string());
+    assert_eq!(fs.body["defaultDatasource"], "Prometheus");
+
+    let sa = call(
+        &app,
+        "POST",
+        "/api/serviceaccounts",
+        Some(&s),
+        Some(json!({"name": "ci", "role": "Editor"})),
+    )
+    .await;
+    assert_eq!(sa.status, StatusCode::CREATED);
+    assert_eq!(sa.body["login"], "sa-ci");
+    let id = sa.body["id"].as_i64().unwrap();
+    let dup = call(
+        &app,
+        "POST",
+        "/api/serviceaccounts/",
+        Some(&s),
+        Some(json!({"name": "ci"})),
+    )
+    .await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+
+    let tok = call(
+        &app,
+        "POST",
+        &format!("/api/serviceaccounts/{id}/tokens"),
+        Some(&s),
+        Some(json!({"name": "deploy"})),
+    )
+    .await;
+    assert_eq!(tok.status, StatusCode::OK);
+    let key = tok.body["key"].as_str().unwrap().to_string();
+    let tid = tok.body["id"].as_i64().unwrap();
+    let bearer = format!("Bearer {key}");
+    let me = call(&app, "GET", "/api/user", Some(&bearer), None).await;
+    assert_eq!(me.status, StatusCode::OK);
+    // Editor role: may save, may not manage service accounts.
+    let saved = call(
+        &app,
+        "POST",
+        "/api/dashboards/db",
+        Some(&bearer),
+        Some(json!({"dashboard": {"uid": "sa-made", "title": "SA made", "panels": []}})),
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::OK, "{:?}", saved.body);
+    assert_eq!(
+        call(
+            &app,
+            "GET",
+            "/api/serviceaccounts/search",
+            Some(&bearer),
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Search pages; the account shows its token count.
+    let page1 = call(
+        &app,
+        "GET",
+        "/api/serviceaccounts/search?query=C&page=1&perpage=10",
+        Some(&s),
+        None,
+    )
+    .await;
+    assert_eq!(page1.body["totalCount"], 1);
+    assert_eq!(page1.body["serviceAccounts"][0]["tokens"], 1);
+    let page2 = call(
+        &app,
+        "GET",
+        "/api/serviceaccounts/search?query=c&page=2&perpage=10",
+        Some(&s),
+        None,
+    )
+    .await;
+    assert_eq!(page2.body["serviceAccounts"], json!([]));
+    let toks = call(
+        &app,
+        "GET",
+        &format!("/api/serviceaccounts/{id}/tokens"),
+        Some(&s),
+        None,
+    )
+    .await;
+    assert_eq!(toks.body[0]["name"], "deploy");
+
+    // Deleting the token revokes it; deleting the account removes the rest.
+    let del = call(
+        &app,
+        "DELETE",
+        &format!("/api/serviceaccounts/{id}/tokens/{tid}"),
+        Some(&s),
+        None,
+    )
+    .await;
+    assert_eq!(del.status, StatusCode::OK);
+    assert_eq!(
+        call(&app, "GET", "/api/user", Some(&bearer), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let tok2 = call(
+        &app,
+        "POST",
+        &format!("/api/serviceaccounts/{id}/tokens"),
+        Some(&s),
+        Some(json!({"name": "again"})),
+    )
+    .await;
+    let bearer2 = format!("Bearer {}", tok2.body["key"].as_str().unwrap());
+    assert_eq!(
+        call(
+            &app,
+            "DELETE",
+            &format!("/api/serviceaccounts/{id}"),
+            Some(&s),
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, "GET", "/api/user", Some(&bearer2), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(
+            &app,
+            "GET",
+            &format!("/api/serviceaccounts/{id}"),
+            Some(&s),
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+}

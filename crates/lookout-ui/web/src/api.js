@@ -88,13 +88,23 @@ function form(params) {
 
 // ---- Prometheus ----
 
+/** Times a query as a User Timing measure (`query <expr>`, visible in DevTools). */
+async function timed(expr, fn) {
+  const start = performance.now();
+  try {
+    return await fn();
+  } finally {
+    try { performance.measure(`query ${expr}`, { start }); } catch (_) { /* old browsers */ }
+  }
+}
+
 export async function promRange(expr, startMs, endMs, stepS, signal) {
-  const r = await request('POST', '/api/v1/query_range', form({ query: expr, start: startMs / 1000, end: endMs / 1000, step: stepS }), { form: true, signal });
+  const r = await timed(expr, () => request('POST', '/api/v1/query_range', form({ query: expr, start: startMs / 1000, end: endMs / 1000, step: stepS }), { form: true, signal }));
   return r.data;
 }
 
 export async function promInstant(expr, timeMs, signal) {
-  const r = await request('POST', '/api/v1/query', form({ query: expr, time: timeMs / 1000 }), { form: true, signal });
+  const r = await timed(expr, () => request('POST', '/api/v1/query', form({ query: expr, time: timeMs / 1000 }), { form: true, signal }));
   return r.data;
 }
 
@@ -113,12 +123,12 @@ export async function promLabelNames(match) {
 
 export async function lokiRange(expr, startMs, endMs, stepS, limit, signal, direction = 'backward') {
   const q = form({ query: expr, start: Math.round(startMs * 1e6), end: Math.round(endMs * 1e6), step: stepS, limit, direction });
-  const r = await get(`/loki/api/v1/query_range?${q}`, { signal });
+  const r = await timed(expr, () => get(`/loki/api/v1/query_range?${q}`, { signal }));
   return r.data;
 }
 
 export async function lokiInstant(expr, timeMs, signal) {
-  const r = await get(`/loki/api/v1/query?${form({ query: expr, time: Math.round(timeMs * 1e6) })}`, { signal });
+  const r = await timed(expr, () => get(`/loki/api/v1/query?${form({ query: expr, time: Math.round(timeMs * 1e6) })}`, { signal }));
   return r.data;
 }
 

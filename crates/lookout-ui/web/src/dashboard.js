@@ -435,7 +435,13 @@ class DashboardView {
       const r = this.range();
       const maxPoints = Math.max(20, Math.min(p.maxDataPoints || widthPx, widthPx));
       const minInterval = parseDuration(this.interpolate(p.interval || '', null)) || SCRAPE_MS;
-      const stepMs = Math.max(minInterval, Math.ceil((r.to - r.from) / maxPoints / 1000) * 1000);
+      // A range query returns floor(range / step) + 1 points: never more than maxPoints.
+      const stepMs = Math.max(minInterval, Math.ceil((r.to - r.from) / Math.max(1, maxPoints - 1) / 1000) * 1000);
+      el.dataset.widthPx = String(widthPx);
+      el.dataset.stepMs = String(stepMs);
+      // Evaluate backwards from `to`, so the last point is the current value (stat panels)
+      // even for series younger than one step.
+      const startMs = r.to - Math.floor((r.to - r.from) / stepMs) * stepMs;
       const b = this.builtins(widthPx, stepMs);
       const targets = (p.targets || []).filter((x) => !x.hide && (x.expr || x.query));
       const tableLike = p.type === 'table';
@@ -448,10 +454,10 @@ class DashboardView {
             const d = await api.lokiRange(expr, r.from, r.to, undefined, tg.maxLines || p.options?.maxLines || 500);
             return { tg, expr, kind: 'streams', data: d };
           }
-          const d = instant ? await api.lokiInstant(expr, r.to) : await api.lokiRange(expr, r.from, r.to, stepMs / 1000);
+          const d = instant ? await api.lokiInstant(expr, r.to) : await api.lokiRange(expr, startMs, r.to, stepMs / 1000);
           return { tg, expr, kind: 'metric', data: d };
         }
-        const d = instant ? await api.promInstant(expr, r.to) : await api.promRange(expr, r.from, r.to, stepMs / 1000);
+        const d = instant ? await api.promInstant(expr, r.to) : await api.promRange(expr, startMs, r.to, stepMs / 1000);
         return { tg, expr, kind: 'metric', data: d };
       }));
       if (gen !== this.generation) return;
@@ -477,6 +483,7 @@ class DashboardView {
         return;
       }
       const frames = toFrames(results);
+      el.dataset.points = String(frames.reduce((a, f) => Math.max(a, f.values.length), 0));
       if (!frames.length || frames.every((f) => !f.values.length)) {
         body.append(h('div', { class: 'nodata' }, t('noData')));
         setState('nodata');
