@@ -155,14 +155,20 @@ fn skip_nested(b: &[u8], mut i: usize) -> Option<usize> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ColKind {
     Strings = 0,
-    /// Canonical decimal integers, zigzag varints of the difference to the previous value.
+    /// Canonical decimal integers as zigzag varints: of the difference to the previous value
+    /// (param 0) or of the value itself (param 1), whichever is smaller.
     Int = 1,
-    /// `-?digits.digits` with a fixed number of fraction digits: mantissa as in `Int`.
+    /// `-?digits.digits` with a fixed number of fraction digits (param): mantissa deltas.
+    /// Only decoded (chunks written before [`ColKind::Num`]).
     Decimal = 2,
     /// `YYYY-MM-DDTHH:MM:SS[.f{n}]Z`, as delta varints of 10^-n seconds.
     Time = 3,
     /// Lowercase hex of one even length, as bytes.
     Hex = 4,
+    /// Canonical integers and decimals mixed, each with its own number of fraction digits:
+    /// one byte of fraction digits per value (0 = integer), then the mantissas as in `Int`
+    /// (param 0 = deltas, 1 = plain).
+    Num = 5,
 }
 
 fn parse_canonical_int(s: &str) -> Option<i64> {
@@ -191,7 +197,10 @@ fn parse_decimal(s: &str) -> Option<(i64, u8)> {
     if !digits.bytes().all(|c| c.is_ascii_digit()) || digits.len() > 9 {
         return None;
     }
-    let m: i64 = format!("{digits}{frac}").parse().ok()?;
+    let mut m: i64 = 0;
+    for c in digits.bytes().chain(frac.bytes()) {
+        m = m * 10 + i64::from(c - b'0');
+    }
     let m = if int.starts_with('-') { -m } else { m };
     if int.starts_with('-') && m == 0 {
         return None;
@@ -199,17 +208,64 @@ fn parse_decimal(s: &str) -> Option<(i64, u8)> {
     Some((m, frac.len() as u8))
 }
 
-fn format_decimal(m: i64, frac: u8) -> String {
-    let neg = m < 0;
-    let abs = m.unsigned_abs().to_string();
-    let f = frac as usize;
-    let padded = if abs.len() <= f {
-        format!("{}{abs}", "0".repeat(f + 1 - abs.len()))
+/// An integer (fraction digits 0) or a decimal.
+fn parse_num(s: &str) -> Option<(i64, u8)> {
+    if s.contains('.') {
+        parse_decimal(s)
     } else {
-        abs
-    };
-    let (i, fr) = padded.split_at(padded.len() - f);
-    format!("{}{i}.{fr}", if neg { "-" } else { "" })
+        parse_canonical_int(s).map(|v| (v, 0))
+    }
+}
+
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    for &c in &buf[i..] {
+        out.push(c as char);
+    }
+}
+
+fn format_decimal_into(out: &mut String, m: i64, frac: u8) {
+    if frac == 0 {
+        push_int(out, m);
+        return;
+    }
+    let p = 10u64.pow(u32::from(frac));
+    let abs = m.unsigned_abs();
+    if m < 0 {
+        out.push('-');
+    }
+    push_int(out, (abs / p) as i64);
+    out.push('.');
+    let f = abs % p;
+    let mut digits = [b'0'; 9];
+    let mut x = f;
+    for d in digits[..frac as usize].iter_mut().rev() {
+        *d = b'0' + (x % 10) as u8;
+        x /= 10;
+    }
+    for &c in &digits[..frac as usize] {
+        out.push(c as char);
+    }
+}
+
+#[cfg(test)]
+fn format_decimal(m: i64, frac: u8) -> String {
+    let mut s = String::new();
+    format_decimal_into(&mut s, m, frac);
+    s
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -254,7 +310,7 @@ fn parse_time(s: &str) -> Option<(i64, u8)> {
         return None;
     }
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let frac_txt = &s[19..s.len() - 1];
+    let frac_txt = s.get(19..s.len() - 1)?;
     let (frac, fv) = if frac_txt.is_empty() {
         (0u8, 0i64)
     } else {
@@ -272,24 +328,50 @@ fn parse_time(s: &str) -> Option<(i64, u8)> {
     (format_time(units, frac) == s).then_some(v)
 }
 
-fn format_time(units: i64, frac: u8) -> String {
-    let p = 10i64.pow(u32::from(frac));
-    let secs = units.div_euclid(p);
-    let f = units.rem_euclid(p);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    if frac > 0 {
-        out.push_str(&format!(".{f:0width$}", width = frac as usize));
+/// Formats RFC 3339 times, remembering the text of the last second (runs of lines share it).
+#[derive(Default)]
+struct TimeFormatter {
+    secs: Option<i64>,
+    text: String,
+}
+
+impl TimeFormatter {
+    fn push(&mut self, out: &mut String, units: i64, frac: u8) {
+        let p = 10i64.pow(u32::from(frac));
+        let secs = units.div_euclid(p);
+        if self.secs != Some(secs) {
+            let days = secs.div_euclid(86_400);
+            let rem = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
+            self.text = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60
+            );
+            self.secs = Some(secs);
+        }
+        out.push_str(&self.text);
+        if frac > 0 {
+            let mut digits = [b'0'; 9];
+            let mut x = units.rem_euclid(p);
+            for d in digits[..frac as usize].iter_mut().rev() {
+                *d = b'0' + (x % 10) as u8;
+                x /= 10;
+            }
+            out.push('.');
+            for &c in &digits[..frac as usize] {
+                out.push(c as char);
+            }
+        }
+        out.push('Z');
     }
-    out.push('Z');
-    out
+}
+
+fn format_time(units: i64, frac: u8) -> String {
+    let mut s = String::with_capacity(32);
+    TimeFormatter::default().push(&mut s, units, frac);
+    s
 }
 
 /// RFC 3339 UTC with nine fraction digits.
@@ -305,6 +387,23 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
+/// Zigzag varints of `vs`, as deltas or plain, whichever is shorter; `(plain?, bytes)`.
+fn put_ints(vs: &[i64]) -> (bool, Vec<u8>) {
+    let mut delta = Vec::with_capacity(vs.len() * 2);
+    let mut plain = Vec::with_capacity(vs.len() * 2);
+    let mut prev = 0i64;
+    for &v in vs {
+        put_ivarint(&mut delta, v.wrapping_sub(prev));
+        put_ivarint(&mut plain, v);
+        prev = v;
+    }
+    if plain.len() < delta.len() {
+        (true, plain)
+    } else {
+        (false, delta)
+    }
+}
+
 /// Encodes a column's values with the most specific kind that fits all of them.
 fn encode_column(values: &[&str]) -> (ColKind, u8, Vec<u8>) {
     let mut out = Vec::new();
@@ -313,34 +412,33 @@ fn encode_column(values: &[&str]) -> (ColKind, u8, Vec<u8>) {
         .map(|v| parse_canonical_int(v))
         .collect::<Option<Vec<_>>>()
     {
-        let mut prev = 0i64;
-        for v in ints {
-            put_ivarint(&mut out, v.wrapping_sub(prev));
-            prev = v;
-        }
-        return (ColKind::Int, 0, out);
+        let (plain, data) = put_ints(&ints);
+        return (ColKind::Int, u8::from(plain), data);
+    }
+    if let Some(nums) = values
+        .iter()
+        .map(|v| parse_num(v))
+        .collect::<Option<Vec<_>>>()
+    {
+        out.extend(nums.iter().map(|n| n.1));
+        let ms: Vec<i64> = nums.iter().map(|n| n.0).collect();
+        let (plain, data) = put_ints(&ms);
+        out.extend_from_slice(&data);
+        return (ColKind::Num, u8::from(plain), out);
     }
     if let Some(first) = values.first() {
-        let check = |f: fn(&str) -> Option<(i64, u8)>| -> Option<(u8, Vec<i64>)> {
-            let (_, frac) = f(first)?;
-            let vs = values
+        if let Some((_, frac)) = parse_time(first)
+            && let Some(vs) = values
                 .iter()
-                .map(|v| f(v).filter(|p| p.1 == frac).map(|p| p.0))
-                .collect::<Option<Vec<_>>>()?;
-            Some((frac, vs))
-        };
-        for (kind, f) in [
-            (ColKind::Time, parse_time as fn(&str) -> Option<(i64, u8)>),
-            (ColKind::Decimal, parse_decimal),
-        ] {
-            if let Some((frac, vs)) = check(f) {
-                let mut prev = 0i64;
-                for v in vs {
-                    put_ivarint(&mut out, v.wrapping_sub(prev));
-                    prev = v;
-                }
-                return (kind, frac, out);
+                .map(|v| parse_time(v).filter(|p| p.1 == frac).map(|p| p.0))
+                .collect::<Option<Vec<_>>>()
+        {
+            let mut prev = 0i64;
+            for v in vs {
+                put_ivarint(&mut out, v.wrapping_sub(prev));
+                prev = v;
             }
+            return (ColKind::Time, frac, out);
         }
         let l = first.len();
         if l > 0
@@ -368,61 +466,107 @@ fn encode_column(values: &[&str]) -> (ColKind, u8, Vec<u8>) {
     (ColKind::Strings, 0, out)
 }
 
-fn decode_column(kind: u8, param: u8, data: &[u8], n: usize) -> Result<Vec<String>, LogStoreError> {
-    let mut r = Reader::new(data);
-    let mut out = Vec::with_capacity(n.min(data.len() + 1));
+/// A decoded column: the values' texts back to back, `ends[i]` closing value `i`.
+#[derive(Default)]
+struct Column {
+    text: String,
+    ends: Vec<usize>,
+    next: usize,
+}
+
+impl Column {
+    fn take(&mut self) -> Option<&str> {
+        let start = match self.next {
+            0 => 0,
+            i => *self.ends.get(i - 1)?,
+        };
+        let end = *self.ends.get(self.next)?;
+        self.next += 1;
+        self.text.get(start..end)
+    }
+}
+
+fn get_ints(r: &mut Reader<'_>, n: usize, plain: bool) -> Result<Vec<i64>, LogStoreError> {
+    let mut vs = Vec::with_capacity(n.min(r.remaining() + 1));
+    let mut prev = 0i64;
+    for _ in 0..n {
+        let v = r.ivarint()?;
+        prev = if plain { v } else { prev.wrapping_add(v) };
+        vs.push(prev);
+    }
+    Ok(vs)
+}
+
+fn decode_column(kind: u8, param: u8, data: Vec<u8>, n: usize) -> Result<Column, LogStoreError> {
     let corrupt = |w: &str| LogStoreError::Corrupt(format!("chunk column: {w}"));
+    let mut r = Reader::new(&data);
+    let mut col = Column {
+        text: String::with_capacity(n * 8),
+        ends: Vec::with_capacity(n.min(data.len() + 1)),
+        next: 0,
+    };
     match kind {
         k if k == ColKind::Int as u8 => {
-            let mut prev = 0i64;
-            for _ in 0..n {
-                prev = prev.wrapping_add(r.ivarint()?);
-                out.push(prev.to_string());
+            for v in get_ints(&mut r, n, param == 1)? {
+                push_int(&mut col.text, v);
+                col.ends.push(col.text.len());
+            }
+        }
+        k if k == ColKind::Num as u8 => {
+            let fracs = r.take(n)?;
+            if fracs.iter().any(|&f| f > 9) {
+                return Err(corrupt("fraction digits"));
+            }
+            for (v, &f) in get_ints(&mut r, n, param == 1)?.into_iter().zip(fracs) {
+                format_decimal_into(&mut col.text, v, f);
+                col.ends.push(col.text.len());
             }
         }
         k if k == ColKind::Decimal as u8 || k == ColKind::Time as u8 => {
             if param > 9 {
                 return Err(corrupt("fraction digits"));
             }
-            let mut prev = 0i64;
-            for _ in 0..n {
-                prev = prev.wrapping_add(r.ivarint()?);
-                out.push(if k == ColKind::Time as u8 {
-                    format_time(prev, param)
+            let mut tf = TimeFormatter::default();
+            for v in get_ints(&mut r, n, false)? {
+                if k == ColKind::Time as u8 {
+                    tf.push(&mut col.text, v, param);
                 } else {
-                    format_decimal(prev, param)
-                });
+                    format_decimal_into(&mut col.text, v, param);
+                }
+                col.ends.push(col.text.len());
             }
         }
         k if k == ColKind::Hex as u8 => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             for _ in 0..n {
-                let b = r.take(param as usize)?;
-                let mut s = String::with_capacity(b.len() * 2);
-                for &x in b {
-                    s.push(HEX[(x >> 4) as usize] as char);
-                    s.push(HEX[(x & 15) as usize] as char);
+                for &x in r.take(param as usize)? {
+                    col.text.push(HEX[(x >> 4) as usize] as char);
+                    col.text.push(HEX[(x & 15) as usize] as char);
                 }
-                out.push(s);
+                col.ends.push(col.text.len());
             }
         }
         k if k == ColKind::Strings as u8 => {
-            let mut lens = Vec::with_capacity(n.min(data.len() + 1));
+            let mut end = 0usize;
             for _ in 0..n {
-                lens.push(r.len_prefix()?);
+                end += r.len_prefix()?;
+                col.ends.push(end);
             }
-            for l in lens {
-                let b = r.take(l)?;
-                out.push(
-                    std::str::from_utf8(b)
-                        .map_err(|_| corrupt("invalid UTF-8"))?
-                        .to_string(),
-                );
+            let base = r.position();
+            let mut data = data;
+            if data.len() - base < end {
+                return Err(corrupt("strings beyond the end"));
+            }
+            data.truncate(base + end);
+            let bytes = data.split_off(base);
+            col.text = String::from_utf8(bytes).map_err(|_| corrupt("invalid UTF-8"))?;
+            if !col.ends.iter().all(|&e| col.text.is_char_boundary(e)) {
+                return Err(corrupt("value split inside a character"));
             }
         }
         _ => return Err(corrupt("unknown kind")),
     }
-    Ok(out)
+    Ok(col)
 }
 
 fn put_section(out: &mut Vec<u8>, data: &[u8], level: i32) {
@@ -546,43 +690,60 @@ pub fn encode(entries: &[LogEntry], level: i32) -> Vec<u8> {
 
 /// Decodes a chunk produced by [`encode`].
 pub fn decode(buf: &[u8]) -> Result<Vec<LogEntry>, LogStoreError> {
+    Ok(decode_filtered(buf, |_, _| true)?.entries)
+}
+
+/// A chunk decoded by [`decode_filtered`].
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The entries `keep` accepted, in chunk order.
+    pub entries: Vec<LogEntry>,
+    /// Entries in the chunk.
+    pub lines: usize,
+    /// Bytes of all the chunk's lines and structured metadata.
+    pub bytes: u64,
+}
+
+/// Decodes a chunk, materialising only the entries for which `keep(ts_ns, line)` is true (each
+/// line is rebuilt in a reused buffer and copied out only when kept).
+pub fn decode_filtered(
+    buf: &[u8],
+    mut keep: impl FnMut(i64, &str) -> bool,
+) -> Result<Decoded, LogStoreError> {
+    let corrupt = |w: &str| LogStoreError::Corrupt(w.to_string());
     let mut r = Reader::new(buf);
     if r.take(4)? != MAGIC {
-        return Err(LogStoreError::Corrupt("bad chunk magic".into()));
+        return Err(corrupt("bad chunk magic"));
     }
     let n = r.uvarint()? as usize;
     if n > buf.len().saturating_mul(64) {
-        return Err(LogStoreError::Corrupt("implausible entry count".into()));
+        return Err(corrupt("implausible entry count"));
     }
     let ts = get_section(&mut r)?;
     let meta = get_section(&mut r)?;
     let ids = get_section(&mut r)?;
-    let mut tr = Reader::new(&ts);
-    let mut mr = Reader::new(&meta);
     let mut ir = Reader::new(&ids);
-    let mut entries = Vec::with_capacity(n);
     let mut line_shape = Vec::with_capacity(n);
-    let mut prev = 0i64;
+    let mut rows_per_shape: Vec<usize> = Vec::new();
     for _ in 0..n {
-        prev = prev.wrapping_add(tr.ivarint()?);
-        let k = mr.count()?;
-        let mut md = Vec::with_capacity(k);
-        for _ in 0..k {
-            md.push((mr.str()?.to_string(), mr.str()?.to_string()));
+        let sid = ir.uvarint()? as usize;
+        if sid > MAX_SHAPES {
+            return Err(corrupt("unknown shape"));
         }
-        line_shape.push(ir.uvarint()? as usize);
-        entries.push(LogEntry {
-            ts_ns: prev,
-            line: String::new(),
-            structured_metadata: md,
-        });
+        if sid > 0 {
+            if rows_per_shape.len() < sid {
+                rows_per_shape.resize(sid, 0);
+            }
+            rows_per_shape[sid - 1] += 1;
+        }
+        line_shape.push(sid);
     }
     let nshapes = r.uvarint()? as usize;
     if nshapes > MAX_SHAPES {
-        return Err(LogStoreError::Corrupt("too many shapes".into()));
+        return Err(corrupt("too many shapes"));
     }
-    // Per shape: its literals and an iterator over each slot column.
-    let mut shapes: Vec<(Vec<String>, Vec<std::vec::IntoIter<String>>)> = Vec::new();
+    // Per shape: its literals and its slot columns.
+    let mut shapes: Vec<(Vec<String>, Vec<Column>)> = Vec::with_capacity(nshapes);
     for sid in 0..nshapes {
         let t = get_section(&mut r)?;
         let mut trd = Reader::new(&t);
@@ -591,50 +752,71 @@ pub fn decode(buf: &[u8]) -> Result<Vec<LogEntry>, LogStoreError> {
         for _ in 0..nl {
             lits.push(trd.str()?.to_string());
         }
-        let rows = line_shape.iter().filter(|&&s| s == sid + 1).count();
+        let rows = rows_per_shape.get(sid).copied().unwrap_or(0);
         let nslots = r.uvarint()? as usize;
         if nslots + 1 != lits.len() {
-            return Err(LogStoreError::Corrupt("shape slot count".into()));
+            return Err(corrupt("shape slot count"));
         }
         let stored_rows = r.uvarint()? as usize;
         if nslots > 0 && stored_rows != rows {
-            return Err(LogStoreError::Corrupt("shape row count".into()));
+            return Err(corrupt("shape row count"));
         }
         let mut cols = Vec::with_capacity(nslots);
         for _ in 0..nslots {
             let kind = r.u8()?;
             let param = r.u8()?;
             let data = get_section(&mut r)?;
-            cols.push(decode_column(kind, param, &data, rows)?.into_iter());
+            cols.push(decode_column(kind, param, data, rows)?);
         }
         shapes.push((lits, cols));
     }
+    if line_shape.iter().any(|&s| s > shapes.len()) {
+        return Err(corrupt("unknown shape"));
+    }
     let nraw = r.uvarint()? as usize;
     let rawb = get_section(&mut r)?;
-    let mut raw = decode_column(ColKind::Strings as u8, 0, &rawb, nraw)?.into_iter();
-    for (e, &sid) in entries.iter_mut().zip(&line_shape) {
-        if sid == 0 {
-            e.line = raw
-                .next()
-                .ok_or_else(|| LogStoreError::Corrupt("raw column short".into()))?;
-            continue;
+    let mut raw = decode_column(ColKind::Strings as u8, 0, rawb, nraw)?;
+
+    let mut tr = Reader::new(&ts);
+    let mut mr = Reader::new(&meta);
+    let mut out = Decoded {
+        entries: Vec::new(),
+        lines: n,
+        bytes: 0,
+    };
+    let mut line = String::with_capacity(512);
+    let mut prev = 0i64;
+    for &sid in &line_shape {
+        prev = prev.wrapping_add(tr.ivarint()?);
+        let k = mr.count()?;
+        let mut md = Vec::new();
+        for _ in 0..k {
+            let (name, value) = (mr.str()?, mr.str()?);
+            out.bytes += (name.len() + value.len()) as u64;
+            md.push((name.to_string(), value.to_string()));
         }
-        let (lits, cols) = shapes
-            .get_mut(sid - 1)
-            .ok_or_else(|| LogStoreError::Corrupt("unknown shape".into()))?;
-        let mut line = String::with_capacity(256);
-        for (i, lit) in lits.iter().enumerate() {
-            line.push_str(lit);
-            if let Some(col) = cols.get_mut(i) {
-                let v = col
-                    .next()
-                    .ok_or_else(|| LogStoreError::Corrupt("column short".into()))?;
-                line.push_str(&v);
+        line.clear();
+        if sid == 0 {
+            line.push_str(raw.take().ok_or_else(|| corrupt("raw column short"))?);
+        } else {
+            let (lits, cols) = &mut shapes[sid - 1];
+            for (i, lit) in lits.iter().enumerate() {
+                line.push_str(lit);
+                if let Some(col) = cols.get_mut(i) {
+                    line.push_str(col.take().ok_or_else(|| corrupt("column short"))?);
+                }
             }
         }
-        e.line = line;
+        out.bytes += line.len() as u64;
+        if keep(prev, &line) {
+            out.entries.push(LogEntry {
+                ts_ns: prev,
+                line: line.clone(),
+                structured_metadata: md,
+            });
+        }
     }
-    Ok(entries)
+    Ok(out)
 }
 
 #[cfg(test)]

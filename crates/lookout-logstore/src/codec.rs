@@ -40,6 +40,16 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes left to read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
     pub fn uvarint(&mut self) -> Result<u64, LogStoreError> {
         let mut v: u64 = 0;
         let mut shift = 0u32;

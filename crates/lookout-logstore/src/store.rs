@@ -198,6 +198,63 @@ pub struct StoreStats {
     pub bytes: u64,
 }
 
+/// What one query read from the store (Loki's `querier.store` statistics). Counters are
+/// atomics so parallel chunk decoders can add to them; read them with [`QueryStats::snapshot`].
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    /// Chunks of the matching streams overlapping the query's time range.
+    pub chunks_ref: AtomicU64,
+    /// Chunks read from disk and decoded.
+    pub chunks_downloaded: AtomicU64,
+    /// Chunks skipped because their substring filter rules out a required `|=` needle.
+    pub chunks_skipped_by_filter: AtomicU64,
+    /// Bytes read from chunk files (compressed).
+    pub compressed_bytes: AtomicU64,
+    /// Bytes (lines + structured metadata) and lines of the decoded chunks.
+    pub decompressed_bytes: AtomicU64,
+    pub decompressed_lines: AtomicU64,
+    /// Bytes and lines read from the in-memory heads.
+    pub head_bytes: AtomicU64,
+    pub head_lines: AtomicU64,
+    /// Lines handed to the reader after the store's time and substring filtering.
+    pub post_filter_lines: AtomicU64,
+}
+
+/// Plain copy of [`QueryStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryStatsSnapshot {
+    pub chunks_ref: u64,
+    pub chunks_downloaded: u64,
+    pub chunks_skipped_by_filter: u64,
+    pub compressed_bytes: u64,
+    pub decompressed_bytes: u64,
+    pub decompressed_lines: u64,
+    pub head_bytes: u64,
+    pub head_lines: u64,
+    pub post_filter_lines: u64,
+}
+
+impl QueryStats {
+    pub fn snapshot(&self) -> QueryStatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        QueryStatsSnapshot {
+            chunks_ref: g(&self.chunks_ref),
+            chunks_downloaded: g(&self.chunks_downloaded),
+            chunks_skipped_by_filter: g(&self.chunks_skipped_by_filter),
+            compressed_bytes: g(&self.compressed_bytes),
+            decompressed_bytes: g(&self.decompressed_bytes),
+            decompressed_lines: g(&self.decompressed_lines),
+            head_bytes: g(&self.head_bytes),
+            head_lines: g(&self.head_lines),
+            post_filter_lines: g(&self.post_filter_lines),
+        }
+    }
+}
+
+fn add(a: &AtomicU64, v: u64) {
+    a.fetch_add(v, Ordering::Relaxed);
+}
+
 /// An immutable chunk on disk.
 #[derive(Debug)]
 struct ChunkMeta {
@@ -992,7 +1049,12 @@ impl LogStore {
         v
     }
 
-    fn read_chunk(&self, m: &ChunkMeta) -> Result<Vec<LogEntry>, LogStoreError> {
+    fn read_chunk(
+        &self,
+        m: &ChunkMeta,
+        keep: impl FnMut(i64, &str) -> bool,
+        stats: &QueryStats,
+    ) -> Result<Vec<LogEntry>, LogStoreError> {
         let file = self
             .files
             .read()
@@ -1008,7 +1070,12 @@ impl LogStore {
             )));
         }
         self.metrics.chunks_scanned.inc();
-        chunk::decode(&buf)
+        let d = chunk::decode_filtered(&buf, keep)?;
+        add(&stats.chunks_downloaded, 1);
+        add(&stats.compressed_bytes, u64::from(m.len));
+        add(&stats.decompressed_lines, d.lines as u64);
+        add(&stats.decompressed_bytes, d.bytes);
+        Ok(d.entries)
     }
 
     /// Decodes a group's parts, merges them by time, keeps `[start, end)` and lines holding
@@ -1019,28 +1086,35 @@ impl LogStore {
         start: i64,
         end: i64,
         required: &[String],
+        stats: &QueryStats,
     ) -> Result<Vec<LogEntry>, LogStoreError> {
+        let keep = |ts: i64, line: &str| {
+            ts >= start && ts < end && required.iter().all(|s| line.contains(s.as_str()))
+        };
         let mut all: Vec<LogEntry> = Vec::new();
         for p in &g.parts {
             match p {
-                Part::Chunk(m) => all.extend(self.read_chunk(m)?),
-                Part::Mem(v) => all.extend(v.iter().cloned()),
+                Part::Chunk(m) => all.extend(self.read_chunk(m, keep, stats)?),
+                Part::Mem(v) => {
+                    add(&stats.head_lines, v.len() as u64);
+                    add(
+                        &stats.head_bytes,
+                        v.iter().map(|e| e.byte_size() as u64).sum(),
+                    );
+                    all.extend(v.iter().filter(|e| keep(e.ts_ns, &e.line)).cloned());
+                }
             }
         }
         if g.parts.len() > 1 {
             all.sort_by_key(|e| e.ts_ns);
         }
-        all.retain(|e| {
-            e.ts_ns >= start
-                && e.ts_ns < end
-                && required.iter().all(|s| e.line.contains(s.as_str()))
-        });
+        add(&stats.post_filter_lines, all.len() as u64);
         Ok(all)
     }
 
     /// Plans a query: per matching stream, its chunks (after time and filter pruning) and its
     /// in-memory entries, grouped into time-disjoint runs.
-    fn plan(&self, params: &LogSelectParams<'_>) -> (Vec<Labels>, Vec<Group>) {
+    fn plan(&self, params: &LogSelectParams<'_>, stats: &QueryStats) -> (Vec<Labels>, Vec<Group>) {
         let needles: Vec<&String> = params
             .required_substrings
             .iter()
@@ -1076,11 +1150,13 @@ impl LogStore {
                 (chunks, mem)
             };
             let mut items: Vec<(i64, i64, Part)> = Vec::new();
+            add(&stats.chunks_ref, chunks.len() as u64);
             for c in chunks {
                 if needles.iter().all(|n| c.filter.may_contain(n)) {
                     items.push((c.min_ts, c.max_ts, Part::Chunk(c)));
                 } else {
                     self.metrics.chunks_skipped_by_filter.inc();
+                    add(&stats.chunks_skipped_by_filter, 1);
                 }
             }
             if !mem.is_empty() {
@@ -1128,13 +1204,15 @@ impl LogStore {
     }
 }
 
-impl LogQueryable for LogStore {
-    fn select_logs(
+impl LogStore {
+    /// [`LogQueryable::select_logs`], adding what it reads to `stats`.
+    pub fn select_logs_with_stats(
         &self,
         params: &LogSelectParams<'_>,
         sink: &mut LogSink<'_>,
+        stats: &QueryStats,
     ) -> Result<(), StorageError> {
-        let (labels, groups) = self.plan(params);
+        let (labels, groups) = self.plan(params, stats);
         let threads = self.opts.scan_threads.max(1);
         let (start, end, req) = (params.start_ns, params.end_ns, params.required_substrings);
         let mut entries_seen = 0usize;
@@ -1146,13 +1224,13 @@ impl LogQueryable for LogStore {
             {
                 window
                     .iter()
-                    .map(|g| self.load_group(g, start, end, req))
+                    .map(|g| self.load_group(g, start, end, req, stats))
                     .collect()
             } else {
                 std::thread::scope(|sc| {
                     let hs: Vec<_> = window
                         .iter()
-                        .map(|g| sc.spawn(move || self.load_group(g, start, end, req)))
+                        .map(|g| sc.spawn(move || self.load_group(g, start, end, req, stats)))
                         .collect();
                     hs.into_iter()
                         .map(|h| {
@@ -1194,6 +1272,16 @@ impl LogQueryable for LogStore {
             }
         }
         Ok(())
+    }
+}
+
+impl LogQueryable for LogStore {
+    fn select_logs(
+        &self,
+        params: &LogSelectParams<'_>,
+        sink: &mut LogSink<'_>,
+    ) -> Result<(), StorageError> {
+        self.select_logs_with_stats(params, sink, &QueryStats::default())
     }
 
     fn log_series(

@@ -5,7 +5,10 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lookout_logstore::{LogStore, LogStoreOptions, PushStream, RejectReason, StoreMetrics};
+use lookout_logstore::{
+    LogStore, LogStoreOptions, PushStream, QueryStats, QueryStatsSnapshot, RejectReason,
+    StoreMetrics,
+};
 use lookout_storage::logs::{Direction, LogEntry, LogQueryable, LogSelectParams};
 use lookout_storage::{Labels, Matcher, StorageError};
 
@@ -131,6 +134,68 @@ fn needles_skip_chunks_but_never_lose_matches() {
     // Short needles are filtered line by line.
     let req = ["\"error\"".to_string()];
     assert_eq!(all(&s, &[], Direction::Forward, &req).len(), 200);
+}
+
+/// Runs a query with statistics; returns the lines delivered and the counters.
+fn with_stats(s: &LogStore, req: &[String]) -> (usize, QueryStatsSnapshot) {
+    let m = [Matcher::equal("app", "a")];
+    let mut p = LogSelectParams::new(&m, 0, i64::MAX);
+    p.required_substrings = req;
+    let stats = QueryStats::default();
+    let mut n = 0;
+    s.select_logs_with_stats(
+        &p,
+        &mut |_, es| {
+            n += es.len();
+            ControlFlow::Continue(())
+        },
+        &stats,
+    )
+    .unwrap();
+    (n, stats.snapshot())
+}
+
+#[test]
+fn query_stats_count_chunks_read_skipped_and_lines_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), small());
+    let base = now() - 1_000_000_000_000;
+    push_n(&s, "a", base, 2000);
+    s.flush().unwrap();
+    push_n(&s, "a", base + 2000 * 1000, 7); // stays in the head
+    let total_chunks = s.stats(&[Matcher::equal("app", "a")], 0, i64::MAX).chunks;
+    let raw: u64 = (0..2000).map(|i| line(i).len() as u64).sum();
+
+    // Everything: every chunk decoded, every line counted once.
+    let (n, st) = with_stats(&s, &[]);
+    assert_eq!(n, 2007);
+    assert_eq!(st.chunks_ref, total_chunks);
+    assert_eq!(st.chunks_downloaded, total_chunks);
+    assert_eq!(st.chunks_skipped_by_filter, 0);
+    assert_eq!(st.decompressed_lines, 2000);
+    assert_eq!(st.decompressed_bytes, raw);
+    assert!(st.compressed_bytes > 0 && st.compressed_bytes < raw);
+    assert_eq!(st.head_lines, 7);
+    assert_eq!(st.post_filter_lines, 2007);
+
+    // A rare needle: the filters skip (nearly) every chunk but the one holding it.
+    let needle = format!(
+        "{:032x}",
+        1234u128.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+    );
+    let (n, st) = with_stats(&s, &[needle]);
+    assert_eq!(n, 1);
+    assert_eq!(st.chunks_ref, total_chunks);
+    assert_eq!(st.chunks_downloaded + st.chunks_skipped_by_filter, total_chunks);
+    assert!(st.chunks_downloaded >= 1 && st.chunks_downloaded <= 3, "{st:?}");
+    assert!(st.decompressed_lines < 200, "{st:?}");
+    assert_eq!(st.post_filter_lines, 1);
+
+    // A short needle cannot use the filters: all chunks read, matches counted after filtering.
+    let (n, st) = with_stats(&s, &["\"error\"".to_string()]);
+    assert_eq!(n, 201);
+    assert_eq!(st.chunks_downloaded, total_chunks);
+    assert_eq!(st.post_filter_lines, 201);
 }
 
 #[test]
@@ -276,5 +341,38 @@ fn label_limits_use_loki_messages() {
     assert!(
         s.validate_labels(&Labels::from_pairs([("ok_1", "v")]))
             .is_ok()
+    );
+}
+
+#[test]
+fn truncation_mode_cuts_long_lines_on_a_character_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(
+        dir.path(),
+        LogStoreOptions {
+            max_line_bytes: 10,
+            truncate_long_lines: true,
+            ..LogStoreOptions::default()
+        },
+    );
+    let n = now();
+    // "é" is two bytes: byte 10 falls inside the fifth one.
+    let out = s
+        .push(vec![PushStream {
+            labels: Labels::from_pairs([("app", "x")]),
+            entries: vec![
+                LogEntry::new(n, "abcdefghijklmnop"),
+                LogEntry::new(n + 1, "aéééééé"),
+                LogEntry::new(n + 2, "short"),
+            ],
+        }])
+        .unwrap();
+    assert_eq!(out.accepted, 3);
+    assert!(out.rejected.is_empty());
+    s.flush().unwrap();
+    let got = all(&s, &[], Direction::Forward, &[]);
+    assert_eq!(
+        got.iter().map(|g| g.1.line.as_str()).collect::<Vec<_>>(),
+        ["abcdefghij", "aéééé", "short"]
     );
 }
