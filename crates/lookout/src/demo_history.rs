@@ -10,6 +10,9 @@
 //! whole chunk ranges are written as blocks ([`lookout_tsdb::block::BlockWriter`]) and
 //! compacted, the newest partial range is appended through the head (so the head's lower
 //! bound stays at the last block boundary and live samples are accepted).
+//!
+//! A 2 % sample of the past requests is written into the containers' json-file logs before
+//! the services open them (only when those files do not exist yet); the log agent ships them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,6 +34,7 @@ use lookout_tsdb::block::BlockWriter;
 use lookout_tsdb::{Tsdb, TsdbOptions};
 use tracing::info;
 use wealist_demo::ServiceKind;
+use wealist_demo::history::logs::LogHistoryWriter;
 use wealist_demo::history::probe::{self, ProbeOptions};
 use wealist_demo::history::{HistoryConfig, HistoryGenerator, ScrapedTarget, metric_types};
 
@@ -43,7 +47,12 @@ pub struct HistorySettings {
     pub peak_rps: f64,
     pub start_hour: f64,
     pub users: usize,
+    /// Compose project of the services' containers (their log directories).
+    pub project: String,
 }
+
+/// Share of the past requests written as log lines.
+const LOG_SAMPLE: f64 = 0.02;
 
 /// Figures of a written history.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +60,8 @@ pub struct HistoryOutcome {
     pub series: usize,
     pub samples: u64,
     pub blocks: usize,
+    /// Past log lines written into the containers' logs.
+    pub log_lines: u64,
     pub probe: Duration,
     pub write: Duration,
 }
@@ -193,16 +204,23 @@ pub async fn fill(
         probe_rps: probe.rps,
         probe_seconds: probe.seconds,
         seed: settings.seed,
+        log_sample: LOG_SAMPLE,
     };
+    let containers = data_dir.join("containers");
+    let logs = LogHistoryWriter::create(&containers, &settings.project, settings.seed)?;
+    if logs.is_none() {
+        info!("container logs exist already: no log history written");
+    }
     let write_started = Instant::now();
     let dir = metrics_dir.clone();
-    let (series, samples, blocks) =
-        tokio::task::spawn_blocking(move || write(&dir, HistoryGenerator::new(targets, cfg)))
+    let (series, samples, blocks, log_lines) =
+        tokio::task::spawn_blocking(move || write(&dir, HistoryGenerator::new(targets, cfg), logs))
             .await??;
     let outcome = HistoryOutcome {
         series,
         samples,
         blocks,
+        log_lines,
         probe: probe_time,
         write: write_started.elapsed(),
     };
@@ -210,10 +228,11 @@ pub async fn fill(
         series,
         samples,
         blocks,
+        log_lines,
         window = ?settings.window,
         probe_ms = outcome.probe.as_millis() as u64,
         write_ms = outcome.write.as_millis() as u64,
-        "demo history written: {series} series, {samples} samples over {:?} in {:.2} s (probe {:.2} s)",
+        "demo history written: {series} series, {samples} samples, {log_lines} log lines over {:?} in {:.2} s (probe {:.2} s)",
         settings.window,
         (outcome.probe + outcome.write).as_secs_f64(),
         outcome.probe.as_secs_f64(),
@@ -222,8 +241,12 @@ pub async fn fill(
 }
 
 /// Writes every whole chunk range as a block, compacts, and appends the rest through the
-/// head. Returns (series, samples, blocks).
-fn write(dir: &Path, mut generator: HistoryGenerator) -> anyhow::Result<(usize, u64, usize)> {
+/// head; sampled requests go to `logs`. Returns (series, samples, blocks, log lines).
+fn write(
+    dir: &Path,
+    mut generator: HistoryGenerator,
+    mut logs: Option<LogHistoryWriter>,
+) -> anyhow::Result<(usize, u64, usize, u64)> {
     let opts = store_options();
     let range = i64::try_from(opts.chunk_range.as_millis())
         .unwrap_or(i64::MAX)
@@ -240,6 +263,9 @@ fn write(dir: &Path, mut generator: HistoryGenerator) -> anyhow::Result<(usize, 
     while lo + range <= last_boundary {
         let hi = lo + range;
         let window = generator.next_window(hi);
+        if let Some(w) = logs.as_mut() {
+            w.write(&mut generator.take_log_events())?;
+        }
         let mut w = BlockWriter::new(&blocks_dir)?;
         for &i in &order {
             if let Some(s) = window.get(i).filter(|s| !s.is_empty()) {
@@ -253,6 +279,14 @@ fn write(dir: &Path, mut generator: HistoryGenerator) -> anyhow::Result<(usize, 
         lo = hi;
     }
     let tail = generator.next_window(i64::MAX);
+    let mut events = generator.take_log_events();
+    let log_lines = match logs {
+        Some(mut w) => {
+            w.write(&mut events)?;
+            w.finish()?.0
+        }
+        None => 0,
+    };
     let db = Tsdb::open(dir, opts).with_context(|| format!("opening {}", dir.display()))?;
     db.compact()?;
     let labels: Vec<Labels> = generator.labels().to_vec();
@@ -276,5 +310,5 @@ fn write(dir: &Path, mut generator: HistoryGenerator) -> anyhow::Result<(usize, 
     }
     app.commit()?;
     db.close()?;
-    Ok((labels.len(), samples, blocks))
+    Ok((labels.len(), samples, blocks, log_lines))
 }

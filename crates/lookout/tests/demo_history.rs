@@ -46,7 +46,7 @@ fn free_port_block() -> u16 {
     panic!("no block of seven free ports");
 }
 
-fn start_demo(data: &Path, log: &Path, prom: &str) -> ChildGuard {
+fn start_demo(data: &Path, log: &Path, prom: &str, loki: &str) -> ChildGuard {
     let base = free_port_block();
     let mut cmd = Command::new(BIN);
     cmd.current_dir(repo_root())
@@ -57,7 +57,7 @@ fn start_demo(data: &Path, log: &Path, prom: &str) -> ChildGuard {
         .args(["--history", "2h", "--schedule", "fast", "--seed", "5"])
         .args(["--services-base-port", &base.to_string()])
         .args(["--prom-addr", prom, "--ui-addr", "off"])
-        .args(["--loki-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--loki-addr", loki])
         .args(["--control-addr", "off"])
         .args([
             "--redis-exporter-addr",
@@ -147,8 +147,9 @@ async fn demo_starts_with_two_hours_of_history() {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
     let prom = format!("127.0.0.1:{}", free_port());
+    let loki = format!("127.0.0.1:{}", free_port());
     let log = tmp.path().join("demo.log");
-    let mut demo = start_demo(&data_dir, &log, &prom);
+    let mut demo = start_demo(&data_dir, &log, &prom, &loki);
     let api = PromApi::new("lookout", &prom);
     api.wait_ready("/-/ready", Duration::from_secs(120), &mut demo)
         .await
@@ -319,10 +320,56 @@ async fn demo_starts_with_two_hours_of_history() {
     );
     assert!((0.2..=5.0).contains(&ratio), "ratio {ratio}");
 
+    // Past log lines reached the log store: an hour ago, with the 5xx burst's errors.
+    let logs_api = PromApi::new("lookout loki", &loki);
+    let count = |q: &'static str, at: i64| {
+        let api = logs_api.clone();
+        async move {
+            let data = api
+                .get_data(
+                    "/loki/api/v1/query",
+                    &[("query", q.to_string()), ("time", common::api_time(at))],
+                )
+                .await
+                .unwrap();
+            scalar_sum(&data)
+        }
+    };
+    let mut lines = 0.0;
+    for _ in 0..60 {
+        lines = count(
+            r#"sum(count_over_time({compose_service=~".+-service"}[10m]))"#,
+            now - 60 * MIN,
+        )
+        .await;
+        if lines > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(lines >= 5.0, "log lines an hour ago: {lines}");
+    let burst_errors = count(
+        r#"sum(count_over_time({compose_service="board-service"} |= "request failed" [15m]))"#,
+        now - 45 * MIN,
+    )
+    .await;
+    let quiet_errors = count(
+        r#"sum(count_over_time({compose_service="board-service"} |= "request failed" [15m]))"#,
+        now - 90 * MIN,
+    )
+    .await;
+    println!(
+        "log lines in 10m an hour ago: {lines}; board errors {burst_errors} in the burst's 15m, {quiet_errors} before"
+    );
+    assert!(
+        burst_errors > quiet_errors,
+        "errors in the burst: {burst_errors} vs {quiet_errors}"
+    );
+
     // A second start on the same directory keeps the data and writes no history.
     drop(demo);
     let log2 = tmp.path().join("demo2.log");
-    let mut demo = start_demo(&data_dir, &log2, &prom);
+    let mut demo = start_demo(&data_dir, &log2, &prom, &loki);
     api.wait_ready("/-/ready", Duration::from_secs(120), &mut demo)
         .await
         .unwrap();

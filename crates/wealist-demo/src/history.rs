@@ -21,6 +21,7 @@
 //! Output is cut into time windows ([`HistoryGenerator::next_window`]) so the caller can
 //! write one block per window without holding all 24 h in memory.
 
+pub mod logs;
 pub mod probe;
 
 use std::collections::HashMap;
@@ -89,6 +90,9 @@ pub struct HistoryConfig {
     /// scrape).
     pub probe_seconds: f64,
     pub seed: u64,
+    /// Share of the requests that get a past log line ([`HistoryGenerator::take_log_events`]);
+    /// 0 for none.
+    pub log_sample: f64,
 }
 
 /// What went wrong in the past.
@@ -220,6 +224,15 @@ fn is_error_series(labels: &Labels) -> bool {
         || labels.get("outcome") == Some("SERVER_ERROR")
 }
 
+/// (method, route, status) from a request counter's labels.
+fn request_route(l: &Labels, path_label: &str) -> Option<(String, String, u16)> {
+    Some((
+        l.get("method")?.to_owned(),
+        l.get(path_label)?.to_owned(),
+        l.get("status")?.parse().ok()?,
+    ))
+}
+
 fn is_integral(v: f64) -> bool {
     v.is_finite() && v.fract() == 0.0
 }
@@ -232,6 +245,8 @@ struct CounterPlan {
     error: bool,
     http: bool,
     acc: f64,
+    /// (method, route, status) of a request counter, for log lines.
+    route: Option<(String, String, u16)>,
 }
 
 struct HistPlan {
@@ -326,6 +341,8 @@ struct TargetPlan {
     gauges: Vec<GaugePlan>,
     /// Sum of the probe rates of the request counters (for spikes).
     http_rps: f64,
+    /// Mean request latency (ms) of the busiest request histogram.
+    http_mean_ms: f64,
     was_down: bool,
     /// Last (re)start, ms.
     started_ms: i64,
@@ -339,6 +356,7 @@ pub struct HistoryGenerator {
     targets: Vec<TargetPlan>,
     next_t: i64,
     rng: Rng,
+    events: Vec<logs::LogEvent>,
 }
 
 fn histogram_base(name: &str) -> Option<(&str, &'static str)> {
@@ -368,6 +386,7 @@ impl HistoryGenerator {
                 hists: Vec::new(),
                 gauges: Vec::new(),
                 http_rps: 0.0,
+                http_mean_ms: 0.0,
                 was_down: false,
                 started_ms: first_t - 3_600_000,
             };
@@ -430,6 +449,11 @@ impl HistoryGenerator {
                             {
                                 plan.http_rps += rate;
                             }
+                            let route = match name.as_str() {
+                                "http_requests_total" => request_route(&l, "path"),
+                                "http_server_requests_seconds_count" => request_route(&l, "uri"),
+                                _ => None,
+                            };
                             plan.counters.push(CounterPlan {
                                 idx,
                                 rate,
@@ -437,6 +461,7 @@ impl HistoryGenerator {
                                 error: is_error_series(&l),
                                 http,
                                 acc: 0.0,
+                                route,
                             });
                         }
                         _ => plan.gauges.push(GaugePlan {
@@ -459,6 +484,11 @@ impl HistoryGenerator {
                     .or(g.sum)
                     .unwrap_or(0)
             });
+            plan.http_mean_ms = groups
+                .iter()
+                .filter(|g| g.http)
+                .max_by(|a, b| a.rate.total_cmp(&b.rate))
+                .map_or(20.0, |g| g.mean * 1000.0);
             plan.hists = groups;
             plans.push(plan);
         }
@@ -469,6 +499,7 @@ impl HistoryGenerator {
             labels,
             targets: plans,
             next_t: first_t,
+            events: Vec::new(),
         }
     }
 
@@ -480,6 +511,12 @@ impl HistoryGenerator {
     /// The incidents written into this history.
     pub fn incidents(&self) -> &[Incident] {
         &self.incidents
+    }
+
+    /// The sampled requests of the windows generated since the last call (see
+    /// [`HistoryConfig::log_sample`]).
+    pub fn take_log_events(&mut self) -> Vec<logs::LogEvent> {
+        std::mem::take(&mut self.events)
     }
 
     /// Time of the last sample.
@@ -532,6 +569,9 @@ impl HistoryGenerator {
         let window_ms = (self.cfg.window.as_millis() as i64).max(1);
         let progress = 1.0 - (self.cfg.end_ms - t) as f64 / window_ms as f64;
         let rng = &mut self.rng;
+        let events = &mut self.events;
+        let log_sample = self.cfg.log_sample;
+        let step_ms = (self.cfg.step.as_millis() as i64).max(1);
         for plan in &mut self.targets {
             let mut down = false;
             let mut error_ratio = BASE_ERROR_RATIO;
@@ -621,6 +661,22 @@ impl HistoryGenerator {
                 };
                 c.acc += inc.max(0.0);
                 push(out, c.idx, c.acc);
+                if let (Some(svc), Some((method, route, status))) = (plan.service, &c.route)
+                    && log_sample > 0.0
+                    && inc > 0.0
+                {
+                    let n = (inc * log_sample + rng.f64()).floor() as usize;
+                    for _ in 0..n {
+                        events.push(logs::LogEvent {
+                            t_ms: t - (rng.f64() * step_ms as f64) as i64,
+                            service: svc,
+                            method: method.clone(),
+                            route: route.clone(),
+                            status: *status,
+                            latency_ms: (plan.http_mean_ms + slow * 1000.0) * (0.5 + rng.f64()),
+                        });
+                    }
+                }
             }
             for h in &mut plan.hists {
                 let mut expected = h.rate * load * step_s;

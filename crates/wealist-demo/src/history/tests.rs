@@ -17,6 +17,7 @@ fn cfg(end_ms: i64, window: Duration) -> HistoryConfig {
         probe_rps: 150.0,
         probe_seconds: 2.5,
         seed: 7,
+        log_sample: 0.0,
     }
 }
 
@@ -42,13 +43,13 @@ fn synthetic(service: ServiceKind) -> ScrapedTarget {
     let g = Some(MetricType::Gauge);
     add(
         "http_requests_total",
-        &[("path", "/a"), ("status", "200")],
+        &[("method", "GET"), ("path", "/a/{id}"), ("status", "200")],
         230.0,
         c,
     );
     add(
         "http_requests_total",
-        &[("path", "/a"), ("status", "500")],
+        &[("method", "GET"), ("path", "/a/{id}"), ("status", "500")],
         20.0,
         c,
     );
@@ -464,5 +465,119 @@ async fn history_of_the_real_services_matches_their_scrape() {
     assert!(
         signups > 0.0 && signups < 1000.0,
         "sign-ups in the last hour: {signups}"
+    );
+}
+
+#[test]
+fn log_lines_have_the_services_format_and_follow_the_requests() {
+    use crate::logs::{ContainerInfo, ContainerLog, LogOptions, Logger};
+    use serde_json::Value;
+
+    let tmp = tempfile::tempdir().unwrap();
+    // A real line of the services' logger, for its shape.
+    let real_dir = tmp.path().join("real");
+    let log = ContainerLog::open(
+        &real_dir,
+        ContainerInfo::new("p", "board-service"),
+        LogOptions::default(),
+    )
+    .unwrap();
+    Logger::new("board-service", log.clone()).log(
+        crate::logs::Level::Error,
+        "request failed",
+        &crate::logs::LogFields {
+            method: Some("GET".into()),
+            path: Some("/api/boards/1".into()),
+            status: Some(500),
+            latency_ms: Some(1.5),
+            trace_id: Some("ab".into()),
+            user_id: Some("u1".into()),
+            error: Some("x".into()),
+        },
+    );
+    log.flush();
+    let real: Value =
+        serde_json::from_str(std::fs::read_to_string(log.log_path()).unwrap().trim()).unwrap();
+    let keys = |v: &Value| -> BTreeSet<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let inner = |v: &Value| -> Value { serde_json::from_str(v["log"].as_str().unwrap()).unwrap() };
+
+    let end = 1_800_000_000_000;
+    let mut c = cfg(end, Duration::from_secs(2 * 3600));
+    c.log_sample = 0.05;
+    let mut generator = HistoryGenerator::new(vec![synthetic(ServiceKind::Board)], c);
+    let all = generate_all(&mut generator, HOUR_MS);
+    let mut events = generator.take_log_events();
+    let requests: f64 = generator
+        .labels()
+        .iter()
+        .zip(&all)
+        .filter(|(l, _)| l.metric_name() == Some("http_requests_total"))
+        .map(|(_, s)| s.last().unwrap().v)
+        .sum();
+    let n = events.len() as f64;
+    assert!(
+        (n - requests * 0.05).abs() < requests * 0.01 + 20.0,
+        "{n} lines for {requests} requests"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.t_ms <= end && e.t_ms > end - 2 * HOUR_MS - 15_000)
+    );
+    let burst = *generator
+        .incidents()
+        .iter()
+        .find(|i| matches!(i.kind, IncidentKind::Errors { .. }))
+        .unwrap();
+    let errors_in = |a: i64, b: i64| {
+        let in_range: Vec<&logs::LogEvent> = events
+            .iter()
+            .filter(|e| e.t_ms >= a && e.t_ms < b)
+            .collect();
+        let e = in_range.iter().filter(|e| e.status >= 500).count() as f64;
+        e / (in_range.len() as f64).max(1.0)
+    };
+    assert!(errors_in(burst.start_ms + 30_000, burst.end_ms) > 0.15);
+    assert!(errors_in(end - HOUR_MS / 2, end) < 0.05);
+
+    let containers = tmp.path().join("containers");
+    let mut w = logs::LogHistoryWriter::create(&containers, "p", 1)
+        .unwrap()
+        .unwrap();
+    w.write(&mut events).unwrap();
+    let (lines, bytes) = w.finish().unwrap();
+    assert_eq!(lines, events.len() as u64);
+    assert!(bytes > lines * 100);
+    let info = ContainerInfo::new("p", "board-service");
+    let path = containers
+        .join(&info.id)
+        .join(format!("{}-json.log", info.id));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut last = String::new();
+    for line in text.lines() {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(keys(&rec), keys(&real), "json-file record fields");
+        let l = inner(&rec);
+        let status = l["status"].as_u64().unwrap();
+        let mut want = keys(&inner(&real));
+        if status < 500 {
+            want.remove("error");
+        }
+        let mut got = keys(&l);
+        got.remove("user_id");
+        want.remove("user_id");
+        assert_eq!(got, want, "{line}");
+        assert_eq!(l["service"], "board-service");
+        assert!(!l["path"].as_str().unwrap().contains('{'));
+        let ts = l["ts"].as_str().unwrap().to_owned();
+        assert_eq!(ts.len(), "2027-01-15T06:27:36.037Z".len());
+        assert!(ts >= last, "time order: {ts} after {last}");
+        last = ts;
+    }
+    // Never into logs that exist already.
+    assert!(
+        logs::LogHistoryWriter::create(&containers, "p", 1)
+            .unwrap()
+            .is_none()
     );
 }
