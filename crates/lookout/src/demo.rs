@@ -209,6 +209,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         peak_rps: opts.peak_rps.clamp(0.0, 2_000.0),
         start_hour: TrafficConfig::new(args.seed, Default::default()).start_hour,
         users: opts.users,
+        project: stack_cfg.project.clone(),
     };
     if let Err(e) = crate::demo_history::fill(&history, &data_dir, &derived_path).await {
         warn!(error = format!("{e:#}"), "no demo history written");
