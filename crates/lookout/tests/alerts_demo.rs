@@ -7,7 +7,8 @@
 //! `lookout demo --schedule fast` runs every fault ten times faster and loads rule copies
 //! with `for`, rate windows and the resend delay scaled by the same 0.1 (the seed's files
 //! are untouched). The example configuration is copied to a temporary directory with
-//! `alerting.alertmanagers` pointing at the test's Alertmanager.
+//! `alerting.alertmanagers` pointing at the test's Alertmanager. The example LogQL rule
+//! (ErrorLogBurst) must fire too, from the services' logs shipped by the built-in agent.
 
 mod alerts_common;
 mod common;
@@ -322,8 +323,35 @@ async fn demo_faults_drive_the_five_alerts_end_to_end() {
             }
         }
     }
+    // The LogQL rule (rules/loki/log-alerts.yml) fires on board-service's error lines, which
+    // the built-in agent ships from the containers' json-file logs into the log store.
+    if !lookout_hook
+        .alerts(&[
+            ("alertname", "ErrorLogBurst"),
+            ("compose_service", "board-service"),
+        ])
+        .iter()
+        .any(|(_, _, a)| a["status"] == "firing")
+    {
+        failures.push("ErrorLogBurst (LogQL) never notified firing for board-service".into());
+    }
+    // Everything Lookout notified.
+    let notified: std::collections::BTreeSet<String> = lookout_hook
+        .alerts(&[])
+        .into_iter()
+        .map(|(_, _, a)| {
+            format!(
+                "{}{{{}}}",
+                a["labels"]["alertname"].as_str().unwrap_or_default(),
+                a["labels"]["job"]
+                    .as_str()
+                    .or(a["labels"]["compose_service"].as_str())
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
     println!(
-        "alert timelines after {:.0} s:\n{}\nnotifications: {} at Alertmanager's webhook, {} at Lookout's",
+        "alert timelines after {:.0} s:\n{}\nnotifications: {} at Alertmanager's webhook, {} at Lookout's: {notified:?}",
         elapsed.as_secs_f64(),
         report.join("\n"),
         am_hook.bodies.lock().len(),
