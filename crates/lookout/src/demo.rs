@@ -138,7 +138,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // Exporters, when their servers answer.
     let mut redis_up = false;
     if let Some(addr) = addr_of(&opts.redis_exporter_addr) {
-        if redis_fill::ping(&opts.redis_addr).await {
+        if databases.supervises("redis") || redis_fill::ping(&opts.redis_addr).await {
             let redis_opts = lookout_exporter_redis::RedisOptions {
                 addr: opts.redis_addr.clone(),
                 ..Default::default()
@@ -156,7 +156,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(3),
             ..Default::default()
         };
-        if exporters::postgres_answers(&pg_opts).await {
+        if databases.supervises("postgres") || exporters::postgres_answers(&pg_opts).await {
             let pg_opts = lookout_exporter_postgres::PgOptions {
                 timeout: Duration::from_secs(10),
                 ..pg_opts

@@ -16,12 +16,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use clap::Args;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -44,9 +46,16 @@ const JOB: &str = "demo-databases";
 /// How long a started database may take to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+type Programs = Arc<Mutex<Vec<(&'static str, Supervised)>>>;
+
 /// The supervised databases and the agent collecting their output.
 pub struct DemoDatabases {
-    programs: Vec<(&'static str, Supervised)>,
+    programs: Programs,
+    /// Databases this demo runs (PostgreSQL may still be initialising).
+    planned: Vec<&'static str>,
+    /// PostgreSQL's start-up (initdb, then start) runs in the background.
+    pending: Option<tokio::task::JoinHandle<()>>,
+    stopping: watch::Sender<bool>,
     agent: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     router: Option<Router>,
 }
@@ -54,22 +63,30 @@ pub struct DemoDatabases {
 impl DemoDatabases {
     fn none() -> DemoDatabases {
         DemoDatabases {
-            programs: Vec::new(),
+            programs: Arc::new(Mutex::new(Vec::new())),
+            planned: Vec::new(),
+            pending: None,
+            stopping: watch::channel(false).0,
             agent: None,
             router: None,
         }
     }
 
+    /// True when the demo runs this database (`"redis"`, `"postgres"`), answering or not yet:
+    /// its exporter should start regardless.
+    pub fn supervises(&self, name: &str) -> bool {
+        self.planned.contains(&name)
+    }
+
     /// `GET /databases` (name, PID, starts, last exit) and the collecting agent's
     /// `/databases/agent/{metrics,api/v1/targets,targets}`.
     pub fn router(&self) -> Router {
-        let watches: Vec<watch::Receiver<SupervisedStatus>> =
-            self.programs.iter().map(|(_, s)| s.watch()).collect();
+        let programs = self.programs.clone();
         let r = Router::new().route(
             "/databases",
             get(move || {
                 let list: Vec<SupervisedStatus> =
-                    watches.iter().map(|w| w.borrow().clone()).collect();
+                    programs.lock().iter().map(|(_, s)| s.status()).collect();
                 async move { axum::Json(list) }
             }),
         );
@@ -81,7 +98,14 @@ impl DemoDatabases {
 
     /// Stops the databases (their last lines are collected), then the agent.
     pub async fn stop(self) {
-        for (name, p) in self.programs {
+        let _ = self.stopping.send(true);
+        if let Some(task) = self.pending
+            && tokio::time::timeout(READY_TIMEOUT, task).await.is_err()
+        {
+            warn!("PostgreSQL's start-up did not finish in time");
+        }
+        let programs = std::mem::take(&mut *self.programs.lock());
+        for (name, p) in programs {
             let st = p.stop().await;
             info!(
                 database = name,
@@ -101,7 +125,8 @@ impl DemoDatabases {
     }
 }
 
-/// Starts what is missing and waits until it answers (the exporters start after this).
+/// Starts what is missing: Redis is waited for (it answers within milliseconds); PostgreSQL
+/// (initdb on first use takes seconds) starts in the background, so the demo is not delayed.
 /// Never fails the demo: problems are warnings, and the exporter targets stay down.
 pub async fn start(
     args: &DatabaseArgs,
@@ -168,26 +193,59 @@ pub async fn start(
         p.spec.output = sources.clone().map(|s| (s, labels("redis")));
         let s = Supervised::start(p.spec);
         let addr = p.addr.clone();
-        wait_ready("Redis", &s, || wealist_demo::redis_fill::ping(&addr)).await;
-        out.programs.push(("redis", s));
+        wait_ready("Redis", &mut s.watch(), || {
+            wealist_demo::redis_fill::ping(&addr)
+        })
+        .await;
+        out.programs.lock().push(("redis", s));
+        out.planned.push("redis");
     }
     if let Some(mut p) = postgres {
         p.spec.output = sources.clone().map(|s| (s, labels("postgres")));
-        let s = Supervised::start(p.spec);
-        let dsn = p.addr.clone();
-        wait_ready("PostgreSQL", &s, || postgres_answers(dsn.clone())).await;
-        out.programs.push(("postgres", s));
+        out.planned.push("postgres");
+        let programs = out.programs.clone();
+        let mut stopping = out.stopping.subscribe();
+        out.pending = Some(tokio::spawn(async move {
+            if let Some(prepare) = p.prepare.take() {
+                match tokio::task::spawn_blocking(prepare).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!("not starting PostgreSQL: {e:#}");
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "not starting PostgreSQL: initdb task failed");
+                        return;
+                    }
+                }
+            }
+            if *stopping.borrow() {
+                return;
+            }
+            let s = Supervised::start(p.spec);
+            let dsn = p.addr.clone();
+            let mut w = s.watch();
+            programs.lock().push(("postgres", s));
+            tokio::select! {
+                _ = wait_ready("PostgreSQL", &mut w, || postgres_answers(dsn.clone())) => {}
+                _ = stopped(&mut stopping) => {}
+            }
+        }));
     }
     out
 }
+
+type Prepare = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
 
 struct Plan {
     spec: ProgramSpec,
     /// What readiness is checked against (Redis address or PostgreSQL DSN).
     addr: String,
+    /// Slow one-time preparation before the first start (initdb).
+    prepare: Option<Prepare>,
 }
 
-async fn wait_ready<F, Fut>(what: &str, s: &Supervised, check: F)
+async fn wait_ready<F, Fut>(what: &str, s: &mut watch::Receiver<SupervisedStatus>, check: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -196,7 +254,7 @@ where
     while started.elapsed() < READY_TIMEOUT {
         if check().await {
             info!(
-                pid = s.status().pid,
+                pid = s.borrow().pid,
                 after = ?started.elapsed(),
                 "{what} (supervised) answers"
             );
@@ -204,7 +262,7 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let st = s.status();
+    let st = s.borrow().clone();
     warn!(
         pid = st.pid,
         last_exit = st.last_exit.as_deref().unwrap_or(""),
@@ -324,6 +382,7 @@ async fn plan_redis(redis_addr: &str, data_dir: &Path) -> anyhow::Result<Option<
     Ok(Some(Plan {
         spec,
         addr: parsed.host_port,
+        prepare: None,
     }))
 }
 
@@ -434,40 +493,14 @@ async fn plan_postgres(dsn: &str, data_dir: &Path) -> anyhow::Result<Option<Plan
     } else {
         None
     };
-    if !data.join("PG_VERSION").is_file() {
-        info!(dir = %data.display(), "initialising a PostgreSQL cluster for the demo");
-        let mut cmd = std::process::Command::new(&initdb);
-        cmd.arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                &user,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-instructions",
-            ])
-            .current_dir(&base)
-            .stdin(std::process::Stdio::null());
-        if let Some((uid, gid)) = run_as {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(uid).gid(gid);
-        }
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .context("initdb task")?
-            .with_context(|| format!("running {}", initdb.display()))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let tail: Vec<&str> = err.lines().rev().take(5).collect();
-            anyhow::bail!(
-                "initdb failed ({}): {}",
-                out.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-            );
-        }
-    }
+    let prepare: Option<Prepare> = if data.join("PG_VERSION").is_file() {
+        None
+    } else {
+        let (data, base) = (data.clone(), base.clone());
+        Some(Box::new(move || {
+            initdb_cluster(&initdb, &data, &base, &user, run_as)
+        }))
+    };
     let mut spec = ProgramSpec::new("postgres", postgres);
     spec.args = [
         "-D".to_string(),
@@ -493,7 +526,44 @@ async fn plan_postgres(dsn: &str, data_dir: &Path) -> anyhow::Result<Option<Plan
     Ok(Some(Plan {
         spec,
         addr: dsn.to_string(),
+        prepare,
     }))
+}
+
+/// `initdb` as the user PostgreSQL runs as: trust auth, `user` as superuser.
+fn initdb_cluster(
+    initdb: &Path,
+    data: &Path,
+    base: &Path,
+    user: &str,
+    run_as: Option<(u32, u32)>,
+) -> anyhow::Result<()> {
+    info!(dir = %data.display(), "initialising a PostgreSQL cluster for the demo");
+    let started = Instant::now();
+    let mut cmd = std::process::Command::new(initdb);
+    cmd.arg("-D")
+        .arg(data)
+        .args(["-U", user, "-A", "trust", "-E", "UTF8", "--no-instructions"])
+        .current_dir(base)
+        .stdin(std::process::Stdio::null());
+    if let Some((uid, gid)) = run_as {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", initdb.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        anyhow::bail!(
+            "initdb failed ({}): {}",
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        );
+    }
+    info!(after = ?started.elapsed(), "PostgreSQL cluster initialised");
+    Ok(())
 }
 
 type Collector = (
