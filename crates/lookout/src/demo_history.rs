@@ -101,6 +101,14 @@ pub async fn fill(
     if settings.window.is_zero() {
         return Ok(None);
     }
+    // Older data would fall to retention at once.
+    let retention = TsdbOptions::default().retention;
+    let mut settings = settings.clone();
+    if settings.window > retention {
+        tracing::warn!(history = ?settings.window, ?retention, "--history is longer than the retention: writing the retention's worth");
+        settings.window = retention;
+    }
+    let settings = &settings;
     let metrics_dir = data_dir.join("metrics");
     let dir = metrics_dir.clone();
     if !tokio::task::spawn_blocking(move || store_is_empty(&dir)).await?? {
