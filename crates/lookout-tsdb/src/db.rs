@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::appender::TsdbAppender;
-use crate::block::{Block, BlockMeta};
+use crate::block::{Block, BlockChunk, BlockMeta};
 use crate::chunk_file::{ChunkFiles, ChunkKind};
 use crate::compact::{BlockSet, load_blocks, merge_samples};
 use crate::head::{Applied, ChunkMeta, ChunkParams, Head, MemSeries, Snapshot, labels_hash};
@@ -822,6 +822,137 @@ impl Inner {
     }
 }
 
+/// Where part of a selected series' samples come from.
+enum Piece {
+    /// Decoded head samples.
+    Head(Vec<Sample>),
+    /// Chunks of `blocks[i]` overlapping the query range.
+    Block(usize, Vec<BlockChunk>),
+}
+
+impl Piece {
+    /// At most this many samples (chunks may reach outside the query range).
+    fn estimate(&self) -> usize {
+        match self {
+            Piece::Head(s) => s.len(),
+            Piece::Block(_, cs) => cs.iter().map(|c| c.samples as usize).sum(),
+        }
+    }
+
+    /// `[min, max]` time the piece can hold.
+    fn span(&self) -> Option<(i64, i64)> {
+        match self {
+            Piece::Head(s) => Some((s.first()?.t, s.last()?.t)),
+            Piece::Block(_, cs) => Some((cs.first()?.min_t, cs.iter().map(|c| c.max_t).max()?)),
+        }
+    }
+
+    fn decode_into(
+        &self,
+        blocks: &[Arc<Block>],
+        start: i64,
+        end: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), StorageError> {
+        match self {
+            Piece::Head(s) => out.extend_from_slice(s),
+            Piece::Block(bi, cs) => match blocks.get(*bi) {
+                Some(b) => b.samples(cs, start, end, out)?,
+                None => return Err(StorageError::Other("block index out of range".into())),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// One series' samples in `[start, end]` from its pieces (head first, then blocks by time),
+/// the first of equal timestamps kept; also the number of samples decoded before merging.
+/// Pieces that follow each other in time are decoded straight into one buffer.
+fn merge_pieces(
+    pieces: &[Piece],
+    blocks: &[Arc<Block>],
+    start: i64,
+    end: i64,
+) -> Result<(Vec<Sample>, usize), StorageError> {
+    let cap: usize = pieces.iter().map(Piece::estimate).sum();
+    let mut spans: Vec<(i64, i64, usize)> = Vec::with_capacity(pieces.len());
+    for (i, p) in pieces.iter().enumerate() {
+        if let Some((lo, hi)) = p.span() {
+            spans.push((lo, hi, i));
+        }
+    }
+    spans.sort_by_key(|s| s.0);
+    if spans.windows(2).all(|w| w[0].1 < w[1].0) {
+        let mut out = Vec::with_capacity(cap);
+        for &(_, _, i) in &spans {
+            pieces[i].decode_into(blocks, start, end, &mut out)?;
+        }
+        let n = out.len();
+        return Ok((out, n));
+    }
+    let mut lists = Vec::with_capacity(pieces.len());
+    let mut raw = 0usize;
+    for p in pieces {
+        let mut v = Vec::with_capacity(p.estimate());
+        p.decode_into(blocks, start, end, &mut v)?;
+        raw += v.len();
+        lists.push(v);
+    }
+    Ok((merge_samples(lists), raw))
+}
+
+/// Most threads one query's decoding uses.
+const MAX_QUERY_THREADS: usize = 8;
+/// Samples below which another decoding thread is not worth starting.
+const SAMPLES_PER_THREAD: usize = 64 * 1024;
+
+/// `f` over every item, on up to the machine's core count of scoped threads working on
+/// contiguous runs of similar `weight`; results in item order.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_QUERY_THREADS)
+    });
+    let weights: Vec<usize> = items.iter().map(weight).collect();
+    let total: usize = weights.iter().sum();
+    let threads = cores.min(total / SAMPLES_PER_THREAD).min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let mut cuts = vec![0usize];
+    let mut acc = 0usize;
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        if cuts.len() < threads && acc.saturating_mul(threads) >= total.saturating_mul(cuts.len()) {
+            cuts.push(i + 1);
+        }
+    }
+    cuts.push(items.len());
+    cuts.dedup();
+    let f = &f;
+    std::thread::scope(|sc| {
+        let runs: Vec<&[T]> = cuts.windows(2).map(|w| &items[w[0]..w[1]]).collect();
+        let handles: Vec<_> = runs[1..]
+            .iter()
+            .map(|&run| sc.spawn(move || run.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out: Vec<R> = runs[0].iter().map(f).collect();
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        out
+    })
+}
+
 impl Queryable for Tsdb {
     fn select(
         &self,
@@ -834,47 +965,69 @@ impl Queryable for Tsdb {
         if start > end {
             return Ok(Vec::new());
         }
-        let mut lists = inner.head_select(matchers, start, end)?;
-        let head_len = lists.len();
+        let heads = inner.head_select(matchers, start, end)?;
         // Duplicates across head and blocks are counted twice here, so allow twice the limit
         // while gathering; the exact limit applies to the merged result.
         let budget = hints.max_samples.map(|l| l.saturating_mul(2));
-        let mut gathered: usize = lists.iter().map(|l| l.1.len()).sum();
-        for b in inner.blocks_in(start, end) {
+        let mut sure: usize = heads.iter().map(|l| l.1.len()).sum();
+        let mut pieces: Vec<(Labels, Piece)> = heads
+            .into_iter()
+            .map(|(l, s)| (l, Piece::Head(s)))
+            .collect();
+        let head_len = pieces.len();
+        let blocks = inner.blocks_in(start, end);
+        for (bi, b) in blocks.iter().enumerate() {
             for id in b.matching(matchers)? {
-                let (labels, chunks) = b.series(id)?;
-                if !chunks.iter().any(|c| c.max_t >= start && c.min_t <= end) {
+                let (labels, mut chunks) = b.series(id)?;
+                chunks.retain(|c| c.max_t >= start && c.min_t <= end);
+                if chunks.is_empty() {
                     continue;
                 }
-                let mut samples = Vec::new();
-                b.samples(&chunks, start, end, &mut samples)?;
-                if samples.is_empty() {
-                    continue;
-                }
-                gathered += samples.len();
+                // Chunks wholly inside the range are certain to be returned in full.
+                sure += chunks
+                    .iter()
+                    .filter(|c| c.min_t >= start && c.max_t <= end)
+                    .map(|c| c.samples as usize)
+                    .sum::<usize>();
                 if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
-                    && gathered > budget
+                    && sure > budget
                 {
                     return Err(StorageError::TooManySamples { limit });
                 }
-                lists.push((labels, samples));
+                pieces.push((labels, Piece::Block(bi, chunks)));
             }
         }
-        if lists.len() != head_len {
+        if pieces.len() != head_len {
             // Stable: for equal labels the head comes first, then blocks by time.
-            lists.sort_by(|a, b| a.0.cmp(&b.0));
+            pieces.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        let mut out: Vec<Series> = Vec::with_capacity(lists.len());
-        let mut total = 0usize;
-        let mut it = lists.into_iter().peekable();
-        while let Some((labels, first)) = it.next() {
-            let mut parts = vec![first];
-            while it.peek().is_some_and(|(l, _)| *l == labels) {
-                if let Some((_, more)) = it.next() {
-                    parts.push(more);
-                }
+        let mut jobs: Vec<(Labels, Vec<Piece>)> = Vec::with_capacity(pieces.len());
+        for (labels, piece) in pieces {
+            match jobs.last_mut() {
+                Some((l, ps)) if *l == labels => ps.push(piece),
+                _ => jobs.push((labels, vec![piece])),
             }
-            let samples = merge_samples(parts);
+        }
+        // Decoding is the bulk of a query over blocks: spread the series over the cores.
+        let decoded = par_map(
+            &jobs,
+            |(_, ps)| ps.iter().map(Piece::estimate).sum(),
+            |(_, ps)| merge_pieces(ps, &blocks, start, end),
+        );
+        let mut out: Vec<Series> = Vec::with_capacity(jobs.len());
+        let mut gathered = 0usize;
+        let mut total = 0usize;
+        for ((labels, _), samples) in jobs.into_iter().zip(decoded) {
+            let (samples, raw) = samples?;
+            gathered += raw;
+            if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
+                && gathered > budget
+            {
+                return Err(StorageError::TooManySamples { limit });
+            }
+            if samples.is_empty() {
+                continue;
+            }
             total += samples.len();
             if let Some(limit) = hints.max_samples
                 && total > limit

@@ -54,7 +54,14 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        if let Some((&b0, rest)) = self.b.split_first()
+            && b0 < 0x80
+        {
+            self.b = rest;
+            return Ok(u64::from(b0));
+        }
         let mut x = 0u64;
         for (i, &byte) in self.b.iter().enumerate().take(10) {
             x |= u64::from(byte & 0x7f) << (7 * i);
@@ -66,6 +73,7 @@ impl<'a> Reader<'a> {
         Err(DecodeError("bad varint"))
     }
 
+    #[inline]
     pub fn varint(&mut self) -> Result<i64, DecodeError> {
         let z = self.uvarint()?;
         Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
@@ -285,12 +293,32 @@ thread_local! {
 }
 
 fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), DecodeError> {
+    let base = out.len();
+    let res = decode_raw_into(raw, start, end, out);
+    if res.is_err() {
+        out.truncate(base);
+    }
+    res
+}
+
+/// Decodes timestamps straight into `out` (values zero), keeping the run `[lo, hi)` of
+/// samples in `[start, end]`, then fills in the values of that run.
+fn decode_raw_into(
+    raw: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), DecodeError> {
     let mut r = Reader { b: raw };
     let n = r.uvarint()? as usize;
     if n > raw.len() {
         return Err(DecodeError("sample count"));
     }
-    let mut ts = Vec::with_capacity(n);
+    let base = out.len();
+    out.reserve(n);
+    // Samples before `lo` are under `start`; decoding stops pushing at the first one past
+    // `end` (timestamps are increasing).
+    let (mut lo, mut hi) = (n, n);
     let (mut t, mut d) = (0i64, 0i64);
     for i in 0..n {
         match i {
@@ -304,21 +332,34 @@ fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result
                 t = t.wrapping_add(d);
             }
         }
-        ts.push(t);
+        if hi != n {
+            continue;
+        }
+        if lo == n {
+            if t < start {
+                continue;
+            }
+            lo = i;
+        }
+        if t > end {
+            hi = i;
+            continue;
+        }
+        out.push(Sample { t, v: 0.0 });
     }
-    // Only the window [lo, hi) of samples is materialised.
-    let lo = ts.partition_point(|&x| x < start);
-    let hi = ts.partition_point(|&x| x <= end);
+    if out.len() == base {
+        return Ok(());
+    }
+    let lo = lo.min(hi);
+    // Values of samples [lo, hi) land at out[base + i - lo].
+    let dst = &mut out[base..];
     match r.byte()? {
         MODE_XOR => {
             let mut prev = 0u64;
-            for (i, &t) in ts.iter().enumerate().take(hi) {
+            for i in 0..hi {
                 prev ^= r.u64_le()?;
                 if i >= lo {
-                    out.push(Sample {
-                        t,
-                        v: f64::from_bits(prev),
-                    });
+                    dst[i - lo].v = f64::from_bits(prev);
                 }
             }
         }
@@ -339,9 +380,8 @@ fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result
                 pi = pi.saturating_add(r.uvarint()? as usize);
                 exc.push((pi, r.u64_le()?));
             }
-            let mut e = exc.iter().peekable();
             let (mut m, mut delta) = (0i64, 0i64);
-            for (i, &t) in ts.iter().enumerate().take(hi) {
+            for i in 0..hi {
                 let x = r.varint()?;
                 if order == 2 && i > 0 {
                     delta = delta.wrapping_add(x);
@@ -349,19 +389,14 @@ fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result
                     delta = x;
                 }
                 m = m.wrapping_add(delta);
-                let mut v = m as f64 / p;
-                while let Some(&&(ei, bits)) = e.peek() {
-                    if ei < i {
-                        e.next();
-                        continue;
-                    }
-                    if ei == i {
-                        v = f64::from_bits(bits);
-                    }
-                    break;
-                }
                 if i >= lo {
-                    out.push(Sample { t, v });
+                    dst[i - lo].v = m as f64 / p;
+                }
+            }
+            // Exceptions (NaN, ±Inf, -0, too many digits) overwrite their slots.
+            for &(ei, bits) in &exc {
+                if ei >= lo && ei < hi {
+                    dst[ei - lo].v = f64::from_bits(bits);
                 }
             }
         }
