@@ -32,6 +32,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    pub job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProcessLabels {
     pub process: String,
     pub stream: String,
@@ -67,6 +72,7 @@ pub struct AgentMetrics {
     pub process_truncated_lines: Family<ProcessLabels, Counter>,
     pub process_blocked_seconds: Family<ProcessLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub process_pipes_open: Gauge,
+    pub reader_blocked_seconds: Family<JobLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub custom: CustomMetrics,
 }
 
@@ -94,6 +100,7 @@ impl Default for AgentMetrics {
             process_truncated_lines: Family::default(),
             process_blocked_seconds: Family::default(),
             process_pipes_open: Gauge::default(),
+            reader_blocked_seconds: Family::default(),
             custom: CustomMetrics::default(),
         }
     }
@@ -222,6 +229,11 @@ impl AgentMetrics {
             "lookout_agent_process_pipes_open",
             "Process stdout/stderr pipes being read.",
             self.process_pipes_open.clone(),
+        );
+        r.register(
+            "lookout_agent_reader_blocked_seconds",
+            "Time a job's file reader waited because the clients' queues were full (delivery-bound).",
+            self.reader_blocked_seconds.clone(),
         );
         for (name, (help, fam)) in self.custom.families.lock().iter() {
             let help = if help.is_empty() {

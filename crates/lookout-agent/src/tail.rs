@@ -26,7 +26,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::metrics::{AgentMetrics, PathLabel};
+use crate::metrics::{AgentMetrics, JobLabel, PathLabel};
 use crate::positions::Positions;
 use crate::stages::{CustomMetrics, Entry, Pipeline, StageConfig, now_ns};
 
@@ -236,13 +236,18 @@ impl Reader {
         let Some((last, rest)) = self.senders.split_last() else {
             return;
         };
+        let mut blocked = Duration::ZERO;
         for s in rest {
-            if s.blocking_send(items.clone()).is_err() {
-                self.closed = true;
-            }
+            self.closed |= send_blocking(s, items.clone(), &mut blocked);
         }
-        if last.blocking_send(items).is_err() {
-            self.closed = true;
+        self.closed |= send_blocking(last, items, &mut blocked);
+        if !blocked.is_zero() {
+            self.metrics
+                .reader_blocked_seconds
+                .get_or_create(&JobLabel {
+                    job: self.job.name.clone(),
+                })
+                .inc_by(blocked.as_secs_f64());
         }
     }
 
@@ -677,6 +682,21 @@ impl Reader {
                 self.flush_one(&mut t, all);
                 self.files.insert(k, t);
             }
+        }
+    }
+}
+
+/// Sends one message, blocking while the queue is full (time added to `blocked`); true when
+/// the client has gone away.
+fn send_blocking(s: &mpsc::Sender<Vec<Item>>, items: Vec<Item>, blocked: &mut Duration) -> bool {
+    match s.try_send(items) {
+        Ok(()) => false,
+        Err(mpsc::error::TrySendError::Closed(_)) => true,
+        Err(mpsc::error::TrySendError::Full(items)) => {
+            let started = Instant::now();
+            let gone = s.blocking_send(items).is_err();
+            *blocked += started.elapsed();
+            gone
         }
     }
 }

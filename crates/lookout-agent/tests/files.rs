@@ -226,6 +226,14 @@ async fn server_outage_pauses_reading_and_loses_nothing() {
     lines.sort();
     lines.dedup();
     assert_eq!(lines.len(), 200_000);
+    // The reader reports the outage as time blocked on delivery.
+    let m = metrics(agent.http.unwrap()).await;
+    let blocked: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"lookout_agent_reader_blocked_seconds_total{job="files"} "#))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no reader_blocked_seconds in\n{m}"));
+    assert!(blocked >= 1.0, "blocked {blocked} s during a 1.5 s outage");
     agent.shutdown().await;
 }
 
