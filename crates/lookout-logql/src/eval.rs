@@ -12,7 +12,9 @@ use lookout_storage::{Labels, MatchOp};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::ast::*;
-use crate::pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, LabelState, label_filter, run_stages};
+use crate::pipeline::{
+    ERROR_DETAILS_LABEL, ERROR_LABEL, LabelState, label_filter, needed_labels, run_stages,
+};
 use crate::units::{parse_bytes, parse_go_duration, parse_go_float};
 use crate::{LabelSet, LogqlError};
 
@@ -210,6 +212,11 @@ impl Evaluator<'_> {
         let mut series: FxHashMap<Lbls, Vec<(i64, f64)>> = FxHashMap::default();
         let mut st = LabelState::default();
         let stages = &range.log.stages;
+        if let Some(g) = grouping
+            && !g.without
+        {
+            st.only = needed_labels(stages, &g.labels, unwrap);
+        }
         let deadline = self.deadline;
         let max_samples = self.max_samples;
         let mut loaded = self.samples_loaded;

@@ -36,6 +36,8 @@ pub struct LabelState {
     /// Indexes (into `labels`) set by the parser stage currently running (first value wins
     /// within a stage).
     stage_keys: Vec<usize>,
+    /// When set, parsers extract only these labels (see [`needed_labels`]).
+    pub only: Option<Vec<String>>,
 }
 
 impl LabelState {
@@ -95,6 +97,11 @@ impl LabelState {
 
     /// Adds a parsed label with the conflict rules; within one stage the first value wins.
     fn set_parsed(&mut self, name: &str, value: &str) {
+        if let Some(only) = &self.only
+            && !only.iter().any(|n| n == name)
+        {
+            return;
+        }
         let target: Cow<'_, str> = if self
             .labels
             .iter()
@@ -237,6 +244,57 @@ fn ansi_re() -> &'static Regex {
         )
         .unwrap_or_else(|_| Regex::new("$^").unwrap_or_else(|_| unreachable!()))
     })
+}
+
+fn filter_labels<'a>(f: &'a LabelFilter, out: &mut Vec<&'a str>) {
+    match f {
+        LabelFilter::And(a, b) | LabelFilter::Or(a, b) => {
+            filter_labels(a, out);
+            filter_labels(b, out);
+        }
+        LabelFilter::String(m) => out.push(&m.name),
+        LabelFilter::Number { name, .. }
+        | LabelFilter::Duration { name, .. }
+        | LabelFilter::Bytes { name, .. }
+        | LabelFilter::Ip { name, .. } => out.push(name),
+    }
+}
+
+/// The only parsed labels a pipeline's result can depend on when its series are grouped by
+/// `by` (and `unwrap` reads its label and post-filters), so parsers may skip all others (Loki's
+/// parser hints). `None` when any stage can read arbitrary labels (formats, drop, keep).
+pub fn needed_labels(
+    stages: &[Stage],
+    by: &[String],
+    unwrap: Option<&Unwrap>,
+) -> Option<Vec<String>> {
+    let mut names: Vec<&str> = by.iter().map(String::as_str).collect();
+    for s in stages {
+        match s {
+            Stage::LineFilter(_) | Stage::Parser(_) | Stage::Decolorize => {}
+            Stage::LabelFilter(f) => filter_labels(f, &mut names),
+            Stage::LineFormat(_) | Stage::LabelFormat(_) | Stage::Drop(_) | Stage::Keep(_) => {
+                return None;
+            }
+        }
+    }
+    if let Some(u) = unwrap {
+        names.push(&u.label);
+        for f in &u.post_filters {
+            filter_labels(f, &mut names);
+        }
+    }
+    // A parsed key that collides with a stream label arrives as `<key>_extracted`.
+    let mut out: Vec<String> = Vec::with_capacity(names.len() * 2);
+    for n in names {
+        out.push(n.to_string());
+        if let Some(base) = n.strip_suffix("_extracted") {
+            out.push(base.to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
 }
 
 fn line_filter_matches(f: &LineFilter, line: &str) -> bool {

@@ -348,3 +348,65 @@ fn rule_validation() {
     assert!(validate(r#"{app="a"} |= "error""#).is_err());
     assert!(validate("sum(").is_err());
 }
+
+/// `sum by (...)` of a parsed range aggregation extracts only the grouped labels (parser
+/// hints); results must equal those of the same query with hints disabled by a `keep` stage
+/// that keeps everything, including `_extracted` names, filters and parse errors.
+#[test]
+fn parser_hints_do_not_change_results() {
+    let s = MemLogStore::new();
+    let a = Labels::from_pairs([("app", "a"), ("level", "stream")]);
+    for (i, line) in [
+        r#"{"level":"info","status":200,"trace":"x1"}"#,
+        r#"{"level":"error","status":500,"trace":"x2"}"#,
+        r#"{"level":"error","status":502,"nested":{"k":"v"}}"#,
+        r#"not json at all"#,
+        r#"{"level":"info","status":404,"app":"inner"}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.push(&a, LogEntry::new((i as i64 + 1) * S, *line));
+    }
+    let e = LogqlEngine::default();
+    let eval = |q: &str| {
+        e.query_range(
+            &s,
+            q,
+            6 * S,
+            6 * S,
+            Duration::from_secs(1),
+            None,
+            Direction::Forward,
+            100,
+        )
+        .map(|v| format!("{v:?}"))
+        .map_err(|e| e.to_string())
+    };
+    for (hinted, plain) in [
+        (
+            r#"sum by (level_extracted) (count_over_time({app="a"} | json | __error__="" [10s]))"#,
+            r#"sum by (level_extracted) (count_over_time({app="a"} | json | __error__="" | keep level_extracted, status, app_extracted, nested_k [10s]))"#,
+        ),
+        (
+            r#"sum by (app_extracted, nested_k) (count_over_time({app="a"} | json | status >= 400 [10s]))"#,
+            r#"sum by (app_extracted, nested_k) (count_over_time({app="a"} | json | status >= 400 | keep level_extracted, status, app_extracted, nested_k [10s]))"#,
+        ),
+        (
+            r#"sum by (level) (sum_over_time({app="a"} | json | unwrap status | __error__="" [10s]))"#,
+            r#"sum by (level) (sum_over_time({app="a"} | json | keep level, status, level_extracted | unwrap status | __error__="" [10s]))"#,
+        ),
+        (
+            // The non-JSON line makes both fail with the same pipeline error.
+            r#"sum by (level_extracted) (count_over_time({app="a"} | json [10s]))"#,
+            r#"sum by (level_extracted) (count_over_time({app="a"} | json | keep level_extracted [10s]))"#,
+        ),
+    ] {
+        let h = eval(hinted);
+        assert_eq!(h, eval(plain), "{hinted}");
+        match h {
+            Ok(v) => assert!(v.contains("points: [(6000000000"), "{hinted}: {v}"),
+            Err(e) => assert!(e.contains("JSONParserErr"), "{hinted}: {e}"),
+        }
+    }
+}
