@@ -23,7 +23,8 @@ mod wal;
 pub use metrics::StoreMetrics;
 pub use store::{
     DEFAULT_TENANT, DiskUsage, LogStore, LogStoreOptions, PushOutcome, PushStream, QueryStats,
-    QueryStatsSnapshot, RejectReason, Rejection, RetentionOutcome, RetentionRule, StoreStats, Tenants, labels_text,
+    QueryStatsSnapshot, RejectReason, Rejection, RetentionOutcome, RetentionRule, StoreStats,
+    Tenants, labels_text,
 };
 
 /// Errors of the log store.

@@ -186,8 +186,14 @@ fn query_stats_count_chunks_read_skipped_and_lines_decoded() {
     let (n, st) = with_stats(&s, &[needle]);
     assert_eq!(n, 1);
     assert_eq!(st.chunks_ref, total_chunks);
-    assert_eq!(st.chunks_downloaded + st.chunks_skipped_by_filter, total_chunks);
-    assert!(st.chunks_downloaded >= 1 && st.chunks_downloaded <= 3, "{st:?}");
+    assert_eq!(
+        st.chunks_downloaded + st.chunks_skipped_by_filter,
+        total_chunks
+    );
+    assert!(
+        st.chunks_downloaded >= 1 && st.chunks_downloaded <= 3,
+        "{st:?}"
+    );
     assert!(st.decompressed_lines < 200, "{st:?}");
     assert_eq!(st.post_filter_lines, 1);
 
