@@ -157,6 +157,15 @@ AGENT_CPU=$(echo "$(cpu_ticks "$AGENT_PID") / $TCK" | bc -l)
 AGENT_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT_PID/status")
 SERVE_CPU=$(echo "($(cpu_ticks "$SERVE_PID") - $SERVE_T0) / $TCK" | bc -l)
 SERVE_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$SERVE_PID/status")
+# Where the wall clock goes: CPU per agent thread (the job's reader thread `agent-<job>` vs the
+# tokio workers that batch, encode and push), and how long the reader waited on full client
+# queues (delivery-bound) versus the run.
+THREADS=$(for t in /proc/"$AGENT_PID"/task/*; do
+  awk -v tck="$TCK" '{ c = $0; sub(/^[0-9]+ \(/, "", c); name = substr(c, 1, index(c, ")") - 1);
+    split(substr(c, index(c, ")") + 2), f, " "); printf "%s %.2f\n", name, (f[12] + f[13]) / tck }' "$t/stat"
+done | awk '{ a[$1] += $2 } END { for (k in a) printf "%s %.2fs  ", k, a[k] }')
+BLOCKED=$(echo "$m" | awk '/^lookout_agent_reader_blocked_seconds_total/ {s += $2} END {printf "%.2f", s + 0}')
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true
 
 # Check the store has the lines.
@@ -169,6 +178,9 @@ printf '\n%-34s %s\n' "input" "$LINES lines, $(printf %.1f "$MIB") MiB in ${#LOG
 printf '%-34s %s\n' "agent lines sent / dropped" "$sent / $dropped (store counts $STORED over 1d)"
 printf '%-34s %8.2f s  %10.0f lines/s  %8.1f MiB/s\n' "agent wall" "$WALL" "$(echo "$LINES / $WALL" | bc -l)" "$(echo "$MIB / $WALL" | bc -l)"
 printf '%-34s %8.2f s  %10.0f lines/s  %8.1f MiB/s per core\n' "agent CPU (user+sys)" "$AGENT_CPU" "$(echo "$LINES / $AGENT_CPU" | bc -l)" "$(echo "$MIB / $AGENT_CPU" | bc -l)"
+printf '%-34s %s\n' "agent CPU by thread" "$THREADS"
+printf '%-34s %8.2f s of %.2f s wall\n' "reader blocked on delivery" "$BLOCKED" "$WALL"
+printf '%-34s %s\n' "load average (1/5/15 min)" "$LOAD"
 printf '%-34s %8.1f MiB\n' "agent peak RSS" "$(echo "$AGENT_RSS / 1024" | bc -l)"
 printf '%-34s %8.2f s  (peak RSS %.1f MiB)\n' "lookout serve CPU while ingesting" "$SERVE_CPU" "$(echo "$SERVE_RSS / 1024" | bc -l)"
 printf '%-34s %8.2f s  %10.0f lines/s  %8.1f MiB/s\n' "floor: cat | wc -l" "$CAT_S" "$(echo "$LINES / $CAT_S" | bc -l)" "$(echo "$MIB / $CAT_S" | bc -l)"
