@@ -2,8 +2,9 @@
 //! `queries.yaml` for `pg_stat_user_tables`, `pg_replication_lag` and
 //! `pg_postmaster_start_time_seconds`): same names, labels, types and HELP texts.
 //!
-//! - [`PgCollector`] keeps one `tokio-postgres` connection (re-opened after a failed scrape
-//!   or a server restart) with its statements prepared once, sends them pipelined, and bounds
+//! - [`PgCollector`] keeps `connections` (default 2) `tokio-postgres` connections (re-opened
+//!   after a failed scrape or a server restart) with its statements prepared once, sends them
+//!   pipelined and spread over the connections, and bounds
 //!   the whole scrape with a deadline (plus a server-side `statement_timeout`). An
 //!   unreachable or refusing server yields `pg_up 0`, never an HTTP error.
 //! - TLS as libpq's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` say ([`tls`], rustls).
@@ -65,6 +66,9 @@ pub struct PgOptions {
     pub disable_settings: bool,
     /// Most distinct `/probe?target=` servers kept connected.
     pub max_targets: usize,
+    /// Connections per server; the scrape's queries are spread over them so the server
+    /// answers them in parallel.
+    pub connections: usize,
 }
 
 impl Default for PgOptions {
@@ -76,6 +80,7 @@ impl Default for PgOptions {
             max_tables: 1000,
             disable_settings: false,
             max_targets: 64,
+            connections: 2,
         }
     }
 }
@@ -92,13 +97,20 @@ pub struct PgCollector {
     truncated: parking_lot::Mutex<(bool, bool)>,
 }
 
-/// One connection with the server's version and the scrape's statements, prepared once (the
-/// server plans them once per connection, not once per scrape).
+/// The connections with the server's version and the scrape's statements, prepared once (the
+/// server plans them once per connection, not once per scrape). Statement `i` belongs to
+/// connection `i % clients.len()`, so the server works on them in parallel.
 struct Session {
-    client: Client,
+    clients: Vec<Client>,
     version_full: String,
     version_short: String,
     stmts: Vec<Result<Statement, String>>,
+}
+
+impl Session {
+    fn broken(&self) -> bool {
+        self.clients.iter().any(|c| c.is_closed())
+    }
 }
 
 /// Indexes into `Session::stmts`.
@@ -470,6 +482,29 @@ impl PgCollector {
     }
 
     async fn connect(&self) -> Result<Session, tokio_postgres::Error> {
+        let mut clients = Vec::new();
+        for _ in 0..self.opts.connections.max(1) {
+            clients.push(self.connect_one().await?);
+        }
+        let v = clients[0]
+            .query_one(
+                "SELECT version(), current_setting('server_version'), current_setting('server_version_num')",
+                &[],
+            )
+            .await?;
+        let version_full = text(&v, 0).unwrap_or("").to_string();
+        let version_short = short_version(text(&v, 1).unwrap_or(""));
+        let version_num = text(&v, 2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let stmts = self.prepare(&clients, version_num).await;
+        Ok(Session {
+            clients,
+            version_full,
+            version_short,
+            stmts,
+        })
+    }
+
+    async fn connect_one(&self) -> Result<Client, tokio_postgres::Error> {
         let client = match &self.tls {
             Some(tls) => {
                 let (client, connection) = self.config.connect(tls.clone()).await?;
@@ -496,22 +531,7 @@ impl PgCollector {
         client
             .batch_execute(&format!("SET statement_timeout = {statement_ms}"))
             .await?;
-        let v = client
-            .query_one(
-                "SELECT version(), current_setting('server_version'), current_setting('server_version_num')",
-                &[],
-            )
-            .await?;
-        let version_full = text(&v, 0).unwrap_or("").to_string();
-        let version_short = short_version(text(&v, 1).unwrap_or(""));
-        let version_num = text(&v, 2).and_then(|n| n.parse().ok()).unwrap_or(0);
-        let stmts = self.prepare(&client, version_num).await;
-        Ok(Session {
-            client,
-            version_full,
-            version_short,
-            stmts,
-        })
+        Ok(client)
     }
 
     /// `SELECT *` of a view with every column cast to text (the columns differ by version).
@@ -533,7 +553,12 @@ impl PgCollector {
 
     /// The scrape's statements, in [`Q`] order. One that fails to prepare (a view missing on
     /// this server, no permission) fails only its own families.
-    async fn prepare(&self, c: &Client, version_num: i64) -> Vec<Result<Statement, String>> {
+    async fn prepare(
+        &self,
+        clients: &[Client],
+        version_num: i64,
+    ) -> Vec<Result<Statement, String>> {
+        let c = &clients[0];
         let maxdb = self.opts.max_databases;
         let maxtab = self.opts.max_tables;
         let columns: Vec<String> = USER_TABLE_COLUMNS
@@ -627,7 +652,8 @@ impl PgCollector {
             )),
         ];
         let mut out = Vec::with_capacity(sqls.len());
-        for sql in sqls {
+        for (i, sql) in sqls.into_iter().enumerate() {
+            let c = &clients[i % clients.len()];
             out.push(match sql {
                 Ok(sql) => c.prepare(&sql).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -640,7 +666,7 @@ impl PgCollector {
     pub async fn scrape(&self) -> ScrapeResult {
         let start = Instant::now();
         let mut slot = self.session.lock().await;
-        if slot.as_ref().is_some_and(|s| s.client.is_closed()) {
+        if slot.as_ref().is_some_and(Session::broken) {
             *slot = None;
         }
         let deadline = self.opts.timeout;
@@ -669,7 +695,7 @@ impl PgCollector {
         }
         // Re-connect next time when the server is gone (restart) or the connection may be
         // stuck behind a timed-out query; a query that merely failed keeps the connection.
-        if !up || slot.as_ref().is_some_and(|s| s.client.is_closed()) {
+        if !up || slot.as_ref().is_some_and(Session::broken) {
             *slot = None;
         }
         ScrapeResult {
@@ -687,7 +713,10 @@ impl PgCollector {
         let maxtab = self.opts.max_tables;
         let run = |q: Q| async move {
             match &s.stmts[q as usize] {
-                Ok(st) => s.client.query(st, &[]).await.map_err(|e| describe(&e)),
+                Ok(st) => s.clients[q as usize % s.clients.len()]
+                    .query(st, &[])
+                    .await
+                    .map_err(|e| describe(&e)),
                 Err(e) => Err(e.clone()),
             }
         };

@@ -14,6 +14,7 @@
 mod info;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,7 +46,8 @@ pub enum Error {
 /// What and how to scrape.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    /// `redis://[user:pass@]host:port[/db]`, `rediss://...` (with the `tls` feature),
+    /// `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS; crate feature `tls`, on by
+    /// default),
     /// `unix:///path/to/socket`, or a bare `host:port`.
     pub addr: String,
     /// ACL user (overrides one in the URL).
@@ -60,6 +62,12 @@ pub struct RedisOptions {
     pub limits: Limits,
     /// Most distinct `/scrape?target=` servers kept connected at once.
     pub max_targets: usize,
+    /// `rediss://`: the CA (PEM) that signed the server's certificate, instead of the system
+    /// and webpki roots.
+    pub tls_ca_cert: Option<PathBuf>,
+    /// `rediss://`: client certificate and key (PEM) for servers that ask for one.
+    pub tls_client_cert: Option<PathBuf>,
+    pub tls_client_key: Option<PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -72,6 +80,9 @@ impl Default for RedisOptions {
             set_client_name: true,
             limits: Limits::default(),
             max_targets: 256,
+            tls_ca_cert: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         }
     }
 }
@@ -132,7 +143,14 @@ impl RedisCollector {
             settings = settings.set_password(pw);
         }
         conn_info = conn_info.set_redis_settings(settings);
-        let client = redis::Client::open(conn_info).map_err(|e| bad(e.to_string()))?;
+        let custom_tls = opts.tls_ca_cert.is_some()
+            || opts.tls_client_cert.is_some()
+            || opts.tls_client_key.is_some();
+        let client = if custom_tls {
+            tls_client(conn_info, &opts).map_err(bad)?
+        } else {
+            redis::Client::open(conn_info).map_err(|e| bad(e.to_string()))?
+        };
         Ok(RedisCollector {
             opts: RedisOptions { addr, ..opts },
             client,
@@ -331,6 +349,34 @@ impl RedisCollector {
         );
         f
     }
+}
+
+/// A `rediss://` client trusting `tls_ca_cert` and presenting the client certificate.
+#[cfg(feature = "tls")]
+fn tls_client(info: redis::ConnectionInfo, o: &RedisOptions) -> Result<redis::Client, String> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let root_cert = o.tls_ca_cert.as_ref().map(read).transpose()?;
+    let client_tls = match (&o.tls_client_cert, &o.tls_client_key) {
+        (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+            client_cert: read(c)?,
+            client_key: read(k)?,
+        }),
+        (None, None) => None,
+        _ => return Err("a TLS client certificate and key must be given together".into()),
+    };
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(_: redis::ConnectionInfo, _: &RedisOptions) -> Result<redis::Client, String> {
+    Err("TLS options given, but this build has no TLS (crate feature `tls`)".into())
 }
 
 async fn query<T: redis::FromRedisValue>(

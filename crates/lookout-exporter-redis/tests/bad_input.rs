@@ -408,3 +408,93 @@ async fn fetch_when_up(port: u16) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `rediss://` to a TLS-only redis-server whose certificate a private CA signed.
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    if which("redis-server").is_none() {
+        return skip("redis bad_input", "redis-server not installed");
+    }
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("leaf");
+    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("write");
+    std::fs::write(dir.join("server.crt"), leaf.pem()).expect("write");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write");
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--save", "", "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(dir.join("server.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.join("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.join("ca.crt"))
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let mut server = Proc(child);
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            return skip(
+                "redis tls",
+                &format!("redis-server has no TLS support here ({status})"),
+            );
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "redis tls on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let opts = |ca: Option<PathBuf>| RedisOptions {
+        addr: format!("rediss://127.0.0.1:{port}"),
+        timeout: Duration::from_secs(3),
+        tls_ca_cert: ca,
+        ..Default::default()
+    };
+    let f = RedisCollector::new(opts(Some(dir.join("ca.crt"))))
+        .expect("collector")
+        .collect()
+        .await;
+    assert_eq!(value(&f, "redis_up", &[]), Some(1.0), "{}", last_error(&f));
+    // Without the CA the certificate does not verify: up 0, not a panic or an HTTP error.
+    let f = RedisCollector::new(opts(None))
+        .expect("collector")
+        .collect()
+        .await;
+    assert_eq!(value(&f, "redis_up", &[]), Some(0.0));
+    assert!(!last_error(&f).is_empty());
+    // Plain redis:// to the TLS port fails cleanly too.
+    let f = RedisCollector::new(RedisOptions {
+        addr: format!("redis://127.0.0.1:{port}"),
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .expect("collector")
+    .collect()
+    .await;
+    assert_eq!(value(&f, "redis_up", &[]), Some(0.0));
+    assert!(
+        RedisCollector::new(opts(Some(dir.join("missing.crt")))).is_err(),
+        "a missing CA file is a configuration error"
+    );
+}

@@ -55,6 +55,15 @@ pub struct RedisArgs {
     /// Most /scrape targets kept connected.
     #[arg(long, default_value_t = 256)]
     pub max_targets: usize,
+    /// rediss://: the CA certificate (PEM) that signed the server's certificate.
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// rediss://: client certificate (PEM), with --tls-client-key-file.
+    #[arg(long, requires = "tls_client_key_file")]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// rediss://: client key (PEM), with --tls-client-cert-file.
+    #[arg(long, requires = "tls_client_cert_file")]
+    pub tls_client_key_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -80,6 +89,9 @@ pub struct PostgresArgs {
     /// Most /probe targets kept connected.
     #[arg(long, default_value_t = 64)]
     pub max_targets: usize,
+    /// Connections per server; the scrape's queries are spread over them.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub connections: u16,
 }
 
 pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
@@ -105,6 +117,9 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
                     max_commands: a.max_commands,
                 },
                 max_targets: a.max_targets,
+                tls_ca_cert: a.tls_ca_cert_file.clone(),
+                tls_client_cert: a.tls_client_cert_file.clone(),
+                tls_client_key: a.tls_client_key_file.clone(),
             };
             let exporter = lookout_exporter_redis::RedisExporter::new(opts)?;
             serve(
@@ -122,6 +137,7 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
                 max_tables: a.max_tables,
                 disable_settings: a.disable_settings_metrics,
                 max_targets: a.max_targets,
+                connections: usize::from(a.connections),
             };
             let exporter = lookout_exporter_postgres::PgExporter::new(opts)?;
             serve(
