@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lookout_logql::{LogqlEngine, LogqlError, QueryValue};
-use lookout_logstore::{LogStore, PushStream, Tenants};
+use lookout_logstore::{LogStore, PushStream, QueryStats, QueryStatsSnapshot, Tenants};
 use lookout_storage::logs::{Direction, LogEntry, LogQueryable, LogSelectParams, LogSink};
 use lookout_storage::{Labels, Matcher, StorageError};
 use parking_lot::Mutex;
@@ -216,14 +216,14 @@ fn decompress(headers: &HeaderMap, body: &[u8], limit: usize) -> Result<Vec<u8>,
 
 /// Decodes a JSON push body into `(labels text, entries)`.
 fn decode_json_push(body: &[u8]) -> Result<Vec<(Labels, Vec<LogEntry>)>, String> {
-    let v: Value =
+    let mut v: Value =
         serde_json::from_slice(body).map_err(|e| format!("error parsing the JSON body: {e}"))?;
     let streams = v
-        .get("streams")
-        .and_then(Value::as_array)
+        .get_mut("streams")
+        .and_then(Value::as_array_mut)
         .ok_or("error parsing the JSON body: missing \"streams\" array")?;
     let mut out = Vec::with_capacity(streams.len());
-    for s in streams {
+    for s in streams.iter_mut() {
         let labels_obj = s
             .get("stream")
             .or_else(|| s.get("labels"))
@@ -242,15 +242,19 @@ fn decode_json_push(body: &[u8]) -> Result<Vec<(Labels, Vec<LogEntry>)>, String>
             Value::String(s) => parse_labels(s)?,
             _ => return Err("error parsing the JSON body: \"stream\" must be an object".into()),
         };
+        let key = if s.get("values").is_some() {
+            "values"
+        } else {
+            "entries"
+        };
         let values = s
-            .get("values")
-            .or_else(|| s.get("entries"))
-            .and_then(Value::as_array)
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
             .ok_or("error parsing the JSON body: a stream has no \"values\" array")?;
         let mut entries = Vec::with_capacity(values.len());
-        for v in values {
+        for v in values.iter_mut() {
             let arr = v
-                .as_array()
+                .as_array_mut()
                 .filter(|a| a.len() == 2 || a.len() == 3)
                 .ok_or("error parsing the JSON body: each value must be [\"<ns>\", \"<line>\"] or [\"<ns>\", \"<line>\", {metadata}]")?;
             let ts = match &arr[0] {
@@ -262,10 +266,12 @@ fn decode_json_push(body: &[u8]) -> Result<Vec<(Labels, Vec<LogEntry>)>, String>
                     .ok_or_else(|| format!("error parsing the JSON body: invalid timestamp {n}"))?,
                 _ => return Err("error parsing the JSON body: timestamp must be a string".into()),
             };
-            let line = arr[1]
-                .as_str()
-                .ok_or("error parsing the JSON body: the log line must be a string")?
-                .to_string();
+            let line = match arr[1].take() {
+                Value::String(l) => l,
+                _ => {
+                    return Err("error parsing the JSON body: the log line must be a string".into());
+                }
+            };
             let mut md = Vec::new();
             if let Some(m) = arr.get(2) {
                 let m = m
@@ -462,11 +468,10 @@ fn engine_error(e: LogqlError) -> Response {
     text(status, e.to_string())
 }
 
-/// Counts what the engine reads, for the `stats` block.
+/// Collects what the store reads for the engine, for the `stats` block.
 struct Counting<'a> {
-    inner: &'a dyn LogQueryable,
-    lines: std::sync::atomic::AtomicU64,
-    bytes: std::sync::atomic::AtomicU64,
+    inner: &'a LogStore,
+    stats: QueryStats,
 }
 
 impl LogQueryable for Counting<'_> {
@@ -475,15 +480,7 @@ impl LogQueryable for Counting<'_> {
         params: &LogSelectParams<'_>,
         sink: &mut LogSink<'_>,
     ) -> Result<(), StorageError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.inner.select_logs(params, &mut |l, es| {
-            self.lines.fetch_add(es.len() as u64, Relaxed);
-            self.bytes.fetch_add(
-                es.iter().map(LogEntry::byte_size).sum::<usize>() as u64,
-                Relaxed,
-            );
-            sink(l, es)
-        })
+        self.inner.select_logs_with_stats(params, sink, &self.stats)
     }
     fn log_series(&self, m: &[Matcher], s: i64, e: i64) -> Result<Vec<Labels>, StorageError> {
         self.inner.log_series(m, s, e)
@@ -502,8 +499,17 @@ impl LogQueryable for Counting<'_> {
     }
 }
 
-fn stats_json(lines: u64, bytes: u64, exec: Duration, returned: usize) -> Value {
+/// Loki's `stats` object. Everything is read by this process, so the store figures appear
+/// under `querier`; `ingester` stays zero. `totalChunksSkippedByFilter` is Lookout's own (chunks
+/// whose substring filter ruled out a `|=` needle).
+fn stats_json(st: &QueryStatsSnapshot, exec: Duration, returned: usize) -> Value {
     let secs = exec.as_secs_f64().max(1e-9);
+    let bytes = st.decompressed_bytes + st.head_bytes;
+    let lines = st.decompressed_lines + st.head_lines;
+    let zero_chunk = json!({"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": 0,
+        "decompressedLines": 0, "compressedBytes": 0, "totalDuplicates": 0,
+        "postFilterLines": 0, "headChunkStructuredMetadataBytes": 0,
+        "decompressedStructuredMetadataBytes": 0});
     json!({
         "summary": {
             "bytesProcessedPerSecond": (bytes as f64 / secs) as u64,
@@ -516,24 +522,26 @@ fn stats_json(lines: u64, bytes: u64, exec: Duration, returned: usize) -> Value 
             "totalEntriesReturned": returned,
             "splits": 0,
             "shards": 0,
-            "totalPostFilterLines": lines,
+            "totalPostFilterLines": st.post_filter_lines,
             "totalStructuredMetadataBytesProcessed": 0
         },
         "querier": {"store": {
-            "totalChunksRef": 0, "totalChunksDownloaded": 0, "chunksDownloadTime": 0,
+            "totalChunksRef": st.chunks_ref,
+            "totalChunksDownloaded": st.chunks_downloaded,
+            "totalChunksSkippedByFilter": st.chunks_skipped_by_filter,
+            "chunksDownloadTime": 0,
             "queryReferencedStructuredMetadata": false,
-            "chunk": {"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": bytes,
-                      "decompressedLines": lines, "compressedBytes": 0, "totalDuplicates": 0,
-                      "postFilterLines": lines, "headChunkStructuredMetadataBytes": 0,
+            "chunk": {"headChunkBytes": st.head_bytes, "headChunkLines": st.head_lines,
+                      "decompressedBytes": st.decompressed_bytes,
+                      "decompressedLines": st.decompressed_lines,
+                      "compressedBytes": st.compressed_bytes, "totalDuplicates": 0,
+                      "postFilterLines": st.post_filter_lines,
+                      "headChunkStructuredMetadataBytes": 0,
                       "decompressedStructuredMetadataBytes": 0}
         }},
         "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0, "totalLinesSent": 0,
             "store": {"totalChunksRef": 0, "totalChunksDownloaded": 0, "chunksDownloadTime": 0,
-                "queryReferencedStructuredMetadata": false,
-                "chunk": {"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": 0,
-                    "decompressedLines": 0, "compressedBytes": 0, "totalDuplicates": 0,
-                    "postFilterLines": 0, "headChunkStructuredMetadataBytes": 0,
-                    "decompressedStructuredMetadataBytes": 0}}},
+                "queryReferencedStructuredMetadata": false, "chunk": zero_chunk}},
         "cache": {}
     })
 }
@@ -649,8 +657,7 @@ async fn run_query(api: Arc<LokiApi>, req: Req, kind: Kind) -> Response {
     let res = tokio::task::spawn_blocking(move || {
         let counting = Counting {
             inner: store.as_ref(),
-            lines: Default::default(),
-            bytes: Default::default(),
+            stats: QueryStats::default(),
         };
         let r = match kind {
             Kind::Instant(t) => {
@@ -676,23 +683,18 @@ async fn run_query(api: Arc<LokiApi>, req: Req, kind: Kind) -> Response {
                 interval,
             } => engine.query_range(&counting, &q, start, end, step, interval, direction, limit),
         };
-        use std::sync::atomic::Ordering::Relaxed;
-        (
-            r,
-            counting.lines.load(Relaxed),
-            counting.bytes.load(Relaxed),
-        )
+        (r, counting.stats.snapshot())
     })
     .await;
-    let (r, lines, bytes) = match res {
+    let (r, stats) = match res {
         Ok(x) => x,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     match r {
         Ok(v) => {
             let (mut data, returned) = result_json(&v);
-            data["stats"] = stats_json(lines, bytes, started.elapsed(), returned);
-            debug!(lines, bytes, "loki query done");
+            data["stats"] = stats_json(&stats, started.elapsed(), returned);
+            debug!(?stats, "loki query done");
             axum::Json(json!({"status": "success", "data": data})).into_response()
         }
         Err(e) => engine_error(e),

@@ -16,12 +16,21 @@ struct Server {
     addr: std::net::SocketAddr,
     _dir: tempfile::TempDir,
     client: reqwest::Client,
+    tenants: Arc<Tenants>,
 }
 
 async fn start(limits: LokiLimits) -> Server {
+    start_with(LogStoreOptions::default(), limits).await
+}
+
+async fn start_with(opts: LogStoreOptions, limits: LokiLimits) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let tenants = Arc::new(Tenants::open(dir.path(), LogStoreOptions::default()).unwrap());
-    let api = LokiApi::new(tenants, LogqlEngine::new(EngineOptions::default()), limits);
+    let tenants = Arc::new(Tenants::open(dir.path(), opts).unwrap());
+    let api = LokiApi::new(
+        tenants.clone(),
+        LogqlEngine::new(EngineOptions::default()),
+        limits,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router(api)).await });
@@ -30,6 +39,7 @@ async fn start(limits: LokiLimits) -> Server {
         addr,
         _dir: dir,
         client: reqwest::Client::new(),
+        tenants,
     }
 }
 
@@ -493,4 +503,250 @@ async fn tail_streams_new_lines_over_websocket() {
         }
     }
     assert_eq!(got, ["wanted 1", "wanted 2"]);
+}
+
+#[tokio::test]
+async fn query_stats_report_chunks_read_and_skipped() {
+    let s = start_with(
+        LogStoreOptions {
+            chunk_target_bytes: 8 * 1024,
+            ..LogStoreOptions::default()
+        },
+        LokiLimits::default(),
+    )
+    .await;
+    let t = now_ns() - 600_000_000_000;
+    let id = |i: u64| format!("{:032x}", u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+    let lines: Vec<String> = (0..3000u64)
+        .map(|i| format!(r#"{{"level":"info","n":{i},"trace_id":"{}"}}"#, id(i)))
+        .collect();
+    for part in lines.chunks(50).enumerate() {
+        let refs: Vec<&str> = part.1.iter().map(String::as_str).collect();
+        let (code, body) = s
+            .post(
+                "/loki/api/v1/push",
+                "application/json",
+                json_push("stats", t + part.0 as i64 * 1000, &refs),
+                None,
+            )
+            .await;
+        assert_eq!(code, 204, "{body}");
+    }
+    let tenants = s.tenants.clone();
+    tokio::task::spawn_blocking(move || tenants.flush().unwrap())
+        .await
+        .unwrap();
+    let raw: u64 = lines.iter().map(|l| l.len() as u64).sum();
+    let q = |query: String| {
+        format!(
+            "/loki/api/v1/query?query={}&time={}",
+            enc(&query),
+            t + 300_000_000_000
+        )
+    };
+    // Every chunk read: lines and bytes decoded are the whole data set.
+    let v = s
+        .get_json(&q(r#"sum(count_over_time({app="stats"}[1h]))"#.into()))
+        .await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "3000");
+    let st = &v["data"]["stats"];
+    let store = &st["querier"]["store"];
+    let chunks = store["totalChunksRef"].as_u64().unwrap();
+    assert!(chunks > 10, "{st}");
+    assert_eq!(store["totalChunksDownloaded"].as_u64(), Some(chunks));
+    assert_eq!(store["chunk"]["decompressedLines"], 3000);
+    assert_eq!(store["chunk"]["decompressedBytes"].as_u64(), Some(raw));
+    assert!(store["chunk"]["compressedBytes"].as_u64().unwrap() < raw / 2);
+    assert_eq!(st["summary"]["totalLinesProcessed"], 3000);
+    assert_eq!(st["summary"]["totalBytesProcessed"].as_u64(), Some(raw));
+    // A rare needle: chunks that cannot hold it are skipped by their filters.
+    let v = s
+        .get_json(&q(format!(
+            r#"sum(count_over_time({{app="stats"}} |= "{}" [1h]))"#,
+            id(2222)
+        )))
+        .await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "1");
+    let store = &v["data"]["stats"]["querier"]["store"];
+    let read = store["totalChunksDownloaded"].as_u64().unwrap();
+    let skipped = store["totalChunksSkippedByFilter"].as_u64().unwrap();
+    assert_eq!(store["totalChunksRef"].as_u64(), Some(chunks));
+    assert_eq!(read + skipped, chunks, "{store}");
+    assert!((1..=3).contains(&read), "{store}");
+    assert_eq!(store["chunk"]["postFilterLines"], 1);
+    assert!(store["chunk"]["decompressedLines"].as_u64().unwrap() < 1000);
+}
+
+/// Series stored for tenant `fake` over the last day.
+async fn stored_series(s: &Server) -> Value {
+    let t = now_ns();
+    s.get_json(&format!(
+        "/loki/api/v1/series?start={}&end={}",
+        t - 86_400_000_000_000,
+        t + 3_600_000_000_000
+    ))
+    .await["data"]
+        .clone()
+}
+
+#[tokio::test]
+async fn malformed_bodies_name_the_problem_and_store_nothing() {
+    let s = start(LokiLimits::default()).await;
+    let t = now_ns();
+    // Valid snappy around bytes that are not a PushRequest.
+    let not_proto = snap::raw::Encoder::new()
+        .compress_vec(b"\x0a\xff\xff\xff\xff\x0f")
+        .unwrap();
+    // A valid PushRequest, not snappy-compressed.
+    let req = lookout_loki_proto::PushRequest {
+        streams: vec![lookout_loki_proto::Stream {
+            labels: r#"{app="raw"}"#.into(),
+            entries: vec![lookout_loki_proto::Entry {
+                timestamp: Some(lookout_loki_proto::Timestamp::from_unix_nanos(t)),
+                line: "x".into(),
+                structured_metadata: vec![],
+            }],
+            hash: 0,
+        }],
+    };
+    let unsnapped = prost_encode(&req);
+    // Invalid label syntax in a protobuf stream.
+    let mut bad_labels = req.clone();
+    bad_labels.streams[0].labels = "{app=".into();
+    let bad_labels = lookout_loki_proto::encode_push_request(&bad_labels).unwrap();
+    // JSON with a line that is not valid UTF-8.
+    let mut bad_utf8 = json_push("utf8", t, &["AB"]);
+    let at = bad_utf8.windows(2).position(|w| w == b"AB").unwrap();
+    bad_utf8[at] = 0xc3;
+    bad_utf8[at + 1] = 0x28;
+    for (ctype, body, needle) in [
+        ("application/x-protobuf", not_proto, "error decoding the push request"),
+        ("application/x-protobuf", unsnapped, "error decoding the push request"),
+        ("application/x-protobuf", bad_labels, "app="),
+        ("application/json", bad_utf8, "error parsing the JSON body"),
+        ("application/json", br#"{"streams":[{"stream":{"a":"b"},"values":[["1","x","y"]]}]}"#.to_vec(), "metadata"),
+        ("application/json", br#"{"streams":[{"stream":{"a":1},"values":[]}]}"#.to_vec(), "not a string"),
+        ("application/json", br#"{"nostreams":[]}"#.to_vec(), "missing \"streams\""),
+    ] {
+        let (code, msg) = s.post("/loki/api/v1/push", ctype, body, None).await;
+        assert_eq!(code, 400, "{needle}: {msg}");
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    let (code, msg) = s
+        .post("/loki/api/v1/push", "application/json", b"{}".to_vec(), Some("br"))
+        .await;
+    assert_eq!(code, 400);
+    assert!(msg.contains("unsupported Content-Encoding"), "{msg}");
+    assert_eq!(stored_series(&s).await, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn refused_entries_are_reported_and_the_rest_is_stored() {
+    let s = start(LokiLimits::default()).await;
+    let t = now_ns();
+    let day = 86_400_000_000_000i64;
+    let values = serde_json::json!([
+        [t.to_string(), "kept"],
+        [(t - 8 * day).to_string(), "too old"],
+        [(t + day).to_string(), "too new"],
+    ]);
+    let body = serde_json::json!({"streams": [
+        {"stream": {"app": "mixed"}, "values": values},
+        {"stream": {"app": "x", "__bad": "v", "0bad": "v"}, "values": [[t.to_string(), "bad label"]]},
+        {"stream": {"app": "y".repeat(3000)}, "values": [[t.to_string(), "long value"]]},
+    ]});
+    let (code, msg) = s
+        .post(
+            "/loki/api/v1/push",
+            "application/json",
+            body.to_string().into_bytes(),
+            None,
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(msg.contains("timestamp too old"), "{msg}");
+    assert!(msg.contains("timestamp too new"), "{msg}");
+    assert!(msg.contains("invalid label name"), "{msg}");
+    assert!(msg.contains("label value too long"), "{msg}");
+    assert_eq!(
+        stored_series(&s).await,
+        serde_json::json!([{"app": "mixed"}])
+    );
+    let v = s
+        .get_json(&format!(
+            "/loki/api/v1/query_range?query={}&start={}&end={}",
+            enc(r#"{app="mixed"}"#),
+            t - day,
+            t + 1
+        ))
+        .await;
+    assert_eq!(v["data"]["result"][0]["values"][0][1], "kept");
+    assert_eq!(v["data"]["result"][0]["values"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn query_limits_answer_400_and_timeouts_504() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = Arc::new(Tenants::open(dir.path(), LogStoreOptions::default()).unwrap());
+    let api = LokiApi::new(
+        tenants,
+        LogqlEngine::new(EngineOptions {
+            max_series: 2,
+            ..EngineOptions::default()
+        }),
+        LokiLimits::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(api)).await });
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let t = now_ns() - 1_000_000_000;
+    for app in ["a", "b", "c"] {
+        let r = client
+            .post(format!("{base}/loki/api/v1/push"))
+            .header("content-type", "application/json")
+            .body(json_push(app, t, &["line"]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    let get = |q: &str| {
+        let url = format!("{base}/loki/api/v1/query?query={}", enc(q));
+        let c = client.clone();
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, body) = get(r#"sum by (app) (count_over_time({env="test"}[5m]))"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("series"), "{body}");
+    let (code, body) = get(r#"sum(count_over_time({env="test"}[5m]))"#).await;
+    assert_eq!(code, 200, "{body}");
+
+    // A zero timeout: every query times out with 504.
+    let dir2 = tempfile::tempdir().unwrap();
+    let tenants = Arc::new(Tenants::open(dir2.path(), LogStoreOptions::default()).unwrap());
+    let api = LokiApi::new(
+        tenants,
+        LogqlEngine::new(EngineOptions {
+            timeout: Duration::ZERO,
+            ..EngineOptions::default()
+        }),
+        LokiLimits::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(api)).await });
+    let r = client
+        .get(format!(
+            "http://{addr}/loki/api/v1/query?query={}",
+            enc(r#"count_over_time({env="test"}[5m])"#)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 504);
 }
