@@ -17,8 +17,13 @@ const K: usize = 8;
 const W: usize = 16;
 /// Shortest needle the filter can rule out.
 pub const MIN_NEEDLE: usize = K + W - 1;
-const BITS_PER_KEY: usize = 10;
-const HASHES: u32 = 6;
+/// 6 bits and 4 probes per key: about 5.6% false positives per key. A needle has several
+/// minimizers (a 32-hex-digit trace id has about 3) and all must be present, so a chunk is read
+/// for an absent needle far less often than that.
+const BITS_PER_KEY: usize = 6;
+const HASHES: u32 = 4;
+/// Probes of filters written before the count was stored (index record type 1).
+pub(crate) const HASHES_V1: u32 = 6;
 
 #[inline]
 fn gram_hash(b: &[u8]) -> u64 {
@@ -76,6 +81,7 @@ impl FilterBuilder {
         let nbits = (self.keys.len() * BITS_PER_KEY).max(64).next_power_of_two();
         let mut b = Bloom {
             words: vec![0u64; nbits / 64],
+            hashes: HASHES,
         };
         for k in self.keys {
             b.insert(k);
@@ -87,6 +93,7 @@ impl FilterBuilder {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bloom {
     words: Vec<u64>,
+    hashes: u32,
 }
 
 impl Bloom {
@@ -94,7 +101,7 @@ impl Bloom {
         let m = (self.words.len() * 64) as u64;
         let h1 = key;
         let h2 = key.rotate_left(31).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) | 1;
-        (0..HASHES).map(move |i| (h1.wrapping_add(u64::from(i).wrapping_mul(h2)) % m) as usize)
+        (0..self.hashes).map(move |i| (h1.wrapping_add(u64::from(i).wrapping_mul(h2)) % m) as usize)
     }
 
     fn insert(&mut self, key: u64) {
@@ -127,14 +134,26 @@ impl Bloom {
         self.words.len() * 8
     }
 
+    /// Writes the probe count, then the bits.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.hashes as u8);
         put_uvarint(out, self.words.len() as u64);
         for w in &self.words {
             out.extend_from_slice(&w.to_le_bytes());
         }
     }
 
+    /// Reads what [`Bloom::encode`] wrote.
     pub fn decode(r: &mut Reader<'_>) -> Result<Bloom, LogStoreError> {
+        let hashes = u32::from(r.u8()?);
+        if !(1..=16).contains(&hashes) {
+            return Err(LogStoreError::Corrupt("filter probe count".into()));
+        }
+        Self::decode_bits(r, hashes)
+    }
+
+    /// Reads a filter written without its probe count (`hashes` probes).
+    pub fn decode_bits(r: &mut Reader<'_>, hashes: u32) -> Result<Bloom, LogStoreError> {
         let n = r.uvarint()? as usize;
         if n.checked_mul(8).is_none_or(|b| b > (1 << 28)) {
             return Err(LogStoreError::Corrupt("filter too large".into()));
@@ -143,7 +162,7 @@ impl Bloom {
         for _ in 0..n {
             words.push(r.u64_le()?);
         }
-        Ok(Bloom { words })
+        Ok(Bloom { words, hashes })
     }
 }
 
@@ -175,6 +194,47 @@ mod tests {
         assert!(absent < 50, "false positives: {absent}/1000");
         // Short needles are never ruled out.
         assert!(f.may_contain("zzz"));
+    }
+
+    #[test]
+    fn filters_round_trip_and_old_filters_keep_their_probe_count() {
+        let mut fb = FilterBuilder::default();
+        let lines: Vec<String> = (0..300)
+            .map(|i| {
+                format!(
+                    "request {i} trace {:032x}",
+                    (i as u128) * 0x1234_5678_9abc_def1
+                )
+            })
+            .collect();
+        for l in &lines {
+            fb.add_line(l);
+        }
+        let mut f = fb.build();
+        let mut buf = Vec::new();
+        f.encode(&mut buf);
+        assert_eq!(Bloom::decode(&mut Reader::new(&buf)).unwrap(), f);
+        // A type-1 filter: built with 6 probes, stored without the count.
+        f.hashes = HASHES_V1;
+        f.words.iter_mut().for_each(|w| *w = 0);
+        let keys: Vec<u64> = {
+            let mut k = Vec::new();
+            for l in &lines {
+                minimizers(l.as_bytes(), |h| k.push(h));
+            }
+            k
+        };
+        for k in keys {
+            f.insert(k);
+        }
+        let mut old = Vec::new();
+        f.encode(&mut old);
+        let back = Bloom::decode_bits(&mut Reader::new(&old[1..]), HASHES_V1).unwrap();
+        assert_eq!(back, f);
+        for l in &lines {
+            assert!(back.may_contain(&l[8..]));
+        }
+        assert!(Bloom::decode(&mut Reader::new(&[0u8, 1])).is_err());
     }
 
     proptest! {

@@ -392,7 +392,7 @@ fn data_path(dir: &Path, id: u32) -> PathBuf {
 
 fn encode_index_record(labels: &Labels, m: &ChunkMeta) -> Vec<u8> {
     let mut p = Vec::with_capacity(64 + m.filter.byte_len());
-    p.push(1u8);
+    p.push(2u8);
     encode_labels(&mut p, labels);
     p.extend_from_slice(&m.file.to_le_bytes());
     p.extend_from_slice(&m.offset.to_le_bytes());
@@ -409,7 +409,9 @@ fn encode_index_record(labels: &Labels, m: &ChunkMeta) -> Vec<u8> {
 
 fn decode_index_record(p: &[u8]) -> Result<(Labels, ChunkMeta), LogStoreError> {
     let mut r = Reader::new(p);
-    if r.u8()? != 1 {
+    // Type 1: filters without their probe count; type 2: with it.
+    let version = r.u8()?;
+    if version != 1 && version != 2 {
         return Err(LogStoreError::Corrupt("unknown index record type".into()));
     }
     let labels = decode_labels(&mut r)?;
@@ -422,7 +424,11 @@ fn decode_index_record(p: &[u8]) -> Result<(Labels, ChunkMeta), LogStoreError> {
     let entries = r.uvarint()? as u32;
     let raw_bytes = r.uvarint()?;
     let wal_upto = r.uvarint()?;
-    let filter = Bloom::decode(&mut r)?;
+    let filter = if version == 1 {
+        Bloom::decode_bits(&mut r, crate::filter::HASHES_V1)?
+    } else {
+        Bloom::decode(&mut r)?
+    };
     Ok((
         labels,
         ChunkMeta {

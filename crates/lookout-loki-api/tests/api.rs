@@ -516,7 +516,12 @@ async fn query_stats_report_chunks_read_and_skipped() {
     )
     .await;
     let t = now_ns() - 600_000_000_000;
-    let id = |i: u64| format!("{:032x}", u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+    let id = |i: u64| {
+        format!(
+            "{:032x}",
+            u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+        )
+    };
     let lines: Vec<String> = (0..3000u64)
         .map(|i| format!(r#"{{"level":"info","n":{i},"trace_id":"{}"}}"#, id(i)))
         .collect();
@@ -620,20 +625,45 @@ async fn malformed_bodies_name_the_problem_and_store_nothing() {
     bad_utf8[at] = 0xc3;
     bad_utf8[at + 1] = 0x28;
     for (ctype, body, needle) in [
-        ("application/x-protobuf", not_proto, "error decoding the push request"),
-        ("application/x-protobuf", unsnapped, "error decoding the push request"),
+        (
+            "application/x-protobuf",
+            not_proto,
+            "error decoding the push request",
+        ),
+        (
+            "application/x-protobuf",
+            unsnapped,
+            "error decoding the push request",
+        ),
         ("application/x-protobuf", bad_labels, "app="),
         ("application/json", bad_utf8, "error parsing the JSON body"),
-        ("application/json", br#"{"streams":[{"stream":{"a":"b"},"values":[["1","x","y"]]}]}"#.to_vec(), "metadata"),
-        ("application/json", br#"{"streams":[{"stream":{"a":1},"values":[]}]}"#.to_vec(), "not a string"),
-        ("application/json", br#"{"nostreams":[]}"#.to_vec(), "missing \"streams\""),
+        (
+            "application/json",
+            br#"{"streams":[{"stream":{"a":"b"},"values":[["1","x","y"]]}]}"#.to_vec(),
+            "metadata",
+        ),
+        (
+            "application/json",
+            br#"{"streams":[{"stream":{"a":1},"values":[]}]}"#.to_vec(),
+            "not a string",
+        ),
+        (
+            "application/json",
+            br#"{"nostreams":[]}"#.to_vec(),
+            "missing \"streams\"",
+        ),
     ] {
         let (code, msg) = s.post("/loki/api/v1/push", ctype, body, None).await;
         assert_eq!(code, 400, "{needle}: {msg}");
         assert!(msg.contains(needle), "{needle}: {msg}");
     }
     let (code, msg) = s
-        .post("/loki/api/v1/push", "application/json", b"{}".to_vec(), Some("br"))
+        .post(
+            "/loki/api/v1/push",
+            "application/json",
+            b"{}".to_vec(),
+            Some("br"),
+        )
         .await;
     assert_eq!(code, 400);
     assert!(msg.contains("unsupported Content-Encoding"), "{msg}");
@@ -681,7 +711,10 @@ async fn refused_entries_are_reported_and_the_rest_is_stored() {
         ))
         .await;
     assert_eq!(v["data"]["result"][0]["values"][0][1], "kept");
-    assert_eq!(v["data"]["result"][0]["values"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["data"]["result"][0]["values"].as_array().unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
