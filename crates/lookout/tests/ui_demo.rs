@@ -55,6 +55,96 @@ fn answers(hostport: &str) -> bool {
         .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
 }
 
+/// `dsn` with its database replaced by `db`.
+fn with_database(dsn: &str, db: &str) -> Option<String> {
+    let (scheme, rest) = dsn.split_once("://")?;
+    let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let query = tail.split_once('?').map(|(_, q)| q);
+    Some(match query {
+        Some(q) => format!("{scheme}://{authority}/{db}?{q}"),
+        None => format!("{scheme}://{authority}/{db}"),
+    })
+}
+
+fn psql(dsn: &str, sql: &str) -> Result<(), String> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", sql])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A database of this run (dropped at the end) holding a small weAlist-like schema.
+struct AppDatabase {
+    admin_dsn: String,
+    name: String,
+    dsn: String,
+}
+
+impl AppDatabase {
+    fn create(admin_dsn: &str) -> Result<AppDatabase, String> {
+        let name = format!("lookout_ui_demo_{}", std::process::id());
+        let dsn = with_database(admin_dsn, &name).ok_or("cannot parse the PostgreSQL DSN")?;
+        let _ = psql(
+            admin_dsn,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        psql(admin_dsn, &format!("CREATE DATABASE {name}"))?;
+        let db = AppDatabase {
+            admin_dsn: admin_dsn.to_string(),
+            name,
+            dsn,
+        };
+        psql(
+            &db.dsn,
+            "CREATE TABLE workspaces (id serial PRIMARY KEY, name text NOT NULL);
+             CREATE TABLE boards (id serial PRIMARY KEY, workspace_id int REFERENCES workspaces(id), title text);
+             INSERT INTO workspaces (name) SELECT 'ws-' || g FROM generate_series(1, 40) g;
+             INSERT INTO boards (workspace_id, title) SELECT 1 + g % 40, 'board-' || g FROM generate_series(1, 800) g;
+             CREATE INDEX ON boards (workspace_id);
+             ANALYZE;
+             SELECT count(*) FROM boards b JOIN workspaces w ON w.id = b.workspace_id WHERE w.id < 5;",
+        )?;
+        Ok(db)
+    }
+}
+
+impl Drop for AppDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin_dsn,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Cache traffic on the throw-away Redis (sets, hits and misses) until the test ends.
+async fn redis_traffic(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return;
+    };
+    let mut buf = vec![0u8; 4096];
+    for i in 0u64.. {
+        let cmds = format!(
+            "SET session:{k} user-{i} EX 600\r\nGET session:{k}\r\nGET session:{i}:missing\r\n",
+            k = i % 50
+        );
+        if conn.write_all(cmds.as_bytes()).await.is_err() {
+            return;
+        }
+        // Drain the replies; the content does not matter.
+        if conn.read(&mut buf).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The demo's flags for its 24 h history, when this build has them.
 fn history_flag() -> Option<&'static str> {
     let out = Command::new(BIN).args(["demo", "--help"]).output().ok()?;
@@ -133,6 +223,15 @@ async fn ui_against_the_demo() {
         ));
     }
 
+    if which("psql").is_none() {
+        return skip("psql is missing (apt-get install -y postgresql-client)");
+    }
+
+    // The demo's services keep their state in memory and use neither PostgreSQL nor Redis;
+    // the DB dashboard's table and Redis hit-ratio panels need an application database and
+    // cache traffic, so this test provides both (see docs/ui.md).
+    let app_db =
+        AppDatabase::create(&pg_dsn).unwrap_or_else(|e| panic!("creating the test database: {e}"));
     let tmp = tempfile::tempdir().unwrap();
     let redis_port = free_port();
     let _redis = ChildGuard::spawn(
@@ -149,6 +248,7 @@ async fn ui_against_the_demo() {
         assert!(Instant::now() < deadline, "redis-server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let cache = tokio::spawn(redis_traffic(redis_port));
 
     // Seven consecutive service ports: take a free one and hope the next six are free too
     // (the demo fails to start otherwise, which the readiness wait reports).
@@ -176,7 +276,7 @@ async fn ui_against_the_demo() {
             "--redis-exporter-addr",
             &format!("127.0.0.1:{}", free_port()),
         ])
-        .args(["--postgres-dsn", &pg_dsn])
+        .args(["--postgres-dsn", &app_db.dsn])
         .args([
             "--postgres-exporter-addr",
             &format!("127.0.0.1:{}", free_port()),
@@ -266,11 +366,28 @@ async fn ui_against_the_demo() {
     if !out.status.success() {
         eprintln!("demo log tail:\n{}", demo.log_tail(40));
     }
+    cache.abort();
     assert!(
         out.status.success(),
         "browser flows against the demo failed"
     );
     println!("ui demo test took {:.0} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn dsn_database() {
+    assert_eq!(
+        with_database(
+            "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+            "x"
+        )
+        .as_deref(),
+        Some("postgresql://postgres@127.0.0.1:5432/x?sslmode=disable")
+    );
+    assert_eq!(
+        with_database("postgres://u@db", "y").as_deref(),
+        Some("postgres://u@db/y")
+    );
 }
 
 #[test]

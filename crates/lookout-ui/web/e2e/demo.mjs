@@ -47,12 +47,14 @@ async function panels() {
     err: p.querySelector('.panel-error')?.textContent,
     points: Number(p.dataset.points || 0),
     width: Number(p.dataset.widthPx || 0),
+    finite: p.dataset.finite === undefined ? null : Number(p.dataset.finite),
   })));
 }
 
 function checkPanels(name, st) {
-  const bad = st.filter((p) => p.state !== 'ok' || p.nodata || p.badge || p.err);
-  for (const p of bad) fail(`${name}: panel "${p.title}" (${p.type}) is ${p.state}${p.err ? `: ${p.err}` : ''}`);
+  // A chart or stat whose every value is NaN (0/0 ratios of idle counters) shows nothing either.
+  const bad = st.filter((p) => p.state !== 'ok' || p.nodata || p.badge || p.err || p.finite === 0);
+  for (const p of bad) fail(`${name}: panel "${p.title}" (${p.type}) is ${p.finite === 0 ? 'all NaN' : p.state}${p.err ? `: ${p.err}` : ''}`);
   const over = st.filter((p) => p.width && p.points > p.width);
   for (const p of over) fail(`${name}: panel "${p.title}" fetched ${p.points} points for ${p.width} px`);
   return bad.length === 0 && over.length === 0;

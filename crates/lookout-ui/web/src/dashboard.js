@@ -484,6 +484,7 @@ class DashboardView {
       }
       const frames = toFrames(results);
       el.dataset.points = String(frames.reduce((a, f) => Math.max(a, f.values.length), 0));
+      el.dataset.finite = String(frames.reduce((a, f) => a + f.values.filter((v) => Number.isFinite(v)).length, 0));
       if (!frames.length || frames.every((f) => !f.values.length)) {
         body.append(h('div', { class: 'nodata' }, t('noData')));
         setState('nodata');
