@@ -123,6 +123,11 @@ pub async fn fill(
     popts.users = settings.users.max(1);
     let probe = probe::run(&popts).await.context("history probe")?;
     let probe_time = started.elapsed();
+    anyhow::ensure!(
+        probe.rps >= 1.0,
+        "the history probe's traffic did not get through ({:.2} requests/s)",
+        probe.rps
+    );
 
     let end_ms = now_ms();
     let mut targets = Vec::new();
