@@ -39,6 +39,8 @@ pub struct TsdbAppender<'a> {
     new_by_labels: HashMap<Labels, u32>,
     samples: Vec<PendingSample>,
     new_series: usize,
+    /// Newest timestamp accepted (`max_future` ahead of the clock), read once per batch.
+    max_t_allowed: Option<i64>,
 }
 
 impl<'a> TsdbAppender<'a> {
@@ -50,6 +52,7 @@ impl<'a> TsdbAppender<'a> {
             new_by_labels: HashMap::new(),
             samples: Vec::new(),
             new_series: 0,
+            max_t_allowed: None,
         }
     }
 
@@ -307,8 +310,12 @@ impl Appender for TsdbAppender<'_> {
         }
         let m = &db.head.metrics;
         if let Some(f) = db.opts.max_future {
-            let now = db.opts.clock.now_ms();
-            if t > now.saturating_add(i64::try_from(f.as_millis()).unwrap_or(i64::MAX)) {
+            // The clock is read once per batch (a scrape or a request), not per sample.
+            let limit = *self.max_t_allowed.get_or_insert_with(|| {
+                let ahead = i64::try_from(f.as_millis()).unwrap_or(i64::MAX);
+                db.opts.clock.now_ms().saturating_add(ahead)
+            });
+            if t > limit {
                 m.too_new_samples.inc();
                 return Err(AppendError::TooNew);
             }
