@@ -164,6 +164,10 @@ THREADS=$(for t in /proc/"$AGENT_PID"/task/*; do
   awk -v tck="$TCK" '{ c = $0; sub(/^[0-9]+ \(/, "", c); name = substr(c, 1, index(c, ")") - 1);
     split(substr(c, index(c, ")") + 2), f, " "); printf "%s %.2f\n", name, (f[12] + f[13]) / tck }' "$t/stat"
 done | awk '{ a[$1] += $2 } END { for (k in a) printf "%s %.2fs  ", k, a[k] }')
+# Run-queue wait (runnable, but no CPU free) per thread, from /proc/PID/task/TID/schedstat.
+RUNQ=$(for t in /proc/"$AGENT_PID"/task/*; do
+  printf '%s %s\n' "$(cat "$t/comm")" "$(cut -d' ' -f2 "$t/schedstat")"
+done | awk '{ a[$1] += $2 / 1e9 } END { for (k in a) printf "%s %.2fs  ", k, a[k] }')
 BLOCKED=$(echo "$m" | awk '/^lookout_agent_reader_blocked_seconds_total/ {s += $2} END {printf "%.2f", s + 0}')
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true
@@ -179,6 +183,7 @@ printf '%-34s %s\n' "agent lines sent / dropped" "$sent / $dropped (store counts
 printf '%-34s %8.2f s  %10.0f lines/s  %8.1f MiB/s\n' "agent wall" "$WALL" "$(echo "$LINES / $WALL" | bc -l)" "$(echo "$MIB / $WALL" | bc -l)"
 printf '%-34s %8.2f s  %10.0f lines/s  %8.1f MiB/s per core\n' "agent CPU (user+sys)" "$AGENT_CPU" "$(echo "$LINES / $AGENT_CPU" | bc -l)" "$(echo "$MIB / $AGENT_CPU" | bc -l)"
 printf '%-34s %s\n' "agent CPU by thread" "$THREADS"
+printf '%-34s %s\n' "agent waiting for a CPU, by thread" "$RUNQ"
 printf '%-34s %8.2f s of %.2f s wall\n' "reader blocked on delivery" "$BLOCKED" "$WALL"
 printf '%-34s %s\n' "load average (1/5/15 min)" "$LOAD"
 printf '%-34s %8.1f MiB\n' "agent peak RSS" "$(echo "$AGENT_RSS / 1024" | bc -l)"
