@@ -57,6 +57,14 @@ curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush"
 curl -sf "http://127.0.0.1:$VM_PORT/internal/force_merge"
 sleep 10
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$LK_PORT/-/ready" >/dev/null && break; sleep 0.2; done
+# `serve` compacts the imported 6 h blocks further in the background: time queries only once
+# the block count has stayed the same for three polls (at most 2 minutes).
+blocks() { curl -sf "http://127.0.0.1:$LK_PORT/metrics" | awk '$1=="lookout_tsdb_blocks_loaded"{print $2}'; }
+prev=$(blocks); same=0
+for _ in $(seq 60); do
+  sleep 2; cur=$(blocks)
+  if [ "$cur" = "$prev" ]; then same=$((same + 1)); [ "$same" -ge 3 ] && break; else same=0; prev=$cur; fi
+done
 
 Q1='sum(rate(http_requests_total[5m])) by (job)'
 Q2='histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[5m])) by (le, job))'
