@@ -198,7 +198,9 @@ async fn demo_fast_schedule_end_to_end() {
         .args(["--redis-addr", &format!("redis://127.0.0.1:{redis_port}")])
         .args(["--redis-exporter-addr", &redis_exporter])
         .args(["--postgres-exporter-addr", &pg_exporter])
-        // Nothing listens there: the exporter must stay down, not hang the start.
+        // Nothing listens there and the demo must not start a PostgreSQL of its own: the
+        // exporter must stay down, not hang the start.
+        .arg("--no-db-supervision")
         .args([
             "--postgres-dsn",
             &format!("postgresql://postgres@127.0.0.1:{}/postgres", free_port()),
