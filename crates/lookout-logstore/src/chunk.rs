@@ -217,7 +217,7 @@ fn parse_num(s: &str) -> Option<(i64, u8)> {
     }
 }
 
-fn push_int(out: &mut String, v: i64) {
+fn push_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut u = v.unsigned_abs();
@@ -230,14 +230,12 @@ fn push_int(out: &mut String, v: i64) {
         }
     }
     if v < 0 {
-        out.push('-');
+        out.push(b'-');
     }
-    for &c in &buf[i..] {
-        out.push(c as char);
-    }
+    out.extend_from_slice(&buf[i..]);
 }
 
-fn format_decimal_into(out: &mut String, m: i64, frac: u8) {
+fn format_decimal_into(out: &mut Vec<u8>, m: i64, frac: u8) {
     if frac == 0 {
         push_int(out, m);
         return;
@@ -245,10 +243,10 @@ fn format_decimal_into(out: &mut String, m: i64, frac: u8) {
     let p = 10u64.pow(u32::from(frac));
     let abs = m.unsigned_abs();
     if m < 0 {
-        out.push('-');
+        out.push(b'-');
     }
     push_int(out, (abs / p) as i64);
-    out.push('.');
+    out.push(b'.');
     let f = abs % p;
     let mut digits = [b'0'; 9];
     let mut x = f;
@@ -256,16 +254,14 @@ fn format_decimal_into(out: &mut String, m: i64, frac: u8) {
         *d = b'0' + (x % 10) as u8;
         x /= 10;
     }
-    for &c in &digits[..frac as usize] {
-        out.push(c as char);
-    }
+    out.extend_from_slice(&digits[..frac as usize]);
 }
 
 #[cfg(test)]
 fn format_decimal(m: i64, frac: u8) -> String {
-    let mut s = String::new();
+    let mut s = Vec::new();
     format_decimal_into(&mut s, m, frac);
-    s
+    String::from_utf8(s).unwrap_or_default()
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -336,7 +332,7 @@ struct TimeFormatter {
 }
 
 impl TimeFormatter {
-    fn push(&mut self, out: &mut String, units: i64, frac: u8) {
+    fn push(&mut self, out: &mut Vec<u8>, units: i64, frac: u8) {
         let p = 10i64.pow(u32::from(frac));
         let secs = units.div_euclid(p);
         if self.secs != Some(secs) {
@@ -351,7 +347,7 @@ impl TimeFormatter {
             );
             self.secs = Some(secs);
         }
-        out.push_str(&self.text);
+        out.extend_from_slice(self.text.as_bytes());
         if frac > 0 {
             let mut digits = [b'0'; 9];
             let mut x = units.rem_euclid(p);
@@ -359,19 +355,17 @@ impl TimeFormatter {
                 *d = b'0' + (x % 10) as u8;
                 x /= 10;
             }
-            out.push('.');
-            for &c in &digits[..frac as usize] {
-                out.push(c as char);
-            }
+            out.push(b'.');
+            out.extend_from_slice(&digits[..frac as usize]);
         }
-        out.push('Z');
+        out.push(b'Z');
     }
 }
 
 fn format_time(units: i64, frac: u8) -> String {
-    let mut s = String::with_capacity(32);
+    let mut s = Vec::with_capacity(32);
     TimeFormatter::default().push(&mut s, units, frac);
-    s
+    String::from_utf8(s).unwrap_or_default()
 }
 
 /// RFC 3339 UTC with nine fraction digits.
@@ -472,15 +466,14 @@ struct Column {
     text: String,
     ends: Vec<usize>,
     next: usize,
+    /// Start of value `next`.
+    start: usize,
 }
 
 impl Column {
     fn take(&mut self) -> Option<&str> {
-        let start = match self.next {
-            0 => 0,
-            i => *self.ends.get(i - 1)?,
-        };
         let end = *self.ends.get(self.next)?;
+        let start = std::mem::replace(&mut self.start, end);
         self.next += 1;
         self.text.get(start..end)
     }
@@ -501,15 +494,18 @@ fn decode_column(kind: u8, param: u8, data: Vec<u8>, n: usize) -> Result<Column,
     let corrupt = |w: &str| LogStoreError::Corrupt(format!("chunk column: {w}"));
     let mut r = Reader::new(&data);
     let mut col = Column {
-        text: String::with_capacity(n * 8),
+        text: String::new(),
         ends: Vec::with_capacity(n.min(data.len() + 1)),
         next: 0,
+        start: 0,
     };
+    // Numbers, times and hex are ASCII, formatted as bytes and checked once at the end.
+    let mut text: Vec<u8> = Vec::with_capacity(n.min(1 << 20) * 8);
     match kind {
         k if k == ColKind::Int as u8 => {
             for v in get_ints(&mut r, n, param == 1)? {
-                push_int(&mut col.text, v);
-                col.ends.push(col.text.len());
+                push_int(&mut text, v);
+                col.ends.push(text.len());
             }
         }
         k if k == ColKind::Num as u8 => {
@@ -518,8 +514,8 @@ fn decode_column(kind: u8, param: u8, data: Vec<u8>, n: usize) -> Result<Column,
                 return Err(corrupt("fraction digits"));
             }
             for (v, &f) in get_ints(&mut r, n, param == 1)?.into_iter().zip(fracs) {
-                format_decimal_into(&mut col.text, v, f);
-                col.ends.push(col.text.len());
+                format_decimal_into(&mut text, v, f);
+                col.ends.push(text.len());
             }
         }
         k if k == ColKind::Decimal as u8 || k == ColKind::Time as u8 => {
@@ -529,21 +525,21 @@ fn decode_column(kind: u8, param: u8, data: Vec<u8>, n: usize) -> Result<Column,
             let mut tf = TimeFormatter::default();
             for v in get_ints(&mut r, n, false)? {
                 if k == ColKind::Time as u8 {
-                    tf.push(&mut col.text, v, param);
+                    tf.push(&mut text, v, param);
                 } else {
-                    format_decimal_into(&mut col.text, v, param);
+                    format_decimal_into(&mut text, v, param);
                 }
-                col.ends.push(col.text.len());
+                col.ends.push(text.len());
             }
         }
         k if k == ColKind::Hex as u8 => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             for _ in 0..n {
                 for &x in r.take(param as usize)? {
-                    col.text.push(HEX[(x >> 4) as usize] as char);
-                    col.text.push(HEX[(x & 15) as usize] as char);
+                    text.push(HEX[(x >> 4) as usize]);
+                    text.push(HEX[(x & 15) as usize]);
                 }
-                col.ends.push(col.text.len());
+                col.ends.push(text.len());
             }
         }
         k if k == ColKind::Strings as u8 => {
@@ -563,9 +559,11 @@ fn decode_column(kind: u8, param: u8, data: Vec<u8>, n: usize) -> Result<Column,
             if !col.ends.iter().all(|&e| col.text.is_char_boundary(e)) {
                 return Err(corrupt("value split inside a character"));
             }
+            return Ok(col);
         }
         _ => return Err(corrupt("unknown kind")),
     }
+    col.text = String::from_utf8(text).map_err(|_| corrupt("invalid UTF-8"))?;
     Ok(col)
 }
 
