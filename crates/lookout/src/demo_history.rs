@@ -7,9 +7,10 @@
 //! `prometheus.yml`), so the history has exactly the live series' labels, `up` and
 //! `scrape_*` included. The self-monitoring job gets `up`; the exporter jobs get nothing
 //! (they fill live). [`wealist_demo::history::HistoryGenerator`] extrapolates the series;
-//! whole chunk ranges are written as blocks ([`lookout_tsdb::block::BlockWriter`]) and
-//! compacted, the newest partial range is appended through the head (so the head's lower
-//! bound stays at the last block boundary and live samples are accepted).
+//! whole chunk ranges are written as level-1 blocks ([`lookout_tsdb::block::BlockWriter`];
+//! `serve`'s background compaction merges them later, so startup does not wait for it), the
+//! newest partial range is appended through the head (so the head's lower bound stays at the
+//! last block boundary and live samples are accepted).
 //!
 //! A 2 % sample of the past requests is written into the containers' json-file logs before
 //! the services open them (only when those files do not exist yet); the log agent ships them.
@@ -253,13 +254,14 @@ pub async fn fill(
     Ok(Some(outcome))
 }
 
-/// Writes every whole chunk range as a block, compacts, and appends the rest through the
+/// Writes every whole chunk range as a block and appends the rest through the
 /// head; sampled requests go to `logs`. Returns (series, samples, blocks, log lines).
 fn write(
     dir: &Path,
     mut generator: HistoryGenerator,
     mut logs: Option<LogHistoryWriter>,
 ) -> anyhow::Result<(usize, u64, usize, u64)> {
+    let started = Instant::now();
     let opts = store_options();
     let range = i64::try_from(opts.chunk_range.as_millis())
         .unwrap_or(i64::MAX)
@@ -291,6 +293,7 @@ fn write(
         }
         lo = hi;
     }
+    let blocks_done = Instant::now();
     let tail = generator.next_window(i64::MAX);
     let mut events = generator.take_log_events();
     let log_lines = match logs {
@@ -301,7 +304,7 @@ fn write(
         None => 0,
     };
     let db = Tsdb::open(dir, opts).with_context(|| format!("opening {}", dir.display()))?;
-    db.compact()?;
+    let opened = Instant::now();
     let labels: Vec<Labels> = generator.labels().to_vec();
     let mut app = db.appender();
     let mut pending = 0usize;
@@ -323,5 +326,11 @@ fn write(
     }
     app.commit()?;
     db.close()?;
+    tracing::debug!(
+        blocks_ms = blocks_done.duration_since(started).as_millis() as u64,
+        open_ms = opened.duration_since(blocks_done).as_millis() as u64,
+        head_ms = opened.elapsed().as_millis() as u64,
+        "demo history phases"
+    );
     Ok((labels.len(), samples, blocks, log_lines))
 }
