@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the stack: scraping, metrics and log storage, rules and alerts, the Prometheus and
     /// Loki APIs, the log agent and the UI.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the stack on the example weAlist configuration (examples/wealist/docker/monitoring)
     /// with the seven weAlist demo services, simulated users and a fault schedule.
     Demo(DemoArgs),

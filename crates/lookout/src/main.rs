@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Check(args) => check(args),
