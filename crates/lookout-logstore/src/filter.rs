@@ -78,7 +78,8 @@ impl FilterBuilder {
     }
 
     pub fn build(self) -> Bloom {
-        let nbits = (self.keys.len() * BITS_PER_KEY).max(64).next_power_of_two();
+        // Whole words, not a power of two (probes are reduced modulo the bit count).
+        let nbits = (self.keys.len() * BITS_PER_KEY).max(64).div_ceil(64) * 64;
         let mut b = Bloom {
             words: vec![0u64; nbits / 64],
             hashes: HASHES,
