@@ -86,6 +86,8 @@ fn import(file: &Path, dir: &Path, retention: std::time::Duration) -> anyhow::Re
     let opts = TsdbOptions {
         retention,
         compaction: false,
+        // Backfill takes the file's timestamps as they are, like promtool.
+        max_future: None,
         ..TsdbOptions::default()
     };
     let blocks = lookout_tsdb::backfill(dir, series.into_iter().collect(), opts)
