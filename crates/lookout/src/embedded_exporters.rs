@@ -7,6 +7,7 @@
 //! and is picked up when it comes back. `demo` starts them only when a local server answers.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -44,6 +45,9 @@ pub struct EmbeddedExporterArgs {
     /// Deadline of one Redis scrape, connecting included.
     #[arg(long = "redis-exporter.timeout", default_value = "5s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
+    /// rediss://: the CA certificate (PEM) that signed the server's certificate.
+    #[arg(long = "redis-exporter.tls-ca-cert-file")]
+    pub redis_tls_ca_cert: Option<PathBuf>,
     /// Run the PostgreSQL exporter inside serve on this address (postgres_exporter uses
     /// :9187). `off` (default) disables it.
     #[arg(long = "postgres-exporter.listen", default_value = "off")]
@@ -66,6 +70,9 @@ pub struct EmbeddedExporterArgs {
     /// Most tables in pg_stat_user_tables_*.
     #[arg(long = "postgres-exporter.max-tables", default_value_t = 1000)]
     pub postgres_max_tables: usize,
+    /// Connections to the server; the scrape's queries are spread over them.
+    #[arg(long = "postgres-exporter.connections", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub postgres_connections: u16,
 }
 
 impl EmbeddedExporterArgs {
@@ -75,6 +82,7 @@ impl EmbeddedExporterArgs {
             user: self.redis_user.clone(),
             password: self.redis_password.clone(),
             timeout: self.redis_timeout,
+            tls_ca_cert: self.redis_tls_ca_cert.clone(),
             ..Default::default()
         }
     }
@@ -85,6 +93,7 @@ impl EmbeddedExporterArgs {
             timeout: self.postgres_timeout,
             max_databases: self.postgres_max_databases,
             max_tables: self.postgres_max_tables,
+            connections: usize::from(self.postgres_connections),
             ..Default::default()
         }
     }
@@ -224,6 +233,10 @@ mod tests {
             "postgresql://u@h/db",
             "--postgres-exporter.max-tables",
             "50",
+            "--postgres-exporter.connections",
+            "1",
+            "--redis-exporter.tls-ca-cert-file",
+            "/etc/ca.pem",
         ])
         .unwrap();
         assert!(matches!(t.e.redis_listen, Listen::Addr(a) if a.port() == 9121));
@@ -233,6 +246,8 @@ mod tests {
         let p = t.e.postgres_options();
         assert_eq!(p.dsn, "postgresql://u@h/db");
         assert_eq!(p.max_tables, 50);
+        assert_eq!(p.connections, 1);
+        assert_eq!(r.tls_ca_cert, Some(PathBuf::from("/etc/ca.pem")));
     }
 
     #[tokio::test]
