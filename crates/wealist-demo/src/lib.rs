@@ -12,8 +12,10 @@
 //!   ([`schedule::ALERT_CONDITIONS`]) hold longer than its `for` and clear again.
 //! - [`control`]: the HTTP control endpoint (inject faults on demand, inspect state).
 //! - [`redis_fill`]: fills (and empties) a local Redis the demo owns, for the memory alert.
+//! - [`backing`]: optional PostgreSQL/Redis behind the user and board services.
 //! - [`history`]: past data extrapolated from a probe scrape, for `lookout demo --history`.
 
+pub mod backing;
 pub mod config;
 pub mod control;
 pub mod faults;

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use crate::backing::Backing;
 use crate::faults::ServiceFaults;
 use crate::logs::{ContainerInfo, ContainerLog, LogOptions, Logger};
 use crate::services::{self, ServiceContext};
@@ -27,6 +28,8 @@ pub struct StackConfig {
     /// Listen address of every service.
     pub addrs: BTreeMap<ServiceKind, SocketAddr>,
     pub log_options: LogOptions,
+    /// PostgreSQL/Redis the user and board services use, when given.
+    pub backing: Option<Arc<Backing>>,
 }
 
 impl StackConfig {
@@ -58,6 +61,7 @@ impl StackConfig {
                 .map(|k| (k, SocketAddr::from(([127, 0, 0, 1], port(k)))))
                 .collect(),
             log_options: LogOptions::default(),
+            backing: None,
         }
     }
 }
@@ -164,6 +168,7 @@ impl ServiceStack {
             faults: self.faults[&kind].clone(),
             data_dir: self.cfg.data_dir.clone(),
             shutdown: stop_rx.clone(),
+            backing: self.cfg.backing.clone(),
         };
         let router = services::router(&ctx)?;
         // A just-stopped listener can take a moment to release the port.

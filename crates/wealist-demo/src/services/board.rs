@@ -2,9 +2,16 @@
 //!
 //! Metrics: `board_service_projects_total` and `board_service_boards_total` (gauges: how many
 //! exist), `board_service_project_created_total` and `board_service_board_created_total`.
+//!
+//! With [`Backing`]: projects, boards and board history items are written to PostgreSQL
+//! (keyed by this instance and the service's ids; reads are index lookups, the project count
+//! a sequential scan) and the project list is cached in Redis for [`LIST_CACHE_TTL`]. Answers
+//! still come from the in-memory state; database failures only count in
+//! `wealist_backing_errors_total`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -20,6 +27,10 @@ use serde_json::json;
 
 use super::{ApiError, JsonBody, ServiceContext, check_text, finish, parse_id, with_user};
 use crate::DemoError;
+use crate::backing::{Backend, Backing, BackingMetrics};
+
+/// Lifetime of the cached project list in Redis.
+pub const LIST_CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub const MAX_PROJECTS: usize = 10_000;
 pub const MAX_BOARDS: usize = 100_000;
@@ -56,6 +67,16 @@ struct Db {
 struct AppState {
     db: Mutex<Db>,
     m: BoardMetrics,
+    backing: Option<Arc<Backing>>,
+    bm: BackingMetrics,
+    /// Tells this instance's rows from those of earlier (restarted) instances.
+    instance: i64,
+}
+
+impl AppState {
+    fn list_key(&self) -> String {
+        format!("board:projects:{}", self.instance)
+    }
 }
 
 type St = State<Arc<AppState>>;
@@ -70,6 +91,11 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
             .counter("board_service_project_created_total", "Projects created.")?,
         boards_created: metrics.counter("board_service_board_created_total", "Boards created.")?,
     };
+    let bm = BackingMetrics::register(&mut metrics, "board")?;
+    let instance = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_micros() & 0x3FFF_FFFF_FFFF_FFFF) as i64)
+        .unwrap_or(0);
     let state = Arc::new(AppState {
         db: Mutex::new(Db {
             next_project: 1,
@@ -77,6 +103,9 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
             ..Db::default()
         }),
         m,
+        backing: ctx.backing.clone(),
+        bm,
+        instance,
     });
     let routes = Router::new()
         .route("/api/projects", post(create_project).get(list_projects))
@@ -112,36 +141,60 @@ async fn create_project(
 ) -> Result<Response, ApiError> {
     check_text("name", &req.name, 100)?;
     super::check_ident("owner_id", &req.owner_id, 64)?;
-    let mut db = s.db.lock();
-    if db.projects.len() >= MAX_PROJECTS {
-        return Err(ApiError::limit("project limit reached"));
+    let id = {
+        let mut db = s.db.lock();
+        if db.projects.len() >= MAX_PROJECTS {
+            return Err(ApiError::limit("project limit reached"));
+        }
+        let id = db.next_project;
+        db.next_project += 1;
+        db.projects.insert(
+            id,
+            Project {
+                name: req.name.trim().to_owned(),
+                owner: req.owner_id.clone(),
+                boards: Vec::new(),
+            },
+        );
+        s.m.projects_created.inc();
+        s.refresh_gauges(&db);
+        id
+    };
+    if let Some(b) = s.backing.as_deref() {
+        let r = b
+            .insert_project(s.instance, id as i64, req.name.trim(), &req.owner_id)
+            .await;
+        s.bm.record(Backend::Postgres, r);
     }
-    let id = db.next_project;
-    db.next_project += 1;
-    db.projects.insert(
-        id,
-        Project {
-            name: req.name.trim().to_owned(),
-            owner: req.owner_id.clone(),
-            boards: Vec::new(),
-        },
-    );
-    s.m.projects_created.inc();
-    s.refresh_gauges(&db);
     let body = Json(json!({ "id": id.to_string(), "name": req.name.trim() }));
     Ok(with_user((StatusCode::CREATED, body), &req.owner_id))
 }
 
 async fn list_projects(State(s): St) -> Response {
-    let db = s.db.lock();
-    let list: Vec<_> = db
-        .projects
-        .iter()
-        .rev()
-        .take(50)
-        .map(|(id, p)| json!({ "id": id.to_string(), "name": p.name, "boards": p.boards.len() }))
-        .collect();
-    Json(json!({ "projects": list, "total": db.projects.len() })).into_response()
+    let body = {
+        let db = s.db.lock();
+        let list: Vec<_> = db
+            .projects
+            .iter()
+            .rev()
+            .take(50)
+            .map(
+                |(id, p)| json!({ "id": id.to_string(), "name": p.name, "boards": p.boards.len() }),
+            )
+            .collect();
+        json!({ "projects": list, "total": db.projects.len() })
+    };
+    if let Some(b) = s.backing.as_deref() {
+        // Cache-aside: a miss reads PostgreSQL and fills the cache.
+        let key = s.list_key();
+        let hit = s.bm.record(Backend::Redis, b.cache_get(&key).await);
+        if matches!(hit, Some(None)) {
+            s.bm.record(Backend::Postgres, b.count_projects().await);
+            let r = b.cache_set(&key, &body.to_string(), LIST_CACHE_TTL).await;
+            s.bm.record(Backend::Redis, r);
+        }
+    }
+    Json(body).into_response()
 }
 
 async fn get_project(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -162,15 +215,24 @@ async fn get_project(State(s): St, Path(id): Path<String>) -> Result<Response, A
 
 async fn delete_project(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("id", &id)?;
-    let mut db = s.db.lock();
-    let p = db
-        .projects
-        .remove(&id)
-        .ok_or_else(|| ApiError::not_found("no such project"))?;
-    for b in p.boards {
-        db.boards.remove(&b);
+    {
+        let mut db = s.db.lock();
+        let p = db
+            .projects
+            .remove(&id)
+            .ok_or_else(|| ApiError::not_found("no such project"))?;
+        for b in p.boards {
+            db.boards.remove(&b);
+        }
+        s.refresh_gauges(&db);
     }
-    s.refresh_gauges(&db);
+    if let Some(b) = s.backing.as_deref() {
+        s.bm.record(
+            Backend::Postgres,
+            b.delete_project(s.instance, id as i64).await,
+        );
+        s.bm.record(Backend::Redis, b.cache_del(&s.list_key()).await);
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -193,28 +255,43 @@ async fn create_board(
             "description must be at most 5000 characters",
         ));
     }
-    let mut db = s.db.lock();
-    if db.boards.len() >= MAX_BOARDS {
-        return Err(ApiError::limit("board limit reached"));
+    let id = {
+        let mut db = s.db.lock();
+        if db.boards.len() >= MAX_BOARDS {
+            return Err(ApiError::limit("board limit reached"));
+        }
+        let id = db.next_board;
+        let p = db
+            .projects
+            .get_mut(&project)
+            .ok_or_else(|| ApiError::not_found("no such project"))?;
+        p.boards.push(id);
+        db.next_board += 1;
+        db.boards.insert(
+            id,
+            Board {
+                project,
+                title: req.title.trim().to_owned(),
+                description: req.description,
+                status: STATUSES[0],
+            },
+        );
+        s.m.boards_created.inc();
+        s.refresh_gauges(&db);
+        id
+    };
+    if let Some(b) = s.backing.as_deref() {
+        let r = b
+            .insert_board(
+                s.instance,
+                id as i64,
+                project as i64,
+                req.title.trim(),
+                STATUSES[0],
+            )
+            .await;
+        s.bm.record(Backend::Postgres, r);
     }
-    let id = db.next_board;
-    let p = db
-        .projects
-        .get_mut(&project)
-        .ok_or_else(|| ApiError::not_found("no such project"))?;
-    p.boards.push(id);
-    db.next_board += 1;
-    db.boards.insert(
-        id,
-        Board {
-            project,
-            title: req.title.trim().to_owned(),
-            description: req.description,
-            status: STATUSES[0],
-        },
-    );
-    s.m.boards_created.inc();
-    s.refresh_gauges(&db);
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": id.to_string(), "project_id": project.to_string(), "status": STATUSES[0] })),
@@ -231,12 +308,18 @@ fn board_json(id: u64, b: &Board) -> serde_json::Value {
 
 async fn get_board(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("id", &id)?;
-    let db = s.db.lock();
-    let b = db
-        .boards
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("no such board"))?;
-    Ok(Json(board_json(id, b)).into_response())
+    let body = {
+        let db = s.db.lock();
+        let b = db
+            .boards
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found("no such board"))?;
+        board_json(id, b)
+    };
+    if let Some(b) = s.backing.as_deref() {
+        s.bm.record(Backend::Postgres, b.get_board(s.instance, id as i64).await);
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -271,33 +354,48 @@ async fn update_board(
                 ApiError::bad_request("status must be todo, in_progress or done")
             })?),
         };
-    let mut db = s.db.lock();
-    let b = db
-        .boards
-        .get_mut(&id)
-        .ok_or_else(|| ApiError::not_found("no such board"))?;
-    if let Some(t) = req.title {
-        b.title = t.trim().to_owned();
+    let (body, title, status) = {
+        let mut db = s.db.lock();
+        let b = db
+            .boards
+            .get_mut(&id)
+            .ok_or_else(|| ApiError::not_found("no such board"))?;
+        if let Some(t) = req.title {
+            b.title = t.trim().to_owned();
+        }
+        if let Some(d) = req.description {
+            b.description = d;
+        }
+        if let Some(st) = status {
+            b.status = st;
+        }
+        (board_json(id, b), b.title.clone(), b.status)
+    };
+    if let Some(b) = s.backing.as_deref() {
+        let r = b.update_board(s.instance, id as i64, &title, status).await;
+        s.bm.record(Backend::Postgres, r);
     }
-    if let Some(d) = req.description {
-        b.description = d;
-    }
-    if let Some(st) = status {
-        b.status = st;
-    }
-    Ok(Json(board_json(id, b)).into_response())
+    Ok(Json(body).into_response())
 }
 
 async fn delete_board(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("id", &id)?;
-    let mut db = s.db.lock();
-    let b = db
-        .boards
-        .remove(&id)
-        .ok_or_else(|| ApiError::not_found("no such board"))?;
-    if let Some(p) = db.projects.get_mut(&b.project) {
-        p.boards.retain(|x| *x != id);
+    {
+        let mut db = s.db.lock();
+        let b = db
+            .boards
+            .remove(&id)
+            .ok_or_else(|| ApiError::not_found("no such board"))?;
+        if let Some(p) = db.projects.get_mut(&b.project) {
+            p.boards.retain(|x| *x != id);
+        }
+        s.refresh_gauges(&db);
     }
-    s.refresh_gauges(&db);
+    if let Some(b) = s.backing.as_deref() {
+        s.bm.record(
+            Backend::Postgres,
+            b.delete_board(s.instance, id as i64).await,
+        );
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

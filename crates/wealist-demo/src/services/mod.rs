@@ -41,6 +41,8 @@ pub struct ServiceContext {
     pub data_dir: PathBuf,
     /// Turns true when this instance is being stopped (long-lived WebSockets close on it).
     pub shutdown: watch::Receiver<bool>,
+    /// PostgreSQL/Redis behind the user and board services (absent: in-memory only).
+    pub backing: Option<Arc<crate::backing::Backing>>,
 }
 
 /// Builds a fresh instance of `kind`.

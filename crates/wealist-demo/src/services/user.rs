@@ -4,10 +4,16 @@
 //! (users with a session), `users_registered_total`, `workspaces_created_total`,
 //! `workspaces_total`, `workspace_members_total{workspace_id}`, and the distinct-user gauges
 //! `users_daily_active` / `users_monthly_active` (HyperLogLog over logins).
+//!
+//! With [`Backing`]: sign-ups are stored in PostgreSQL `users`, logins and profiles look the
+//! user up by email, a login opens a Redis session (`wealist:session:<email>`, TTL
+//! [`SESSION_TTL`]) that profile and workspace-list calls check. Answers still come from the
+//! in-memory state; database failures only count in `wealist_backing_errors_total`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -25,6 +31,10 @@ use serde_json::json;
 
 use super::{ApiError, JsonBody, ServiceContext, check_text, finish, parse_id, with_user};
 use crate::DemoError;
+use crate::backing::{Backend, Backing, BackingMetrics};
+
+/// Lifetime of a Redis login session.
+pub const SESSION_TTL: Duration = Duration::from_secs(600);
 
 /// Most users and workspaces one instance keeps.
 pub const MAX_USERS: usize = 100_000;
@@ -72,6 +82,14 @@ struct Db {
 struct AppState {
     db: Mutex<Db>,
     m: UserMetrics,
+    backing: Option<Arc<Backing>>,
+    bm: BackingMetrics,
+}
+
+impl AppState {
+    fn email_of(&self, id: u64) -> Option<String> {
+        self.db.lock().users.get(&id).map(|u| u.email.clone())
+    }
 }
 
 type St = State<Arc<AppState>>;
@@ -134,6 +152,7 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
                 ),
         )?,
     };
+    let bm = BackingMetrics::register(&mut metrics, "user")?;
     let state = Arc::new(AppState {
         db: Mutex::new(Db {
             next_user: 1,
@@ -141,6 +160,8 @@ pub fn router(ctx: &ServiceContext) -> Result<Router, DemoError> {
             ..Db::default()
         }),
         m,
+        backing: ctx.backing.clone(),
+        bm,
     });
     let routes = Router::new()
         .route("/api/users/signup", post(signup))
@@ -169,6 +190,17 @@ async fn signup(State(s): St, JsonBody(req): JsonBody<SignupReq>) -> Result<Resp
     check_email(&email)?;
     check_text("name", &req.name, 64)?;
     check_password(&req.password)?;
+    let name = req.name.trim().to_owned();
+    let id = signup_memory(&s, &email, &req.name, &req.password)?;
+    if let Some(b) = s.backing.as_deref() {
+        s.bm.record(Backend::Postgres, b.insert_user(&email, &name).await);
+    }
+    let body = Json(json!({ "id": id.to_string(), "email": email, "name": name }));
+    Ok(with_user((StatusCode::CREATED, body), &id.to_string()))
+}
+
+fn signup_memory(s: &AppState, email: &str, name: &str, password: &str) -> Result<u64, ApiError> {
+    let email = email.to_owned();
     let mut db = s.db.lock();
     if db.by_email.contains_key(&email) {
         return Err(ApiError::conflict("email is already registered"));
@@ -183,16 +215,15 @@ async fn signup(State(s): St, JsonBody(req): JsonBody<SignupReq>) -> Result<Resp
         id,
         User {
             email: email.clone(),
-            name: req.name.trim().to_owned(),
+            name: name.trim().to_owned(),
             salt,
-            password_hash: hash_password(salt, &req.password),
+            password_hash: hash_password(salt, password),
         },
     );
-    db.by_email.insert(email.clone(), id);
+    db.by_email.insert(email, id);
     s.m.registrations.inc();
     s.m.registered.set(db.users.len() as i64);
-    let body = Json(json!({ "id": id.to_string(), "email": email, "name": req.name.trim() }));
-    Ok(with_user((StatusCode::CREATED, body), &id.to_string()))
+    Ok(id)
 }
 
 #[derive(Deserialize)]
@@ -207,21 +238,30 @@ async fn login(State(s): St, JsonBody(req): JsonBody<LoginReq>) -> Result<Respon
     if req.password.is_empty() || req.password.len() > 512 {
         return Err(ApiError::bad_request("password is required"));
     }
-    let mut db = s.db.lock();
-    let id = db
-        .by_email
-        .get(&email)
-        .copied()
-        .filter(|id| {
-            db.users
-                .get(id)
-                .is_some_and(|u| u.password_hash == hash_password(u.salt, &req.password))
-        })
-        .ok_or_else(|| ApiError::unauthorized("wrong email or password"))?;
-    db.sessions.insert(id);
+    let id = {
+        let mut db = s.db.lock();
+        let id = db
+            .by_email
+            .get(&email)
+            .copied()
+            .filter(|id| {
+                db.users
+                    .get(id)
+                    .is_some_and(|u| u.password_hash == hash_password(u.salt, &req.password))
+            })
+            .ok_or_else(|| ApiError::unauthorized("wrong email or password"))?;
+        db.sessions.insert(id);
+        s.m.active.set(db.sessions.len() as i64);
+        id
+    };
     s.m.logins.inc();
-    s.m.active.set(db.sessions.len() as i64);
     s.m.unique.observe(&id);
+    if let Some(b) = s.backing.as_deref() {
+        s.bm.record(Backend::Postgres, b.login_user(&email).await);
+        // A re-login finds its session still open (hit); a first login misses.
+        s.bm.record(Backend::Redis, b.has_session(&email).await);
+        s.bm.record(Backend::Redis, b.set_session(&email, SESSION_TTL).await);
+    }
     let body = Json(json!({ "user_id": id.to_string() }));
     Ok(with_user(body, &id.to_string()))
 }
@@ -233,24 +273,36 @@ struct LogoutReq {
 
 async fn logout(State(s): St, JsonBody(req): JsonBody<LogoutReq>) -> Result<Response, ApiError> {
     let id = parse_id("user_id", &req.user_id)?;
-    let mut db = s.db.lock();
-    let was = db.sessions.remove(&id);
-    s.m.active.set(db.sessions.len() as i64);
+    let was = {
+        let mut db = s.db.lock();
+        let was = db.sessions.remove(&id);
+        s.m.active.set(db.sessions.len() as i64);
+        was
+    };
+    if let (Some(b), Some(email)) = (s.backing.as_deref(), s.email_of(id)) {
+        s.bm.record(Backend::Redis, b.end_session(&email).await);
+    }
     Ok(with_user(Json(json!({ "logged_out": was })), &req.user_id))
 }
 
 async fn get_user(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("id", &id)?;
-    let db = s.db.lock();
-    let u = db
-        .users
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("no such user"))?;
-    Ok(Json(json!({
-        "id": id.to_string(), "email": u.email, "name": u.name,
-        "online": db.sessions.contains(&id),
-    }))
-    .into_response())
+    let body = {
+        let db = s.db.lock();
+        let u = db
+            .users
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found("no such user"))?;
+        json!({
+            "id": id.to_string(), "email": u.email, "name": u.name,
+            "online": db.sessions.contains(&id),
+        })
+    };
+    if let (Some(b), Some(email)) = (s.backing.as_deref(), body["email"].as_str()) {
+        s.bm.record(Backend::Redis, b.has_session(email).await);
+        s.bm.record(Backend::Postgres, b.user_name(email).await);
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -265,6 +317,21 @@ async fn create_workspace(
 ) -> Result<Response, ApiError> {
     check_text("name", &req.name, 100)?;
     let owner = parse_id("owner_id", &req.owner_id)?;
+    let body = create_workspace_memory(&s, &req.name, owner)?;
+    if let (Some(b), Some(email)) = (s.backing.as_deref(), s.email_of(owner)) {
+        s.bm.record(
+            Backend::Postgres,
+            b.insert_workspace(req.name.trim(), &email).await,
+        );
+    }
+    Ok(with_user((StatusCode::CREATED, body), &req.owner_id))
+}
+
+fn create_workspace_memory(
+    s: &AppState,
+    name: &str,
+    owner: u64,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let mut db = s.db.lock();
     if !db.users.contains_key(&owner) {
         return Err(ApiError::not_found("owner does not exist"));
@@ -277,7 +344,7 @@ async fn create_workspace(
     db.workspaces.insert(
         id,
         Workspace {
-            name: req.name.trim().to_owned(),
+            name: name.trim().to_owned(),
             owner,
             members: BTreeSet::from([owner]),
         },
@@ -289,8 +356,9 @@ async fn create_workspace(
             workspace_id: id.to_string(),
         })
         .set(1);
-    let body = Json(json!({ "id": id.to_string(), "name": req.name.trim(), "members": 1 }));
-    Ok(with_user((StatusCode::CREATED, body), &req.owner_id))
+    Ok(Json(
+        json!({ "id": id.to_string(), "name": name.trim(), "members": 1 }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -304,6 +372,9 @@ async fn list_workspaces(State(s): St, Query(q): Query<ListQuery>) -> Result<Res
         .as_deref()
         .map(|u| parse_id("user_id", u))
         .transpose()?;
+    if let (Some(b), Some(email)) = (s.backing.as_deref(), user.and_then(|u| s.email_of(u))) {
+        s.bm.record(Backend::Redis, b.has_session(&email).await);
+    }
     let db = s.db.lock();
     let list: Vec<_> = db
         .workspaces

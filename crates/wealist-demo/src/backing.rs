@@ -1,0 +1,734 @@
+//! Optional PostgreSQL and Redis behind the user and board services, as in the real weAlist.
+//!
+//! [`Backing::connect`] creates database `wealist` (if absent) and its tables, keeps a small
+//! fixed pool of PostgreSQL connections (re-connected after errors, with a back-off) and one
+//! multiplexed Redis connection. The services keep answering from their in-memory state; the
+//! database calls run beside it with a short timeout, and a failure only counts in
+//! `wealist_backing_errors_total{service,backend}` (see [`BackingMetrics`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use lookout_instrument::metrics::{Counter, Family};
+use lookout_instrument::{InstrumentError, Metrics, label_set};
+use redis::aio::MultiplexedConnection;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row};
+
+/// Name of the database the services use.
+pub const DATABASE: &str = "wealist";
+/// Redis key prefix of login sessions (`wealist:session:<email>`).
+pub const SESSION_PREFIX: &str = "wealist:session:";
+/// Redis key prefix of cached lists.
+pub const CACHE_PREFIX: &str = "wealist:cache:";
+/// Connections in the PostgreSQL pool.
+pub const POOL_SIZE: usize = 3;
+/// Deadline of one database call.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// Pause before re-connecting after a failed connect.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id bigserial PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    last_login timestamptz
+);
+CREATE TABLE IF NOT EXISTS workspaces (
+    id bigserial PRIMARY KEY,
+    name text NOT NULL,
+    owner_email text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS workspaces_owner_idx ON workspaces (owner_email);
+CREATE TABLE IF NOT EXISTS projects (
+    id bigserial PRIMARY KEY,
+    instance bigint NOT NULL,
+    ext_id bigint NOT NULL,
+    name text NOT NULL,
+    owner text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS projects_ext_idx ON projects (instance, ext_id);
+CREATE TABLE IF NOT EXISTS boards (
+    id bigserial PRIMARY KEY,
+    instance bigint NOT NULL,
+    ext_id bigint NOT NULL,
+    project_ext bigint NOT NULL,
+    title text NOT NULL,
+    status text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS boards_ext_idx ON boards (instance, ext_id);
+CREATE INDEX IF NOT EXISTS boards_project_idx ON boards (instance, project_ext);
+CREATE TABLE IF NOT EXISTS board_items (
+    id bigserial PRIMARY KEY,
+    board_id bigint NOT NULL,
+    status text NOT NULL,
+    note text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS board_items_board_idx ON board_items (board_id, id);
+";
+
+/// Most rows kept in `users`, `projects` and `boards` (older ones are deleted).
+pub const MAX_ROWS: i64 = 20_000;
+/// Most `board_items` rows kept per board.
+pub const MAX_ITEMS_PER_BOARD: i64 = 20;
+
+/// Which database a call went to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Redis,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+/// A failed database call.
+#[derive(Debug, thiserror::Error)]
+pub enum BackingError {
+    #[error("{0} is not in use")]
+    Absent(&'static str),
+    #[error("{0} call timed out")]
+    Timeout(&'static str),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("postgres reconnect pending")]
+    Backoff,
+}
+
+label_set! {
+    pub struct BackendLabels { service: &'static str, backend: &'static str }
+}
+
+/// Per-service counters of database calls (registered on the service's own registry).
+#[derive(Clone)]
+pub struct BackingMetrics {
+    service: &'static str,
+    calls: Family<BackendLabels, Counter>,
+    errors: Family<BackendLabels, Counter>,
+}
+
+impl BackingMetrics {
+    pub fn register(metrics: &mut Metrics, service: &'static str) -> Result<Self, InstrumentError> {
+        Ok(BackingMetrics {
+            service,
+            calls: metrics.counter_family::<BackendLabels>(
+                "wealist_backing_calls_total",
+                "Calls to the service's PostgreSQL/Redis.",
+            )?,
+            errors: metrics.counter_family::<BackendLabels>(
+                "wealist_backing_errors_total",
+                "Failed or timed-out calls to the service's PostgreSQL/Redis.",
+            )?,
+        })
+    }
+
+    /// Counts one call; returns the value when it succeeded.
+    pub fn record<T>(&self, backend: Backend, r: Result<T, BackingError>) -> Option<T> {
+        let labels = BackendLabels {
+            service: self.service,
+            backend: backend.name(),
+        };
+        match r {
+            Ok(v) => {
+                self.calls.get_or_create(&labels).inc();
+                Some(v)
+            }
+            Err(BackingError::Absent(_)) => None,
+            Err(e) => {
+                self.calls.get_or_create(&labels).inc();
+                self.errors.get_or_create(&labels).inc();
+                tracing::debug!(service = self.service, backend = backend.name(), error = %e, "backing call failed");
+                None
+            }
+        }
+    }
+}
+
+async fn timed<T, E: Into<BackingError>>(
+    what: &'static str,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, BackingError> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(BackingError::Timeout(what)),
+    }
+}
+
+struct Slot {
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    failed_at: parking_lot::Mutex<Option<Instant>>,
+}
+
+/// A fixed pool of connections to database `wealist`, filled lazily.
+struct PgPool {
+    config: tokio_postgres::Config,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+async fn connect_pg(config: &tokio_postgres::Config) -> Result<Client, BackingError> {
+    let (client, conn) = timed("postgres connect", config.connect(NoTls)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "backing postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+impl PgPool {
+    async fn client(&self) -> Result<Arc<Client>, BackingError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let slot = &self.slots[i];
+        let mut guard = slot.client.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        *guard = None;
+        if slot
+            .failed_at
+            .lock()
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+        {
+            return Err(BackingError::Backoff);
+        }
+        match connect_pg(&self.config).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *guard = Some(c.clone());
+                *slot.failed_at.lock() = None;
+                Ok(c)
+            }
+            Err(e) => {
+                *slot.failed_at.lock() = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, BackingError> {
+        let c = self.client().await?;
+        timed("postgres query", c.query(sql, params)).await
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, BackingError> {
+        let c = self.client().await?;
+        timed("postgres query", c.execute(sql, params)).await
+    }
+}
+
+/// One multiplexed Redis connection, re-opened after an error.
+struct RedisConn {
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    failed_at: parking_lot::Mutex<Option<Instant>>,
+}
+
+impl RedisConn {
+    async fn conn(&self) -> Result<MultiplexedConnection, BackingError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        if self
+            .failed_at
+            .lock()
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+        {
+            return Err(BackingError::Backoff);
+        }
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT));
+        match timed(
+            "redis connect",
+            self.client
+                .get_multiplexed_async_connection_with_config(&cfg),
+        )
+        .await
+        {
+            Ok(c) => {
+                *guard = Some(c.clone());
+                *self.failed_at.lock() = None;
+                Ok(c)
+            }
+            Err(e) => {
+                *self.failed_at.lock() = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, BackingError> {
+        let mut c = self.conn().await?;
+        let r: Result<T, BackingError> = timed("redis", cmd.query_async(&mut c)).await;
+        if let Err(e) = &r {
+            // A broken or stuck connection is opened afresh on the next call.
+            let broken = match e {
+                BackingError::Redis(re) => {
+                    re.is_io_error() || re.is_connection_dropped() || re.is_unrecoverable_error()
+                }
+                _ => true,
+            };
+            if broken {
+                *self.conn.lock().await = None;
+            }
+        }
+        r
+    }
+}
+
+/// The databases the services use; either may be absent.
+pub struct Backing {
+    pg: Option<PgPool>,
+    redis: Option<RedisConn>,
+}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backing")
+            .field("postgres", &self.pg.is_some())
+            .field("redis", &self.redis.is_some())
+            .finish()
+    }
+}
+
+/// `host:port` becomes `redis://host:port`.
+fn redis_url(addr: &str) -> String {
+    let a = addr.trim();
+    if a.contains("://") {
+        a.to_owned()
+    } else {
+        format!("redis://{a}")
+    }
+}
+
+async fn bootstrap_pg(dsn: &str, timeout: Duration) -> Result<PgPool, BackingError> {
+    let mut config: tokio_postgres::Config = dsn.parse()?;
+    config.connect_timeout(timeout);
+    let admin = tokio::time::timeout(timeout, connect_pg(&config))
+        .await
+        .map_err(|_| BackingError::Timeout("postgres connect"))??;
+    if config.get_dbname() != Some(DATABASE) {
+        let r = tokio::time::timeout(timeout, admin.batch_execute("CREATE DATABASE wealist")).await;
+        match r {
+            Err(_) => return Err(BackingError::Timeout("CREATE DATABASE")),
+            Ok(Ok(())) => tracing::info!("created PostgreSQL database wealist"),
+            // 42P04 duplicate_database; 23505 when another session created it meanwhile.
+            Ok(Err(e))
+                if e.code()
+                    .is_some_and(|c| c.code() == "42P04" || c.code() == "23505") => {}
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+    drop(admin);
+    config.dbname(DATABASE);
+    let client = tokio::time::timeout(timeout, connect_pg(&config))
+        .await
+        .map_err(|_| BackingError::Timeout("postgres connect"))??;
+    match tokio::time::timeout(timeout, client.batch_execute(SCHEMA)).await {
+        Err(_) => return Err(BackingError::Timeout("creating tables")),
+        Ok(Ok(())) => {}
+        // Another process creating the same tables at the same moment.
+        Ok(Err(e)) if e.code().is_some_and(|c| c.code() == "23505") => {}
+        Ok(Err(e)) => return Err(e.into()),
+    }
+    config.connect_timeout(CALL_TIMEOUT);
+    let mut slots: Vec<Slot> = (0..POOL_SIZE)
+        .map(|_| Slot {
+            client: tokio::sync::Mutex::new(None),
+            failed_at: parking_lot::Mutex::new(None),
+        })
+        .collect();
+    if let Some(first) = slots.first_mut() {
+        *first.client.get_mut() = Some(Arc::new(client));
+    }
+    Ok(PgPool {
+        config,
+        slots,
+        next: AtomicUsize::new(0),
+    })
+}
+
+async fn bootstrap_redis(addr: &str, timeout: Duration) -> Result<RedisConn, BackingError> {
+    let client = redis::Client::open(redis_url(addr))?;
+    let rc = RedisConn {
+        client,
+        conn: tokio::sync::Mutex::new(None),
+        failed_at: parking_lot::Mutex::new(None),
+    };
+    let mut c = tokio::time::timeout(timeout, rc.conn())
+        .await
+        .map_err(|_| BackingError::Timeout("redis connect"))??;
+    let pong: String = timed("redis", redis::cmd("PING").query_async(&mut c)).await?;
+    tracing::debug!(reply = pong, "backing redis answers");
+    Ok(rc)
+}
+
+impl Backing {
+    /// Connects to whichever of the two is given and answers within `timeout`; one that fails
+    /// is left out (logged). Never fails itself.
+    pub async fn connect(
+        postgres_dsn: Option<&str>,
+        redis_addr: Option<&str>,
+        timeout: Duration,
+    ) -> Backing {
+        let pg = match postgres_dsn {
+            Some(dsn) => match bootstrap_pg(dsn, timeout).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the services do not use PostgreSQL");
+                    None
+                }
+            },
+            None => None,
+        };
+        let redis = match redis_addr {
+            Some(addr) => match bootstrap_redis(addr, timeout).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the services do not use Redis");
+                    None
+                }
+            },
+            None => None,
+        };
+        Backing { pg, redis }
+    }
+
+    pub fn uses_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    pub fn uses_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    fn pg(&self) -> Result<&PgPool, BackingError> {
+        self.pg.as_ref().ok_or(BackingError::Absent("postgres"))
+    }
+
+    fn redis(&self) -> Result<&RedisConn, BackingError> {
+        self.redis.as_ref().ok_or(BackingError::Absent("redis"))
+    }
+
+    // ---- user-service ----
+
+    /// Stores a signed-up user (a re-registration after a service restart updates the name);
+    /// every 64th id trims the table to [`MAX_ROWS`].
+    pub async fn insert_user(&self, email: &str, name: &str) -> Result<i64, BackingError> {
+        let pg = self.pg()?;
+        let rows = pg
+            .query(
+                "INSERT INTO users (email, name) VALUES ($1, $2) \
+                 ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+                &[&email, &name],
+            )
+            .await?;
+        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        if id % 64 == 0 {
+            pg.execute("DELETE FROM users WHERE id <= $1", &[&(id - MAX_ROWS)])
+                .await?;
+        }
+        Ok(id)
+    }
+
+    /// Looks a user up by email (index) and stamps the login time; `None` when not stored.
+    pub async fn login_user(&self, email: &str) -> Result<Option<i64>, BackingError> {
+        let rows = self
+            .pg()?
+            .query(
+                "UPDATE users SET last_login = now() WHERE email = $1 RETURNING id",
+                &[&email],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    /// The stored name of a user, by email (index).
+    pub async fn user_name(&self, email: &str) -> Result<Option<String>, BackingError> {
+        let rows = self
+            .pg()?
+            .query("SELECT name FROM users WHERE email = $1", &[&email])
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    /// Records a workspace.
+    pub async fn insert_workspace(
+        &self,
+        name: &str,
+        owner_email: &str,
+    ) -> Result<(), BackingError> {
+        let pg = self.pg()?;
+        let rows = pg
+            .query(
+                "INSERT INTO workspaces (name, owner_email) VALUES ($1, $2) RETURNING id",
+                &[&name, &owner_email],
+            )
+            .await?;
+        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        if id % 64 == 0 {
+            pg.execute("DELETE FROM workspaces WHERE id <= $1", &[&(id - MAX_ROWS)])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a session (`wealist:session:<email>`) that expires after `ttl`.
+    pub async fn set_session(&self, email: &str, ttl: Duration) -> Result<(), BackingError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{SESSION_PREFIX}{email}"))
+            .arg(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            )
+            .arg("EX")
+            .arg(ttl.as_secs().max(1));
+        self.redis()?.run::<()>(cmd).await
+    }
+
+    /// Whether a session is open (a Redis hit or miss).
+    pub async fn has_session(&self, email: &str) -> Result<bool, BackingError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(format!("{SESSION_PREFIX}{email}"));
+        let v: Option<String> = self.redis()?.run(cmd).await?;
+        Ok(v.is_some())
+    }
+
+    pub async fn end_session(&self, email: &str) -> Result<(), BackingError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(format!("{SESSION_PREFIX}{email}"));
+        self.redis()?.run::<i64>(cmd).await.map(|_| ())
+    }
+
+    // ---- board-service ----
+
+    pub async fn insert_project(
+        &self,
+        instance: i64,
+        ext_id: i64,
+        name: &str,
+        owner: &str,
+    ) -> Result<(), BackingError> {
+        let pg = self.pg()?;
+        let rows = pg
+            .query(
+                "INSERT INTO projects (instance, ext_id, name, owner) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&instance, &ext_id, &name, &owner],
+            )
+            .await?;
+        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        if id % 64 == 0 {
+            pg.execute("DELETE FROM projects WHERE id <= $1", &[&(id - MAX_ROWS)])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Number of stored projects of all instances (a sequential scan).
+    pub async fn count_projects(&self) -> Result<i64, BackingError> {
+        let rows = self
+            .pg()?
+            .query("SELECT count(*) FROM projects", &[])
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)).unwrap_or(0))
+    }
+
+    pub async fn delete_project(&self, instance: i64, ext_id: i64) -> Result<(), BackingError> {
+        let pg = self.pg()?;
+        pg.execute(
+            "DELETE FROM boards WHERE instance = $1 AND project_ext = $2",
+            &[&instance, &ext_id],
+        )
+        .await?;
+        pg.execute(
+            "DELETE FROM projects WHERE instance = $1 AND ext_id = $2",
+            &[&instance, &ext_id],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn insert_board(
+        &self,
+        instance: i64,
+        ext_id: i64,
+        project_ext: i64,
+        title: &str,
+        status: &str,
+    ) -> Result<(), BackingError> {
+        let pg = self.pg()?;
+        let rows = pg
+            .query(
+                "INSERT INTO boards (instance, ext_id, project_ext, title, status) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                &[&instance, &ext_id, &project_ext, &title, &status],
+            )
+            .await?;
+        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        if id % 64 == 0 {
+            pg.execute("DELETE FROM boards WHERE id <= $1", &[&(id - MAX_ROWS)])
+                .await?;
+            pg.execute(
+                "DELETE FROM board_items WHERE board_id <= $1",
+                &[&(id - MAX_ROWS)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A board's title and status by its service id (index lookup).
+    pub async fn get_board(
+        &self,
+        instance: i64,
+        ext_id: i64,
+    ) -> Result<Option<(String, String)>, BackingError> {
+        let rows = self
+            .pg()?
+            .query(
+                "SELECT title, status FROM boards WHERE instance = $1 AND ext_id = $2 LIMIT 1",
+                &[&instance, &ext_id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Updates a board and appends an item to its history, keeping the newest
+    /// [`MAX_ITEMS_PER_BOARD`].
+    pub async fn update_board(
+        &self,
+        instance: i64,
+        ext_id: i64,
+        title: &str,
+        status: &str,
+    ) -> Result<(), BackingError> {
+        let pg = self.pg()?;
+        let rows = pg
+            .query(
+                "UPDATE boards SET title = $3, status = $4, updated_at = now() \
+                 WHERE instance = $1 AND ext_id = $2 RETURNING id",
+                &[&instance, &ext_id, &title, &status],
+            )
+            .await?;
+        let Some(board_id) = rows.first().map(|r| r.get::<_, i64>(0)) else {
+            return Ok(());
+        };
+        let note = format!("status {status}");
+        pg.execute(
+            "INSERT INTO board_items (board_id, status, note) VALUES ($1, $2, $3)",
+            &[&board_id, &status, &note],
+        )
+        .await?;
+        pg.execute(
+            "DELETE FROM board_items WHERE board_id = $1 AND id < \
+             (SELECT min(id) FROM (SELECT id FROM board_items WHERE board_id = $1 \
+              ORDER BY id DESC LIMIT $2) newest)",
+            &[&board_id, &MAX_ITEMS_PER_BOARD],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn delete_board(&self, instance: i64, ext_id: i64) -> Result<(), BackingError> {
+        self.pg()?
+            .execute(
+                "DELETE FROM boards WHERE instance = $1 AND ext_id = $2",
+                &[&instance, &ext_id],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// A cached value (`wealist:cache:<key>`), `None` on a miss.
+    pub async fn cache_get(&self, key: &str) -> Result<Option<String>, BackingError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(format!("{CACHE_PREFIX}{key}"));
+        self.redis()?.run(cmd).await
+    }
+
+    pub async fn cache_set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), BackingError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{CACHE_PREFIX}{key}"))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1));
+        self.redis()?.run::<()>(cmd).await
+    }
+
+    pub async fn cache_del(&self, key: &str) -> Result<(), BackingError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(format!("{CACHE_PREFIX}{key}"));
+        self.redis()?.run::<i64>(cmd).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls() {
+        assert_eq!(redis_url("127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redis_url(" redis://h:1/2 "), "redis://h:1/2");
+    }
+
+    #[tokio::test]
+    async fn absent_backends_are_not_errors() {
+        let b = Backing::connect(None, None, Duration::from_millis(100)).await;
+        assert!(!b.uses_postgres() && !b.uses_redis());
+        let mut metrics = Metrics::new();
+        let m = BackingMetrics::register(&mut metrics, "user").expect("register");
+        let exporter = metrics.exporter();
+        let render = || {
+            let bytes = exporter
+                .render(lookout_exposition::Format::PrometheusText)
+                .expect("render");
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        assert!(
+            m.record(Backend::Postgres, b.login_user("a@b.co").await)
+                .is_none()
+        );
+        let text = render();
+        assert!(!text.contains("wealist_backing_errors_total{"), "{text}");
+        // A real failure is counted.
+        m.record::<()>(Backend::Redis, Err(BackingError::Timeout("redis")));
+        let text = render();
+        assert!(
+            text.contains(r#"wealist_backing_errors_total{service="user",backend="redis"} 1"#),
+            "{text}"
+        );
+    }
+}
