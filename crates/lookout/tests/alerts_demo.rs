@@ -137,6 +137,8 @@ async fn demo_faults_drive_the_five_alerts_end_to_end() {
         .arg("--config-dir")
         .arg(&config_dir)
         .args(["--schedule", "fast", "--seed", "7"])
+        // The schedule is timed from the process start; history would delay it.
+        .args(["--history", "0"])
         .args(["--services-base-port", &free_port_block().to_string()])
         .args(["--prom-addr", &prom, "--ui-addr", "off"])
         .args(["--loki-addr", &format!("127.0.0.1:{}", free_port())])

@@ -192,6 +192,8 @@ async fn demo_fast_schedule_end_to_end() {
         .arg("--config-dir")
         .arg(repo_root().join("examples/wealist/docker/monitoring"))
         .args(["--schedule", "fast", "--seed", "7"])
+        // The schedule is timed from the process start; history would delay it.
+        .args(["--history", "0"])
         .args(["--services-base-port", &base.to_string()])
         .args(["--prom-addr", &prom, "--ui-addr", &ui, "--loki-addr", "off"])
         .args(["--control-addr", &control])
