@@ -331,14 +331,25 @@ pub fn backfill(
         while lo <= max {
             let hi = lo.saturating_add(r);
             let mut w = BlockWriter::new(&blocks_dir)?;
+            // The block's time range is its samples' (as promtool's), not the whole aligned
+            // window: a window ending in the future would make the head refuse live samples
+            // below its end as out of bounds.
+            let (mut bmin, mut bmax) = (i64::MAX, i64::MIN);
             for (labels, samples) in &merged {
                 let a = samples.partition_point(|s| s.t < lo);
                 let b = samples.partition_point(|s| s.t < hi);
                 if a < b {
+                    bmin = bmin.min(samples[a].t);
+                    bmax = bmax.max(samples[b - 1].t);
                     w.add_series(labels.clone(), &samples[a..b])?;
                 }
             }
-            w.finish(lo, hi, 1, Vec::new(), false)?;
+            let (bmin, bmax) = if bmin <= bmax {
+                (bmin, bmax.saturating_add(1))
+            } else {
+                (lo, hi) // no series: finish writes nothing
+            };
+            w.finish(bmin, bmax, 1, Vec::new(), false)?;
             if hi == i64::MAX {
                 break;
             }
