@@ -6,8 +6,8 @@
 //! database calls run beside it with a short timeout, and a failure only counts in
 //! `wealist_backing_errors_total{service,backend}` (see [`BackingMetrics`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use lookout_instrument::metrics::{Counter, Family};
@@ -301,16 +301,17 @@ impl RedisConn {
     }
 }
 
-/// The databases the services use; either may be absent.
+/// The databases the services use; either may be absent. PostgreSQL can also arrive later
+/// ([`Backing::attach_postgres_later`]), for a server that is still starting.
 pub struct Backing {
-    pg: Option<PgPool>,
+    pg: OnceLock<PgPool>,
     redis: Option<RedisConn>,
 }
 
 impl std::fmt::Debug for Backing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backing")
-            .field("postgres", &self.pg.is_some())
+            .field("postgres", &self.uses_postgres())
             .field("redis", &self.redis.is_some())
             .finish()
     }
@@ -323,6 +324,37 @@ fn redis_url(addr: &str) -> String {
         a.to_owned()
     } else {
         format!("redis://{a}")
+    }
+}
+
+/// `dsn` pointed at database [`DATABASE`] when it names the default `postgres` database (or
+/// none); `None` when it names another one or cannot be read. URL and key=value forms.
+pub fn dsn_with_database(dsn: &str) -> Option<String> {
+    let config: tokio_postgres::Config = dsn.parse().ok()?;
+    if !matches!(config.get_dbname(), None | Some("postgres")) {
+        return None;
+    }
+    let dsn = dsn.trim();
+    if let Some((scheme, rest)) = dsn.split_once("://") {
+        let (main, query) = match rest.split_once('?') {
+            Some((m, q)) => (m, Some(q)),
+            None => (rest, None),
+        };
+        let authority = main.split_once('/').map(|(a, _)| a).unwrap_or(main);
+        let mut out = format!("{scheme}://{authority}/{DATABASE}");
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        Some(out)
+    } else {
+        let mut parts: Vec<String> = dsn
+            .split_whitespace()
+            .filter(|p| !p.starts_with("dbname="))
+            .map(str::to_owned)
+            .collect();
+        parts.push(format!("dbname={DATABASE}"));
+        Some(parts.join(" "))
     }
 }
 
@@ -396,16 +428,15 @@ impl Backing {
         redis_addr: Option<&str>,
         timeout: Duration,
     ) -> Backing {
-        let pg = match postgres_dsn {
-            Some(dsn) => match bootstrap_pg(dsn, timeout).await {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the services do not use PostgreSQL");
-                    None
+        let pg = OnceLock::new();
+        if let Some(dsn) = postgres_dsn {
+            match bootstrap_pg(dsn, timeout).await {
+                Ok(p) => {
+                    let _ = pg.set(p);
                 }
-            },
-            None => None,
-        };
+                Err(e) => tracing::warn!(error = %e, "the services do not use PostgreSQL"),
+            }
+        }
         let redis = match redis_addr {
             Some(addr) => match bootstrap_redis(addr, timeout).await {
                 Ok(r) => Some(r),
@@ -420,7 +451,41 @@ impl Backing {
     }
 
     pub fn uses_postgres(&self) -> bool {
-        self.pg.is_some()
+        self.pg.get().is_some()
+    }
+
+    /// Keeps trying to set up PostgreSQL at `dsn` (every [`RETRY_AFTER`]) until it works, for
+    /// at most `window` or until `stop` turns true; the services start using it from then on.
+    /// Does nothing when PostgreSQL is already in use.
+    pub fn attach_postgres_later(
+        self: &Arc<Self>,
+        dsn: String,
+        window: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + window;
+            let mut last_error = String::new();
+            while !me.uses_postgres() && Instant::now() < deadline && !*stop.borrow() {
+                match bootstrap_pg(&dsn, Duration::from_secs(5)).await {
+                    Ok(p) => {
+                        if me.pg.set(p).is_ok() {
+                            tracing::info!("the weAlist services now use PostgreSQL");
+                        }
+                        return;
+                    }
+                    Err(e) => last_error = e.to_string(),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+            if !me.uses_postgres() && !last_error.is_empty() {
+                tracing::warn!(error = %last_error, "the weAlist services do not use PostgreSQL");
+            }
+        })
     }
 
     pub fn uses_redis(&self) -> bool {
@@ -428,7 +493,7 @@ impl Backing {
     }
 
     fn pg(&self) -> Result<&PgPool, BackingError> {
-        self.pg.as_ref().ok_or(BackingError::Absent("postgres"))
+        self.pg.get().ok_or(BackingError::Absent("postgres"))
     }
 
     fn redis(&self) -> Result<&RedisConn, BackingError> {
@@ -558,6 +623,22 @@ impl Backing {
             .query("SELECT count(*) FROM projects", &[])
             .await?;
         Ok(rows.first().map(|r| r.get(0)).unwrap_or(0))
+    }
+
+    /// The service ids of a project's boards (index lookup).
+    pub async fn project_boards(
+        &self,
+        instance: i64,
+        project_ext: i64,
+    ) -> Result<Vec<i64>, BackingError> {
+        let rows = self
+            .pg()?
+            .query(
+                "SELECT ext_id FROM boards WHERE instance = $1 AND project_ext = $2 ORDER BY ext_id",
+                &[&instance, &project_ext],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub async fn delete_project(&self, instance: i64, ext_id: i64) -> Result<(), BackingError> {
@@ -702,6 +783,25 @@ mod tests {
     fn redis_urls() {
         assert_eq!(redis_url("127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redis_url(" redis://h:1/2 "), "redis://h:1/2");
+    }
+
+    #[test]
+    fn dsn_database() {
+        assert_eq!(
+            dsn_with_database("postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+                .as_deref(),
+            Some("postgresql://postgres@127.0.0.1:5432/wealist?sslmode=disable")
+        );
+        assert_eq!(
+            dsn_with_database("postgres://u:p@h").as_deref(),
+            Some("postgres://u:p@h/wealist")
+        );
+        assert_eq!(
+            dsn_with_database("host=/tmp user=postgres dbname=postgres").as_deref(),
+            Some("host=/tmp user=postgres dbname=wealist")
+        );
+        assert_eq!(dsn_with_database("postgresql://u@h/app"), None);
+        assert_eq!(dsn_with_database("host=h dbname=app"), None);
     }
 
     #[tokio::test]

@@ -296,6 +296,10 @@ async fn services_write_to_postgres_and_redis() {
         assert_eq!(st, 200);
     }
     for _ in 0..3 {
+        let (st, body) = api
+            .get(ServiceKind::Board, &format!("/api/projects/{project}"))
+            .await;
+        assert_eq!(st, 200, "{body}");
         let (st, body) = api.get(ServiceKind::Board, "/api/projects").await;
         assert_eq!(st, 200, "{body}");
     }
@@ -373,6 +377,12 @@ async fn services_write_to_postgres_and_redis() {
         .await
         .expect("KEYS");
     assert!(!cached.is_empty());
+    let cached: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{CACHE_PREFIX}board:project:*:{project}"))
+        .query_async(&mut rc)
+        .await
+        .expect("KEYS");
+    assert!(!cached.is_empty());
 
     // The service metrics count the calls, and none failed.
     let user_metrics = api.metrics(ServiceKind::User).await;
@@ -407,6 +417,47 @@ async fn services_write_to_postgres_and_redis() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_attached_after_start() {
+    if !servers_or_skip("postgres_attached_after_start").await {
+        return;
+    }
+    let backing = Arc::new(Backing::connect(None, None, Duration::from_secs(1)).await);
+    assert!(!backing.uses_postgres());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = start(dir.path(), backing.clone()).await;
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    backing
+        .attach_postgres_later(pg_dsn(), Duration::from_secs(30), stop_rx)
+        .await
+        .expect("attach task");
+    assert!(backing.uses_postgres());
+    let api = Api::new(stack.clone());
+    let email = format!(
+        "late-{}@example.com",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let (st, body) = api
+        .post(
+            ServiceKind::User,
+            "/api/users/signup",
+            json!({"email": email, "name": "Late", "password": "secret-pw-1"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let pg = wealist_client().await;
+    let n: i64 = pg
+        .query_one("SELECT count(*) FROM users WHERE email = $1", &[&email])
+        .await
+        .expect("users")
+        .get(0);
+    assert_eq!(n, 1);
     stack.shutdown().await;
 }
 

@@ -5,7 +5,8 @@
 //!
 //! With [`Backing`]: projects, boards and board history items are written to PostgreSQL
 //! (keyed by this instance and the service's ids; reads are index lookups, the project count
-//! a sequential scan) and the project list is cached in Redis for [`LIST_CACHE_TTL`]. Answers
+//! a sequential scan); a project's board list and the project list are cached in Redis for
+//! [`LIST_CACHE_TTL`] (read first, filled from PostgreSQL on a miss). Answers
 //! still come from the in-memory state; database failures only count in
 //! `wealist_backing_errors_total`.
 
@@ -199,18 +200,30 @@ async fn list_projects(State(s): St) -> Response {
 
 async fn get_project(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("id", &id)?;
-    let db = s.db.lock();
-    let p = db
-        .projects
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("no such project"))?;
-    let boards: Vec<String> = p.boards.iter().map(|b| b.to_string()).collect();
-    Ok(
-        Json(
-            json!({ "id": id.to_string(), "name": p.name, "owner_id": p.owner, "boards": boards }),
-        )
-        .into_response(),
-    )
+    let body = {
+        let db = s.db.lock();
+        let p = db
+            .projects
+            .get(&id)
+            .ok_or_else(|| ApiError::not_found("no such project"))?;
+        let boards: Vec<String> = p.boards.iter().map(|b| b.to_string()).collect();
+        json!({ "id": id.to_string(), "name": p.name, "owner_id": p.owner, "boards": boards })
+    };
+    if let Some(b) = s.backing.as_deref() {
+        let key = format!("board:project:{}:{id}", s.instance);
+        let hit = s.bm.record(Backend::Redis, b.cache_get(&key).await);
+        if matches!(hit, Some(None))
+            && let Some(list) = s.bm.record(
+                Backend::Postgres,
+                b.project_boards(s.instance, id as i64).await,
+            )
+        {
+            let value = serde_json::to_string(&list).unwrap_or_default();
+            let r = b.cache_set(&key, &value, LIST_CACHE_TTL).await;
+            s.bm.record(Backend::Redis, r);
+        }
+    }
+    Ok(Json(body).into_response())
 }
 
 async fn delete_project(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
