@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use wealist_demo::ServiceKind;
+use wealist_demo::backing::Backing;
 use wealist_demo::config::{DemoTargets, rewrite_prometheus_config};
 use wealist_demo::control::{self, FaultController};
 use wealist_demo::redis_fill::{self, RedisFiller};
@@ -135,6 +136,52 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     )
     .await;
 
+    // The user and board services keep users, boards and sessions in the same PostgreSQL and
+    // Redis the exporters watch (a supervised PostgreSQL still starting is attached later).
+    // Their keys (`wealist:session:*`, `wealist:cache:*`, small, with TTLs) never collide with
+    // the `--redis-fill` keys (`wealist-demo:fill:*`), which the fill deletes by name.
+    let pg_starting = databases.supervises("postgres")
+        && !exporters::postgres_answers(&lookout_exporter_postgres::PgOptions {
+            dsn: opts.postgres_dsn.clone(),
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .await;
+    let backing = Arc::new(
+        Backing::connect(
+            (!pg_starting).then_some(opts.postgres_dsn.as_str()),
+            Some(opts.redis_addr.as_str()),
+            Duration::from_secs(3),
+        )
+        .await,
+    );
+    if pg_starting {
+        background.push(exporters::Background {
+            name: "backing-postgres",
+            task: backing.attach_postgres_later(
+                opts.postgres_dsn.clone(),
+                Duration::from_secs(120),
+                stop_rx.clone(),
+            ),
+        });
+    }
+    let pg_use = match (backing.uses_postgres(), pg_starting) {
+        (true, _) => "yes",
+        (false, true) => "once it has started",
+        (false, false) => "no",
+    };
+    info!(
+        "the weAlist services use PostgreSQL: {pg_use}; Redis: {}",
+        if backing.uses_redis() { "yes" } else { "no" }
+    );
+    // The exporter then watches database `wealist` (its tables fill the dashboard's
+    // user-tables panel) unless the DSN names a database of its own.
+    let exporter_dsn = match wealist_demo::backing::dsn_with_database(&opts.postgres_dsn) {
+        Some(dsn) if backing.uses_postgres() || pg_starting => dsn,
+        _ => opts.postgres_dsn.clone(),
+    };
+    stack_cfg.backing = Some(backing);
+
     // Exporters, when their servers answer.
     let mut redis_up = false;
     if let Some(addr) = addr_of(&opts.redis_exporter_addr) {
@@ -152,7 +199,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut postgres_up = false;
     if let Some(addr) = addr_of(&opts.postgres_exporter_addr) {
         let pg_opts = lookout_exporter_postgres::PgOptions {
-            dsn: opts.postgres_dsn.clone(),
+            dsn: exporter_dsn.clone(),
             timeout: Duration::from_secs(3),
             ..Default::default()
         };
