@@ -14,7 +14,6 @@ mod alerts_common;
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,31 +21,10 @@ use alerts_common::{
     Alertmanager, Hook, Timeline, alertmanager_bin, copy_dir, lookout_alerts, now_ms,
     parse_rfc3339_ms,
 };
-use common::{ChildGuard, PromApi, free_port, which};
+use common::{ChildGuard, PromApi, free_port, free_port_block, repo_root, which};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A base port with seven free consecutive ports after it.
-fn free_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if base > 65_000 {
-            continue;
-        }
-        let held: Vec<std::net::TcpListener> = (0..7)
-            .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() == 7 {
-            return base;
-        }
-    }
-    panic!("no block of seven free ports");
-}
 
 /// The five alerts of alerts.yml, the label that picks the faulty target's instance, and
 /// the scaled `for` (seconds).

@@ -7,44 +7,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{ChildGuard, PromApi, free_port};
+use common::{ChildGuard, PromApi, free_port, free_port_block, now_ms, repo_root};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
 const MIN: i64 = 60_000;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A base port with seven free consecutive ports after it.
-fn free_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if base > 65_000 {
-            continue;
-        }
-        let held: Vec<TcpListener> = (0..7)
-            .filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() == 7 {
-            return base;
-        }
-    }
-    panic!("no block of seven free ports");
-}
 
 fn start_demo(data: &Path, log: &Path, prom: &str, loki: &str) -> ChildGuard {
     let base = free_port_block();

@@ -6,35 +6,13 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, PromApi, free_port, which};
+use common::{ChildGuard, PromApi, free_port, free_port_block, now_ms, repo_root, which};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if base > 65_000 {
-            continue;
-        }
-        let held: Vec<TcpListener> = (0..7)
-            .filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() == 7 {
-            return base;
-        }
-    }
-    panic!("no block of seven free ports");
-}
 
 fn postgres_installed() -> bool {
     if which("postgres").is_some() && which("initdb").is_some() {
@@ -200,7 +178,7 @@ async fn demo_supervises_redis_and_postgres() {
     for metric in ["redis_up", "pg_up"] {
         let api = &api;
         wait_until(60, &format!("{metric} 1"), &mut demo, || async move {
-            api.instant(metric, chrono_now_ms())
+            api.instant(metric, now_ms())
                 .await
                 .ok()
                 .and_then(|r| r["result"][0]["value"][1].as_str().map(|v| v == "1"))
@@ -311,11 +289,4 @@ async fn demo_supervises_redis_and_postgres() {
     }
     assert!(!data.join("demo-db/redis.pid").exists());
     assert!(!data.join("demo-db/postgres.pid").exists());
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

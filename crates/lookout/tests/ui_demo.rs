@@ -13,19 +13,15 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, PromApi, free_port, which};
+use common::{ChildGuard, PromApi, free_port, repo_root, which};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
 const DEFAULT_PG_DSN: &str = "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=disable";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn skip(why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {

@@ -460,6 +460,36 @@ pub fn result_len(data: &Value) -> usize {
     }
 }
 
+/// The repository root (for the example configuration and scripts).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A base port with seven free consecutive loopback ports from it (the demo's services).
+pub fn free_port_block() -> u16 {
+    for _ in 0..200 {
+        let base = free_port();
+        if base > 65_000 {
+            continue;
+        }
+        let held: Vec<TcpListener> = (0..7)
+            .filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == 7 {
+            return base;
+        }
+    }
+    panic!("no block of seven free ports");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
