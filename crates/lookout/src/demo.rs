@@ -59,7 +59,8 @@ pub struct DemoOptions {
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_addr: String,
     /// Let the fault schedule write ~230 MiB into that Redis (and delete it again) to drive
-    /// the Redis memory alert. Only for a Redis the demo may use.
+    /// the Redis memory alert. Only for a Redis the demo may use; always on for a Redis the
+    /// demo started itself.
     #[arg(long)]
     pub redis_fill: bool,
     /// Where the Redis exporter listens when a local Redis answers. `off` disables it.
@@ -271,7 +272,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     traffic_cfg.day_length = Duration::from_secs(24 * 60).mul_f64(schedule.time_scale);
     traffic_cfg.session_scale = schedule.time_scale;
     let traffic = Traffic::new(traffic_cfg, spike.clone())?;
-    let filler = if opts.redis_fill && redis_up {
+    // A Redis the demo started itself is the demo's to fill; someone else's only on request.
+    let fill = opts.redis_fill || databases.supervises("redis");
+    let filler = if fill && redis_up {
         Some(RedisFiller::new(&opts.redis_addr)?)
     } else {
         if opts.redis_fill {
