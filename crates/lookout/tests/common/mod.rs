@@ -85,10 +85,19 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A currently free TCP port on 127.0.0.1.
+/// A currently free TCP port on 127.0.0.1, never one this test process handed out before
+/// (the kernel may give a just-released port again, and a test asks for several at once).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Finds an executable on `PATH`.
