@@ -68,6 +68,8 @@ await ready();
 await page.selectOption('select[data-var="service"]', 'board-service');
 await page.waitForFunction(() => location.search.includes('var-service=board-service'));
 await page.waitForFunction(() => [...document.querySelectorAll('.panel-title')].some((e) => e.textContent.includes('board-service')));
+// The titles change before the panels' new queries answer: wait until none is loading.
+await page.waitForFunction(() => [...document.querySelectorAll('.panel')].every((p) => p.dataset.state !== 'loading'), null, { timeout: 15000 });
 st = await states();
 if (st.find((p) => p.title === 'RPS')?.state !== 'ok') fail(`service RPS after variable change: ${JSON.stringify(st)}`);
 console.log('variable change ok');
