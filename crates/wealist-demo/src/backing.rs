@@ -169,9 +169,34 @@ async fn timed<T, E: Into<BackingError>>(
     }
 }
 
+/// Connect attempts with a pause of [`RETRY_AFTER`] after a failure, so a missing database
+/// costs one failed connect per pause rather than one per request.
+#[derive(Default)]
+struct ConnectBackoff {
+    failed_at: parking_lot::Mutex<Option<Instant>>,
+}
+
+impl ConnectBackoff {
+    async fn connect<T>(
+        &self,
+        connect: impl Future<Output = Result<T, BackingError>>,
+    ) -> Result<T, BackingError> {
+        if self
+            .failed_at
+            .lock()
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+        {
+            return Err(BackingError::Backoff);
+        }
+        let r = connect.await;
+        *self.failed_at.lock() = r.is_err().then(Instant::now);
+        r
+    }
+}
+
 struct Slot {
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
-    failed_at: parking_lot::Mutex<Option<Instant>>,
+    backoff: ConnectBackoff,
 }
 
 /// A fixed pool of connections to database `wealist`, filled lazily.
@@ -200,25 +225,9 @@ impl PgPool {
             return Ok(c.clone());
         }
         *guard = None;
-        if slot
-            .failed_at
-            .lock()
-            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
-        {
-            return Err(BackingError::Backoff);
-        }
-        match connect_pg(&self.config).await {
-            Ok(c) => {
-                let c = Arc::new(c);
-                *guard = Some(c.clone());
-                *slot.failed_at.lock() = None;
-                Ok(c)
-            }
-            Err(e) => {
-                *slot.failed_at.lock() = Some(Instant::now());
-                Err(e)
-            }
-        }
+        let c = Arc::new(slot.backoff.connect(connect_pg(&self.config)).await?);
+        *guard = Some(c.clone());
+        Ok(c)
     }
 
     async fn query(
@@ -244,7 +253,7 @@ impl PgPool {
 struct RedisConn {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    failed_at: parking_lot::Mutex<Option<Instant>>,
+    backoff: ConnectBackoff,
 }
 
 impl RedisConn {
@@ -253,33 +262,19 @@ impl RedisConn {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        if self
-            .failed_at
-            .lock()
-            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
-        {
-            return Err(BackingError::Backoff);
-        }
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
             .set_response_timeout(Some(CALL_TIMEOUT));
-        match timed(
-            "redis connect",
-            self.client
-                .get_multiplexed_async_connection_with_config(&cfg),
-        )
-        .await
-        {
-            Ok(c) => {
-                *guard = Some(c.clone());
-                *self.failed_at.lock() = None;
-                Ok(c)
-            }
-            Err(e) => {
-                *self.failed_at.lock() = Some(Instant::now());
-                Err(e)
-            }
-        }
+        let c = self
+            .backoff
+            .connect(timed(
+                "redis connect",
+                self.client
+                    .get_multiplexed_async_connection_with_config(&cfg),
+            ))
+            .await?;
+        *guard = Some(c.clone());
+        Ok(c)
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, BackingError> {
@@ -392,7 +387,7 @@ async fn bootstrap_pg(dsn: &str, timeout: Duration) -> Result<PgPool, BackingErr
     let mut slots: Vec<Slot> = (0..POOL_SIZE)
         .map(|_| Slot {
             client: tokio::sync::Mutex::new(None),
-            failed_at: parking_lot::Mutex::new(None),
+            backoff: ConnectBackoff::default(),
         })
         .collect();
     if let Some(first) = slots.first_mut() {
@@ -410,7 +405,7 @@ async fn bootstrap_redis(addr: &str, timeout: Duration) -> Result<RedisConn, Bac
     let rc = RedisConn {
         client,
         conn: tokio::sync::Mutex::new(None),
-        failed_at: parking_lot::Mutex::new(None),
+        backoff: ConnectBackoff::default(),
     };
     let mut c = tokio::time::timeout(timeout, rc.conn())
         .await
