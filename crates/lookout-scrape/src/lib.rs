@@ -28,6 +28,7 @@ mod manager;
 mod metrics;
 pub mod offline;
 mod scrape_loop;
+mod series_cache;
 pub mod target;
 mod tls;
 

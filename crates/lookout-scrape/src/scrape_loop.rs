@@ -4,8 +4,9 @@
 //! Every scrape goes into one appender that is committed only when the whole body parsed
 //! and passed the limits; otherwise it is rolled back and the scrape counts as failed (`up`
 //! 0, stale markers for the series of the last good scrape). The cache maps the parser's
-//! raw series bytes to the final label set and storage reference, so a steady-state scrape
-//! neither builds label sets nor allocates per sample.
+//! raw series bytes to the storage reference, so a steady-state scrape neither builds label
+//! sets nor allocates per sample; label sets are rebuilt from the cached text only when the
+//! storage no longer knows a reference.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::client::{FetchError, Fetched, ScrapeClient};
 use crate::metrics::Metrics;
+use crate::series_cache::SeriesCache;
 use crate::target::Target;
 
 /// How a loop ends.
@@ -120,58 +122,19 @@ pub(crate) struct LoopConfig {
     pub offset_seed: u64,
 }
 
-struct CacheEntry {
-    labels: Labels,
-    sref: Option<SeriesRef>,
-    dropped: bool,
-    last_iter: u64,
-}
-
-/// Raw series bytes → final labels, in a slab so the seen-lists can hold indices.
+/// The series cache plus the scrape bookkeeping around it.
 #[derive(Default)]
 struct Cache {
-    index: FxHashMap<Box<[u8]>, u32>,
-    entries: Vec<CacheEntry>,
-    free: Vec<u32>,
+    series: SeriesCache,
     iter: u64,
     /// Entries appended by the last committed scrape (candidates for stale markers).
     prev_seen: Vec<u32>,
     cur_seen: Vec<u32>,
-}
-
-impl Cache {
-    fn insert(&mut self, key: &[u8], e: CacheEntry) -> u32 {
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.entries[i as usize] = e;
-                i
-            }
-            None => {
-                self.entries.push(e);
-                (self.entries.len() - 1) as u32
-            }
-        };
-        self.index.insert(key.into(), idx);
-        idx
-    }
-
-    /// Forgets series not seen for `keep` scrapes.
-    fn evict(&mut self, keep: u64) {
-        let iter = self.iter;
-        let entries = &mut self.entries;
-        let free = &mut self.free;
-        self.index.retain(|_, &mut idx| {
-            let e = &mut entries[idx as usize];
-            if e.last_iter + keep < iter {
-                e.labels = Labels::EMPTY;
-                e.sref = None;
-                free.push(idx);
-                false
-            } else {
-                true
-            }
-        });
-    }
+    /// Slots in the order the last parsed scrape produced them, and this scrape's so far:
+    /// targets print their series in the same order every time, so the k-th sample is
+    /// checked against the k-th of the last scrape before any hashing (exact comparison).
+    prev_order: Vec<u32>,
+    cur_order: Vec<u32>,
 }
 
 const SYNTH_NAMES: [&str; 5] = [
@@ -299,7 +262,7 @@ impl ScrapeLoop {
                 .cache
                 .prev_seen
                 .iter()
-                .map(|&i| self.cache.entries[i as usize].labels.clone())
+                .filter_map(|&i| self.labels_of(i))
                 .collect();
             *self.shared.final_series.lock() = Some(series);
         }
@@ -323,11 +286,11 @@ impl ScrapeLoop {
             }
             return;
         };
-        let current: std::collections::HashSet<&Labels> = self
+        let current: std::collections::HashSet<Labels> = self
             .cache
             .prev_seen
             .iter()
-            .map(|&i| &self.cache.entries[i as usize].labels)
+            .filter_map(|&i| self.labels_of(i))
             .collect();
         for l in list.iter().filter(|l| !current.contains(l)) {
             let _ = app.append(None, l, ts, STALE_NAN);
@@ -403,11 +366,9 @@ impl ScrapeLoop {
 
     /// Writes stale markers for every series of the last committed scrape.
     fn stale_all(&mut self, app: &mut dyn Appender, ts: i64) {
-        for &idx in &self.cache.prev_seen {
-            let e = &self.cache.entries[idx as usize];
-            let _ = app.append(e.sref, &e.labels, ts, STALE_NAN);
+        for idx in std::mem::take(&mut self.cache.prev_seen) {
+            self.append_cached(app, idx, ts, STALE_NAN);
         }
-        self.cache.prev_seen.clear();
         self.cache.cur_seen.clear();
     }
 
@@ -444,9 +405,11 @@ impl ScrapeLoop {
         // OpenMetrics is read as leniently as Prometheus reads it (its grammar and `# EOF`, not
         // the spec's family rules), so a target Prometheus scrapes is not down here.
         let mut parser = Parser::with_mode(&f.body, format, ParseMode::PrometheusCompatible);
+        let om = format == Format::OpenMetrics;
         self.cache.iter += 1;
         let iter = self.cache.iter;
         self.cache.cur_seen.clear();
+        self.cache.cur_order.clear();
         let mut stats = Stats::default();
         let shared = self.shared.clone();
         let mut meta = shared.metadata.lock();
@@ -459,7 +422,7 @@ impl ScrapeLoop {
             match entry {
                 Entry::Sample(s) => {
                     stats.total += 1;
-                    self.append_sample(app, &s, ts, iter, &mut stats)?;
+                    self.append_sample(app, &s, ts, iter, &mut stats, om)?;
                 }
                 Entry::Type { name, metric_type } => {
                     if let Some(m) = meta_entry(&mut meta, &name, iter) {
@@ -483,19 +446,22 @@ impl ScrapeLoop {
             }
         }
         // Stale markers for series that disappeared since the last scrape.
-        for &idx in &self.cache.prev_seen {
-            let e = &self.cache.entries[idx as usize];
+        let prev = std::mem::take(&mut self.cache.prev_seen);
+        for &idx in &prev {
+            let e = self.cache.series.entry(idx);
             if e.last_iter != iter && !e.dropped {
-                let _ = app.append(e.sref, &e.labels, ts, STALE_NAN);
+                self.append_cached(app, idx, ts, STALE_NAN);
             }
         }
+        self.cache.prev_seen = prev;
         std::mem::swap(&mut self.cache.prev_seen, &mut self.cache.cur_seen);
         self.cache.cur_seen.clear();
+        std::mem::swap(&mut self.cache.prev_order, &mut self.cache.cur_order);
         if self.handover_from.is_some() {
             self.finish_handover(app, ts);
         }
         if iter.is_multiple_of(16) {
-            self.cache.evict(10);
+            self.cache.series.evict(iter, 10);
             meta.retain(|_, m| m.last_iter + 10 >= iter);
         }
         Ok(stats)
@@ -508,26 +474,31 @@ impl ScrapeLoop {
         ts: i64,
         iter: u64,
         stats: &mut Stats,
+        om: bool,
     ) -> Result<(), Fail> {
         let key = s.raw_series();
-        let (idx, new) = match self.cache.index.get(key) {
-            Some(&i) => (i, false),
+        let mut built = None;
+        let pos = self.cache.cur_order.len();
+        let expected = self
+            .cache
+            .prev_order
+            .get(pos)
+            .copied()
+            .filter(|&i| self.cache.series.key(i) == key);
+        let (idx, new) = match expected.or_else(|| self.cache.series.get(key)) {
+            Some(i) => (i, false),
             None => {
                 let labels = self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))?;
-                let dropped = labels.is_none();
-                let e = CacheEntry {
-                    labels: labels.unwrap_or_default(),
-                    sref: None,
-                    dropped,
-                    last_iter: 0,
-                };
-                (self.cache.insert(key, e), true)
+                let idx = self.cache.series.insert(key, om, labels.is_none());
+                built = labels;
+                (idx, true)
             }
         };
+        self.cache.cur_order.push(idx);
         let explicit = s.timestamp_ms().filter(|_| self.cfg.honor_timestamps);
         let t = explicit.unwrap_or(ts);
         let track = explicit.is_none() || self.cfg.track_timestamps_staleness;
-        let entry = &mut self.cache.entries[idx as usize];
+        let entry = self.cache.series.entry_mut(idx);
         if entry.dropped {
             entry.last_iter = iter;
             return Ok(());
@@ -550,9 +521,25 @@ impl ScrapeLoop {
                 *stats,
             ));
         }
-        match app.append(entry.sref, &entry.labels, t, s.value()) {
+        let sref = entry.sref();
+        let mut r = match sref {
+            Some(r) => app.append_by_ref(r, t, s.value()),
+            None => Err(AppendError::UnknownSeriesRef),
+        };
+        if r == Err(AppendError::UnknownSeriesRef) {
+            // New series, or one the storage forgot: append with its labels.
+            let labels = match built.take() {
+                Some(l) => l,
+                None => match self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))? {
+                    Some(l) => l,
+                    None => return Ok(()),
+                },
+            };
+            r = app.append(None, &labels, t, s.value());
+        }
+        match r {
             Ok(r) => {
-                entry.sref = Some(r);
+                self.cache.series.entry_mut(idx).set_sref(Some(r));
                 if new {
                     stats.series_added += 1;
                 }
@@ -574,6 +561,41 @@ impl ScrapeLoop {
                 Ok(())
             }
             Err(e) => Err(Fail::Scrape(e.to_string(), *stats)),
+        }
+    }
+
+    /// Appends `v` to the cached series `idx` by reference, or with its labels rebuilt from
+    /// the cached text when the storage does not know the reference. Errors are ignored (stale
+    /// markers are best effort, as in Prometheus).
+    fn append_cached(&mut self, app: &mut dyn Appender, idx: u32, t: i64, v: f64) {
+        if let Some(r) = self.cache.series.entry(idx).sref()
+            && app.append_by_ref(r, t, v) != Err(AppendError::UnknownSeriesRef)
+        {
+            return;
+        }
+        if let Some(labels) = self.labels_of(idx)
+            && let Ok(r) = app.append(None, &labels, t, v)
+        {
+            self.cache.series.entry_mut(idx).set_sref(Some(r));
+        }
+    }
+
+    /// The final label set of cached series `idx`, rebuilt by parsing its text again (`None`
+    /// when relabelling drops it or it no longer passes the limits).
+    fn labels_of(&self, idx: u32) -> Option<Labels> {
+        let e = self.cache.series.entry(idx);
+        let (format, tail): (Format, &[u8]) = if e.openmetrics {
+            (Format::OpenMetrics, b" 0\n# EOF\n")
+        } else {
+            (Format::PrometheusText, b" 0\n")
+        };
+        let mut line = Vec::with_capacity(self.cache.series.key(idx).len() + tail.len());
+        line.extend_from_slice(self.cache.series.key(idx));
+        line.extend_from_slice(tail);
+        let mut parser = Parser::with_mode(&line, format, ParseMode::PrometheusCompatible);
+        match parser.next_entry() {
+            Ok(Some(Entry::Sample(s))) => self.build_labels(&s).ok().flatten(),
+            _ => None,
         }
     }
 

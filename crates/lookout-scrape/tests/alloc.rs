@@ -1,5 +1,5 @@
 //! Steady-state scrapes must not allocate per sample: the cache maps raw series bytes to
-//! label sets and storage references. Counted with a global allocator wrapper over a
+//! storage references. Counted with a global allocator wrapper over a
 //! storage that itself never allocates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -61,6 +61,15 @@ impl Appender for NullAppender<'_> {
     ) -> Result<SeriesRef, AppendError> {
         self.1 += 1;
         Ok(r.unwrap_or(SeriesRef(1)))
+    }
+    fn append_by_ref(
+        &mut self,
+        r: SeriesRef,
+        _t: Timestamp,
+        _v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        self.1 += 1;
+        Ok(r)
     }
     fn commit(self: Box<Self>) -> Result<(), StorageError> {
         self.0.appended.fetch_add(self.1, Ordering::Relaxed);

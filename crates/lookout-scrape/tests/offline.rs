@@ -159,3 +159,68 @@ fn openmetrics_without_eof_fails_and_stores_nothing() {
     assert!(samples(&st, "a_total").is_empty());
     assert_eq!(samples(&st, "up")[0].v, 0.0);
 }
+
+/// `MemStorage` cannot append by reference, so every steady-state sample and every stale
+/// marker goes through labels rebuilt from the cached series text: they must be exactly the
+/// labels of the first scrape (escapes, a clashing target label renamed `exported_job`,
+/// metric relabelling), in both formats, or the samples would land in a second series.
+#[test]
+fn labels_rebuilt_from_cached_text_match_the_first_scrape() {
+    for om in [false, true] {
+        let (mut s, st) = scraper(
+            "    metric_relabel_configs:\n      - source_labels: [path]\n        target_label: route\n        regex: '/api/(.*)'\n        replacement: r_$1\n",
+        );
+        let body = |v: u32, with_odd: bool| {
+            let mut b = String::from("# TYPE m counter\n");
+            if with_odd {
+                b.push_str(&format!(
+                    "m_total{{job=\"svc\",path=\"/api/x\",q=\"a \\\"b\\\" \\\\ c\\nd\"}} {v}\n"
+                ));
+            }
+            b.push_str(&format!("m_total{{path=\"/api/y\"}} {v}\n"));
+            if om {
+                b.push_str("# EOF\n");
+            }
+            Fetched {
+                body: b.into_bytes(),
+                content_type: if om {
+                    "application/openmetrics-text; version=1.0.0".into()
+                } else {
+                    "text/plain; version=0.0.4".into()
+                },
+            }
+        };
+        s.scrape(&body(1, true), 1000).unwrap();
+        s.scrape(&body(2, true), 2000).unwrap();
+        s.scrape(&body(3, false), 3000).unwrap();
+        let series = st
+            .select(
+                &[Matcher::equal("__name__", "m_total")],
+                &SelectHints::range(i64::MIN, i64::MAX),
+            )
+            .unwrap();
+        assert_eq!(series.len(), 2, "om={om}: {series:?}");
+        let odd = series
+            .iter()
+            .find(|s| s.labels.get("route") == Some("r_x"))
+            .expect("relabelled series");
+        assert_eq!(odd.labels.get("q"), Some("a \"b\" \\ c\nd"), "om={om}");
+        assert_eq!(odd.labels.get("exported_job"), Some("svc"), "om={om}");
+        assert_eq!(odd.labels.get("job"), Some("t"), "om={om}");
+        let v: Vec<(i64, bool)> = odd
+            .samples
+            .iter()
+            .map(|s| (s.t, is_stale_nan(s.v)))
+            .collect();
+        assert_eq!(
+            v,
+            vec![(1000, false), (2000, false), (3000, true)],
+            "om={om}"
+        );
+        let other = series
+            .iter()
+            .find(|s| s.labels.get("route") == Some("r_y"))
+            .unwrap();
+        assert_eq!(other.samples.len(), 3, "om={om}");
+    }
+}

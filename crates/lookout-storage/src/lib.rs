@@ -101,6 +101,10 @@ pub enum AppendError {
     SeriesLimit { limit: usize },
     #[error("storage error: {0}")]
     Storage(String),
+    /// [`Appender::append_by_ref`] could not resolve the reference (the series is gone, or
+    /// the storage does not support appending by reference): append with the labels.
+    #[error("unknown series reference")]
+    UnknownSeriesRef,
 }
 
 /// Read side: everything the query engines and the HTTP API need.
@@ -155,6 +159,21 @@ pub trait Appender {
         t: Timestamp,
         v: f64,
     ) -> Result<SeriesRef, AppendError>;
+
+    /// Adds one sample to the series `series_ref` (returned by an earlier append) without
+    /// its labels: the fast path for callers that cache references, such as scrape loops.
+    /// Answers [`AppendError::UnknownSeriesRef`] when the storage cannot resolve the
+    /// reference (this default always does); the caller then calls
+    /// [`append`](Appender::append) with the labels.
+    fn append_by_ref(
+        &mut self,
+        series_ref: SeriesRef,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        let _ = (series_ref, t, v);
+        Err(AppendError::UnknownSeriesRef)
+    }
 
     /// Makes every sample appended so far durable (written to the WAL) and visible.
     fn commit(self: Box<Self>) -> Result<(), StorageError>;

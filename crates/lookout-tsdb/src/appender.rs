@@ -296,19 +296,13 @@ impl<'a> TsdbAppender<'a> {
     }
 }
 
-impl Appender for TsdbAppender<'_> {
-    fn append(
-        &mut self,
-        series_ref: Option<SeriesRef>,
-        labels: &Labels,
-        t: Timestamp,
-        v: f64,
-    ) -> Result<SeriesRef, AppendError> {
+impl TsdbAppender<'_> {
+    /// Checks shared by both append paths: the store is open and `t` not too far ahead.
+    fn check_time(&mut self, t: Timestamp) -> Result<(), AppendError> {
         let db = self.db;
         if db.closed.load(Ordering::Relaxed) {
             return Err(AppendError::Storage("storage is closed".into()));
         }
-        let m = &db.head.metrics;
         if let Some(f) = db.opts.max_future {
             // The clock is read once per batch (a scrape or a request), not per sample.
             let limit = *self.max_t_allowed.get_or_insert_with(|| {
@@ -316,11 +310,17 @@ impl Appender for TsdbAppender<'_> {
                 db.opts.clock.now_ms().saturating_add(ahead)
             });
             if t > limit {
-                m.too_new_samples.inc();
+                db.head.metrics.too_new_samples.inc();
                 return Err(AppendError::TooNew);
             }
         }
-        let idx = self.resolve(series_ref, labels)?;
+        Ok(())
+    }
+
+    /// Validates sample `(t, v)` for the batch's series `idx` and queues it.
+    fn append_at(&mut self, idx: u32, t: Timestamp, v: f64) -> Result<SeriesRef, AppendError> {
+        let db = self.db;
+        let m = &db.head.metrics;
         let head_max = db.head.max_t.load(Ordering::Relaxed);
         if head_max != i64::MIN && t < head_max.saturating_sub(db.retention_ms) {
             m.too_old_samples.inc();
@@ -363,6 +363,37 @@ impl Appender for TsdbAppender<'_> {
         let id = p.id;
         self.samples.push(PendingSample { idx, t, v, ooo });
         Ok(SeriesRef(id))
+    }
+}
+
+impl Appender for TsdbAppender<'_> {
+    fn append(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        labels: &Labels,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        self.check_time(t)?;
+        let idx = self.resolve(series_ref, labels)?;
+        self.append_at(idx, t, v)
+    }
+
+    fn append_by_ref(
+        &mut self,
+        series_ref: SeriesRef,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        self.check_time(t)?;
+        let idx = match self.by_id.get(&series_ref.0) {
+            Some(&i) => i,
+            None => match self.db.head.get_by_id(series_ref.0) {
+                Some(s) => self.add_existing(s),
+                None => return Err(AppendError::UnknownSeriesRef),
+            },
+        };
+        self.append_at(idx, t, v)
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), StorageError> {

@@ -57,6 +57,54 @@ fn in_order_duplicates_and_out_of_order() {
     assert_eq!(metric(&db, "lookout_tsdb_head_samples_appended_total"), 3.0);
 }
 
+/// Appending by reference: the same validation as with labels, batch-local series found
+/// again, and an unknown reference answered so the caller can retry with labels.
+#[test]
+fn append_by_ref_validates_and_reports_unknown_refs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), small_opts());
+    let l = series("m", 0);
+    let mut app = db.appender();
+    let r = app.append(None, &l, 1000, 1.0).unwrap();
+    // A series created in this very batch is known by reference already.
+    assert_eq!(app.append_by_ref(r, 2000, 2.0), Ok(r));
+    assert_eq!(
+        app.append_by_ref(r, 1500, 3.0),
+        Err(AppendError::OutOfOrder)
+    );
+    assert_eq!(
+        app.append_by_ref(SeriesRef(r.0 + 1000), 2000, 1.0),
+        Err(AppendError::UnknownSeriesRef)
+    );
+    app.commit().unwrap();
+    let mut app = db.appender();
+    assert_eq!(app.append_by_ref(r, 3000, 3.0), Ok(r));
+    assert_eq!(
+        app.append_by_ref(r, 3000, 4.0),
+        Err(AppendError::DuplicateSampleForTimestamp)
+    );
+    assert_eq!(
+        app.append_by_ref(r, i64::MAX, 4.0),
+        Err(AppendError::TooNew)
+    );
+    app.commit().unwrap();
+    let got = db
+        .select(
+            &[Matcher::equal("__name__", "m")],
+            &SelectHints::range(0, i64::MAX),
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].samples,
+        vec![
+            Sample { t: 1000, v: 1.0 },
+            Sample { t: 2000, v: 2.0 },
+            Sample { t: 3000, v: 3.0 }
+        ]
+    );
+}
+
 #[test]
 fn rollback_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
