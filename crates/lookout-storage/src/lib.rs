@@ -62,6 +62,29 @@ impl SelectHints {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesRef(pub u64);
 
+/// A storage's own handle on one series, for writers that append to the same series scrape
+/// after scrape: appending through it skips looking the reference up. Opaque to everyone but
+/// the storage that made it ([`Appender::series_handle`]); use it only with that storage.
+#[derive(Clone)]
+pub struct SeriesHandle(std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl SeriesHandle {
+    pub fn new<T: std::any::Any + Send + Sync>(inner: std::sync::Arc<T>) -> Self {
+        SeriesHandle(inner)
+    }
+
+    /// The storage's object, when this handle holds a `T`.
+    pub fn get<T: std::any::Any + Send + Sync>(&self) -> Option<std::sync::Arc<T>> {
+        self.0.clone().downcast::<T>().ok()
+    }
+}
+
+impl std::fmt::Debug for SeriesHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeriesHandle")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("query would load more than {limit} samples")]
@@ -116,6 +139,28 @@ pub trait Queryable: Send + Sync {
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<Vec<Series>, StorageError>;
+
+    /// Streaming form of [`select`](Queryable::select): calls `visit(index, labels, samples)`
+    /// once per series that `select` would return, where `index` increases with the label
+    /// order (it may skip numbers). Storages may call `visit` from several threads at once
+    /// and in any order, so a series' samples need not all exist at the same time; the same
+    /// limits apply as for `select`. Returns the number of samples visited.
+    ///
+    /// The default implementation calls `select` and visits its result in order.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+        visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
+    ) -> Result<usize, StorageError> {
+        let series = self.select(matchers, hints)?;
+        let mut n = 0usize;
+        for (i, s) in series.iter().enumerate() {
+            n += s.samples.len();
+            visit(i, &s.labels, &s.samples);
+        }
+        Ok(n)
+    }
 
     /// Label sets of the series matching all `matchers` with data in `[start, end]`, sorted.
     fn series(
@@ -175,9 +220,68 @@ pub trait Appender {
         Err(AppendError::UnknownSeriesRef)
     }
 
+    /// A handle on the committed series `series_ref`, for
+    /// [`append_by_handle`](Appender::append_by_handle); `None` when the storage has no
+    /// handles (this default) or does not know the reference (yet: series this batch creates
+    /// exist from its commit on).
+    fn series_handle(&mut self, series_ref: SeriesRef) -> Option<SeriesHandle> {
+        let _ = series_ref;
+        None
+    }
+
+    /// Adds one sample through a handle from [`series_handle`](Appender::series_handle).
+    /// Answers [`AppendError::UnknownSeriesRef`] when the series is gone (or the handle is
+    /// not this storage's): drop the handle and append with the labels.
+    fn append_by_handle(
+        &mut self,
+        handle: &SeriesHandle,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        let _ = (handle, t, v);
+        Err(AppendError::UnknownSeriesRef)
+    }
+
     /// Makes every sample appended so far durable (written to the WAL) and visible.
     fn commit(self: Box<Self>) -> Result<(), StorageError>;
 
     /// Drops every sample appended so far.
     fn rollback(self: Box<Self>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn select_each_default_visits_select_in_order() {
+        let s = memory::MemStorage::new();
+        let mut app = s.appender();
+        for (name, k) in [("b", 3), ("a", 2), ("c", 1)] {
+            let l = Labels::from_pairs([(METRIC_NAME, name)]);
+            for t in 0..k {
+                app.append(None, &l, t * 10, t as f64).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let hints = SelectHints::range(0, 15);
+        let seen = Mutex::new(Vec::new());
+        let n = s
+            .select_each(&[], &hints, &|i, l, samples| {
+                seen.lock()
+                    .unwrap()
+                    .push((i, l.to_string(), samples.to_vec()));
+            })
+            .unwrap();
+        let want: Vec<_> = s
+            .select(&[], &hints)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| (i, x.labels.to_string(), x.samples))
+            .collect();
+        assert_eq!(n, 5);
+        assert_eq!(seen.into_inner().unwrap(), want);
+    }
 }
