@@ -865,15 +865,17 @@ impl Piece {
     }
 }
 
-/// One series' samples in `[start, end]` from its pieces (head first, then blocks by time),
-/// the first of equal timestamps kept; also the number of samples decoded before merging.
-/// Pieces that follow each other in time are decoded straight into one buffer.
-fn merge_pieces(
+/// Appends one series' samples in `[start, end]` from its pieces (head first, then blocks
+/// by time, the first of equal timestamps kept) to `out`; returns the number of samples
+/// decoded before merging. Pieces that follow each other in time are decoded straight into
+/// `out`.
+fn merge_pieces_into(
     pieces: &[Piece],
     blocks: &[Arc<Block>],
     start: i64,
     end: i64,
-) -> Result<(Vec<Sample>, usize), StorageError> {
+    out: &mut Vec<Sample>,
+) -> Result<usize, StorageError> {
     let cap: usize = pieces.iter().map(Piece::estimate).sum();
     let mut spans: Vec<(i64, i64, usize)> = Vec::with_capacity(pieces.len());
     for (i, p) in pieces.iter().enumerate() {
@@ -882,13 +884,13 @@ fn merge_pieces(
         }
     }
     spans.sort_by_key(|s| s.0);
+    let base = out.len();
     if spans.windows(2).all(|w| w[0].1 < w[1].0) {
-        let mut out = Vec::with_capacity(cap);
+        out.reserve(cap);
         for &(_, _, i) in &spans {
-            pieces[i].decode_into(blocks, start, end, &mut out)?;
+            pieces[i].decode_into(blocks, start, end, out)?;
         }
-        let n = out.len();
-        return Ok((out, n));
+        return Ok(out.len() - base);
     }
     let mut lists = Vec::with_capacity(pieces.len());
     let mut raw = 0usize;
@@ -898,7 +900,20 @@ fn merge_pieces(
         raw += v.len();
         lists.push(v);
     }
-    Ok((merge_samples(lists), raw))
+    out.extend(merge_samples(lists));
+    Ok(raw)
+}
+
+/// [`merge_pieces_into`] a new vector: the samples and the number decoded before merging.
+fn merge_pieces(
+    pieces: &[Piece],
+    blocks: &[Arc<Block>],
+    start: i64,
+    end: i64,
+) -> Result<(Vec<Sample>, usize), StorageError> {
+    let mut out = Vec::new();
+    let raw = merge_pieces_into(pieces, blocks, start, end, &mut out)?;
+    Ok((out, raw))
 }
 
 /// Most threads one query's decoding uses.
@@ -906,12 +921,13 @@ const MAX_QUERY_THREADS: usize = 8;
 /// Samples below which another decoding thread is not worth starting.
 const SAMPLES_PER_THREAD: usize = 64 * 1024;
 
-/// `f` over every item, on up to the machine's core count of scoped threads working on
-/// contiguous runs of similar `weight`; results in item order.
-fn par_map<T: Sync, R: Send>(
+/// Cuts `items` into at most the machine's core count of contiguous runs of similar
+/// `weight` (one run when the total is small) and calls `f(first index, run)` for each on
+/// scoped threads (the caller's thread takes the first run); results in run order.
+fn par_runs<T: Sync, R: Send>(
     items: &[T],
     weight: impl Fn(&T) -> usize,
-    f: impl Fn(&T) -> R + Sync,
+    f: impl Fn(usize, &[T]) -> R + Sync,
 ) -> Vec<R> {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let cores = *CORES.get_or_init(|| {
@@ -923,7 +939,7 @@ fn par_map<T: Sync, R: Send>(
     let total: usize = weights.iter().sum();
     let threads = cores.min(total / SAMPLES_PER_THREAD).min(items.len());
     if threads <= 1 {
-        return items.iter().map(f).collect();
+        return vec![f(0, items)];
     }
     let mut cuts = vec![0usize];
     let mut acc = 0usize;
@@ -937,15 +953,18 @@ fn par_map<T: Sync, R: Send>(
     cuts.dedup();
     let f = &f;
     std::thread::scope(|sc| {
-        let runs: Vec<&[T]> = cuts.windows(2).map(|w| &items[w[0]..w[1]]).collect();
-        let handles: Vec<_> = runs[1..]
-            .iter()
-            .map(|&run| sc.spawn(move || run.iter().map(f).collect::<Vec<R>>()))
+        let handles: Vec<_> = cuts[1..]
+            .windows(2)
+            .map(|w| {
+                let (a, b) = (w[0], w[1]);
+                sc.spawn(move || f(a, &items[a..b]))
+            })
             .collect();
-        let mut out: Vec<R> = runs[0].iter().map(f).collect();
+        let mut out = Vec::with_capacity(cuts.len());
+        out.push(f(0, &items[..cuts[1]]));
         for h in handles {
             match h.join() {
-                Ok(part) => out.extend(part),
+                Ok(r) => out.push(r),
                 Err(p) => std::panic::resume_unwind(p),
             }
         }
@@ -953,18 +972,37 @@ fn par_map<T: Sync, R: Send>(
     })
 }
 
-impl Queryable for Tsdb {
-    fn select(
+/// `f` over every item via [`par_runs`]; results in item order.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let runs = par_runs(items, weight, |_, run| {
+        run.iter().map(&f).collect::<Vec<R>>()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for r in runs {
+        out.extend(r);
+    }
+    out
+}
+
+/// A selected series to decode: its labels and where its samples are.
+type Job = (Labels, Vec<Piece>);
+
+impl Tsdb {
+    /// The series matching `matchers` in label order, with the head samples and block
+    /// chunks overlapping `[start, end]` (nothing decoded from blocks yet), and the blocks
+    /// the pieces refer to. Fails early when the chunks wholly inside the range already hold
+    /// more than twice `hints.max_samples`.
+    fn gather(
         &self,
         matchers: &[Matcher],
         hints: &SelectHints,
-    ) -> Result<Vec<Series>, StorageError> {
+    ) -> Result<(Vec<Job>, Vec<Arc<Block>>), StorageError> {
         let inner = &self.inner;
-        inner.check_open_storage()?;
         let (start, end) = (hints.start, hints.end);
-        if start > end {
-            return Ok(Vec::new());
-        }
         let heads = inner.head_select(matchers, start, end)?;
         // Duplicates across head and blocks are counted twice here, so allow twice the limit
         // while gathering; the exact limit applies to the merged result.
@@ -1001,13 +1039,31 @@ impl Queryable for Tsdb {
             // Stable: for equal labels the head comes first, then blocks by time.
             pieces.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        let mut jobs: Vec<(Labels, Vec<Piece>)> = Vec::with_capacity(pieces.len());
+        let mut jobs: Vec<Job> = Vec::with_capacity(pieces.len());
         for (labels, piece) in pieces {
             match jobs.last_mut() {
                 Some((l, ps)) if *l == labels => ps.push(piece),
                 _ => jobs.push((labels, vec![piece])),
             }
         }
+        Ok((jobs, blocks))
+    }
+}
+
+impl Queryable for Tsdb {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
+        let inner = &self.inner;
+        inner.check_open_storage()?;
+        let (start, end) = (hints.start, hints.end);
+        if start > end {
+            return Ok(Vec::new());
+        }
+        let (jobs, blocks) = self.gather(matchers, hints)?;
+        let budget = hints.max_samples.map(|l| l.saturating_mul(2));
         // Decoding is the bulk of a query over blocks: spread the series over the cores.
         let decoded = par_map(
             &jobs,
@@ -1042,6 +1098,75 @@ impl Queryable for Tsdb {
             }
         }
         Ok(out)
+    }
+
+    /// Decodes each series into a buffer reused per thread and visits it there, on all
+    /// cores: the selection's samples never exist all at once.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+        visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
+    ) -> Result<usize, StorageError> {
+        use std::sync::atomic::AtomicUsize;
+        let inner = &self.inner;
+        inner.check_open_storage()?;
+        let (start, end) = (hints.start, hints.end);
+        if start > end {
+            return Ok(0);
+        }
+        let (jobs, blocks) = self.gather(matchers, hints)?;
+        let budget = hints.max_samples.map(|l| l.saturating_mul(2));
+        // Running totals across threads; the limits are on sums, so where the sum crosses a
+        // limit does not depend on the order series are decoded in.
+        let gathered = AtomicUsize::new(0);
+        let total = AtomicUsize::new(0);
+        let visited = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let run = |first: usize, run: &[Job]| -> Result<(), StorageError> {
+            let mut buf: Vec<Sample> = Vec::new();
+            for (k, (labels, ps)) in run.iter().enumerate() {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                buf.clear();
+                let res = merge_pieces_into(ps, &blocks, start, end, &mut buf).and_then(|raw| {
+                    let g = gathered.fetch_add(raw, Ordering::Relaxed) + raw;
+                    if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
+                        && g > budget
+                    {
+                        return Err(StorageError::TooManySamples { limit });
+                    }
+                    if buf.is_empty() {
+                        return Ok(());
+                    }
+                    let t = total.fetch_add(buf.len(), Ordering::Relaxed) + buf.len();
+                    if let Some(limit) = hints.max_samples
+                        && t > limit
+                    {
+                        return Err(StorageError::TooManySamples { limit });
+                    }
+                    let v = visited.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Some(limit) = hints.max_series
+                        && v > limit
+                    {
+                        return Err(StorageError::TooManySeries { limit });
+                    }
+                    visit(first + k, labels, &buf);
+                    Ok(())
+                });
+                if res.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                    return res;
+                }
+            }
+            Ok(())
+        };
+        let results = par_runs(&jobs, |(_, ps)| ps.iter().map(Piece::estimate).sum(), run);
+        for r in results {
+            r?;
+        }
+        Ok(total.into_inner())
     }
 
     fn series(

@@ -1,5 +1,6 @@
 //! The read path over blocks: a day of backfilled data big enough for the parallel decode,
-//! selected whole and in partial ranges, with overlapping head samples and sample limits.
+//! selected whole and in partial ranges (also through the streaming `select_each`), with
+//! overlapping head samples and sample limits.
 
 mod common;
 
@@ -75,6 +76,33 @@ fn expect_range(want: &[(Labels, Vec<Sample>)], got: &[lookout_storage::Series],
     }
 }
 
+/// [`Queryable::select_each`]'s series collected in index order, checked to be numbered in
+/// label order.
+fn select_each(
+    db: &Tsdb,
+    q: &[Matcher],
+    hints: &SelectHints,
+) -> Result<Vec<lookout_storage::Series>, StorageError> {
+    let seen = std::sync::Mutex::new(Vec::new());
+    let n = db.select_each(q, hints, &|i, labels, samples| {
+        seen.lock().unwrap().push((
+            i,
+            lookout_storage::Series {
+                labels: labels.clone(),
+                samples: samples.to_vec(),
+            },
+        ));
+    })?;
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_by_key(|x| x.0);
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1.labels < w[1].1.labels)
+    );
+    assert_eq!(n, seen.iter().map(|x| x.1.samples.len()).sum::<usize>());
+    Ok(seen.into_iter().map(|x| x.1).collect())
+}
+
 #[test]
 fn a_day_of_blocks_selects_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,6 +122,8 @@ fn a_day_of_blocks_selects_exactly() {
         (end, i64::MAX),
     ] {
         let got = db.select(&q, &SelectHints::range(lo, hi)).unwrap();
+        expect_range(&want, &got, lo, hi);
+        let got = select_each(&db, &q, &SelectHints::range(lo, hi)).unwrap();
         expect_range(&want, &got, lo, hi);
     }
     // A regex selecting some of the series.
@@ -117,6 +147,22 @@ fn a_day_of_blocks_selects_exactly() {
     assert!(matches!(
         db.select(&q, &hints(1_000)),
         Err(StorageError::TooManySamples { .. })
+    ));
+    // The streaming form applies the same limits.
+    assert_eq!(select_each(&db, &q, &hints(total)).unwrap().len(), SERIES);
+    for max in [total - 1, 1_000] {
+        assert!(matches!(
+            select_each(&db, &q, &hints(max)),
+            Err(StorageError::TooManySamples { .. })
+        ));
+    }
+    let few = SelectHints {
+        max_series: Some(SERIES - 1),
+        ..SelectHints::range(START, end)
+    };
+    assert!(matches!(
+        select_each(&db, &q, &few),
+        Err(StorageError::TooManySeries { .. })
     ));
     db.close().unwrap();
 }
@@ -145,6 +191,13 @@ fn head_samples_after_the_blocks_follow_them() {
     let got = db
         .select(&q, &SelectHints::range(START, START + (N + 800) * STEP))
         .unwrap();
+    expect_range(&want, &got, START, START + (N + 800) * STEP);
+    let got = select_each(
+        &db,
+        &q,
+        &SelectHints::range(START, START + (N + 800) * STEP),
+    )
+    .unwrap();
     expect_range(&want, &got, START, START + (N + 800) * STEP);
     db.close().unwrap();
 }
