@@ -57,6 +57,31 @@ impl Range {
     }
 }
 
+fn storage_error(e: lookout_storage::StorageError) -> QueryError {
+    match e {
+        lookout_storage::StorageError::TooManySamples { .. } => {
+            QueryError::TooManySamples("query execution")
+        }
+        other => QueryError::Storage(other),
+    }
+}
+
+/// Where each step's window of a range vector lies: `(te - range, te]` with
+/// `te = (@ time or step time) - offset`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+impl Window {
+    /// Evaluation time (window end) for a step time.
+    pub fn eval_time(&self, ts: i64) -> i64 {
+        self.at.unwrap_or(ts) - self.offset
+    }
+}
+
 /// Range-vector data for a function argument: series with their samples (stale markers
 /// removed) plus how to derive each step's window.
 pub(crate) struct RangeData {
@@ -69,7 +94,15 @@ pub(crate) struct RangeData {
 impl RangeData {
     /// Evaluation time (window end) for a step time.
     pub fn eval_time(&self, ts: i64) -> i64 {
-        self.at.unwrap_or(ts) - self.offset
+        self.window().eval_time(ts)
+    }
+
+    pub fn window(&self) -> Window {
+        Window {
+            range: self.range,
+            offset: self.offset,
+            at: self.at,
+        }
     }
 }
 
@@ -310,24 +343,22 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    fn select(&mut self, vs: &VectorSelector, start: i64, end: i64) -> Result<Vec<Series>> {
-        let matchers = Self::matchers(vs)?;
-        let budget = self.max_samples.saturating_sub(self.cur_samples);
-        let hints = SelectHints {
+    fn hints(&self, start: i64, end: i64) -> SelectHints {
+        SelectHints {
             start,
             end,
-            max_samples: Some(budget),
+            max_samples: Some(self.max_samples.saturating_sub(self.cur_samples)),
             max_series: None,
-        };
+        }
+    }
+
+    fn select(&mut self, vs: &VectorSelector, start: i64, end: i64) -> Result<Vec<Series>> {
+        let matchers = Self::matchers(vs)?;
+        let hints = self.hints(start, end);
         let series = self
             .storage
             .select(&matchers, &hints)
-            .map_err(|e| match e {
-                lookout_storage::StorageError::TooManySamples { .. } => {
-                    QueryError::TooManySamples("query execution")
-                }
-                other => QueryError::Storage(other),
-            })?;
+            .map_err(storage_error)?;
         let n: usize = series.iter().map(|s| s.samples.len()).sum();
         self.add_samples(n)?;
         Ok(series)
@@ -402,25 +433,60 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn eval_matrix_selector(&mut self, ms: &MatrixSelector, r: &Range) -> Result<RangeData> {
-        let offset = offset_ms(&ms.vs.offset);
-        let at = self.resolve_at(&ms.vs.at);
-        let range = dur_ms(&ms.range);
-        let (min_te, max_te) = match at {
-            Some(a) => (a - offset, a - offset),
-            None => (r.start - offset, r.end - offset),
+    /// The shape of a matrix selector's windows.
+    pub fn matrix_window(&self, ms: &MatrixSelector) -> Window {
+        Window {
+            range: dur_ms(&ms.range),
+            offset: offset_ms(&ms.vs.offset),
+            at: self.resolve_at(&ms.vs.at),
+        }
+    }
+
+    /// The time range a matrix selector must load over `r` (inclusive) and the shape of
+    /// each step's window.
+    fn matrix_bounds(&self, ms: &MatrixSelector, r: &Range) -> (i64, i64, Window) {
+        let w = self.matrix_window(ms);
+        let (min_te, max_te) = match w.at {
+            Some(a) => (a - w.offset, a - w.offset),
+            None => (r.start - w.offset, r.end - w.offset),
         };
-        let mut series = self.select(&ms.vs, min_te - range + 1, max_te)?;
+        (min_te - w.range + 1, max_te, w)
+    }
+
+    fn eval_matrix_selector(&mut self, ms: &MatrixSelector, r: &Range) -> Result<RangeData> {
+        let (start, end, w) = self.matrix_bounds(ms, r);
+        let mut series = self.select(&ms.vs, start, end)?;
         for s in &mut series {
             s.samples.retain(|x| !lookout_storage::is_stale_nan(x.v));
         }
         series.retain(|s| !s.samples.is_empty());
         Ok(RangeData {
             series,
-            range,
-            offset,
-            at,
+            range: w.range,
+            offset: w.offset,
+            at: w.at,
         })
+    }
+
+    /// Streams the series of a matrix selector over `r` through `visit(index, labels,
+    /// samples)` (stale markers still in; see [`Queryable::select_each`]), counting the
+    /// loaded samples against the query's limit as [`eval_range_arg`](Self::eval_range_arg)
+    /// does. The windows' shape is [`matrix_window`](Self::matrix_window).
+    pub fn stream_matrix_selector(
+        &mut self,
+        ms: &MatrixSelector,
+        r: &Range,
+        visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
+    ) -> Result<()> {
+        let (start, end, _) = self.matrix_bounds(ms, r);
+        let matchers = Self::matchers(&ms.vs)?;
+        let hints = self.hints(start, end);
+        let n = self
+            .storage
+            .select_each(&matchers, &hints, visit)
+            .map_err(storage_error)?;
+        self.add_samples(n)?;
+        Ok(())
     }
 
     fn eval_subquery(&mut self, sq: &SubqueryExpr, r: &Range) -> Result<RangeData> {

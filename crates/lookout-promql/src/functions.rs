@@ -2,13 +2,16 @@
 //! instant-vector functions map each series' points.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lookout_storage::{Labels, METRIC_NAME, Sample, Series, is_stale_nan};
 use promql_parser::parser::{Call, Expr};
 
 use crate::QueryError;
 use crate::eval::{
-    Evaluator, Range, RangeData, Result, StepSeries, Val, format_g, merge_same_labels, unwrap_paren,
+    Evaluator, Range, RangeData, Result, StepSeries, Val, Window, format_g, merge_same_labels,
+    unwrap_paren,
 };
 
 /// Neumaier-improved Kahan summation step: returns the new sum and compensation.
@@ -174,6 +177,106 @@ fn extrapolated_rate_inner(
         factor /= range_ms as f64 / 1000.0;
     }
     Some(result * factor)
+}
+
+/// The part of a counter window's extrapolation that depends only on sample times (the
+/// window's first and last sample, their count) and the range: the same for most windows of
+/// a regularly scraped series, so it is kept from the last window instead of recomputed
+/// (six divisions).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RateMemo {
+    /// `(first.t - range_start, range_end - last.t, last.t - first.t, samples)`.
+    key: (i64, i64, i64, usize),
+    valid: bool,
+    sampled: f64,
+    /// Seconds to extrapolate at each end, before the zero-crossing rule.
+    dur_to_start: f64,
+    dur_to_end: f64,
+    /// `(sampled + dur_to_start + dur_to_end) / sampled`, divided by the range in seconds
+    /// for `rate`.
+    factor: f64,
+}
+
+/// [`extrapolated_rate_scan`] for a counter window known to hold no reset (`may_reset ==
+/// false`), with the time-only arithmetic memoised in `memo`: the same operations on the
+/// same operands, so the result is bit-identical.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn counter_rate_no_reset(
+    first: Sample,
+    last: Sample,
+    len: usize,
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    is_rate: bool,
+    memo: &mut RateMemo,
+) -> Option<f64> {
+    if len < 2 {
+        return None;
+    }
+    let result = last.v - first.v;
+    let key = (
+        first.t - range_start,
+        range_end - last.t,
+        last.t - first.t,
+        len,
+    );
+    if !memo.valid || memo.key != key {
+        let dur_to_start = key.0 as f64 / 1000.0;
+        let dur_to_end = key.1 as f64 / 1000.0;
+        let sampled = key.2 as f64 / 1000.0;
+        let avg = sampled / (len - 1) as f64;
+        let threshold = avg * 1.1;
+        let dur_to_start = if dur_to_start >= threshold {
+            avg / 2.0
+        } else {
+            dur_to_start
+        };
+        let dur_to_end = if dur_to_end >= threshold {
+            avg / 2.0
+        } else {
+            dur_to_end
+        };
+        let mut factor = (sampled + dur_to_start + dur_to_end) / sampled;
+        if is_rate {
+            factor /= range_ms as f64 / 1000.0;
+        }
+        *memo = RateMemo {
+            key,
+            valid: true,
+            sampled,
+            dur_to_start,
+            dur_to_end,
+            factor,
+        };
+    }
+    let m = *memo;
+    if result > 0.0
+        && first.v >= 0.0
+        && !zero_point_is_far(first.v, result, m.sampled, m.dur_to_start)
+    {
+        // Extrapolating to the start could cross zero: the exact rule, unmemoised.
+        let dur_to_zero = m.sampled * (first.v / result);
+        if dur_to_zero < m.dur_to_start {
+            let mut factor = (m.sampled + dur_to_zero + m.dur_to_end) / m.sampled;
+            if is_rate {
+                factor /= range_ms as f64 / 1000.0;
+            }
+            return Some(result * factor);
+        }
+    }
+    Some(result * m.factor)
+}
+
+/// True when `sampled * (first / result)` (all operands positive or zero, `result > 0`) is
+/// certainly not below `dur_to_start`, decided without a division: `first * sampled` exceeds
+/// `2 * dur_to_start * result`, which no rounding of the quotient can undo. False means
+/// "compute it".
+#[inline]
+fn zero_point_is_far(first: f64, result: f64, sampled: f64, dur_to_start: f64) -> bool {
+    let a = first * sampled;
+    let b = dur_to_start * result;
+    a.is_finite() && b.is_finite() && a >= 1e-200 && a > 2.0 * b
 }
 
 fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
@@ -742,6 +845,12 @@ fn range_function(
             scalars.push(ev.eval_scalar_arg(a, r)?);
         }
     }
+    if scalars.is_empty()
+        && let Expr::MatrixSelector(ms) = unwrap_paren(args[mi])
+        && let Some(f) = RangeFn::of(name)
+    {
+        return stream_range_function(ev, f, ms, r);
+    }
     let rd: RangeData = ev.eval_range_arg(args[mi], r)?;
     if name == "absent_over_time" {
         let mut present = vec![false; n];
@@ -814,16 +923,11 @@ fn range_function(
                 if std::time::Instant::now() > deadline {
                     return Err(QueryError::Timeout("expression evaluation"));
                 }
-                let pts = eval_windows(f, s, rd_ref, r, scalars, &mut scratch);
+                let pts = eval_windows(f, &s.samples, &rd_ref.window(), r, scalars, &mut scratch);
                 if pts.is_empty() {
                     continue;
                 }
-                if matches!(f, RangeFn::Rate | RangeFn::Increase)
-                    && let Some(mn) = s.labels.metric_name()
-                    && !(mn.ends_with("_total")
-                        || mn.ends_with("_sum")
-                        || mn.ends_with("_count")
-                        || mn.ends_with("_bucket"))
+                if let Some(mn) = non_counter_name(f, &s.labels)
                     && !non_counter_names.iter().any(|x| x == mn)
                 {
                     non_counter_names.push(mn.to_string());
@@ -850,9 +954,103 @@ fn range_function(
         }
     }
     for mn in non_counter_names {
-        ev.info(format!(
-            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
-        ));
+        ev.info(non_counter_info(&mn));
+    }
+    Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+fn non_counter_info(mn: &str) -> String {
+    format!(
+        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
+    )
+}
+
+/// Whether `rate`/`increase` of this series earns the "might not be a counter" info.
+fn non_counter_name(f: RangeFn, labels: &Labels) -> Option<&str> {
+    if !matches!(f, RangeFn::Rate | RangeFn::Increase) {
+        return None;
+    }
+    let mn = labels.metric_name()?;
+    let counter_like = mn.ends_with("_total")
+        || mn.ends_with("_sum")
+        || mn.ends_with("_count")
+        || mn.ends_with("_bucket");
+    (!counter_like).then_some(mn)
+}
+
+thread_local! {
+    /// Per-thread scratch of the streaming path: samples without stale markers, and the
+    /// counter-reset prefix counts.
+    static STREAM_SCRATCH: std::cell::RefCell<(Vec<Sample>, Vec<u32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// A range function without scalar arguments over a plain matrix selector, fused with the
+/// selection: the storage hands over one series at a time (on several threads) and its
+/// windows are evaluated while its samples are still in cache. Same results, in the same
+/// order, as loading the selection first.
+fn stream_range_function(
+    ev: &mut Evaluator<'_>,
+    f: RangeFn,
+    ms: &promql_parser::parser::MatrixSelector,
+    r: &Range,
+) -> Result<Val> {
+    let keep_name = matches!(f, RangeFn::Last | RangeFn::First);
+    let deadline = ev.deadline;
+    let timed_out = AtomicBool::new(false);
+    type Found = (usize, StepSeries, Option<String>);
+    let found: Mutex<Vec<Found>> = Mutex::new(Vec::new());
+    let w = ev.matrix_window(ms);
+    let visit = |i: usize, labels: &Labels, samples: &[Sample]| {
+        if timed_out.load(Ordering::Relaxed) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            timed_out.store(true, Ordering::Relaxed);
+            return;
+        }
+        let pts = STREAM_SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let (clean, resets) = &mut *scratch;
+            let samples = if samples.iter().any(|x| is_stale_nan(x.v)) {
+                clean.clear();
+                clean.extend(samples.iter().filter(|x| !is_stale_nan(x.v)));
+                &clean[..]
+            } else {
+                samples
+            };
+            eval_windows(f, samples, &w, r, &[], resets)
+        });
+        if pts.is_empty() {
+            return;
+        }
+        let odd_name = non_counter_name(f, labels).map(str::to_string);
+        let labels = if keep_name {
+            labels.clone()
+        } else {
+            labels.without_metric_name()
+        };
+        let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+        found.push((i, StepSeries { labels, pts }, odd_name));
+    };
+    ev.stream_matrix_selector(ms, r, &visit)?;
+    if timed_out.into_inner() {
+        return Err(QueryError::Timeout("expression evaluation"));
+    }
+    let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    found.sort_unstable_by_key(|x| x.0);
+    let mut non_counter_names: Vec<String> = Vec::new();
+    let mut out = Vec::with_capacity(found.len());
+    for (_, series, odd_name) in found {
+        if let Some(mn) = odd_name
+            && !non_counter_names.contains(&mn)
+        {
+            non_counter_names.push(mn);
+        }
+        out.push(series);
+    }
+    for mn in non_counter_names {
+        ev.info(non_counter_info(&mn));
     }
     Ok(Val::Vector(merge_same_labels(out)?))
 }
@@ -919,17 +1117,20 @@ impl RangeFn {
 #[allow(clippy::needless_range_loop)] // the step index also picks scalar arguments
 fn eval_windows(
     f: RangeFn,
-    s: &Series,
-    rd: &RangeData,
+    samples: &[Sample],
+    rd: &Window,
     r: &Range,
     scalars: &[Vec<f64>],
     resets: &mut Vec<u32>,
 ) -> Vec<(u32, f64)> {
-    let samples = &s.samples;
     // For rate/increase: resets[k] counts counter resets among samples 1..=k, so a window
     // [lo, hi) holds one iff resets[hi-1] != resets[lo]; windows without one skip the
     // per-sample reset scan (the result is the same, bit for bit).
-    let counter = matches!(f, RangeFn::Rate | RangeFn::Increase);
+    // A series without any reset (the usual case) needs no table: one branch-free pass.
+    let counter = matches!(f, RangeFn::Rate | RangeFn::Increase)
+        && samples
+            .windows(2)
+            .fold(false, |any, w| any | (w[1].v < w[0].v));
     if counter {
         resets.clear();
         resets.reserve(samples.len());
@@ -944,6 +1145,7 @@ fn eval_windows(
         }
     }
     let mut pts: Vec<(u32, f64)> = Vec::with_capacity(r.steps());
+    let mut memo = RateMemo::default();
     let (mut lo, mut hi) = (0usize, 0usize);
     for i in 0..r.steps() {
         let ts = r.ts(i);
@@ -962,8 +1164,23 @@ fn eval_windows(
         let range_start = te - rd.range;
         let v = match f {
             RangeFn::Rate | RangeFn::Increase => {
-                let may_reset = hi >= lo + 2 && resets[hi - 1] != resets[lo];
-                extrapolated_rate_scan(w, range_start, te, rd.range, may_reset, f == RangeFn::Rate)
+                let may_reset = counter && hi >= lo + 2 && resets[hi - 1] != resets[lo];
+                if may_reset {
+                    extrapolated_rate_scan(w, range_start, te, rd.range, true, f == RangeFn::Rate)
+                } else if w.len() < 2 {
+                    None
+                } else {
+                    counter_rate_no_reset(
+                        w[0],
+                        w[w.len() - 1],
+                        w.len(),
+                        range_start,
+                        te,
+                        rd.range,
+                        f == RangeFn::Rate,
+                        &mut memo,
+                    )
+                }
             }
             RangeFn::Delta => extrapolated_rate(w, range_start, te, rd.range, false, false),
             RangeFn::Irate => instant_value(w, true),
@@ -1085,6 +1302,66 @@ fn for_each_window(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            4 => 0.0..1e6f64,
+            2 => (0u32..5000).prop_map(f64::from),
+            1 => -10.0..10.0f64,
+            1 => prop::sample::select(vec![
+                0.0, -0.0, 1e-300, 5e-324, 1e300, f64::MAX, f64::INFINITY, f64::NAN, 1e-200
+            ]),
+        ]
+    }
+
+    proptest! {
+        // The memoised no-reset counter rate equals the plain computation bit for bit,
+        // whatever the memo holds from earlier windows.
+        #[test]
+        fn memoised_counter_rate_is_bit_identical(
+            windows in prop::collection::vec(
+                (0i64..20_000, 1i64..400_000, 2usize..50, 0i64..20_000, value(), value()),
+                1..40,
+            ),
+            range in prop::sample::select(vec![60_000i64, 300_000, 1_000_000]),
+            is_rate in any::<bool>(),
+        ) {
+            let mut memo = RateMemo::default();
+            for (gap_start, span, len, gap_end, v0, inc) in windows {
+                let range_start = 1_700_000_000_000i64;
+                let first = Sample { t: range_start + 1 + gap_start, v: v0 };
+                let last = Sample { t: first.t + span, v: v0 + inc };
+                let range_end = last.t + gap_end;
+                // Only the first and last sample and the count matter without resets.
+                let mut w = vec![first; len];
+                w[len - 1] = last;
+                let want = extrapolated_rate_scan(&w, range_start, range_end, range, false, is_rate);
+                let got = counter_rate_no_reset(
+                    first, last, len, range_start, range_end, range, is_rate, &mut memo,
+                );
+                prop_assert_eq!(want.map(f64::to_bits), got.map(f64::to_bits));
+            }
+        }
+    }
+
+    #[test]
+    fn memoised_counter_rate_applies_the_zero_point_rule() {
+        // A counter starting near zero: the extrapolation stops where it would cross zero.
+        let mut memo = RateMemo::default();
+        for v0 in [0.0, 0.5, 1.0, 3.0, 1000.0] {
+            let first = Sample { t: 30_000, v: v0 };
+            let last = Sample {
+                t: 60_000,
+                v: v0 + 30.0,
+            };
+            let mut w = vec![first; 4];
+            w[3] = last;
+            let want = extrapolated_rate_scan(&w, 0, 60_000, 60_000, false, false);
+            let got = counter_rate_no_reset(first, last, 4, 0, 60_000, 60_000, false, &mut memo);
+            assert_eq!(want.map(f64::to_bits), got.map(f64::to_bits), "{v0}");
+        }
+    }
 
     fn s(points: &[(i64, f64)]) -> Vec<Sample> {
         points.iter().map(|&(t, v)| Sample { t, v }).collect()
@@ -1192,5 +1469,140 @@ mod tests {
     fn natural_order() {
         assert_eq!(natural_cmp("a2", "a10"), std::cmp::Ordering::Less);
         assert_eq!(natural_cmp("b", "a10"), std::cmp::Ordering::Greater);
+    }
+
+    /// A store whose `select_each` visits the series backwards from two threads, as a
+    /// parallel storage may.
+    struct Scrambled<'a>(&'a lookout_storage::memory::MemStorage);
+
+    impl lookout_storage::Queryable for Scrambled<'_> {
+        fn select(
+            &self,
+            m: &[lookout_storage::Matcher],
+            h: &lookout_storage::SelectHints,
+        ) -> std::result::Result<Vec<Series>, lookout_storage::StorageError> {
+            self.0.select(m, h)
+        }
+
+        fn select_each(
+            &self,
+            m: &[lookout_storage::Matcher],
+            h: &lookout_storage::SelectHints,
+            visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
+        ) -> std::result::Result<usize, lookout_storage::StorageError> {
+            let all = self.0.select(m, h)?;
+            let half = all.len() / 2;
+            let (a, b) = all.split_at(half);
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    for (i, x) in b.iter().enumerate().rev() {
+                        visit(half + i, &x.labels, &x.samples);
+                    }
+                });
+                for (i, x) in a.iter().enumerate().rev() {
+                    visit(i, &x.labels, &x.samples);
+                }
+            });
+            Ok(all.iter().map(|x| x.samples.len()).sum())
+        }
+
+        fn series(
+            &self,
+            m: &[lookout_storage::Matcher],
+            a: i64,
+            b: i64,
+        ) -> std::result::Result<Vec<Labels>, lookout_storage::StorageError> {
+            self.0.series(m, a, b)
+        }
+
+        fn label_names(
+            &self,
+            m: &[lookout_storage::Matcher],
+            a: i64,
+            b: i64,
+        ) -> std::result::Result<Vec<String>, lookout_storage::StorageError> {
+            self.0.label_names(m, a, b)
+        }
+
+        fn label_values(
+            &self,
+            n: &str,
+            m: &[lookout_storage::Matcher],
+            a: i64,
+            b: i64,
+        ) -> std::result::Result<Vec<String>, lookout_storage::StorageError> {
+            self.0.label_values(n, m, a, b)
+        }
+    }
+
+    #[test]
+    fn streamed_range_functions_do_not_depend_on_visit_order() {
+        use lookout_storage::{Appendable, memory::MemStorage};
+        let mem = MemStorage::new();
+        let mut app = mem.appender();
+        for i in 0..12 {
+            let name = ["odd_gauge", "another_gauge", "req_total", "req_total"][i % 4];
+            let l = Labels::from_pairs([
+                ("__name__", name),
+                ("job", ["a", "b", "c"][i % 3]),
+                ("i", &i.to_string()),
+            ]);
+            let mut v = 0.0;
+            for k in 0..400i64 {
+                // Increments, a reset every 97 samples, a stale marker now and then.
+                v = if (k + i as i64) % 97 == 0 {
+                    1.0
+                } else {
+                    v + (k % 7) as f64
+                };
+                let x = if (k + 3 * i as i64) % 151 == 0 {
+                    lookout_storage::STALE_NAN
+                } else {
+                    v
+                };
+                app.append(None, &l, k * 15_000 + i as i64, x).unwrap();
+            }
+        }
+        app.commit().unwrap();
+        let scrambled = Scrambled(&mem);
+        let engine = crate::Engine::default();
+        for q in [
+            "sum(rate(req_total[5m])) by (job)",
+            "increase({job=~\"a|b\"}[2m])",
+            "rate({__name__=~\".+_gauge\"}[1m])",
+            "max_over_time(req_total[3m] offset 1m)",
+            "last_over_time({__name__=~\".+\"}[45s])",
+            "irate(req_total[1m])",
+        ] {
+            let want = engine
+                .range_query(
+                    &mem,
+                    q,
+                    60_000,
+                    5_900_000,
+                    std::time::Duration::from_secs(37),
+                )
+                .unwrap();
+            let got = engine
+                .range_query(
+                    &scrambled,
+                    q,
+                    60_000,
+                    5_900_000,
+                    std::time::Duration::from_secs(37),
+                )
+                .unwrap();
+            assert_eq!(
+                format!("{:?}", want.value),
+                format!("{:?}", got.value),
+                "{q}"
+            );
+            assert_eq!(want.infos, got.infos, "{q}");
+            if q.contains("_gauge") {
+                // One info per name, in label order whatever the visiting order.
+                assert_eq!(got.infos.len(), 2, "{q}");
+                assert!(got.infos[0].contains("another_gauge"), "{:?}", got.infos);
+            }
+        }
     }
 }
