@@ -521,11 +521,7 @@ impl ScrapeLoop {
                 *stats,
             ));
         }
-        let sref = entry.sref();
-        let mut r = match sref {
-            Some(r) => app.append_by_ref(r, t, s.value()),
-            None => Err(AppendError::UnknownSeriesRef),
-        };
+        let mut r = entry.append_fast(app, t, s.value());
         if r == Err(AppendError::UnknownSeriesRef) {
             // New series, or one the storage forgot: append with its labels.
             let labels = match built.take() {
@@ -568,8 +564,8 @@ impl ScrapeLoop {
     /// the cached text when the storage does not know the reference. Errors are ignored (stale
     /// markers are best effort, as in Prometheus).
     fn append_cached(&mut self, app: &mut dyn Appender, idx: u32, t: i64, v: f64) {
-        if let Some(r) = self.cache.series.entry(idx).sref()
-            && app.append_by_ref(r, t, v) != Err(AppendError::UnknownSeriesRef)
+        if self.cache.series.entry_mut(idx).append_fast(app, t, v)
+            != Err(AppendError::UnknownSeriesRef)
         {
             return;
         }

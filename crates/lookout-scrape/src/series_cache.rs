@@ -10,7 +10,7 @@
 
 use std::hash::Hasher;
 
-use lookout_storage::SeriesRef;
+use lookout_storage::{AppendError, Appender, SeriesHandle, SeriesRef};
 use rustc_hash::{FxHashMap, FxHasher};
 
 /// One series of the target.
@@ -20,6 +20,8 @@ pub(crate) struct Entry {
     key_len: usize,
     sref: u64,
     has_ref: bool,
+    /// The storage's handle on the series, taken on the first scrape after it was created.
+    handle: Option<SeriesHandle>,
     /// Scrape number that last produced this series.
     pub last_iter: u64,
     /// Metric relabelling dropped it (nothing is appended).
@@ -34,9 +36,40 @@ impl Entry {
         self.has_ref.then_some(SeriesRef(self.sref))
     }
 
+    /// Records the series' reference; a different one (or none) drops the handle.
     pub fn set_sref(&mut self, r: Option<SeriesRef>) {
+        if self.sref() != r {
+            self.handle = None;
+        }
         self.has_ref = r.is_some();
         self.sref = r.map_or(0, |r| r.0);
+    }
+
+    /// Appends `(t, v)` without labels: through the storage's handle on the series (taken
+    /// now if there is none yet), else by reference. `UnknownSeriesRef` means the storage
+    /// needs the labels (new series, or one it no longer knows).
+    pub fn append_fast(
+        &mut self,
+        app: &mut dyn Appender,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        if self.handle.is_none()
+            && let Some(r) = self.sref()
+        {
+            self.handle = app.series_handle(r);
+            if self.handle.is_none() {
+                return app.append_by_ref(r, t, v);
+            }
+        }
+        let Some(h) = &self.handle else {
+            return Err(AppendError::UnknownSeriesRef);
+        };
+        let r = app.append_by_handle(h, t, v);
+        if r == Err(AppendError::UnknownSeriesRef) {
+            self.set_sref(None);
+        }
+        r
     }
 
     const FREE: Entry = Entry {
@@ -44,6 +77,7 @@ impl Entry {
         key_len: 0,
         sref: 0,
         has_ref: false,
+        handle: None,
         last_iter: 0,
         dropped: false,
         openmetrics: false,

@@ -224,3 +224,37 @@ fn labels_rebuilt_from_cached_text_match_the_first_scrape() {
         assert_eq!(other.samples.len(), 3, "om={om}");
     }
 }
+
+/// Into the real TSDB: series are appended through handles after their first scrape; when
+/// the store collects a series (here: retention) the loop falls back to its labels.
+#[test]
+fn tsdb_handles_survive_series_garbage_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(
+        lookout_tsdb::Tsdb::open(dir.path(), lookout_tsdb::TsdbOptions::default()).unwrap(),
+    );
+    let cfg = PrometheusConfig::parse("scrape_configs:\n  - job_name: t\n").unwrap();
+    let mut a = OfflineScraper::new(&cfg.scrape_configs[0], "a:9100", db.clone()).unwrap();
+    let mut b = OfflineScraper::new(&cfg.scrape_configs[0], "b:9100", db.clone()).unwrap();
+    let t0 = 1_700_000_000_000i64;
+    for (i, v) in [1, 2, 3].into_iter().enumerate() {
+        a.scrape(&text(&format!("x{{k=\"1\"}} {v}\n")), t0 + i as i64 * 5000)
+            .unwrap();
+    }
+    // `b` moves time on by 30 days; retention (15 d default) collects everything of `a`.
+    let later = t0 + 30 * 24 * 3_600_000;
+    b.scrape(&text("y 1\n"), later).unwrap();
+    db.enforce_retention().unwrap();
+    a.scrape(&text("x{k=\"1\"} 4\n"), later + 1000).unwrap();
+    a.scrape(&text("x{k=\"1\"} 5\n"), later + 6000).unwrap();
+    let got = db
+        .select(
+            &[Matcher::equal("__name__", "x")],
+            &SelectHints::range(later, i64::MAX),
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].labels.get("instance"), Some("a:9100"));
+    let v: Vec<f64> = got[0].samples.iter().map(|s| s.v).collect();
+    assert_eq!(v, vec![4.0, 5.0]);
+}

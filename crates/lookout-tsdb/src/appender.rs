@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use lookout_storage::{AppendError, Appender, Labels, SeriesRef, StorageError, Timestamp};
+use lookout_storage::{
+    AppendError, Appender, Labels, SeriesHandle, SeriesRef, StorageError, Timestamp,
+};
 use rustc_hash::FxHashMap;
 
 use crate::db::Inner;
@@ -61,6 +63,10 @@ impl<'a> TsdbAppender<'a> {
             let st = s.state.lock();
             (st.max_t, st.last_v)
         };
+        self.add_pending(s, max_t, last_v)
+    }
+
+    fn add_pending(&mut self, s: Arc<MemSeries>, max_t: i64, last_v: u64) -> u32 {
         let idx = self.series.len() as u32;
         self.by_id.insert(s.id, idx);
         self.series.push(Pending {
@@ -392,6 +398,37 @@ impl Appender for TsdbAppender<'_> {
                 Some(s) => self.add_existing(s),
                 None => return Err(AppendError::UnknownSeriesRef),
             },
+        };
+        self.append_at(idx, t, v)
+    }
+
+    fn series_handle(&mut self, series_ref: SeriesRef) -> Option<SeriesHandle> {
+        self.db.head.get_by_id(series_ref.0).map(SeriesHandle::new)
+    }
+
+    fn append_by_handle(
+        &mut self,
+        handle: &SeriesHandle,
+        t: Timestamp,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        self.check_time(t)?;
+        let Some(s) = handle.get::<MemSeries>() else {
+            return Err(AppendError::UnknownSeriesRef);
+        };
+        let idx = match self.by_id.get(&s.id) {
+            Some(&i) => i,
+            None => {
+                let (max_t, last_v) = {
+                    let st = s.state.lock();
+                    if st.deleted.is_some() {
+                        // Garbage collected since the handle was taken.
+                        return Err(AppendError::UnknownSeriesRef);
+                    }
+                    (st.max_t, st.last_v)
+                };
+                self.add_pending(s, max_t, last_v)
+            }
         };
         self.append_at(idx, t, v)
     }

@@ -105,6 +105,67 @@ fn append_by_ref_validates_and_reports_unknown_refs() {
     );
 }
 
+/// Handles: taken for committed series only, appended through with the same validation,
+/// and refused once the series was garbage collected (the caller falls back to labels).
+#[test]
+fn series_handles_append_and_go_stale_with_their_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), small_opts());
+    let l = series("m", 0);
+    let mut app = db.appender();
+    let r = app.append(None, &l, 1000, 1.0).unwrap();
+    assert!(
+        app.series_handle(r).is_none(),
+        "created by this batch: no handle yet"
+    );
+    app.commit().unwrap();
+
+    let mut app = db.appender();
+    let h = app.series_handle(r).expect("committed series");
+    assert_eq!(app.append_by_handle(&h, 2000, 2.0), Ok(r));
+    assert_eq!(
+        app.append_by_handle(&h, 1500, 2.0),
+        Err(AppendError::OutOfOrder)
+    );
+    // The same series by reference in the same batch is one pending series.
+    assert_eq!(
+        app.append_by_ref(r, 2000, 9.0),
+        Err(AppendError::DuplicateSampleForTimestamp)
+    );
+    assert_eq!(app.append_by_handle(&h, 3000, 3.0), Ok(r));
+    app.commit().unwrap();
+    assert!(db.appender().series_handle(SeriesRef(r.0 + 99)).is_none());
+
+    // Another series moves time on past the retention: `m` has no data left and is
+    // collected. The old handle and reference are refused; the labels create it anew.
+    let later = 3000 + 100 * 24 * 3_600_000;
+    let mut app = db.appender();
+    app.append(None, &series("other", 0), later, 1.0).unwrap();
+    app.commit().unwrap();
+    db.enforce_retention().unwrap();
+    let mut app = db.appender();
+    assert_eq!(
+        app.append_by_handle(&h, later, 4.0),
+        Err(AppendError::UnknownSeriesRef)
+    );
+    assert_eq!(
+        app.append_by_ref(r, later, 4.0),
+        Err(AppendError::UnknownSeriesRef)
+    );
+    let r2 = app.append(None, &l, later, 4.0).unwrap();
+    assert_ne!(r2, r);
+    app.commit().unwrap();
+    let got = db
+        .select(
+            &[Matcher::equal("__name__", "m")],
+            &SelectHints::range(0, i64::MAX),
+        )
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let ts: Vec<i64> = got[0].samples.iter().map(|s| s.t).collect();
+    assert_eq!(ts, vec![later]);
+}
+
 #[test]
 fn rollback_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
