@@ -988,6 +988,73 @@ fn par_map<T: Sync, R: Send>(
     out
 }
 
+/// How many threads [`par_each`] should use for work of `weight` samples over `items`.
+fn threads_for(weight: usize, items: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_QUERY_THREADS)
+    });
+    cores.min(weight / SAMPLES_PER_THREAD).min(items).max(1)
+}
+
+/// Calls `f(state, index, item)` for every item on `threads` scoped threads (the caller's
+/// included) that each take the next few items whenever they are done: a thread that starts
+/// late (a new thread often waits for the scheduler to move it to an idle core) or runs
+/// slower leaves its share to the others. `init` makes each thread's state; the first error
+/// stops the others.
+fn par_each<T: Sync, S, E: Send>(
+    items: &[T],
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &T) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    use std::sync::atomic::AtomicUsize;
+    const BATCH: usize = 4;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || -> Result<(), E> {
+        let mut state = init();
+        loop {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let i = next.fetch_add(BATCH, Ordering::Relaxed);
+            let Some(batch) = items.get(i..(i + BATCH).min(items.len())) else {
+                return Ok(());
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for (k, item) in batch.iter().enumerate() {
+                if let Err(e) = f(&mut state, i + k, item) {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    if threads <= 1 {
+        return work();
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
+        let mut res = work();
+        for h in handles {
+            match h.join() {
+                Ok(r) => {
+                    if res.is_ok() {
+                        res = r;
+                    }
+                }
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        res
+    })
+}
+
 /// A selected series to decode: its labels and where its samples are.
 type Job = (Labels, Vec<Piece>);
 
@@ -1014,26 +1081,62 @@ impl Tsdb {
             .collect();
         let head_len = pieces.len();
         let blocks = inner.blocks_in(start, end);
-        for (bi, b) in blocks.iter().enumerate() {
-            for id in b.matching(matchers)? {
-                let (labels, mut chunks) = b.series(id)?;
-                chunks.retain(|c| c.max_t >= start && c.min_t <= end);
-                if chunks.is_empty() {
-                    continue;
+        // Each block's index is read on its own (label sets decoded, chunks filtered), on
+        // several cores when there are several blocks.
+        let found: Vec<Mutex<Vec<(Labels, Piece)>>> =
+            blocks.iter().map(|_| Mutex::default()).collect();
+        let sure_blocks = std::sync::atomic::AtomicUsize::new(0);
+        let over_budget = |add: usize| {
+            let total = sure + sure_blocks.fetch_add(add, Ordering::Relaxed) + add;
+            matches!(budget, Some(b) if total > b)
+        };
+        let limit_err = || StorageError::TooManySamples {
+            limit: hints.max_samples.unwrap_or(0),
+        };
+        let threads = threads_for(blocks.len() * SAMPLES_PER_THREAD, blocks.len());
+        par_each(
+            &blocks,
+            threads,
+            || (),
+            |_, bi, b| -> Result<(), StorageError> {
+                let mut out = Vec::new();
+                let mut block_sure = 0usize;
+                for id in b.matching(matchers)? {
+                    let (labels, mut chunks) = b.series(id)?;
+                    chunks.retain(|c| c.max_t >= start && c.min_t <= end);
+                    if chunks.is_empty() {
+                        continue;
+                    }
+                    // Chunks wholly inside the range are certain to be returned in full.
+                    let n = chunks
+                        .iter()
+                        .filter(|c| c.min_t >= start && c.max_t <= end)
+                        .map(|c| c.samples as usize)
+                        .sum::<usize>();
+                    block_sure += n;
+                    if block_sure > 1 << 20 {
+                        if over_budget(block_sure) {
+                            return Err(limit_err());
+                        }
+                        block_sure = 0;
+                    }
+                    out.push((labels, Piece::Block(bi, chunks)));
                 }
-                // Chunks wholly inside the range are certain to be returned in full.
-                sure += chunks
-                    .iter()
-                    .filter(|c| c.min_t >= start && c.max_t <= end)
-                    .map(|c| c.samples as usize)
-                    .sum::<usize>();
-                if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
-                    && sure > budget
-                {
-                    return Err(StorageError::TooManySamples { limit });
+                if over_budget(block_sure) {
+                    return Err(limit_err());
                 }
-                pieces.push((labels, Piece::Block(bi, chunks)));
-            }
+                *found[bi].lock() = out;
+                Ok(())
+            },
+        )?;
+        for f in found {
+            pieces.extend(f.into_inner());
+        }
+        sure += sure_blocks.into_inner();
+        if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
+            && sure > budget
+        {
+            return Err(StorageError::TooManySamples { limit });
         }
         if pieces.len() != head_len {
             // Stable: for equal labels the head comes first, then blocks by time.
@@ -1122,50 +1225,42 @@ impl Queryable for Tsdb {
         let gathered = AtomicUsize::new(0);
         let total = AtomicUsize::new(0);
         let visited = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let run = |first: usize, run: &[Job]| -> Result<(), StorageError> {
-            let mut buf: Vec<Sample> = Vec::new();
-            for (k, (labels, ps)) in run.iter().enumerate() {
-                if failed.load(Ordering::Relaxed) {
+        let weight: usize = jobs
+            .iter()
+            .map(|(_, ps)| ps.iter().map(Piece::estimate).sum::<usize>())
+            .sum();
+        par_each(
+            &jobs,
+            threads_for(weight, jobs.len()),
+            Vec::<Sample>::new,
+            |buf, i, (labels, ps)| -> Result<(), StorageError> {
+                buf.clear();
+                let raw = merge_pieces_into(ps, &blocks, start, end, buf)?;
+                let g = gathered.fetch_add(raw, Ordering::Relaxed) + raw;
+                if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
+                    && g > budget
+                {
+                    return Err(StorageError::TooManySamples { limit });
+                }
+                if buf.is_empty() {
                     return Ok(());
                 }
-                buf.clear();
-                let res = merge_pieces_into(ps, &blocks, start, end, &mut buf).and_then(|raw| {
-                    let g = gathered.fetch_add(raw, Ordering::Relaxed) + raw;
-                    if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
-                        && g > budget
-                    {
-                        return Err(StorageError::TooManySamples { limit });
-                    }
-                    if buf.is_empty() {
-                        return Ok(());
-                    }
-                    let t = total.fetch_add(buf.len(), Ordering::Relaxed) + buf.len();
-                    if let Some(limit) = hints.max_samples
-                        && t > limit
-                    {
-                        return Err(StorageError::TooManySamples { limit });
-                    }
-                    let v = visited.fetch_add(1, Ordering::Relaxed) + 1;
-                    if let Some(limit) = hints.max_series
-                        && v > limit
-                    {
-                        return Err(StorageError::TooManySeries { limit });
-                    }
-                    visit(first + k, labels, &buf);
-                    Ok(())
-                });
-                if res.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                    return res;
+                let t = total.fetch_add(buf.len(), Ordering::Relaxed) + buf.len();
+                if let Some(limit) = hints.max_samples
+                    && t > limit
+                {
+                    return Err(StorageError::TooManySamples { limit });
                 }
-            }
-            Ok(())
-        };
-        let results = par_runs(&jobs, |(_, ps)| ps.iter().map(Piece::estimate).sum(), run);
-        for r in results {
-            r?;
-        }
+                let v = visited.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(limit) = hints.max_series
+                    && v > limit
+                {
+                    return Err(StorageError::TooManySeries { limit });
+                }
+                visit(i, labels, buf);
+                Ok(())
+            },
+        )?;
         Ok(total.into_inner())
     }
 
