@@ -921,73 +921,6 @@ const MAX_QUERY_THREADS: usize = 8;
 /// Samples below which another decoding thread is not worth starting.
 const SAMPLES_PER_THREAD: usize = 64 * 1024;
 
-/// Cuts `items` into at most the machine's core count of contiguous runs of similar
-/// `weight` (one run when the total is small) and calls `f(first index, run)` for each on
-/// scoped threads (the caller's thread takes the first run); results in run order.
-fn par_runs<T: Sync, R: Send>(
-    items: &[T],
-    weight: impl Fn(&T) -> usize,
-    f: impl Fn(usize, &[T]) -> R + Sync,
-) -> Vec<R> {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, MAX_QUERY_THREADS)
-    });
-    let weights: Vec<usize> = items.iter().map(weight).collect();
-    let total: usize = weights.iter().sum();
-    let threads = cores.min(total / SAMPLES_PER_THREAD).min(items.len());
-    if threads <= 1 {
-        return vec![f(0, items)];
-    }
-    let mut cuts = vec![0usize];
-    let mut acc = 0usize;
-    for (i, w) in weights.iter().enumerate() {
-        acc += w;
-        if cuts.len() < threads && acc.saturating_mul(threads) >= total.saturating_mul(cuts.len()) {
-            cuts.push(i + 1);
-        }
-    }
-    cuts.push(items.len());
-    cuts.dedup();
-    let f = &f;
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = cuts[1..]
-            .windows(2)
-            .map(|w| {
-                let (a, b) = (w[0], w[1]);
-                sc.spawn(move || f(a, &items[a..b]))
-            })
-            .collect();
-        let mut out = Vec::with_capacity(cuts.len());
-        out.push(f(0, &items[..cuts[1]]));
-        for h in handles {
-            match h.join() {
-                Ok(r) => out.push(r),
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        out
-    })
-}
-
-/// `f` over every item via [`par_runs`]; results in item order.
-fn par_map<T: Sync, R: Send>(
-    items: &[T],
-    weight: impl Fn(&T) -> usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let runs = par_runs(items, weight, |_, run| {
-        run.iter().map(&f).collect::<Vec<R>>()
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for r in runs {
-        out.extend(r);
-    }
-    out
-}
-
 /// How many threads [`par_each`] should use for work of `weight` samples over `items`.
 fn threads_for(weight: usize, items: usize) -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -1168,16 +1101,26 @@ impl Queryable for Tsdb {
         let (jobs, blocks) = self.gather(matchers, hints)?;
         let budget = hints.max_samples.map(|l| l.saturating_mul(2));
         // Decoding is the bulk of a query over blocks: spread the series over the cores.
-        let decoded = par_map(
+        let weight: usize = jobs
+            .iter()
+            .map(|(_, ps)| ps.iter().map(Piece::estimate).sum::<usize>())
+            .sum();
+        let slots: Vec<Mutex<(Vec<Sample>, usize)>> =
+            jobs.iter().map(|_| Mutex::default()).collect();
+        par_each(
             &jobs,
-            |(_, ps)| ps.iter().map(Piece::estimate).sum(),
-            |(_, ps)| merge_pieces(ps, &blocks, start, end),
-        );
+            threads_for(weight, jobs.len()),
+            || (),
+            |_, i, (_, ps)| -> Result<(), StorageError> {
+                *slots[i].lock() = merge_pieces(ps, &blocks, start, end)?;
+                Ok(())
+            },
+        )?;
         let mut out: Vec<Series> = Vec::with_capacity(jobs.len());
         let mut gathered = 0usize;
         let mut total = 0usize;
-        for ((labels, _), samples) in jobs.into_iter().zip(decoded) {
-            let (samples, raw) = samples?;
+        for ((labels, _), slot) in jobs.into_iter().zip(slots) {
+            let (samples, raw) = slot.into_inner();
             gathered += raw;
             if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
                 && gathered > budget
