@@ -436,41 +436,37 @@ fn dense_aggregate(
     // Cells are independent, so contiguous runs of steps are folded on separate cores;
     // within a cell the input order, hence the arithmetic, is the serial one.
     let total: usize = input.iter().map(|s| s.pts.len()).sum();
-    let parts = crate::par::cores().clamp(1, n.max(1));
+    let parts = (crate::par::cores() * 2).clamp(1, n.max(1));
     let bounds: Vec<(usize, usize)> = (0..parts)
         .map(|k| (n * k / parts, n * (k + 1) / parts))
         .collect();
     let deadline = ev.deadline;
-    let tables = crate::par::map_parts(
+    let tables = crate::par::map_dynamic(
         &bounds,
-        |_| total / parts,
-        |runs: &[(usize, usize)]| -> Result<Vec<(usize, usize, Vec<Acc>)>> {
-            let mut out = Vec::with_capacity(runs.len());
-            for &(lo, hi) in runs {
-                let width = hi - lo;
-                let mut acc: Vec<Acc> = vec![Acc::default(); ngroups * width];
-                for (si, s) in input.iter().enumerate() {
-                    if si % 256 == 0 && std::time::Instant::now() > deadline {
-                        return Err(QueryError::Timeout("expression evaluation"));
-                    }
-                    let g = gid[si];
-                    let row = &mut acc[g * width..(g + 1) * width];
-                    let a = s.pts.partition_point(|p| (p.0 as usize) < lo);
-                    let b = s.pts.partition_point(|p| (p.0 as usize) < hi);
-                    for &(step, f) in &s.pts[a..b] {
-                        if let Some(cell) = row.get_mut(step as usize - lo) {
-                            op.add(cell, f);
-                        }
+        total,
+        |&(lo, hi)| -> Result<(usize, usize, Vec<Acc>)> {
+            let width = hi - lo;
+            let mut acc: Vec<Acc> = vec![Acc::default(); ngroups * width];
+            for (si, s) in input.iter().enumerate() {
+                if si % 256 == 0 && std::time::Instant::now() > deadline {
+                    return Err(QueryError::Timeout("expression evaluation"));
+                }
+                let g = gid[si];
+                let row = &mut acc[g * width..(g + 1) * width];
+                let a = s.pts.partition_point(|p| (p.0 as usize) < lo);
+                let b = s.pts.partition_point(|p| (p.0 as usize) < hi);
+                for &(step, f) in &s.pts[a..b] {
+                    if let Some(cell) = row.get_mut(step as usize - lo) {
+                        op.add(cell, f);
                     }
                 }
-                out.push((lo, width, acc));
             }
-            Ok(out)
+            Ok((lo, width, acc))
         },
     );
     let mut tables_flat = Vec::with_capacity(parts);
     for t in tables {
-        tables_flat.extend(t?);
+        tables_flat.push(t?);
     }
     let mut order: Vec<usize> = (0..ngroups).filter(|&g| first[g].0 != u32::MAX).collect();
     order.sort_by_key(|&g| first[g]);

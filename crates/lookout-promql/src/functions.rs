@@ -923,7 +923,15 @@ fn range_function(
                 if std::time::Instant::now() > deadline {
                     return Err(QueryError::Timeout("expression evaluation"));
                 }
-                let pts = eval_windows(f, &s.samples, &rd_ref.window(), r, scalars, &mut scratch);
+                let pts = eval_windows(
+                    f,
+                    &s.samples,
+                    &rd_ref.window(),
+                    r,
+                    scalars,
+                    &mut scratch,
+                    None,
+                );
                 if pts.is_empty() {
                     continue;
                 }
@@ -1012,14 +1020,20 @@ fn stream_range_function(
         let pts = STREAM_SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             let (clean, resets) = &mut *scratch;
-            let samples = if samples.iter().any(|x| is_stale_nan(x.v)) {
+            // One pass for stale markers and (what rate/increase need) counter resets.
+            let (mut stale, mut reset, mut prev) = (false, false, f64::NAN);
+            for x in samples {
+                stale |= is_stale_nan(x.v);
+                reset |= x.v < prev;
+                prev = x.v;
+            }
+            if stale {
                 clean.clear();
                 clean.extend(samples.iter().filter(|x| !is_stale_nan(x.v)));
-                &clean[..]
+                eval_windows(f, clean, &w, r, &[], resets, None)
             } else {
-                samples
-            };
-            eval_windows(f, samples, &w, r, &[], resets)
+                eval_windows(f, samples, &w, r, &[], resets, Some(reset))
+            }
         });
         if pts.is_empty() {
             return;
@@ -1051,6 +1065,10 @@ fn stream_range_function(
     }
     for mn in non_counter_names {
         ev.info(non_counter_info(&mn));
+    }
+    if keep_name || ms.vs.name.is_some() {
+        // Distinct series that all have the same name stay distinct without it.
+        return Ok(Val::Vector(out));
     }
     Ok(Val::Vector(merge_same_labels(out)?))
 }
@@ -1122,15 +1140,19 @@ fn eval_windows(
     r: &Range,
     scalars: &[Vec<f64>],
     resets: &mut Vec<u32>,
+    has_reset: Option<bool>,
 ) -> Vec<(u32, f64)> {
     // For rate/increase: resets[k] counts counter resets among samples 1..=k, so a window
     // [lo, hi) holds one iff resets[hi-1] != resets[lo]; windows without one skip the
     // per-sample reset scan (the result is the same, bit for bit).
     // A series without any reset (the usual case) needs no table: one branch-free pass.
+    // (`has_reset` is that pass when the caller has made it already.)
     let counter = matches!(f, RangeFn::Rate | RangeFn::Increase)
-        && samples
-            .windows(2)
-            .fold(false, |any, w| any | (w[1].v < w[0].v));
+        && has_reset.unwrap_or_else(|| {
+            samples
+                .windows(2)
+                .fold(false, |any, w| any | (w[1].v < w[0].v))
+        });
     if counter {
         resets.clear();
         resets.reserve(samples.len());

@@ -79,6 +79,49 @@ where
     })
 }
 
+/// `f` over every item on up to [`cores`] threads (the caller's included) that take the
+/// next item whenever they are done, so a thread the scheduler starts late leaves its
+/// share to the others; results in item order. One thread when `weight` (total work) is
+/// small.
+pub(crate) fn map_dynamic<T, R>(items: &[T], weight: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+{
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let workers = cores()
+        .min(weight / MIN_WEIGHT_PER_WORKER)
+        .min(items.len())
+        .max(1);
+    if workers == 1 {
+        return items.iter().map(f).collect();
+    }
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            let r = f(item);
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        }
+    };
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (1..workers).map(|_| sc.spawn(work)).collect();
+        work();
+        for h in handles {
+            if let Err(p) = h.join() {
+                std::panic::resume_unwind(p);
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +138,15 @@ mod tests {
                 assert!(cuts.len() <= parts + 1);
             }
         }
+    }
+
+    #[test]
+    fn dynamic_map_keeps_order() {
+        let items: Vec<u64> = (0..1000).collect();
+        let big = map_dynamic(&items, usize::MAX / 2, |x| x * 3);
+        assert_eq!(big, items.iter().map(|x| x * 3).collect::<Vec<_>>());
+        let small = map_dynamic(&items, 1, |x| x + 1);
+        assert_eq!(small, items.iter().map(|x| x + 1).collect::<Vec<_>>());
     }
 
     #[test]
