@@ -85,29 +85,6 @@ impl std::fmt::Debug for SeriesHandle {
     }
 }
 
-/// A storage's own handle on one series, for writers that append to the same series scrape
-/// after scrape: appending through it skips looking the reference up. Opaque to everyone but
-/// the storage that made it ([`Appender::series_handle`]); use it only with that storage.
-#[derive(Clone)]
-pub struct SeriesHandle(std::sync::Arc<dyn std::any::Any + Send + Sync>);
-
-impl SeriesHandle {
-    pub fn new<T: std::any::Any + Send + Sync>(inner: std::sync::Arc<T>) -> Self {
-        SeriesHandle(inner)
-    }
-
-    /// The storage's object, when this handle holds a `T`.
-    pub fn get<T: std::any::Any + Send + Sync>(&self) -> Option<std::sync::Arc<T>> {
-        self.0.clone().downcast::<T>().ok()
-    }
-}
-
-impl std::fmt::Debug for SeriesHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SeriesHandle")
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("query would load more than {limit} samples")]
@@ -240,28 +217,6 @@ pub trait Appender {
         v: f64,
     ) -> Result<SeriesRef, AppendError> {
         let _ = (series_ref, t, v);
-        Err(AppendError::UnknownSeriesRef)
-    }
-
-    /// A handle on the committed series `series_ref`, for
-    /// [`append_by_handle`](Appender::append_by_handle); `None` when the storage has no
-    /// handles (this default) or does not know the reference (yet: series this batch creates
-    /// exist from its commit on).
-    fn series_handle(&mut self, series_ref: SeriesRef) -> Option<SeriesHandle> {
-        let _ = series_ref;
-        None
-    }
-
-    /// Adds one sample through a handle from [`series_handle`](Appender::series_handle).
-    /// Answers [`AppendError::UnknownSeriesRef`] when the series is gone (or the handle is
-    /// not this storage's): drop the handle and append with the labels.
-    fn append_by_handle(
-        &mut self,
-        handle: &SeriesHandle,
-        t: Timestamp,
-        v: f64,
-    ) -> Result<SeriesRef, AppendError> {
-        let _ = (handle, t, v);
         Err(AppendError::UnknownSeriesRef)
     }
 
