@@ -111,6 +111,12 @@ impl Default for SeriesCache {
     }
 }
 
+fn grow_by_eighth<T>(v: &mut Vec<T>, more: usize) {
+    if v.len() + more > v.capacity() {
+        v.reserve_exact(more.max(v.len() / 8).max(64));
+    }
+}
+
 fn fx_hash(key: &[u8]) -> u64 {
     let mut h = FxHasher::default();
     h.write(key);
@@ -157,6 +163,9 @@ impl SeriesCache {
             live: true,
             ..Entry::FREE
         };
+        // Grown by an eighth at a time, not doubled: a target's series set is built once
+        // and then kept, so doubling would leave up to half of it as slack for good.
+        grow_by_eighth(&mut self.arena, key.len());
         self.arena.extend_from_slice(key);
         let idx = match self.free.pop() {
             Some(i) => {
@@ -164,6 +173,7 @@ impl SeriesCache {
                 i
             }
             None => {
+                grow_by_eighth(&mut self.entries, 1);
                 self.entries.push(e);
                 (self.entries.len() - 1) as u32
             }

@@ -33,6 +33,34 @@ struct PendingSample {
     ooo: bool,
 }
 
+/// An appender's working vectors, kept per thread between batches (a scrape loop appends
+/// about as many samples every time), so a steady-state batch does not grow them again.
+#[derive(Default)]
+struct Buffers {
+    series: Vec<Pending>,
+    by_id: FxHashMap<u64, u32>,
+    samples: Vec<PendingSample>,
+    wal: Vec<u8>,
+    inorder: Vec<(u64, i64, f64)>,
+}
+
+impl Buffers {
+    /// Larger sets (a huge remote-write request) are dropped rather than kept.
+    const KEEP_MAX: usize = 1 << 16;
+
+    fn clear(&mut self) {
+        self.series.clear();
+        self.by_id.clear();
+        self.samples.clear();
+        self.wal.clear();
+        self.inorder.clear();
+    }
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Option<Buffers>> = const { std::cell::RefCell::new(None) };
+}
+
 /// A batch of samples for a [`crate::Tsdb`]; see [`lookout_storage::Appender`].
 pub struct TsdbAppender<'a> {
     db: &'a Inner,
@@ -40,6 +68,8 @@ pub struct TsdbAppender<'a> {
     by_id: FxHashMap<u64, u32>,
     new_by_labels: HashMap<Labels, u32>,
     samples: Vec<PendingSample>,
+    wal: Vec<u8>,
+    inorder: Vec<(u64, i64, f64)>,
     new_series: usize,
     /// Newest timestamp accepted (`max_future` ahead of the clock), read once per batch.
     max_t_allowed: Option<i64>,
@@ -47,12 +77,19 @@ pub struct TsdbAppender<'a> {
 
 impl<'a> TsdbAppender<'a> {
     pub(crate) fn new(db: &'a Inner) -> Self {
+        let b = SPARE
+            .try_with(|s| s.borrow_mut().take())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         TsdbAppender {
             db,
-            series: Vec::new(),
-            by_id: FxHashMap::default(),
+            series: b.series,
+            by_id: b.by_id,
             new_by_labels: HashMap::new(),
-            samples: Vec::new(),
+            samples: b.samples,
+            wal: b.wal,
+            inorder: b.inorder,
             new_series: 0,
             max_t_allowed: None,
         }
@@ -170,7 +207,8 @@ impl<'a> TsdbAppender<'a> {
         db.check_open()
             .map_err(|e| StorageError::Other(e.to_string()))?;
 
-        let mut buf = Vec::with_capacity(self.samples.len() * 14 + 64);
+        let mut buf = std::mem::take(&mut self.wal);
+        buf.reserve(self.samples.len() * 14 + 64);
         let mut w = db.wal.lock();
         // A block cut may have moved the line since these were validated; below it, samples
         // are stored as out-of-order (merged with the block at compaction).
@@ -220,7 +258,8 @@ impl<'a> TsdbAppender<'a> {
             }
             wal::finish_frame(&mut buf, start);
         }
-        let mut inorder: Vec<(u64, i64, f64)> = Vec::with_capacity(self.samples.len());
+        let mut inorder = std::mem::take(&mut self.inorder);
+        inorder.reserve(self.samples.len());
         let mut ooo: Vec<(u64, i64, f64)> = Vec::new();
         for s in &self.samples {
             let id = self.series[s.idx as usize].id;
@@ -246,6 +285,8 @@ impl<'a> TsdbAppender<'a> {
                 return Err(StorageError::Io(e));
             }
         };
+        self.wal = buf;
+        self.inorder = inorder;
         let gate = db.gate.write();
         drop(w);
 
@@ -438,6 +479,27 @@ impl Appender for TsdbAppender<'_> {
     }
 
     fn rollback(self: Box<Self>) {}
+}
+
+impl Drop for TsdbAppender<'_> {
+    fn drop(&mut self) {
+        let mut b = Buffers {
+            series: std::mem::take(&mut self.series),
+            by_id: std::mem::take(&mut self.by_id),
+            samples: std::mem::take(&mut self.samples),
+            wal: std::mem::take(&mut self.wal),
+            inorder: std::mem::take(&mut self.inorder),
+        };
+        if b.series.capacity() > Buffers::KEEP_MAX
+            || b.samples.capacity() > Buffers::KEEP_MAX
+            || b.inorder.capacity() > Buffers::KEEP_MAX
+            || b.wal.capacity() > Buffers::KEEP_MAX * 16
+        {
+            return;
+        }
+        b.clear();
+        let _ = SPARE.try_with(|s| *s.borrow_mut() = Some(b));
+    }
 }
 
 /// Last time (Unix seconds) the series-limit warning was logged.

@@ -685,9 +685,11 @@ impl Snapshot {
 
 type IdMap = FxHashMap<u64, Arc<MemSeries>>;
 
+/// The series with one label hash: almost always one (boxed list so a map slot stays 24 bytes).
 enum HashEntry {
     One(Arc<MemSeries>),
-    Many(Vec<Arc<MemSeries>>),
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Arc<MemSeries>>>),
 }
 
 /// Series lookup, index and symbols.
@@ -795,7 +797,7 @@ impl Head {
                 g.insert(hash, HashEntry::One(s.clone()));
             }
             Some(HashEntry::One(o)) => {
-                g.insert(hash, HashEntry::Many(vec![o, s.clone()]));
+                g.insert(hash, HashEntry::Many(Box::new(vec![o, s.clone()])));
             }
             Some(HashEntry::Many(mut v)) => {
                 v.push(s.clone());
