@@ -137,6 +137,9 @@ struct Cache {
     cur_order: Vec<u32>,
 }
 
+/// How many samples ahead the scrape loop prefetches storage objects.
+const PREFETCH_AHEAD: usize = 8;
+
 const SYNTH_NAMES: [&str; 5] = [
     "up",
     "scrape_duration_seconds",
@@ -479,6 +482,11 @@ impl ScrapeLoop {
         let key = s.raw_series();
         let mut built = None;
         let pos = self.cache.cur_order.len();
+        // The series a few lines ahead are most likely the last scrape's at that position:
+        // have their storage objects on the way to the cache when we get there.
+        if let Some(&ahead) = self.cache.prev_order.get(pos + PREFETCH_AHEAD) {
+            self.cache.series.entry(ahead).prefetch();
+        }
         let expected = self
             .cache
             .prev_order

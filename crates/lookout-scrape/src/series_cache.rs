@@ -36,6 +36,13 @@ impl Entry {
         self.has_ref.then_some(SeriesRef(self.sref))
     }
 
+    /// Prefetch hint for the storage object behind the handle, if any.
+    pub fn prefetch(&self) {
+        if let Some(h) = &self.handle {
+            h.prefetch();
+        }
+    }
+
     /// Records the series' reference; a different one (or none) drops the handle.
     pub fn set_sref(&mut self, r: Option<SeriesRef>) {
         if self.sref() != r {

@@ -466,6 +466,10 @@ impl Appender for TsdbAppender<'_> {
                         // Garbage collected since the handle was taken.
                         return Err(AppendError::UnknownSeriesRef);
                     }
+                    // The commit writes there: start loading it now.
+                    if let Some(h) = &st.head {
+                        lookout_storage::prefetch(h.c.tail_ptr(), 64);
+                    }
                     (st.max_t, st.last_v)
                 };
                 self.add_pending(s, max_t, last_v)

@@ -22,6 +22,13 @@ impl BitWriter {
     }
 
     #[inline]
+    /// Address of the byte the next bits go to (for a cache prefetch).
+    pub fn tail_ptr(&self) -> *const u8 {
+        self.buf
+            .as_ptr()
+            .wrapping_add(self.buf.len().saturating_sub(1))
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.buf
     }

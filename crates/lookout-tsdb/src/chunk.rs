@@ -67,6 +67,11 @@ impl XorChunk {
     }
 
     #[inline]
+    /// Address the next sample is written near (for a cache prefetch).
+    pub fn tail_ptr(&self) -> *const u8 {
+        self.w.tail_ptr()
+    }
+
     pub fn bytes(&self) -> &[u8] {
         self.w.bytes()
     }
