@@ -7,43 +7,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lookout_config::PrometheusConfig;
 use lookout_scrape::client::Fetched;
-use lookout_scrape::offline::OfflineScraper;
-use lookout_storage::{
-    AppendError, Appendable, Appender, Labels, SeriesRef, StorageError, Timestamp,
-};
-
-struct Null;
-struct NullApp;
-
-impl Appendable for Null {
-    fn appender(&self) -> Box<dyn Appender + Send + '_> {
-        Box::new(NullApp)
-    }
-}
-
-impl Appender for NullApp {
-    fn append(
-        &mut self,
-        r: Option<SeriesRef>,
-        _l: &Labels,
-        _t: Timestamp,
-        _v: f64,
-    ) -> Result<SeriesRef, AppendError> {
-        Ok(r.unwrap_or(SeriesRef(1)))
-    }
-    fn append_by_ref(
-        &mut self,
-        r: SeriesRef,
-        _t: Timestamp,
-        _v: f64,
-    ) -> Result<SeriesRef, AppendError> {
-        Ok(r)
-    }
-    fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        Ok(())
-    }
-    fn rollback(self: Box<Self>) {}
-}
+use lookout_scrape::offline::{DiscardStorage, OfflineScraper};
 
 /// ~10k samples: request counters and latency histograms over methods, paths and statuses.
 fn exposition() -> (Vec<u8>, u64) {
@@ -88,8 +52,11 @@ fn bench(c: &mut Criterion) {
         body,
         content_type: "text/plain; version=0.0.4".into(),
     };
-    let mut s = match OfflineScraper::new(&cfg.scrape_configs[0], "127.0.0.1:9100", Arc::new(Null))
-    {
+    let mut s = match OfflineScraper::new(
+        &cfg.scrape_configs[0],
+        "127.0.0.1:9100",
+        Arc::new(DiscardStorage::default()),
+    ) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     };

@@ -11,46 +11,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use lookout_config::PrometheusConfig;
 use lookout_scrape::client::Fetched;
-use lookout_scrape::offline::OfflineScraper;
-use lookout_storage::{
-    AppendError, Appendable, Appender, Labels, SeriesRef, StorageError, Timestamp,
-};
+use lookout_scrape::offline::{DiscardStorage, OfflineScraper};
+use lookout_storage::Appendable;
 use lookout_targetsim::{Format, SimConfig, Simulator};
 use lookout_tsdb::{Tsdb, TsdbOptions};
-
-struct Null;
-struct NullApp(u64);
-
-impl Appendable for Null {
-    fn appender(&self) -> Box<dyn Appender + Send + '_> {
-        Box::new(NullApp(0))
-    }
-}
-
-impl Appender for NullApp {
-    fn append(
-        &mut self,
-        r: Option<SeriesRef>,
-        _l: &Labels,
-        _t: Timestamp,
-        _v: f64,
-    ) -> Result<SeriesRef, AppendError> {
-        self.0 += 1;
-        Ok(r.unwrap_or(SeriesRef(self.0)))
-    }
-    fn append_by_ref(
-        &mut self,
-        r: SeriesRef,
-        _t: Timestamp,
-        _v: f64,
-    ) -> Result<SeriesRef, AppendError> {
-        Ok(r)
-    }
-    fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        Ok(())
-    }
-    fn rollback(self: Box<Self>) {}
-}
 
 fn status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -91,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `null` as the fourth argument: a storage that keeps nothing, to see the scrape loops'
     // own cost and memory.
     let appendable: Arc<dyn Appendable> = if std::env::args().nth(4).as_deref() == Some("null") {
-        Arc::new(Null)
+        Arc::new(DiscardStorage::default())
     } else {
         db.clone()
     };

@@ -1,12 +1,16 @@
 //! Drives one scrape loop's processing with bodies supplied by the caller instead of HTTP:
 //! used by the benchmarks and the allocation test, and handy for replaying captured
-//! expositions. Scheduling, fetching and health reporting are bypassed.
+//! expositions. Scheduling, fetching and health reporting are bypassed. [`DiscardStorage`]
+//! stands in for a storage when only the loop's own cost is wanted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use lookout_config::ScrapeConfig;
-use lookout_storage::{Appendable, Label};
+use lookout_storage::{
+    AppendError, Appendable, Appender, Label, Labels, SeriesRef, StorageError, Timestamp,
+};
 
 use crate::client::{Fetched, ScrapeClient};
 use crate::metrics::Metrics;
@@ -84,4 +88,67 @@ impl OfflineScraper {
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.metrics.register(registry);
     }
+}
+
+/// A storage that accepts every sample, keeps none and allocates nothing per sample: for
+/// measuring a scrape loop's own cost. New series get increasing references; appends by
+/// reference are accepted. Counts the committed samples.
+#[derive(Default)]
+pub struct DiscardStorage {
+    committed: AtomicU64,
+    next_ref: AtomicU64,
+}
+
+impl DiscardStorage {
+    /// Samples committed so far (rolled-back batches do not count).
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+}
+
+struct DiscardAppender<'a> {
+    storage: &'a DiscardStorage,
+    samples: u64,
+}
+
+impl Appendable for DiscardStorage {
+    fn appender(&self) -> Box<dyn Appender + Send + '_> {
+        Box::new(DiscardAppender {
+            storage: self,
+            samples: 0,
+        })
+    }
+}
+
+impl Appender for DiscardAppender<'_> {
+    fn append(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        _labels: &Labels,
+        _t: Timestamp,
+        _v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        self.samples += 1;
+        Ok(series_ref
+            .unwrap_or_else(|| SeriesRef(self.storage.next_ref.fetch_add(1, Ordering::Relaxed))))
+    }
+
+    fn append_by_ref(
+        &mut self,
+        series_ref: SeriesRef,
+        _t: Timestamp,
+        _v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        self.samples += 1;
+        Ok(series_ref)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        self.storage
+            .committed
+            .fetch_add(self.samples, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn rollback(self: Box<Self>) {}
 }

@@ -8,10 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use lookout_config::PrometheusConfig;
 use lookout_scrape::client::Fetched;
-use lookout_scrape::offline::OfflineScraper;
-use lookout_storage::{
-    AppendError, Appendable, Appender, Labels, SeriesRef, StorageError, Timestamp,
-};
+use lookout_scrape::offline::{DiscardStorage, OfflineScraper};
 
 struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -38,46 +35,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Accepts everything, allocates nothing per sample.
-struct NullStorage {
-    appended: AtomicUsize,
-}
-
-struct NullAppender<'a>(&'a NullStorage, usize);
-
-impl Appendable for NullStorage {
-    fn appender(&self) -> Box<dyn Appender + Send + '_> {
-        Box::new(NullAppender(self, 0))
-    }
-}
-
-impl Appender for NullAppender<'_> {
-    fn append(
-        &mut self,
-        r: Option<SeriesRef>,
-        _l: &Labels,
-        _t: Timestamp,
-        _v: f64,
-    ) -> Result<SeriesRef, AppendError> {
-        self.1 += 1;
-        Ok(r.unwrap_or(SeriesRef(1)))
-    }
-    fn append_by_ref(
-        &mut self,
-        r: SeriesRef,
-        _t: Timestamp,
-        _v: f64,
-    ) -> Result<SeriesRef, AppendError> {
-        self.1 += 1;
-        Ok(r)
-    }
-    fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        self.0.appended.fetch_add(self.1, Ordering::Relaxed);
-        Ok(())
-    }
-    fn rollback(self: Box<Self>) {}
-}
-
 fn exposition(n: usize) -> Vec<u8> {
     let mut s =
         String::from("# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n");
@@ -95,9 +52,7 @@ fn exposition(n: usize) -> Vec<u8> {
 /// Scrapes `body` three times and returns the allocations of the third scrape.
 fn steady_state_allocs(body: Vec<u8>, content_type: &str, n: usize) -> usize {
     let cfg = PrometheusConfig::parse("scrape_configs:\n  - job_name: bench\n").unwrap();
-    let storage = Arc::new(NullStorage {
-        appended: AtomicUsize::new(0),
-    });
+    let storage = Arc::new(DiscardStorage::default());
     let mut s =
         OfflineScraper::new(&cfg.scrape_configs[0], "127.0.0.1:9100", storage.clone()).unwrap();
     let body = Fetched {
@@ -111,7 +66,7 @@ fn steady_state_allocs(body: Vec<u8>, content_type: &str, n: usize) -> usize {
     let r = s.scrape(&body, 3_000);
     COUNTING.store(false, Ordering::Relaxed);
     r.unwrap();
-    assert_eq!(storage.appended.load(Ordering::Relaxed), 3 * (n + 5));
+    assert_eq!(storage.committed(), 3 * (n as u64 + 5));
     ALLOCS.load(Ordering::Relaxed)
 }
 

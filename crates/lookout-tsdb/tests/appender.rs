@@ -88,12 +88,7 @@ fn append_by_ref_validates_and_reports_unknown_refs() {
         Err(AppendError::TooNew)
     );
     app.commit().unwrap();
-    let got = db
-        .select(
-            &[Matcher::equal("__name__", "m")],
-            &SelectHints::range(0, i64::MAX),
-        )
-        .unwrap();
+    let got = all(&db, "m");
     assert_eq!(got.len(), 1);
     assert_eq!(
         got[0].samples,
@@ -155,12 +150,7 @@ fn series_handles_append_and_go_stale_with_their_series() {
     let r2 = app.append(None, &l, later, 4.0).unwrap();
     assert_ne!(r2, r);
     app.commit().unwrap();
-    let got = db
-        .select(
-            &[Matcher::equal("__name__", "m")],
-            &SelectHints::range(0, i64::MAX),
-        )
-        .unwrap();
+    let got = all(&db, "m");
     assert_eq!(got.len(), 1);
     let ts: Vec<i64> = got[0].samples.iter().map(|s| s.t).collect();
     assert_eq!(ts, vec![later]);
