@@ -247,6 +247,25 @@ impl PgPool {
         let c = self.client().await?;
         timed("postgres query", c.execute(sql, params)).await
     }
+
+    /// Runs `insert` (an `INSERT ... RETURNING id`) and returns the id; every 64th id runs
+    /// each of `trims` (`DELETE ... WHERE <id column> <= $1`) with `id - MAX_ROWS`, so the
+    /// demo's tables stay bounded however long it runs.
+    async fn insert_trimmed(
+        &self,
+        insert: &str,
+        params: &[&(dyn ToSql + Sync)],
+        trims: &[&str],
+    ) -> Result<i64, BackingError> {
+        let rows = self.query(insert, params).await?;
+        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        if id % 64 == 0 {
+            for trim in trims {
+                self.execute(trim, &[&(id - MAX_ROWS)]).await?;
+            }
+        }
+        Ok(id)
+    }
 }
 
 /// One multiplexed Redis connection, re-opened after an error.
@@ -500,20 +519,14 @@ impl Backing {
     /// Stores a signed-up user (a re-registration after a service restart updates the name);
     /// every 64th id trims the table to [`MAX_ROWS`].
     pub async fn insert_user(&self, email: &str, name: &str) -> Result<i64, BackingError> {
-        let pg = self.pg()?;
-        let rows = pg
-            .query(
+        self.pg()?
+            .insert_trimmed(
                 "INSERT INTO users (email, name) VALUES ($1, $2) \
                  ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name RETURNING id",
                 &[&email, &name],
+                &["DELETE FROM users WHERE id <= $1"],
             )
-            .await?;
-        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
-        if id % 64 == 0 {
-            pg.execute("DELETE FROM users WHERE id <= $1", &[&(id - MAX_ROWS)])
-                .await?;
-        }
-        Ok(id)
+            .await
     }
 
     /// Looks a user up by email (index) and stamps the login time; `None` when not stored.
@@ -543,19 +556,14 @@ impl Backing {
         name: &str,
         owner_email: &str,
     ) -> Result<(), BackingError> {
-        let pg = self.pg()?;
-        let rows = pg
-            .query(
+        self.pg()?
+            .insert_trimmed(
                 "INSERT INTO workspaces (name, owner_email) VALUES ($1, $2) RETURNING id",
                 &[&name, &owner_email],
+                &["DELETE FROM workspaces WHERE id <= $1"],
             )
-            .await?;
-        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
-        if id % 64 == 0 {
-            pg.execute("DELETE FROM workspaces WHERE id <= $1", &[&(id - MAX_ROWS)])
-                .await?;
-        }
-        Ok(())
+            .await
+            .map(|_| ())
     }
 
     /// Opens a session (`wealist:session:<email>`) that expires after `ttl`.
@@ -596,19 +604,14 @@ impl Backing {
         name: &str,
         owner: &str,
     ) -> Result<(), BackingError> {
-        let pg = self.pg()?;
-        let rows = pg
-            .query(
+        self.pg()?
+            .insert_trimmed(
                 "INSERT INTO projects (instance, ext_id, name, owner) VALUES ($1, $2, $3, $4) RETURNING id",
                 &[&instance, &ext_id, &name, &owner],
+                &["DELETE FROM projects WHERE id <= $1"],
             )
-            .await?;
-        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
-        if id % 64 == 0 {
-            pg.execute("DELETE FROM projects WHERE id <= $1", &[&(id - MAX_ROWS)])
-                .await?;
-        }
-        Ok(())
+            .await
+            .map(|_| ())
     }
 
     /// Number of stored projects of all instances (a sequential scan).
@@ -659,25 +662,18 @@ impl Backing {
         title: &str,
         status: &str,
     ) -> Result<(), BackingError> {
-        let pg = self.pg()?;
-        let rows = pg
-            .query(
+        self.pg()?
+            .insert_trimmed(
                 "INSERT INTO boards (instance, ext_id, project_ext, title, status) \
                  VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 &[&instance, &ext_id, &project_ext, &title, &status],
+                &[
+                    "DELETE FROM boards WHERE id <= $1",
+                    "DELETE FROM board_items WHERE board_id <= $1",
+                ],
             )
-            .await?;
-        let id: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
-        if id % 64 == 0 {
-            pg.execute("DELETE FROM boards WHERE id <= $1", &[&(id - MAX_ROWS)])
-                .await?;
-            pg.execute(
-                "DELETE FROM board_items WHERE board_id <= $1",
-                &[&(id - MAX_ROWS)],
-            )
-            .await?;
-        }
-        Ok(())
+            .await
+            .map(|_| ())
     }
 
     /// A board's title and status by its service id (index lookup).
