@@ -4,16 +4,15 @@
 //! `pg_stat_user_tables`. Skipped (with a SKIP line) when the servers are absent, unless
 //! `CI=true`. And the stack unchanged when neither database answers.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+mod common;
+
+use common::{Api, start};
+use serde_json::json;
 use wealist_demo::ServiceKind;
 use wealist_demo::backing::{Backing, CACHE_PREFIX, MAX_ITEMS_PER_BOARD, SESSION_PREFIX};
-use wealist_demo::stack::{ServiceStack, StackConfig};
 
 fn pg_dsn() -> String {
     std::env::var("LOOKOUT_TEST_PG_DSN")
@@ -22,84 +21,6 @@ fn pg_dsn() -> String {
 
 fn redis_addr() -> String {
     std::env::var("LOOKOUT_TEST_REDIS_ADDR").unwrap_or_else(|_| "127.0.0.1:6379".into())
-}
-
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-async fn start(dir: &Path, backing: Arc<Backing>) -> Arc<ServiceStack> {
-    let mut cfg = StackConfig::seed_ports(dir);
-    cfg.addrs = ServiceKind::ALL
-        .into_iter()
-        .map(|k| (k, free_addr()))
-        .collect::<BTreeMap<_, _>>();
-    cfg.backing = Some(backing);
-    ServiceStack::start(cfg).await.expect("stack starts")
-}
-
-struct Api {
-    http: reqwest::Client,
-    stack: Arc<ServiceStack>,
-}
-
-impl Api {
-    fn new(stack: Arc<ServiceStack>) -> Api {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client");
-        Api { http, stack }
-    }
-
-    async fn send(
-        &self,
-        k: ServiceKind,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.stack.addr(k));
-        let mut req = self.http.request(method, url);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.expect("body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn post(&self, k: ServiceKind, path: &str, body: Value) -> (u16, Value) {
-        self.send(k, reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, k: ServiceKind, path: &str, body: Value) -> (u16, Value) {
-        self.send(k, reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    async fn get(&self, k: ServiceKind, path: &str) -> (u16, Value) {
-        self.send(k, reqwest::Method::GET, path, None).await
-    }
-
-    async fn metrics(&self, k: ServiceKind) -> String {
-        let url = format!("http://{}{}", self.stack.addr(k), k.metrics_path());
-        self.http
-            .get(url)
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text")
-    }
 }
 
 /// Value of the sample whose line starts with `series` exactly (name and labels).
@@ -196,7 +117,7 @@ async fn services_write_to_postgres_and_redis() {
         .expect("redis connect");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let stack = start(dir.path(), Arc::new(backing)).await;
+    let stack = start(dir.path(), Some(Arc::new(backing))).await;
     let api = Api::new(stack.clone());
     let tag = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -428,7 +349,7 @@ async fn postgres_attached_after_start() {
     let backing = Arc::new(Backing::connect(None, None, Duration::from_secs(1)).await);
     assert!(!backing.uses_postgres());
     let dir = tempfile::tempdir().expect("tempdir");
-    let stack = start(dir.path(), backing.clone()).await;
+    let stack = start(dir.path(), Some(backing.clone())).await;
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     backing
         .attach_postgres_later(pg_dsn(), Duration::from_secs(30), stop_rx)
@@ -475,7 +396,7 @@ async fn unreachable_databases_leave_the_services_unchanged() {
     assert!(!backing.uses_postgres() && !backing.uses_redis());
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let stack = start(dir.path(), Arc::new(backing)).await;
+    let stack = start(dir.path(), Some(Arc::new(backing))).await;
     let api = Api::new(stack.clone());
     let t = Instant::now();
     let (st, body) = api

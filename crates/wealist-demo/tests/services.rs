@@ -1,92 +1,15 @@
 //! The seven services over loopback: seed metric names, input validation, WebSockets,
 //! streamed storage, faults, stop/restart, Docker-style logs, and `promtool check metrics`.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{Api, start};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wealist_demo::ServiceKind;
-use wealist_demo::stack::{ServiceStack, StackConfig};
-
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-async fn start(dir: &Path) -> Arc<ServiceStack> {
-    let mut cfg = StackConfig::seed_ports(dir);
-    cfg.addrs = ServiceKind::ALL
-        .into_iter()
-        .map(|k| (k, free_addr()))
-        .collect::<BTreeMap<_, _>>();
-    ServiceStack::start(cfg).await.expect("stack starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
-
-struct Api {
-    http: reqwest::Client,
-    stack: Arc<ServiceStack>,
-}
-
-impl Api {
-    fn url(&self, k: ServiceKind, path: &str) -> String {
-        format!("http://{}{path}", self.stack.addr(k))
-    }
-
-    async fn send(
-        &self,
-        k: ServiceKind,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&str>,
-    ) -> (u16, Value) {
-        let mut req = self.http.request(method, self.url(k, path));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_owned());
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.expect("body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn post(&self, k: ServiceKind, path: &str, body: Value) -> (u16, Value) {
-        self.send(k, reqwest::Method::POST, path, Some(&body.to_string()))
-            .await
-    }
-
-    async fn get(&self, k: ServiceKind, path: &str) -> (u16, Value) {
-        self.send(k, reqwest::Method::GET, path, None).await
-    }
-
-    async fn metrics(&self, k: ServiceKind) -> String {
-        self.http
-            .get(self.url(k, k.metrics_path()))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text")
-    }
-}
 
 /// The value of the first sample of `series` (a name, optionally with a `{` label prefix).
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -117,11 +40,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_behave_and_expose_the_seed_metrics() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let stack = start(tmp.path()).await;
-    let api = Api {
-        http: client(),
-        stack: stack.clone(),
-    };
+    let stack = start(tmp.path(), None).await;
+    let api = Api::new(stack.clone());
     use ServiceKind::*;
 
     // user: sign up, log in, workspaces.
@@ -486,11 +406,8 @@ async fn services_behave_and_expose_the_seed_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_survive_bad_frames_and_abrupt_disconnects() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let stack = start(tmp.path()).await;
-    let api = Api {
-        http: client(),
-        stack: stack.clone(),
-    };
+    let stack = start(tmp.path(), None).await;
+    let api = Api::new(stack.clone());
     let ws_url = |user: &str| {
         format!(
             "ws://{}/ws/chat?room=lobby&user_id={user}",
@@ -590,11 +507,8 @@ async fn websockets_survive_bad_frames_and_abrupt_disconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_stop_restart_and_docker_logs() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let stack = start(tmp.path()).await;
-    let api = Api {
-        http: client(),
-        stack: stack.clone(),
-    };
+    let stack = start(tmp.path(), None).await;
+    let api = Api::new(stack.clone());
 
     // Injected 5xx: JSON body, counted by the metrics layer, Micrometer exception on auth.
     stack
@@ -728,11 +642,8 @@ async fn promtool_check_metrics() {
         return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let stack = start(tmp.path()).await;
-    let api = Api {
-        http: client(),
-        stack: stack.clone(),
-    };
+    let stack = start(tmp.path(), None).await;
+    let api = Api::new(stack.clone());
     // Put data in the families first.
     let (_, v) = api
         .post(
