@@ -323,6 +323,16 @@ fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result
     res
 }
 
+/// Advances `t` to sample `i` (≥ 1): its varint is the first delta for `i == 1` and a
+/// delta-of-delta after that (`d` is the running delta).
+#[inline(always)]
+fn next_time(r: &mut Reader<'_>, i: usize, t: &mut i64, d: &mut i64) -> Result<(), DecodeError> {
+    let x = r.varint()?;
+    *d = if i == 1 { x } else { d.wrapping_add(x) };
+    *t = t.wrapping_add(*d);
+    Ok(())
+}
+
 /// Decodes timestamps straight into `out` (values zero), keeping the run `[lo, hi)` of
 /// samples in `[start, end]`, then fills in the values of that run.
 fn decode_raw_into(
@@ -352,9 +362,7 @@ fn decode_raw_into(
             if i == n {
                 break;
             }
-            let x = r.varint()?;
-            d = if i == 1 { x } else { d.wrapping_add(x) };
-            t = t.wrapping_add(d);
+            next_time(&mut r, i, &mut t, &mut d)?;
         }
         if i < n {
             lo = i;
@@ -389,9 +397,7 @@ fn decode_raw_into(
                 if i == n {
                     break;
                 }
-                let x = r.varint()?;
-                d = if i == 1 { x } else { d.wrapping_add(x) };
-                t = t.wrapping_add(d);
+                next_time(&mut r, i, &mut t, &mut d)?;
             }
             for _ in i + 1..n {
                 r.varint()?;
