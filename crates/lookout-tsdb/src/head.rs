@@ -40,7 +40,22 @@ pub struct HeadChunk {
     pub c: XorChunk,
     /// WAL segment holding this chunk's first sample.
     pub first_seg: u32,
+    /// Sample count at which this chunk is cut (see [`first_chunk_len`]).
+    pub cut_at: u16,
 }
+
+/// Length of a series' first chunk in a chunk range: between 1 and `per_chunk`, spread by
+/// series id. Series scraped together would otherwise fill and cut their chunks in lockstep,
+/// so every open chunk would be nearly full at the same moment; with the phases spread, the
+/// open chunks hold half a chunk on average at any time. (Open chunks are the largest
+/// growing part of the head's heap: ~400 bytes each when full.)
+fn first_chunk_len(id: u64, per_chunk: usize) -> usize {
+    let spread = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
+    1 + spread % per_chunk.max(1)
+}
+
+/// Initial buffer of an open chunk; it grows by a quarter at a time (see `BitWriter`).
+const OPEN_CHUNK_BYTES: usize = 32;
 
 #[derive(Default)]
 pub struct OooState {
@@ -184,7 +199,7 @@ impl SeriesState {
         if let Some(h) = &self.head {
             let n = h.c.num_samples();
             let want_cut = n > 0
-                && (n >= p.samples_per_chunk
+                && (n >= usize::from(h.cut_at)
                     || h.c.bytes().len() >= p.max_chunk_bytes
                     || t.div_euclid(p.chunk_range_ms) != h.c.min_t().div_euclid(p.chunk_range_ms));
             // After a failed write the chunk stays open; retry once per chunk's worth of samples.
@@ -202,13 +217,25 @@ impl SeriesState {
             None => {
                 m.head_chunks.inc();
                 self.head.insert(HeadChunk {
-                    c: XorChunk::with_capacity(32),
+                    c: XorChunk::with_capacity(OPEN_CHUNK_BYTES),
                     first_seg: seg,
+                    cut_at: 0,
                 })
             }
         };
         if h.c.num_samples() == 0 {
             h.first_seg = seg;
+            let range = t.div_euclid(p.chunk_range_ms);
+            let continues_range = self
+                .chunks
+                .last()
+                .is_some_and(|c| c.max_t.div_euclid(p.chunk_range_ms) == range);
+            let len = if continues_range {
+                p.samples_per_chunk
+            } else {
+                first_chunk_len(id, p.samples_per_chunk)
+            };
+            h.cut_at = u16::try_from(len).unwrap_or(u16::MAX);
         }
         h.c.append(t, v);
         self.max_t = t;
@@ -240,7 +267,9 @@ impl SeriesState {
                     max_t: h.c.max_t(),
                 });
                 m.mmapped_chunks.inc();
-                h.c.reset();
+                // A fresh small buffer rather than keeping the full one: with the cut phases
+                // spread, this halves the open chunks' memory (see `first_chunk_len`).
+                h.c = XorChunk::with_capacity(OPEN_CHUNK_BYTES);
                 true
             }
             Err(e) => {
@@ -1024,27 +1053,31 @@ mod tests {
     fn series_state_cuts_and_decodes() {
         let (_d, h) = head();
         let l = Labels::from_pairs([("a", "b")]);
-        let (s, _) = h.get_or_create(&l, labels_hash(&l), 1);
+        let (s, _) = h.get_or_create(&l, labels_hash(&l), 5);
         let mut st = s.state.lock();
         for t in 0..10 {
-            st.append_in_order(1, t * 10, t as f64, 1, &h.ctx())
+            st.append_in_order(5, t * 10, t as f64, 1, &h.ctx())
                 .unwrap();
         }
-        assert_eq!(st.chunks.len(), 2, "4 samples per chunk");
+        assert_eq!(
+            st.chunks.len(),
+            2,
+            "4 samples per chunk (series 5's first chunk is full length)"
+        );
         assert!(matches!(
-            st.append_in_order(1, 90, 9.0, 1, &h.ctx()),
+            st.append_in_order(5, 90, 9.0, 1, &h.ctx()),
             Ok(Applied::Noop)
         ));
         assert_eq!(
-            st.append_in_order(1, 90, 8.0, 1, &h.ctx()).err(),
+            st.append_in_order(5, 90, 8.0, 1, &h.ctx()).err(),
             Some(AppendError::DuplicateSampleForTimestamp)
         );
         assert_eq!(
-            st.append_in_order(1, 5, 8.0, 1, &h.ctx()).err(),
+            st.append_in_order(5, 5, 8.0, 1, &h.ctx()).err(),
             Some(AppendError::OutOfOrder)
         );
         for t in [15, 25, 35, 45] {
-            st.insert_ooo(1, t, -1.0, 1, &h.ctx()).unwrap();
+            st.insert_ooo(5, t, -1.0, 1, &h.ctx()).unwrap();
         }
         assert_eq!(st.ooo.as_ref().map(|o| o.chunks.len()), Some(1));
         let snap = st.snapshot(10, 50, &h.chunks).unwrap().unwrap();
@@ -1052,5 +1085,42 @@ mod tests {
         assert_eq!(got, vec![10, 15, 20, 25, 30, 35, 40, 45, 50]);
         assert_eq!(st.drop_before(45, &h.metrics), 2);
         assert!(st.snapshot(0, 39, &h.chunks).unwrap().is_none());
+    }
+
+    #[test]
+    fn first_chunk_in_a_range_is_shortened_by_series() {
+        let (_d, h) = head();
+        assert_eq!(first_chunk_len(5, 4), 4);
+        let lens: std::collections::BTreeSet<usize> =
+            (0..64).map(|id| first_chunk_len(id, 120)).collect();
+        assert!(lens.len() > 30 && lens.iter().all(|&n| (1..=120).contains(&n)));
+
+        let l = Labels::from_pairs([("a", "b")]);
+        let (s, _) = h.get_or_create(&l, labels_hash(&l), 1);
+        let mut st = s.state.lock();
+        let first = first_chunk_len(1, 4) as i64;
+        assert!(first < 4);
+        for t in 0..first + 4 {
+            st.append_in_order(1, t * 10, t as f64, 1, &h.ctx())
+                .unwrap();
+        }
+        let counts = |st: &SeriesState| -> Vec<i64> {
+            st.chunks
+                .iter()
+                .map(|c| (c.max_t - c.min_t) / 10 + 1)
+                .collect()
+        };
+        assert_eq!(counts(&st), vec![first], "the first chunk is cut early");
+        st.append_in_order(1, (first + 4) * 10, 0.0, 1, &h.ctx())
+            .unwrap();
+        assert_eq!(counts(&st), vec![first, 4], "later chunks are full length");
+        // A new chunk range starts with a short chunk again.
+        let next = h.params.chunk_range_ms;
+        for k in 0..first + 1 {
+            st.append_in_order(1, next + k * 10, 0.0, 1, &h.ctx())
+                .unwrap();
+        }
+        assert_eq!(counts(&st).len(), 4);
+        assert_eq!(counts(&st)[3], first);
     }
 }

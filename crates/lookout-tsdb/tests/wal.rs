@@ -119,19 +119,30 @@ fn checkpoints_keep_the_wal_bounded() {
 
 /// Builds a store with batches 0..10 in segment 1 and 10..15 in segment 2; returns segment-1
 /// lengths after each of its commits.
+/// Options under which the few batches of these tests are never cut into chunk files (the
+/// first chunk's length is spread per series up to `samples_per_chunk`; for series 1..=5
+/// it is in the thousands), so the WAL alone holds them and a corrupt record decides what
+/// comes back.
+fn wal_only_opts() -> TsdbOptions {
+    TsdbOptions {
+        samples_per_chunk: usize::from(u16::MAX),
+        ..small_opts()
+    }
+}
+
 fn two_segments(dir: &Path) -> Vec<u64> {
     let seg1 = dir.join("wal/00000001");
     let lens = {
-        let db = open(dir, small_opts());
+        let db = open(dir, wal_only_opts());
         write_batches(&db, "w", 5, 0..10, &seg1)
     };
-    let db = open(dir, small_opts());
+    let db = open(dir, wal_only_opts());
     write_batches(&db, "w", 5, 10..15, &dir.join("wal/00000002"));
     lens
 }
 
 fn reopen_and_check(dir: &Path, want: std::ops::Range<i64>) {
-    let db = open(dir, small_opts());
+    let db = open(dir, wal_only_opts());
     assert_eq!(
         batches_present(&db, "w", 5),
         want.clone().collect::<Vec<_>>()
@@ -141,7 +152,7 @@ fn reopen_and_check(dir: &Path, want: std::ops::Range<i64>) {
     let next = want.end;
     write_batches(&db, "w", 5, next..next + 1, &dir.join("wal/none"));
     drop(db);
-    let db = open(dir, small_opts());
+    let db = open(dir, wal_only_opts());
     assert_eq!(metric(&db, "lookout_tsdb_wal_corruptions_total"), 0.0);
     assert_eq!(
         batches_present(&db, "w", 5),
