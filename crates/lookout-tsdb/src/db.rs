@@ -11,7 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,9 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Every this many retention passes walk all series even when nothing suggests one is empty.
+const FULL_WALK_EVERY: u64 = 10;
+
 pub(crate) struct Inner {
     pub dir: PathBuf,
     pub opts: TsdbOptions,
@@ -60,6 +63,10 @@ pub(crate) struct Inner {
     pub blocks: BlockSet,
     pub maintenance: Mutex<()>,
     pub closed: AtomicBool,
+    /// Retention passes so far, and the head cut line (`min_valid`) at the last pass that
+    /// walked every series (see [`Inner::enforce_retention`]).
+    retention_passes: AtomicU64,
+    walked_min_valid: AtomicI64,
     stop: Mutex<bool>,
     stop_cv: Condvar,
     _lock: File,
@@ -336,6 +343,8 @@ impl Tsdb {
             blocks: BlockSet::new(blocks),
             maintenance: Mutex::new(()),
             closed: AtomicBool::new(false),
+            retention_passes: AtomicU64::new(0),
+            walked_min_valid: AtomicI64::new(i64::MIN),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             _lock: lock,
@@ -642,10 +651,15 @@ impl Inner {
                 max = o.chunks.iter().fold(max, |m, c| m.max(c.max_t));
             }
         }
-        self.head.min_t.store(min, Ordering::Relaxed);
         if with_max {
             self.head.max_t.store(max, Ordering::Relaxed);
         }
+        self.set_min_time(min);
+    }
+
+    /// Publishes the oldest head sample time found by a walk over every series.
+    fn set_min_time(&self, min: i64) {
+        self.head.min_t.store(min, Ordering::Relaxed);
         let m = &self.head.metrics;
         if min != i64::MAX {
             m.min_time.set(min);
@@ -656,6 +670,13 @@ impl Inner {
         }
     }
 
+    /// Drops head data older than the retention, collects series left empty (by retention
+    /// or by a head cut into a block) and deletes expired blocks.
+    ///
+    /// Walking every series costs a few milliseconds per 100k series, so a pass walks only
+    /// when it can find something: the head holds data older than the cutoff, the head was
+    /// cut since the last walk, or every [`FULL_WALK_EVERY`]th pass (series left empty in
+    /// other ways, e.g. all of a new series' samples refused at commit).
     fn enforce_retention(&self) -> Result<RetentionOutcome, TsdbError> {
         let _m = self.maintenance.lock();
         let mut out = RetentionOutcome::default();
@@ -665,13 +686,28 @@ impl Inner {
         }
         let cutoff = max.saturating_sub(self.retention_ms);
         let m = &self.head.metrics;
+        let pass = self.retention_passes.fetch_add(1, Ordering::Relaxed);
+        let min_valid = self.head.min_valid.load(Ordering::Relaxed);
+        let walk = self.head.min_t.load(Ordering::Relaxed) < cutoff
+            || self.walked_min_valid.swap(min_valid, Ordering::Relaxed) != min_valid
+            || pass.is_multiple_of(FULL_WALK_EVERY);
+        if !walk {
+            let (blocks, bytes) = self.block_retention()?;
+            out.blocks_removed = blocks;
+            out.block_bytes_removed = bytes;
+            self.update_size_gauges();
+            return Ok(out);
+        }
         let mut empty = Vec::new();
+        let mut min = i64::MAX;
         for s in self.head.all_series() {
             let mut st = s.state.lock();
             out.chunks_removed += st.drop_before(cutoff, m);
             if st.is_empty() && st.deleted.is_none() {
                 drop(st);
                 empty.push(s);
+            } else if let Some(t) = st.min_time() {
+                min = min.min(t);
             }
         }
         let chunk_dir = self.dir.join("chunks_head");
@@ -700,7 +736,7 @@ impl Inner {
         let (blocks, bytes) = self.block_retention()?;
         out.blocks_removed = blocks;
         out.block_bytes_removed = bytes;
-        self.recompute_time_bounds(false);
+        self.set_min_time(min);
         self.update_size_gauges();
         if out != RetentionOutcome::default() {
             tracing::debug!(?out, cutoff, "retention enforced");

@@ -101,3 +101,38 @@ fn old_chunks_files_and_series_are_dropped() {
     );
     assert_eq!(samples_of(&db, &series("short", 0)).len(), 1);
 }
+
+#[test]
+fn series_emptied_by_a_head_cut_are_collected_at_the_next_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TsdbOptions {
+        chunk_range: Duration::from_secs(600),
+        retention: Duration::from_secs(24 * 3600),
+        compaction: false,
+        ..small_opts()
+    };
+    let db = open(dir.path(), opts);
+    // "gone" stops after 5 minutes; "live" runs for an hour.
+    for m in 0..60 {
+        let mut app = db.appender();
+        if m < 5 {
+            app.append(None, &series("gone", 0), m * MIN, 1.0).unwrap();
+        }
+        app.append(None, &series("live", 0), m * MIN, 1.0).unwrap();
+        app.commit().unwrap();
+    }
+    // Nothing is old enough for retention and nothing was cut: a pass removes nothing.
+    assert_eq!(db.enforce_retention().unwrap().series_removed, 0);
+    assert_eq!(db.stats().series, 2);
+    // The cut moves all of "gone" into blocks; the next pass collects the empty series
+    // although nothing in the head is older than the retention.
+    let (cut, _) = db.compact().unwrap();
+    assert!(cut > 0);
+    let out = db.enforce_retention().unwrap();
+    assert_eq!(out.series_removed, 1, "{out:?}");
+    assert_eq!(out.chunks_removed, 0, "{out:?}");
+    assert_eq!(db.stats().series, 1);
+    // Its samples are still served from the blocks.
+    assert_eq!(samples_of(&db, &series("gone", 0)).len(), 5);
+    assert_eq!(samples_of(&db, &series("live", 0)).len(), 60);
+}
