@@ -1,7 +1,11 @@
 //! Immutable blocks: `blocks/<id>/{meta.json,index,chunks}`.
 //!
-//! `chunks`: an 8-byte header (`LKBC`, version) then records `len u32 | data | crc32c u32`
-//! holding [`crate::dense`] chunks; a chunk reference is the record's offset.
+//! `chunks`: an 8-byte header (`LKBC`, version, flags) then records `len u32 | data |
+//! crc32c u32` holding [`crate::dense`] chunks; a chunk reference is the record's offset. In
+//! version 2 (meta.json `version` 2), flag bit 0 says the first record is the block's zstd
+//! dictionary, trained on the block's first raw chunks (up to [`DICT_TRAIN_BYTES`]) and
+//! loaded once at open; version 1 blocks (no flags, no dictionary, first chunk layout) are
+//! still read.
 //!
 //! `index`: an 8-byte header (`LKBI`, version); the symbol strings (sorted, `uvarint len |
 //! bytes`) and a `u32` offset table; the series (sorted by labels; `uvarint nlabels`, symbol
@@ -27,12 +31,19 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::dense::{self, Reader};
+use crate::dense::{self, Compressor, Reader};
 use crate::postings;
 
 const INDEX_MAGIC: &[u8; 4] = b"LKBI";
 const CHUNKS_MAGIC: &[u8; 4] = b"LKBC";
+/// Index format version (unchanged since the first block format).
 const VERSION: u8 = 1;
+/// Chunks file and meta.json version written; version 1 is still read.
+const CHUNKS_VERSION: u8 = 2;
+/// Chunks-file flag: the first record is the block's compression dictionary.
+const FLAG_DICT: u8 = 1;
+/// Raw chunk bytes buffered for training the block's dictionary before chunks are written.
+pub const DICT_TRAIN_BYTES: usize = 4 << 20;
 const HEADER: usize = 8;
 const TOC: usize = 6 * 8;
 /// Samples per block chunk: big enough for the compressor, small enough to skip by time.
@@ -150,6 +161,15 @@ impl std::ops::Deref for TmpDir {
     }
 }
 
+/// Raw chunks held back until the block's dictionary is trained on them.
+#[derive(Default)]
+struct Pending {
+    data: Vec<u8>,
+    sizes: Vec<usize>,
+    /// (series, chunk) whose reference each one fills in.
+    slots: Vec<(usize, usize)>,
+}
+
 /// Streams series (in label order) into a new block directory.
 pub struct BlockWriter {
     blocks_dir: PathBuf,
@@ -159,7 +179,11 @@ pub struct BlockWriter {
     off: u64,
     series: Vec<SeriesEntry>,
     stats: BlockStats,
+    raw: Vec<u8>,
     buf: Vec<u8>,
+    pending: Pending,
+    /// Set once the dictionary is settled (trained or not) and the header written.
+    comp: Option<Compressor>,
 }
 
 impl BlockWriter {
@@ -171,11 +195,7 @@ impl BlockWriter {
         let tmp = TmpDir { path, armed: true };
         let path = tmp.join("chunks");
         let f = File::create(&path).map_err(io_err(&path))?;
-        let mut chunks = BufWriter::with_capacity(1 << 20, f);
-        let mut hdr = [0u8; HEADER];
-        hdr[..4].copy_from_slice(CHUNKS_MAGIC);
-        hdr[4] = VERSION;
-        chunks.write_all(&hdr).map_err(io_err(&path))?;
+        let chunks = BufWriter::with_capacity(1 << 20, f);
         Ok(BlockWriter {
             blocks_dir: blocks_dir.to_path_buf(),
             id,
@@ -184,8 +204,66 @@ impl BlockWriter {
             off: HEADER as u64,
             series: Vec::new(),
             stats: BlockStats::default(),
+            raw: Vec::new(),
             buf: Vec::new(),
+            pending: Pending::default(),
+            comp: None,
         })
+    }
+
+    fn corrupt(&self, reason: String) -> BlockError {
+        BlockError::Corrupt {
+            dir: self.tmp.to_path_buf(),
+            reason,
+        }
+    }
+
+    /// Appends one `len | data | crc` record; returns its offset.
+    fn write_record(&mut self, data: &[u8]) -> Result<u64, BlockError> {
+        let path = self.tmp.join("chunks");
+        let len = u32::try_from(data.len()).map_err(|_| self.corrupt("chunk too large".into()))?;
+        let crc = crc32c::crc32c(data);
+        self.chunks
+            .write_all(&len.to_le_bytes())
+            .and_then(|()| self.chunks.write_all(data))
+            .and_then(|()| self.chunks.write_all(&crc.to_le_bytes()))
+            .map_err(io_err(&path))?;
+        let at = self.off;
+        self.off += 8 + u64::from(len);
+        Ok(at)
+    }
+
+    /// Trains the dictionary on the held-back raw chunks (when there are enough), writes the
+    /// header and the dictionary record, then compresses and writes the held-back chunks.
+    fn settle(&mut self) -> Result<(), BlockError> {
+        let pending = std::mem::take(&mut self.pending);
+        let dict = dense::train_dictionary(&pending.data, &pending.sizes);
+        let comp = match Compressor::new(dict.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return Err(self.corrupt(e.to_string())),
+        };
+        let mut hdr = [0u8; HEADER];
+        hdr[..4].copy_from_slice(CHUNKS_MAGIC);
+        hdr[4] = CHUNKS_VERSION;
+        hdr[5] = if dict.is_some() { FLAG_DICT } else { 0 };
+        let path = self.tmp.join("chunks");
+        self.chunks.write_all(&hdr).map_err(io_err(&path))?;
+        if let Some(d) = &dict {
+            self.write_record(d)?;
+        }
+        self.comp = Some(comp);
+        let mut at = 0;
+        let mut buf = std::mem::take(&mut self.buf);
+        for (&size, &(si, ci)) in pending.sizes.iter().zip(&pending.slots) {
+            if let Some(comp) = self.comp.as_mut() {
+                comp.compress(&pending.data[at..at + size], &mut buf);
+            }
+            at += size;
+            let r = self.write_record(&buf)?;
+            self.series[si].chunks[ci].3 = r;
+        }
+        self.buf = buf;
+        Ok(())
     }
 
     /// Adds one series; calls must come in strictly increasing label order and the samples
@@ -200,30 +278,40 @@ impl BlockWriter {
                 reason: format!("series {labels} added out of order"),
             });
         }
-        let path = self.tmp.join("chunks");
-        let mut chunks = Vec::with_capacity(samples.len().div_ceil(CHUNK_SAMPLES));
+        let si = self.series.len();
+        self.series.push(SeriesEntry {
+            labels,
+            chunks: Vec::with_capacity(samples.len().div_ceil(CHUNK_SAMPLES)),
+        });
         for part in samples.chunks(CHUNK_SAMPLES) {
-            dense::encode(part, &mut self.buf);
-            let len = u32::try_from(self.buf.len()).map_err(|_| BlockError::Corrupt {
-                dir: self.tmp.to_path_buf(),
-                reason: "chunk too large".into(),
-            })?;
-            let crc = crc32c::crc32c(&self.buf);
-            self.chunks
-                .write_all(&len.to_le_bytes())
-                .map_err(io_err(&path))?;
-            self.chunks.write_all(&self.buf).map_err(io_err(&path))?;
-            self.chunks
-                .write_all(&crc.to_le_bytes())
-                .map_err(io_err(&path))?;
+            dense::encode_raw(part, &mut self.raw);
+            let r = match self.comp.as_mut() {
+                Some(comp) => {
+                    comp.compress(&self.raw, &mut self.buf);
+                    let buf = std::mem::take(&mut self.buf);
+                    let r = self.write_record(&buf);
+                    self.buf = buf;
+                    r?
+                }
+                None => {
+                    let ci = self.series[si].chunks.len();
+                    self.pending.data.extend_from_slice(&self.raw);
+                    self.pending.sizes.push(self.raw.len());
+                    self.pending.slots.push((si, ci));
+                    0 // filled in by `settle`
+                }
+            };
             let (first, last) = (part[0].t, part[part.len() - 1].t);
-            chunks.push((first, last, part.len() as u32, self.off));
-            self.off += 8 + u64::from(len);
+            self.series[si]
+                .chunks
+                .push((first, last, part.len() as u32, r));
             self.stats.chunks += 1;
             self.stats.samples += part.len() as u64;
         }
         self.stats.series += 1;
-        self.series.push(SeriesEntry { labels, chunks });
+        if self.comp.is_none() && self.pending.data.len() >= DICT_TRAIN_BYTES {
+            self.settle()?;
+        }
         Ok(())
     }
 
@@ -247,6 +335,9 @@ impl BlockWriter {
             fs::remove_dir_all(&*self.tmp).map_err(io_err(&self.tmp))?;
             return Ok(None);
         }
+        if self.comp.is_none() {
+            self.settle()?;
+        }
         let cpath = self.tmp.join("chunks");
         self.chunks.flush().map_err(io_err(&cpath))?;
         self.chunks.get_ref().sync_all().map_err(io_err(&cpath))?;
@@ -257,7 +348,7 @@ impl BlockWriter {
         let ipath = self.tmp.join("index");
         write_synced(&ipath, &index)?;
         let meta = BlockMeta {
-            version: 1,
+            version: u32::from(CHUNKS_VERSION),
             id: self.id.clone(),
             min_time,
             max_time,
@@ -401,6 +492,10 @@ pub struct Block {
     posttab: usize,
     npost: usize,
     cache: Mutex<PostingsCache>,
+    /// The prepared compression dictionary of a version 2 block that has one.
+    dict: Option<zstd::zstd_safe::DDict<'static>>,
+    /// Offset of the first chunk record (after the dictionary record).
+    first_chunk: usize,
 }
 
 fn map(path: &Path) -> Result<Mmap, BlockError> {
@@ -433,7 +528,7 @@ impl Block {
         let raw = fs::read(&mpath).map_err(io_err(&mpath))?;
         let meta: BlockMeta =
             serde_json::from_slice(&raw).map_err(|e| corrupt(format!("meta.json: {e}")))?;
-        if meta.version != 1 {
+        if meta.version != 1 && meta.version != u32::from(CHUNKS_VERSION) {
             return Err(corrupt(format!("unsupported version {}", meta.version)));
         }
         let index = map(&dir.join("index"))?;
@@ -444,9 +539,29 @@ impl Block {
         if index.len() < HEADER + TOC + 4 || &index[..4] != INDEX_MAGIC || index[4] != VERSION {
             return Err(corrupt("bad index header".into()));
         }
-        if chunks.len() < HEADER || &chunks[..4] != CHUNKS_MAGIC || chunks[4] != VERSION {
+        if chunks.len() < HEADER
+            || &chunks[..4] != CHUNKS_MAGIC
+            || u32::from(chunks[4]) != meta.version
+            || (chunks[4] == 1 && chunks[5] != 0)
+            || chunks[5] & !FLAG_DICT != 0
+        {
             return Err(corrupt("bad chunks header".into()));
         }
+        let (dict, first_chunk) = if chunks[5] & FLAG_DICT != 0 {
+            let len = le_u32(&chunks, HEADER).map_or(usize::MAX, |l| l as usize);
+            let end = len.checked_add(HEADER + 8).filter(|&e| e <= chunks.len());
+            let Some(end) = end else {
+                return Err(corrupt("dictionary record runs past the file".into()));
+            };
+            let data = &chunks[HEADER + 4..end - 4];
+            if le_u32(&chunks, end - 4) != Some(crc32c::crc32c(data)) {
+                return Err(corrupt("dictionary checksum mismatch".into()));
+            }
+            let d = dense::prepare_dictionary(data).map_err(|e| corrupt(e.to_string()))?;
+            (Some(d), end)
+        } else {
+            (None, HEADER)
+        };
         let body = index.len() - 4;
         if le_u32(&index, body) != Some(crc32c::crc32c(&index[..body])) {
             return Err(corrupt("index checksum mismatch".into()));
@@ -477,6 +592,8 @@ impl Block {
             posttab,
             npost,
             cache: Mutex::new(FxHashMap::default()),
+            dict,
+            first_chunk,
         })
     }
 
@@ -686,7 +803,7 @@ impl Block {
     /// and number `meta.stats.chunks`). Used by the background scrub after open.
     pub fn verify_chunks(&self) -> Result<(), BlockError> {
         let data = &self.chunks[..];
-        let mut at = HEADER;
+        let mut at = self.first_chunk;
         let mut n = 0u64;
         while at < data.len() {
             let len = le_u32(data, at).ok_or_else(|| self.corrupt("truncated chunk record"))?;
@@ -719,7 +836,7 @@ impl Block {
         out: &mut Vec<Sample>,
     ) -> Result<(), BlockError> {
         for c in chunks.iter().filter(|c| c.max_t >= start && c.min_t <= end) {
-            dense::decode(self.chunk(c.r)?, start, end, out)
+            dense::decode(self.chunk(c.r)?, self.dict.as_ref(), start, end, out)
                 .map_err(|e| self.corrupt(&e.to_string()))?;
         }
         Ok(())

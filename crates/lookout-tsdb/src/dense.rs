@@ -1,24 +1,35 @@
 //! The columnar chunk encoding used in blocks (denser than the head's XOR chunks).
 //!
 //! A chunk is a time-sorted run of one series' samples. Raw layout, before compression:
-//! `uvarint n`, the timestamp column (`varint t0`, `varint delta1`, then zig-zag varint
-//! delta-of-deltas), then the value column. Values that are all decimal numbers with at most
-//! 15 fractional digits become integers `m` with `v == m / 10^d` exactly (`d` shared by the
-//! chunk); those integers are stored as deltas or delta-of-deltas (whichever is smaller);
-//! values that do not fit (NaN, ±inf, -0.0, too many digits) are exceptions stored with their
-//! raw bits. When most values are not decimal, the column is XOR-ed raw 64-bit words instead.
-//! The raw bytes are then zstd-compressed when that makes them smaller.
+//! `uvarint n`, the timestamp column, then the value column. Timestamps are either a
+//! constant step (`varint t0`, `varint step`: regular scrapes, generated without decoding) or
+//! `varint t0`, `varint delta1`, then zig-zag varint delta-of-deltas. Values that are all
+//! decimal numbers with at most 15 fractional digits become integers `m` with
+//! `v == m / 10^d` exactly (`d` shared by the chunk); those integers are stored as deltas or
+//! delta-of-deltas (whichever is smaller); values that do not fit (NaN, ±inf, -0.0, too many
+//! digits) are exceptions stored with their raw bits. When most values are not decimal, the
+//! column is XOR-ed raw 64-bit words instead. The raw bytes are then zstd-compressed when
+//! that makes them smaller, with the block's dictionary when it has one ([`Compressor`]).
 //!
-//! Stored form: `format u8` (0 plain, 1 zstd), `uvarint raw_len`, payload.
+//! Stored form: `format u8`, `uvarint raw_len`, payload. Formats 0 (plain) and 1 (zstd) are
+//! the first layout (always delta-of-delta timestamps, no timestamp mode byte), still read;
+//! new chunks are 2 (plain), 3 (zstd) or 4 (zstd with the block dictionary), whose raw bytes
+//! carry a timestamp mode byte (0 delta-of-delta, 1 constant step) after `n`.
 
 use lookout_storage::Sample;
+use zstd::zstd_safe::{self, CCtx, CDict, CParameter, DCtx, DDict};
 
 const MAX_DIGITS: u32 = 15;
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
 const MODE_DECIMAL: u8 = 0;
 const MODE_XOR: u8 = 1;
-const FORMAT_PLAIN: u8 = 0;
-const FORMAT_ZSTD: u8 = 1;
+const FORMAT_PLAIN_V1: u8 = 0;
+const FORMAT_ZSTD_V1: u8 = 1;
+const FORMAT_PLAIN: u8 = 2;
+const FORMAT_ZSTD: u8 = 3;
+const FORMAT_ZSTD_DICT: u8 = 4;
+const TIME_DOD: u8 = 0;
+const TIME_STEP: u8 = 1;
 /// Refuse to inflate a chunk beyond this (a corrupt length must not exhaust memory).
 const MAX_RAW: u64 = 64 << 20;
 
@@ -146,38 +157,169 @@ fn to_int(v: f64, d: u32) -> Option<i64> {
     (back.to_bits() == v.to_bits()).then_some(m as i64)
 }
 
-/// Encodes time-sorted samples (strictly increasing timestamps) into stored chunk bytes.
-pub fn encode(samples: &[Sample], out: &mut Vec<u8>) {
-    let mut raw = Vec::with_capacity(samples.len() * 3 + 16);
-    put_uvarint(&mut raw, samples.len() as u64);
+/// The timestamp column as `varint t0`, `varint delta1`, then delta-of-deltas.
+fn encode_times_dod(samples: &[Sample], raw: &mut Vec<u8>) {
     let (mut prev_t, mut prev_d) = (0i64, 0i64);
     for (i, s) in samples.iter().enumerate() {
         match i {
-            0 => put_varint(&mut raw, s.t),
+            0 => put_varint(raw, s.t),
             1 => {
                 prev_d = s.t.wrapping_sub(prev_t);
-                put_varint(&mut raw, prev_d);
+                put_varint(raw, prev_d);
             }
             _ => {
                 let d = s.t.wrapping_sub(prev_t);
-                put_varint(&mut raw, d.wrapping_sub(prev_d));
+                put_varint(raw, d.wrapping_sub(prev_d));
                 prev_d = d;
             }
         }
         prev_t = s.t;
     }
+}
+
+/// The step of timestamps `t0 + i * step` (step > 0, no overflow), if they are that.
+fn constant_step(samples: &[Sample]) -> Option<i64> {
+    let (a, b) = (samples.first()?, samples.get(1)?);
+    let step = b.t.checked_sub(a.t).filter(|&d| d > 0)?;
+    samples
+        .windows(2)
+        .all(|w| w[0].t.checked_add(step) == Some(w[1].t))
+        .then_some(step)
+}
+
+/// Encodes time-sorted samples (strictly increasing timestamps) into the raw (uncompressed)
+/// chunk layout; [`Compressor::compress`] turns it into stored bytes.
+pub fn encode_raw(samples: &[Sample], raw: &mut Vec<u8>) {
+    raw.clear();
+    raw.reserve(samples.len() * 3 + 16);
+    put_uvarint(raw, samples.len() as u64);
+    if let Some(step) = constant_step(samples) {
+        raw.push(TIME_STEP);
+        put_varint(raw, samples[0].t);
+        put_varint(raw, step);
+    } else {
+        raw.push(TIME_DOD);
+        encode_times_dod(samples, raw);
+    }
+    encode_values(samples, raw);
+}
+
+/// Encodes samples into stored chunk bytes without a dictionary (a new compression context
+/// per call; a block writer keeps one [`Compressor`] instead).
+pub fn encode(samples: &[Sample], out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let mut raw = Vec::new();
+    encode_raw(samples, &mut raw);
+    Compressor::new(None)?.compress(&raw, out);
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("chunk compression: {0}")]
+pub struct EncodeError(pub &'static str);
+
+/// Largest dictionary trained for a block.
+pub const DICT_MAX_BYTES: usize = 16 << 10;
+
+/// Trains a zstd dictionary on raw chunks (`data` is their concatenation, `sizes` their
+/// lengths): its entropy tables are shared by the block's chunk frames, so a small frame
+/// neither stores nor rebuilds its own. `None` when there is too little to train on or
+/// training fails (the block is then written without one).
+pub fn train_dictionary(data: &[u8], sizes: &[usize]) -> Option<Vec<u8>> {
+    if sizes.len() < 16 || data.len() < 8 * DICT_MAX_BYTES {
+        return None;
+    }
+    match zstd::dict::from_continuous(data, sizes, DICT_MAX_BYTES) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::debug!(error = %e, chunks = sizes.len(), "no chunk dictionary for this block");
+            None
+        }
+    }
+}
+
+/// A zstd compression context for a block's chunks, with the block's dictionary if any.
+/// Frames carry neither a dictionary id nor a content size (the chunk header has the raw
+/// length, the block has the dictionary).
+pub struct Compressor {
+    // Declared before `cdict`: the context refers to the dictionary and is freed first.
+    cctx: CCtx<'static>,
+    cdict: Option<CDict<'static>>,
+    buf: Vec<u8>,
+}
+
+impl Compressor {
+    pub fn new(dict: Option<&[u8]>) -> Result<Compressor, EncodeError> {
+        let mut cctx = CCtx::try_create().ok_or(EncodeError("zstd context"))?;
+        let cdict = match dict {
+            Some(d) => Some(CDict::try_create(d, ZSTD_LEVEL).ok_or(EncodeError("dictionary"))?),
+            None => None,
+        };
+        let setup = |cctx: &mut CCtx<'static>| -> Result<(), usize> {
+            cctx.set_parameter(CParameter::CompressionLevel(ZSTD_LEVEL))?;
+            cctx.set_parameter(CParameter::ContentSizeFlag(false))?;
+            cctx.set_parameter(CParameter::DictIdFlag(false))?;
+            if let Some(cd) = &cdict {
+                cctx.ref_cdict(cd)?;
+            }
+            Ok(())
+        };
+        setup(&mut cctx).map_err(|_| EncodeError("zstd parameters"))?;
+        Ok(Compressor {
+            cctx,
+            cdict,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Raw chunk bytes (from [`encode_raw`]) to stored bytes: zstd when that is smaller.
+    pub fn compress(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        if raw.len() > 24 {
+            self.buf.clear();
+            self.buf.reserve(zstd_safe::compress_bound(raw.len()));
+            if let Ok(n) = self.cctx.compress2(&mut self.buf, raw)
+                && n + 4 < raw.len()
+            {
+                out.push(if self.cdict.is_some() {
+                    FORMAT_ZSTD_DICT
+                } else {
+                    FORMAT_ZSTD
+                });
+                put_uvarint(out, raw.len() as u64);
+                out.extend_from_slice(&self.buf);
+                return;
+            }
+        }
+        out.push(FORMAT_PLAIN);
+        put_uvarint(out, raw.len() as u64);
+        out.extend_from_slice(raw);
+    }
+}
+
+/// A prepared (digested) block dictionary for decoding.
+pub fn prepare_dictionary(dict: &[u8]) -> Result<DDict<'static>, DecodeError> {
+    DDict::try_create(dict).ok_or(DecodeError("bad chunk dictionary"))
+}
+
+/// The first chunk layout (formats 0/1), as blocks written before format 2 hold it; kept to
+/// test that those still decode.
+#[cfg(test)]
+pub(crate) fn encode_v1(samples: &[Sample], out: &mut Vec<u8>) {
+    let mut raw = Vec::new();
+    put_uvarint(&mut raw, samples.len() as u64);
+    encode_times_dod(samples, &mut raw);
     encode_values(samples, &mut raw);
     out.clear();
     if raw.len() > 24
         && let Ok(c) = zstd::bulk::compress(&raw, ZSTD_LEVEL)
         && c.len() + 4 < raw.len()
     {
-        out.push(FORMAT_ZSTD);
+        out.push(FORMAT_ZSTD_V1);
         put_uvarint(out, raw.len() as u64);
         out.extend_from_slice(&c);
         return;
     }
-    out.push(FORMAT_PLAIN);
+    out.push(FORMAT_PLAIN_V1);
     put_uvarint(out, raw.len() as u64);
     out.extend_from_slice(&raw);
 }
@@ -259,9 +401,11 @@ fn encode_values(samples: &[Sample], raw: &mut Vec<u8>) {
 }
 
 /// Appends the samples of a stored chunk that lie in `[start, end]` to `out`; values of
-/// samples after `end` are not decoded.
+/// samples after `end` are not decoded. `dict` is the block's prepared dictionary (needed
+/// for format 4 chunks).
 pub fn decode(
     stored: &[u8],
+    dict: Option<&DDict<'static>>,
     start: i64,
     end: i64,
     out: &mut Vec<Sample>,
@@ -272,37 +416,47 @@ pub fn decode(
     if raw_len > MAX_RAW {
         return Err(DecodeError("chunk too large"));
     }
+    let v2 = format >= FORMAT_PLAIN;
     match format {
-        FORMAT_PLAIN => {
+        FORMAT_PLAIN_V1 | FORMAT_PLAIN => {
             if r.b.len() as u64 != raw_len {
                 return Err(DecodeError("length mismatch"));
             }
-            decode_raw(r.b, start, end, out)
+            decode_raw(r.b, v2, start, end, out)
         }
-        FORMAT_ZSTD => ZSTD.with(|cell| {
-            let mut state = cell.borrow_mut();
-            let (dctx, buf) = &mut *state;
-            let d = match dctx {
-                Some(d) => d,
-                None => dctx.insert(
-                    zstd::bulk::Decompressor::new().map_err(|_| DecodeError("zstd context"))?,
-                ),
+        FORMAT_ZSTD_V1 | FORMAT_ZSTD | FORMAT_ZSTD_DICT => {
+            let dict = match (format, dict) {
+                (FORMAT_ZSTD_DICT, None) => {
+                    return Err(DecodeError("chunk needs the block dictionary"));
+                }
+                (FORMAT_ZSTD_DICT, d) => d,
+                _ => None,
             };
-            buf.clear();
-            buf.reserve(raw_len as usize);
-            let n = d
-                .decompress_to_buffer(r.b, buf)
+            ZSTD.with(|cell| {
+                let mut state = cell.borrow_mut();
+                let (dctx, buf) = &mut *state;
+                let d = match dctx {
+                    Some(d) => d,
+                    None => dctx.insert(DCtx::try_create().ok_or(DecodeError("zstd context"))?),
+                };
+                buf.clear();
+                buf.reserve(raw_len as usize);
+                let n = match dict {
+                    Some(dd) => d.decompress_using_ddict(buf, r.b, dd),
+                    None => d.decompress(buf, r.b),
+                }
                 .map_err(|_| DecodeError("zstd payload"))?;
-            if n as u64 != raw_len {
-                return Err(DecodeError("length mismatch"));
-            }
-            let res = decode_raw(buf, start, end, out);
-            // Keep one chunk's worth, not the largest ever seen.
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
-            }
-            res
-        }),
+                if n as u64 != raw_len {
+                    return Err(DecodeError("length mismatch"));
+                }
+                let res = decode_raw(buf, v2, start, end, out);
+                // Keep one chunk's worth, not the largest ever seen.
+                if buf.capacity() > 1 << 20 {
+                    *buf = Vec::new();
+                }
+                res
+            })
+        }
         _ => Err(DecodeError("unknown format")),
     }
 }
@@ -310,17 +464,115 @@ pub fn decode(
 thread_local! {
     /// A decompression context and output buffer per thread: creating a zstd context costs
     /// more than decompressing a typical chunk.
-    static ZSTD: std::cell::RefCell<(Option<zstd::bulk::Decompressor<'static>>, Vec<u8>)> =
+    static ZSTD: std::cell::RefCell<(Option<DCtx<'static>>, Vec<u8>)> =
         const { std::cell::RefCell::new((None, Vec::new())) };
 }
 
-fn decode_raw(raw: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), DecodeError> {
+fn decode_raw(
+    raw: &[u8],
+    v2: bool,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), DecodeError> {
     let base = out.len();
-    let res = decode_raw_into(raw, start, end, out);
+    let res = decode_raw_into(raw, v2, start, end, out);
     if res.is_err() {
         out.truncate(base);
     }
     res
+}
+
+/// Constant-step timestamps `t0 + i * step`: the run `[lo, hi)` of them within
+/// `[start, end]` is computed, not decoded, and pushed to `out` (values zero).
+fn step_times(
+    r: &mut Reader<'_>,
+    n: usize,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(usize, usize), DecodeError> {
+    let t0 = r.varint()?;
+    let step = r.varint()?;
+    let bad = DecodeError("time step");
+    if step <= 0 || n < 2 {
+        return Err(bad);
+    }
+    let last = (n as i64 - 1)
+        .checked_mul(step)
+        .and_then(|x| t0.checked_add(x))
+        .ok_or(bad)?;
+    // Index of the first sample at or after `x` (within [0, n]).
+    let first_at = |x: i64| -> usize {
+        if x <= t0 {
+            0
+        } else if x > last {
+            n
+        } else {
+            ((i128::from(x) - i128::from(t0) + i128::from(step) - 1) / i128::from(step)) as usize
+        }
+    };
+    let lo = first_at(start);
+    let hi = if end == i64::MAX {
+        n
+    } else {
+        first_at(end + 1)
+    };
+    if lo < hi {
+        let base = out.len();
+        out.resize(base + (hi - lo), Sample { t: 0, v: 0.0 });
+        let mut t = t0 + lo as i64 * step;
+        for s in &mut out[base..] {
+            s.t = t;
+            t = t.wrapping_add(step);
+        }
+    }
+    Ok((lo, hi))
+}
+
+/// The decimal column's integers `m_i` (deltas, or with `DOD` a first delta then
+/// delta-of-deltas) as values `m_i / p` (`INT`: `p` is 1, no division) of samples `[lo, hi)`
+/// into `dst[i - lo]`; samples before `lo` are decoded but not stored. `hi > lo`.
+#[inline(always)]
+fn decimal_values<const DOD: bool, const INT: bool>(
+    r: &mut Reader<'_>,
+    lo: usize,
+    hi: usize,
+    p: f64,
+    dst: &mut [Sample],
+) -> Result<(), DecodeError> {
+    let scale = |m: i64| if INT { m as f64 } else { m as f64 / p };
+    // Sample 0: its varint is m_0 itself in both orders.
+    let mut m = r.varint()?;
+    let mut delta = m;
+    if lo == 0 {
+        dst[0].v = scale(m);
+    }
+    let advance = |m: &mut i64, delta: &mut i64, x: i64| {
+        *delta = if DOD { delta.wrapping_add(x) } else { x };
+        *m = m.wrapping_add(*delta);
+    };
+    for _ in 1..lo {
+        advance(&mut m, &mut delta, r.varint()?);
+    }
+    let mut i = lo.max(1);
+    while i < hi {
+        if hi - i >= 8
+            && let Some(word) = r.small8()
+        {
+            for (k, s) in dst[i - lo..i - lo + 8].iter_mut().enumerate() {
+                advance(&mut m, &mut delta, unzz8(word, k));
+                s.v = scale(m);
+            }
+            r.skip8();
+            i += 8;
+        } else {
+            advance(&mut m, &mut delta, r.varint()?);
+            dst[i - lo].v = scale(m);
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Advances `t` to sample `i` (≥ 1): its varint is the first delta for `i == 1` and a
@@ -337,6 +589,7 @@ fn next_time(r: &mut Reader<'_>, i: usize, t: &mut i64, d: &mut i64) -> Result<(
 /// samples in `[start, end]`, then fills in the values of that run.
 fn decode_raw_into(
     raw: &[u8],
+    v2: bool,
     start: i64,
     end: i64,
     out: &mut Vec<Sample>,
@@ -348,12 +601,17 @@ fn decode_raw_into(
     }
     let base = out.len();
     out.reserve(n);
+    let tmode = if v2 { r.byte()? } else { TIME_DOD };
     // Samples before `lo` are under `start`, samples from `hi` on are past `end`
     // (timestamps are increasing); the rest of the column is still read to reach the values.
     // `t` is the time of sample `i`; the first varint is t0, the second the first delta, the
     // others delta-of-deltas.
     let (mut lo, mut hi) = (n, n);
-    if n > 0 {
+    if tmode == TIME_STEP {
+        (lo, hi) = step_times(&mut r, n, start, end, out)?;
+    } else if tmode != TIME_DOD {
+        return Err(DecodeError("time mode"));
+    } else if n > 0 {
         let mut t = r.varint()?;
         let mut d = 0i64;
         let mut i = 0usize;
@@ -388,7 +646,7 @@ fn decode_raw_into(
                     if tt > end {
                         break;
                     }
-                    out.extend(ts.iter().map(|&t| Sample { t, v: 0.0 }));
+                    out.extend_from_slice(&ts.map(|t| Sample { t, v: 0.0 }));
                     r.skip8();
                     (t, d) = (tt, dd);
                     i += 8;
@@ -439,36 +697,11 @@ fn decode_raw_into(
             }
             // The integers m_i: deltas (order 1) or a first delta then delta-of-deltas
             // (order 2). Samples before `lo` are decoded but not stored.
-            let dod = order == 2;
-            let (mut m, mut delta) = (0i64, 0i64);
-            let mut advance = |i: usize, x: i64| -> i64 {
-                delta = if dod && i > 0 {
-                    delta.wrapping_add(x)
-                } else {
-                    x
-                };
-                m = m.wrapping_add(delta);
-                m
-            };
-            for i in 0..lo {
-                advance(i, r.varint()?);
-            }
-            // m / 1.0 is m: no division per sample for integer-valued chunks.
-            let scale = |m: i64| if d == 0 { m as f64 } else { m as f64 / p };
-            let mut i = lo;
-            while i < hi {
-                if hi - i >= 8
-                    && let Some(word) = r.small8()
-                {
-                    for (k, s) in dst[i - lo..i - lo + 8].iter_mut().enumerate() {
-                        s.v = scale(advance(i + k, unzz8(word, k)));
-                    }
-                    r.skip8();
-                    i += 8;
-                } else {
-                    dst[i - lo].v = scale(advance(i, r.varint()?));
-                    i += 1;
-                }
+            match (order == 2, d == 0) {
+                (true, true) => decimal_values::<true, true>(&mut r, lo, hi, p, dst)?,
+                (true, false) => decimal_values::<true, false>(&mut r, lo, hi, p, dst)?,
+                (false, true) => decimal_values::<false, true>(&mut r, lo, hi, p, dst)?,
+                (false, false) => decimal_values::<false, false>(&mut r, lo, hi, p, dst)?,
             }
             // Exceptions (NaN, ±Inf, -0, too many digits) overwrite their slots.
             for &(ei, bits) in &exc {
@@ -489,9 +722,9 @@ mod tests {
 
     fn roundtrip(samples: &[Sample]) -> Vec<u8> {
         let mut enc = Vec::new();
-        encode(samples, &mut enc);
+        encode(samples, &mut enc).unwrap();
         let mut got = Vec::new();
-        decode(&enc, i64::MIN, i64::MAX, &mut got).unwrap();
+        decode(&enc, None, i64::MIN, i64::MAX, &mut got).unwrap();
         assert_eq!(got.len(), samples.len());
         for (a, b) in got.iter().zip(samples) {
             assert_eq!(a.t, b.t);
@@ -529,7 +762,7 @@ mod tests {
             .collect();
         let enc = roundtrip(&samples);
         let mut got = Vec::new();
-        decode(&enc, 2000, 5000, &mut got).unwrap();
+        decode(&enc, None, 2000, 5000, &mut got).unwrap();
         assert_eq!(
             got.iter().map(|s| s.t).collect::<Vec<_>>(),
             vec![2000, 3000, 4000, 5000]
@@ -547,13 +780,140 @@ mod tests {
             })
             .collect();
         let mut enc = Vec::new();
-        encode(&samples, &mut enc);
+        encode(&samples, &mut enc).unwrap();
         for cut in 0..enc.len() {
             let mut out = Vec::new();
-            let _ = decode(&enc[..cut], i64::MIN, i64::MAX, &mut out);
+            let _ = decode(&enc[..cut], None, i64::MIN, i64::MAX, &mut out);
         }
         let mut out = Vec::new();
-        assert!(decode(&[7, 0], 0, 1, &mut out).is_err());
+        assert!(decode(&[7, 0], None, 0, 1, &mut out).is_err());
+    }
+
+    /// Service-like chunks: counters with random increments at a regular step (`jitter`
+    /// off) or with a few ms of jitter, as a scrape would store them.
+    fn service_like(seed: u64, n: usize, jitter: bool) -> Vec<Sample> {
+        let mut x = seed | 1;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut t, mut v) = (1_700_000_000_000i64 + (seed % 1000) as i64, 0.0f64);
+        (0..n)
+            .map(|_| {
+                let r = rnd();
+                t += if jitter {
+                    14_995 + (r % 10) as i64
+                } else {
+                    15_000
+                };
+                v += match seed % 3 {
+                    0 => (r % 40) as f64,
+                    1 => (r % 7) as f64,
+                    _ => ((r >> 8) % 4_000_000) as f64 / 1000.0 - v.min(1000.0) / 2.0,
+                };
+                Sample { t, v }
+            })
+            .collect()
+    }
+
+    fn decode_all(enc: &[u8], dict: Option<&DDict<'static>>) -> Vec<(i64, u64)> {
+        let mut got = Vec::new();
+        decode(enc, dict, i64::MIN, i64::MAX, &mut got).unwrap();
+        got.iter().map(|s| (s.t, s.v.to_bits())).collect()
+    }
+
+    fn bits(samples: &[Sample]) -> Vec<(i64, u64)> {
+        samples.iter().map(|s| (s.t, s.v.to_bits())).collect()
+    }
+
+    /// A dictionary trained once on service-like chunks (training takes a while).
+    fn test_dict() -> &'static (Vec<u8>, DDict<'static>) {
+        static DICT: std::sync::OnceLock<(Vec<u8>, DDict<'static>)> = std::sync::OnceLock::new();
+        DICT.get_or_init(|| {
+            let (mut data, mut sizes, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+            for seed in 0..48 {
+                encode_raw(&service_like(seed, 2048, seed % 2 == 0), &mut raw);
+                data.extend_from_slice(&raw);
+                sizes.push(raw.len());
+            }
+            let d = train_dictionary(&data, &sizes).expect("dictionary");
+            let dd = prepare_dictionary(&d).unwrap();
+            (d, dd)
+        })
+    }
+
+    #[test]
+    fn constant_step_times_are_computed_for_any_window() {
+        let samples = service_like(4, 300, false);
+        let mut raw = Vec::new();
+        encode_raw(&samples, &mut raw);
+        assert_eq!(raw[2], TIME_STEP, "n takes two bytes, then the mode");
+        let mut dod = Vec::new();
+        encode_times_dod(&samples, &mut dod);
+        assert!(
+            dod.len() > 290,
+            "a delta-of-delta column has a byte per sample"
+        );
+        let mut enc = Vec::new();
+        encode(&samples, &mut enc).unwrap();
+        assert_eq!(decode_all(&enc, None), bits(&samples));
+        let (first, last) = (samples[0].t, samples[299].t);
+        let edges = [
+            i64::MIN,
+            first - 15_000,
+            first - 1,
+            first,
+            first + 1,
+            first + 14_999,
+            first + 15_000,
+            first + 2_000_000,
+            last - 1,
+            last,
+            last + 1,
+            i64::MAX,
+        ];
+        for &a in &edges {
+            for &b in &edges {
+                let mut got = Vec::new();
+                decode(&enc, None, a, b, &mut got).unwrap();
+                let want: Vec<_> = samples
+                    .iter()
+                    .filter(|s| s.t >= a && s.t <= b)
+                    .copied()
+                    .collect();
+                assert_eq!(bits(&got), bits(&want), "window [{a}, {b}]");
+            }
+        }
+    }
+
+    #[test]
+    fn dictionary_frames_are_smaller_and_need_the_dictionary() {
+        let (dict, ddict) = test_dict();
+        let mut with = Compressor::new(Some(dict)).unwrap();
+        let mut without = Compressor::new(None).unwrap();
+        let (mut raw, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bytes_with, mut bytes_without) = (0, 0);
+        for seed in 100..140 {
+            let samples = service_like(seed, 500 + (seed as usize * 37) % 1548, seed % 2 == 1);
+            encode_raw(&samples, &mut raw);
+            with.compress(&raw, &mut a);
+            without.compress(&raw, &mut b);
+            assert_eq!(a[0], FORMAT_ZSTD_DICT);
+            assert_eq!(b[0], FORMAT_ZSTD);
+            bytes_with += a.len();
+            bytes_without += b.len();
+            assert_eq!(decode_all(&a, Some(ddict)), bits(&samples));
+            assert_eq!(decode_all(&b, None), bits(&samples));
+            let mut out = Vec::new();
+            assert!(decode(&a, None, i64::MIN, i64::MAX, &mut out).is_err());
+            assert!(out.is_empty());
+        }
+        assert!(
+            bytes_with < bytes_without,
+            "{bytes_with} bytes with the dictionary, {bytes_without} without"
+        );
     }
 
     proptest! {
@@ -584,9 +944,9 @@ mod tests {
                 Sample { t, v }
             }).collect();
             let mut enc = Vec::new();
-            encode(&samples, &mut enc);
+            encode(&samples, &mut enc).unwrap();
             let mut full = Vec::new();
-            decode(&enc, i64::MIN, i64::MAX, &mut full).unwrap();
+            decode(&enc, None, i64::MIN, i64::MAX, &mut full).unwrap();
             prop_assert_eq!(full.len(), samples.len());
             for (a, b) in full.iter().zip(&samples) {
                 prop_assert_eq!(a.t, b.t);
@@ -595,7 +955,7 @@ mod tests {
             let span = (t - t0) as f64;
             let (a, b) = (t0 + (span * cut.0.min(cut.1)) as i64, t0 + (span * cut.0.max(cut.1)) as i64);
             let mut got = vec![Sample { t: -1, v: 7.0 }];
-            decode(&enc, a, b, &mut got).unwrap();
+            decode(&enc, None, a, b, &mut got).unwrap();
             let want: Vec<(i64, u64)> = std::iter::once((-1, 7.0f64.to_bits()))
                 .chain(full.iter().filter(|s| s.t >= a && s.t <= b).map(|s| (s.t, s.v.to_bits())))
                 .collect();
@@ -620,15 +980,72 @@ mod tests {
             }).collect();
             // Wrapping timestamps are not sorted; encoding still reproduces them exactly.
             let mut enc = Vec::new();
-            encode(&samples, &mut enc);
+            encode(&samples, &mut enc).unwrap();
             let mut got = Vec::new();
-            decode(&enc, i64::MIN, i64::MAX, &mut got).unwrap();
+            decode(&enc, None, i64::MIN, i64::MAX, &mut got).unwrap();
             if samples.windows(2).all(|w| w[0].t < w[1].t) {
                 prop_assert_eq!(got.len(), samples.len());
                 for (a, b) in got.iter().zip(&samples) {
                     prop_assert_eq!(a.t, b.t);
                     prop_assert_eq!(a.v.to_bits(), b.v.to_bits());
                 }
+            }
+        }
+
+        // Chunks in the first layout (formats 0/1, as blocks written before format 2 hold
+        // them) and chunks compressed with a block dictionary decode to the same samples,
+        // whole and by window; a damaged dictionary frame errors without output.
+        #[test]
+        fn v1_and_dictionary_chunks_decode(
+            t0 in -1_000_000_000i64..1_000_000_000,
+            step in 1i64..100_000,
+            jitter in proptest::collection::vec(prop_oneof![
+                6 => Just(0i64),
+                1 => -3i64..3,
+            ], 1..600),
+            vals in proptest::collection::vec(prop_oneof![
+                4 => (0i64..40).prop_map(|x| x as f64),
+                2 => (-100_000i64..100_000).prop_map(|x| x as f64 / 1000.0),
+                1 => any::<f64>(),
+            ], 600),
+            cut in (0.0f64..1.0, 0.0f64..1.0),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let mut v = 0.0f64;
+            let samples: Vec<Sample> = jitter.iter().zip(&vals).enumerate().map(|(i, (&j, &x))| {
+                v = if x.is_finite() && v.is_finite() && x.abs() < 1e6 { v + x } else { x };
+                Sample { t: t0 + i as i64 * step * 4 + j, v }
+            }).collect();
+            let (dict, ddict) = test_dict();
+            let mut v1 = Vec::new();
+            encode_v1(&samples, &mut v1);
+            prop_assert!(v1[0] <= FORMAT_ZSTD_V1);
+            let mut raw = Vec::new();
+            encode_raw(&samples, &mut raw);
+            let mut v2 = Vec::new();
+            Compressor::new(Some(dict)).unwrap().compress(&raw, &mut v2);
+            prop_assert!(v2[0] >= FORMAT_PLAIN);
+            prop_assert_eq!(decode_all(&v1, None), bits(&samples));
+            prop_assert_eq!(decode_all(&v2, Some(ddict)), bits(&samples));
+            let span = samples[samples.len() - 1].t - t0;
+            let (a, b) = (
+                t0 + (span as f64 * cut.0.min(cut.1)) as i64,
+                t0 + (span as f64 * cut.0.max(cut.1)) as i64,
+            );
+            let want: Vec<_> = samples.iter().filter(|s| s.t >= a && s.t <= b).copied().collect();
+            for enc in [&v1, &v2] {
+                let mut got = vec![Sample { t: -1, v: 1.0 }];
+                decode(enc, Some(ddict), a, b, &mut got).unwrap();
+                prop_assert_eq!(bits(&got[1..]), bits(&want));
+            }
+            // A flipped byte in the payload: an error (output untouched) or some samples,
+            // never a panic.
+            let mut bad = v2.clone();
+            let at = flip.index(bad.len());
+            bad[at] ^= 0x5a;
+            let mut out = Vec::new();
+            if decode(&bad, Some(ddict), i64::MIN, i64::MAX, &mut out).is_err() {
+                prop_assert!(out.is_empty());
             }
         }
     }
