@@ -1007,21 +1007,16 @@ fn par_each<T: Sync, S, E: Send>(
     if threads <= 1 {
         return work();
     }
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
-        let mut res = work();
-        for h in handles {
-            match h.join() {
-                Ok(r) => {
-                    if res.is_ok() {
-                        res = r;
-                    }
-                }
-                Err(p) => std::panic::resume_unwind(p),
-            }
+    let first_err: Mutex<Option<E>> = Mutex::new(None);
+    crate::pool::run(threads - 1, &|| {
+        if let Err(e) = work() {
+            first_err.lock().get_or_insert(e);
         }
-        res
-    })
+    });
+    match first_err.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// A selected series to decode: its labels and where its samples are.

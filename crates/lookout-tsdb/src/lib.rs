@@ -25,6 +25,7 @@ mod db;
 pub mod dense;
 mod head;
 mod metrics;
+mod pool;
 mod postings;
 mod symbols;
 mod wal;
