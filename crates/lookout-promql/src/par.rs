@@ -1,4 +1,5 @@
-//! Splitting per-series work across the machine's cores with scoped threads.
+//! Splitting per-series work across the machine's cores (the caller's thread and the
+//! persistent helpers of [`crate::pool`]).
 //!
 //! Work is cut into contiguous parts of roughly equal weight (samples), so concatenating the
 //! parts' results keeps the serial order and the output is identical to a one-thread run.
@@ -41,8 +42,8 @@ fn split_points<T>(items: &[T], weight: &impl Fn(&T) -> usize, parts: usize) -> 
     cuts
 }
 
-/// Runs `f` over contiguous parts of `items` on up to [`cores`] threads (the caller's thread
-/// takes the first part) and returns the parts' results in order. Runs on the calling thread
+/// Runs `f` over contiguous parts of `items` on up to [`cores`] threads (the caller's and the
+/// [`crate::pool`] helpers, each taking the next part) and returns the parts' results in order. Runs on the calling thread
 /// alone when the total weight is small.
 pub(crate) fn map_parts<T, R>(
     items: &[T],
@@ -63,24 +64,11 @@ where
     }
     let cuts = split_points(items, &weight, workers);
     let parts: Vec<&[T]> = cuts.windows(2).map(|w| &items[w[0]..w[1]]).collect();
-    let f = &f;
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = parts[1..].iter().map(|&p| sc.spawn(move || f(p))).collect();
-        let mut out = Vec::with_capacity(parts.len());
-        out.push(f(parts[0]));
-        for h in handles {
-            match h.join() {
-                Ok(r) => out.push(r),
-                // A worker panicked: re-raise it on the caller's thread.
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        out
-    })
+    map_dynamic(&parts, usize::MAX, |p| f(p))
 }
 
-/// `f` over every item on up to [`cores`] threads (the caller's included) that take the
-/// next item whenever they are done, so a thread the scheduler starts late leaves its
+/// `f` over every item on up to [`cores`] threads (the caller's and the persistent
+/// [`crate::pool`] helpers) that take the next item whenever they are done, so a thread the scheduler starts late leaves its
 /// share to the others; results in item order. One thread when `weight` (total work) is
 /// small.
 pub(crate) fn map_dynamic<T, R>(items: &[T], weight: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R>
@@ -107,15 +95,7 @@ where
             *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         }
     };
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = (1..workers).map(|_| sc.spawn(work)).collect();
-        work();
-        for h in handles {
-            if let Err(p) = h.join() {
-                std::panic::resume_unwind(p);
-            }
-        }
-    });
+    crate::pool::run(workers - 1, &work);
     slots
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
