@@ -2,6 +2,7 @@
 # Bytes per sample after compaction, same data for Lookout, Prometheus and VictoriaMetrics.
 # Usage: bench/storage_bytes_per_sample.sh [SERIES=500] [HOURS=24]
 # Needs python3, curl, and (as root) installs prometheus + victoria-metrics with apt.
+# LOOKOUT=path skips the release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERIES=${1:-500}
@@ -12,9 +13,11 @@ if ! command -v promtool >/dev/null || ! command -v victoria-metrics >/dev/null;
   if [ "$(id -u)" = 0 ]; then apt-get install -y prometheus victoria-metrics >/dev/null; else
     echo "SKIP: promtool/victoria-metrics missing"; exit 0; fi
 fi
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target-bench}
-cargo build -q --release -p lookout
-LOOKOUT=$CARGO_TARGET_DIR/release/lookout
+if [ -z "${LOOKOUT:-}" ]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target-bench}
+  cargo build -q --release -p lookout
+  LOOKOUT=$CARGO_TARGET_DIR/release/lookout
+fi
 python3 bench/storage_gen_openmetrics.py "$W/data.om" "$SERIES" "$HOURS" 15
 "$LOOKOUT" tsdb import openmetrics "$W/data.om" "$W/lookout" >/dev/null 2>&1
 SAMPLES=$("$LOOKOUT" tsdb stats "$W/lookout" 2>/dev/null | awk '/^block samples:/{print $3}')

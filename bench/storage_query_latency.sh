@@ -56,7 +56,8 @@ END=$((START + HOURS * 3600))
 # `serve` keeps metrics under <data-dir>/metrics.
 "$LOOKOUT" tsdb import openmetrics "$W/data.om" "$W/lookout/metrics" >/dev/null
 printf 'global:\n  scrape_interval: 15s\nscrape_configs: []\n' > "$W/prometheus.yml"
-[ -n "$OLD" ] && cp -r "$W/lookout" "$W/lookout-old"
+# The old binary imports its own copy: it may not read blocks in a newer format.
+[ -n "$OLD" ] && "$OLD" tsdb import openmetrics "$W/data.om" "$W/lookout-old/metrics" >/dev/null
 "$LOOKOUT" serve --config "$W/prometheus.yml" --data-dir "$W/lookout" \
   --prom-addr "127.0.0.1:$LK_PORT" --ui-addr off --loki-addr off --retention 100000d \
   >"$W/lookout.log" 2>&1 &
