@@ -21,6 +21,8 @@
 //!
 //! [`ScrapeManager::apply_config`] and [`ScrapeManager::stop`] are `async` (they spawn and
 //! join Tokio tasks); [`ScrapeManager::targets`] and the metadata views are synchronous.
+//! The loops run on the caller's runtime or, with [`ScrapeOptions::runtime`], on another
+//! one such as a [`ScrapeThread`] (what `lookout serve` does).
 
 pub mod client;
 pub mod discovery;
@@ -28,9 +30,11 @@ mod manager;
 mod metrics;
 pub mod offline;
 mod scrape_loop;
+mod scrape_thread;
 mod series_cache;
 pub mod target;
 mod tls;
 
 pub use manager::{ScrapeError, ScrapeManager, ScrapeOptions, TargetMetadata, TargetStatus};
 pub use scrape_loop::{Health, MetricMetadata};
+pub use scrape_thread::ScrapeThread;

@@ -37,6 +37,9 @@ pub struct ScrapeOptions {
     pub offset_seed: u64,
     /// Host name substituted for loopback addresses in `globalUrl`.
     pub hostname: String,
+    /// Runtime the scrape loops and discovery tasks run on (e.g. a
+    /// [`ScrapeThread`](crate::ScrapeThread)'s); `None` runs them on the caller's runtime.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for ScrapeOptions {
@@ -55,6 +58,7 @@ impl Default for ScrapeOptions {
             file_sd_poll_interval: Duration::from_secs(5),
             offset_seed: 0,
             hostname,
+            runtime: None,
         }
     }
 }
@@ -216,7 +220,7 @@ impl Pool {
                 sdc.refresh_interval.as_std(),
                 inner.opts.file_sd_poll_interval,
             );
-            self.sd_tasks.push(tokio::spawn(task));
+            self.sd_tasks.push(spawn(&inner.opts, task));
         }
     }
 
@@ -318,7 +322,7 @@ impl Pool {
             if let Some(old) = self.handover.remove(&h) {
                 sl.handover_from(old);
             }
-            let join = tokio::spawn(sl.run(rx));
+            let join = spawn(&inner.opts, sl.run(rx));
             self.loops.insert(
                 h,
                 LoopHandle {
@@ -382,6 +386,18 @@ async fn file_sd_task(
                 _ => return,
             }
         }
+    }
+}
+
+/// Spawns on the configured runtime, or on the current one.
+fn spawn<F>(opts: &ScrapeOptions, f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match &opts.runtime {
+        Some(h) => h.spawn(f),
+        None => tokio::spawn(f),
     }
 }
 

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 use lookout_config::PrometheusConfig;
 use lookout_prom_api::{ApiLimits, ApiState, BuildInfo, RuntimeInfo, RuntimeInfoProvider};
 use lookout_promql::{Engine, EngineOptions};
-use lookout_scrape::{ScrapeManager, ScrapeOptions};
+use lookout_scrape::{ScrapeManager, ScrapeOptions, ScrapeThread};
 use lookout_storage::{Appendable, Queryable};
 use lookout_tsdb::{Tsdb, TsdbOptions};
 
@@ -160,7 +160,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let appendable: Arc<dyn Appendable> = tsdb.clone();
     let queryable: Arc<dyn Queryable> = tsdb.clone();
-    let scrape = ScrapeManager::new(appendable.clone(), ScrapeOptions::default());
+    // Scrape loops get a thread of their own (see `lookout_scrape::ScrapeThread`).
+    let scrape_thread = ScrapeThread::start().context("starting the scrape thread")?;
+    let scrape = ScrapeManager::new(
+        appendable.clone(),
+        ScrapeOptions {
+            runtime: Some(scrape_thread.handle()),
+            ..ScrapeOptions::default()
+        },
+    );
     scrape.register_metrics(&mut registry.write());
     scrape
         .apply_config(&config)
@@ -336,6 +344,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = shutdown_tx.send(true);
     scrape.stop().await;
+    drop(scrape_thread);
     if let Some(agent) = agent {
         let _ = agent.await;
     }
