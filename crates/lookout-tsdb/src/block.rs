@@ -1013,6 +1013,47 @@ mod tests {
     }
 
     #[test]
+    fn dictionary_settles_mid_stream_and_every_chunk_reads_back() {
+        // Raw float columns (8 bytes a sample): the held-back chunks pass DICT_TRAIN_BYTES
+        // part way through, so chunks are written both before and after the dictionary.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::new(tmp.path()).unwrap();
+        let series = |i: usize| -> Vec<Sample> {
+            (0..1000)
+                .map(|k| Sample {
+                    t: k * 15_000 + (k * k) % 7,
+                    v: ((k as f64) + 0.5).sqrt() * (i as f64 + 1.0),
+                })
+                .collect()
+        };
+        let n = DICT_TRAIN_BYTES / 8000 + 100;
+        for i in 0..n {
+            w.add_series(l("m", i), &series(i)).unwrap();
+        }
+        let meta = w
+            .finish(0, 1000 * 15_000, 1, vec![], false)
+            .unwrap()
+            .unwrap();
+        let b = Block::open(&tmp.path().join(&meta.id)).unwrap();
+        assert!(b.dict.is_some());
+        b.verify_chunks().unwrap();
+        for i in 0..n {
+            let (labels, chunks) = b.series(i as u64).unwrap();
+            assert_eq!(labels, l("m", i));
+            let mut out = Vec::new();
+            b.samples(&chunks, i64::MIN, i64::MAX, &mut out).unwrap();
+            let want = series(i);
+            assert_eq!(out.len(), want.len(), "{labels}");
+            assert!(
+                out.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.t == b.t && a.v.to_bits() == b.v.to_bits()),
+                "{labels}"
+            );
+        }
+    }
+
+    #[test]
     fn out_of_order_series_are_refused_and_empty_writer_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let mut w = BlockWriter::new(tmp.path()).unwrap();
