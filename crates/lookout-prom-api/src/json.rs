@@ -4,8 +4,6 @@
 //! is written `1700000000.500`, whole seconds without a fraction), and the success envelope
 //! with optional `warnings`/`infos` arrays.
 
-use std::fmt::Write;
-
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lookout_promql::Value;
@@ -57,18 +55,8 @@ pub fn success_value<T: serde::Serialize>(data: &T, warnings: &[String]) -> Resp
 #[cfg(test)]
 fn format_float_f(v: f64) -> String {
     let mut out = String::new();
-    write_float_f(&mut out, v);
+    write_float(&mut out, v, false);
     out
-}
-
-fn write_float_f(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        let _ = write!(out, "{v}");
-    }
 }
 
 /// The sample-value formatting of Prometheus's `jsonutil.MarshalFloat`: `'e'` format for
@@ -81,33 +69,134 @@ pub fn format_sample_value(v: f64) -> String {
 
 fn write_sample_value(out: &mut String, v: f64) {
     let abs = v.abs();
-    if v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        write_float_e(out, v);
-    } else {
-        write_float_f(out, v);
+    let exp_form = v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs);
+    write_float(out, v, exp_form);
+}
+
+/// Room for the digits of a shortest round-trip formatting (at most 17 significant digits,
+/// up to 24 characters in fixed notation).
+const MAX_DIGITS: usize = 32;
+
+/// The shortest decimal digits that read back as `|v|` (finite, non-zero): returns the digit
+/// count `n` written to `digits` (no leading or trailing zeros) and the point position `p`,
+/// so that `|v| = 0.d1d2...dn × 10^p`.
+fn shortest_digits(v: f64, digits: &mut [u8; MAX_DIGITS]) -> (usize, i32) {
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v.abs()).as_bytes();
+    let (mantissa, exp) = match text.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(e) => {
+            let rest = &text[e + 1..];
+            let (neg, mag) = match rest.first() {
+                Some(b'-') => (true, &rest[1..]),
+                Some(b'+') => (false, &rest[1..]),
+                _ => (false, rest),
+            };
+            let mag = mag
+                .iter()
+                .fold(0i32, |a, &c| a * 10 + i32::from(c.wrapping_sub(b'0')));
+            (&text[..e], if neg { -mag } else { mag })
+        }
+        None => (text, 0),
+    };
+    let mut point = mantissa
+        .iter()
+        .position(|&c| c == b'.')
+        .unwrap_or(mantissa.len()) as i32;
+    let mut n = 0;
+    for &c in mantissa {
+        if c == b'.' {
+            continue;
+        }
+        if n == 0 && c == b'0' {
+            // A leading zero (before or after the dot) only moves the point.
+            point -= 1;
+        } else if n < MAX_DIGITS {
+            digits[n] = c;
+            n += 1;
+        }
+    }
+    while n > 1 && digits[n - 1] == b'0' {
+        n -= 1;
+    }
+    (n, point + exp)
+}
+
+fn push_ascii(out: &mut String, bytes: &[u8]) {
+    out.push_str(std::str::from_utf8(bytes).unwrap_or_default());
+}
+
+fn push_zeros(out: &mut String, count: usize) {
+    const ZEROS: &str = "00000000000000000000000000000000";
+    let mut left = count;
+    while left > 0 {
+        let k = left.min(ZEROS.len());
+        out.push_str(&ZEROS[..k]);
+        left -= k;
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e-07`, `1.5e+21` (exponent sign and at
-/// least two digits).
-fn write_float_e(out: &mut String, v: f64) {
-    let s = format!("{v:e}");
-    match s.split_once('e') {
-        Some((mant, exp)) => {
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exp),
-            };
-            out.push_str(mant);
-            out.push('e');
-            out.push(sign);
-            if digits.len() < 2 {
-                out.push('0');
-            }
-            out.push_str(digits);
-        }
-        None => out.push_str(&s),
+/// Go's `strconv.FormatFloat(v, fmt, -1, 64)` with `fmt` `'e'` when `exp_form`, else `'f'`:
+/// shortest round-trip digits; `'e'` writes `d[.ddd]e±XX` (at least two exponent digits).
+/// `NaN`, `+Inf`, `-Inf` and `-0` as Prometheus prints them.
+fn write_float(out: &mut String, v: f64, exp_form: bool) {
+    if v.is_nan() {
+        out.push_str("NaN");
+        return;
     }
+    if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        return;
+    }
+    if v.is_sign_negative() {
+        out.push('-');
+    }
+    if v == 0.0 {
+        out.push('0');
+        return;
+    }
+    let mut digits = [0u8; MAX_DIGITS];
+    let (n, p) = shortest_digits(v, &mut digits);
+    let d = &digits[..n];
+    if exp_form {
+        push_ascii(out, &d[..1]);
+        if n > 1 {
+            out.push('.');
+            push_ascii(out, &d[1..]);
+        }
+        let e = p - 1;
+        out.push_str(if e < 0 { "e-" } else { "e+" });
+        let e = e.unsigned_abs();
+        if e < 10 {
+            out.push('0');
+        }
+        push_u64(out, u64::from(e));
+    } else if p <= 0 {
+        out.push_str("0.");
+        push_zeros(out, p.unsigned_abs() as usize);
+        push_ascii(out, d);
+    } else if p as usize >= n {
+        push_ascii(out, d);
+        push_zeros(out, p as usize - n);
+    } else {
+        push_ascii(out, &d[..p as usize]);
+        out.push('.');
+        push_ascii(out, &d[p as usize..]);
+    }
+}
+
+/// Appends the decimal digits of `x`.
+fn push_u64(out: &mut String, mut x: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    push_ascii(out, &buf[i..]);
 }
 
 /// Prometheus's `jsonutil.MarshalTimestamp`: ms as seconds, `.ddd` only when non-zero.
@@ -117,10 +206,19 @@ pub fn write_timestamp(out: &mut String, t: i64) {
         out.push('-');
         t = -t;
     }
-    let _ = write!(out, "{}", t / 1000);
-    let frac = t % 1000;
+    // |i64| / 1000 < 2^54: exact as u64.
+    push_u64(out, (t / 1000) as u64);
+    let frac = (t % 1000) as u32;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        push_ascii(
+            out,
+            &[
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ],
+        );
     }
 }
 
@@ -245,6 +343,170 @@ mod tests {
         assert_eq!(format_sample_value(-2.5e-10), "-2.5e-10");
         assert_eq!(format_sample_value(123456789.123), "123456789.123");
         assert_eq!(format_float_f(1e21), "1000000000000000000000");
+    }
+
+    /// The formatter used before `ryu`: Rust's shortest round-trip `Display`/`LowerExp`,
+    /// rewritten into Go's layout. The fast path prints exactly the same, except where two
+    /// shortest candidates are equally near `v` (see [`check_against_reference`]).
+    fn reference_sample_value(v: f64) -> String {
+        let abs = v.abs();
+        if v.is_nan() {
+            return "NaN".into();
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+        }
+        if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+            return format!("{v}");
+        }
+        let s = format!("{v:e}");
+        let (mant, exp) = s.split_once('e').unwrap();
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        format!(
+            "{mant}e{sign}{}{digits}",
+            if digits.len() < 2 { "0" } else { "" }
+        )
+    }
+
+    /// Shortest digits as Rust's `LowerExp` prints them: (digits, point) as in
+    /// [`shortest_digits`].
+    fn std_digits(v: f64) -> (String, i32) {
+        let s = format!("{:e}", v.abs());
+        let (mant, exp) = s.split_once('e').unwrap();
+        let digits: String = mant.chars().filter(|c| *c != '.').collect();
+        let digits = digits.trim_end_matches('0').to_string();
+        (digits, exp.parse::<i32>().unwrap() + 1)
+    }
+
+    /// The fast formatter prints what the old one printed, with one documented exception:
+    /// when `v` lies exactly halfway between two shortest candidates, Go's
+    /// `strconv.FormatFloat` (and `ryu`) take the even last digit while Rust's `Display`
+    /// rounds up. There the digits must differ by one in the last place, ours must be even
+    /// and `v`'s exact decimal expansion must be the midpoint.
+    fn check_against_reference(v: f64) -> Result<(), String> {
+        let got = format_sample_value(v);
+        let want = reference_sample_value(v);
+        if got == want {
+            return Ok(());
+        }
+        if !v.is_finite() || v == 0.0 {
+            return Err(format!("{v:e}: {got} vs {want}"));
+        }
+        let mut d = [0u8; MAX_DIGITS];
+        let (n, p) = shortest_digits(v, &mut d);
+        let ours = std::str::from_utf8(&d[..n]).unwrap().to_string();
+        let (theirs, tp) = std_digits(v);
+        let tie = p == tp
+            && ours.len() == theirs.len()
+            && ours[..n - 1] == theirs[..n - 1]
+            && (ours.as_bytes()[n - 1] - b'0').is_multiple_of(2)
+            && theirs.as_bytes()[n - 1] == ours.as_bytes()[n - 1] + 1
+            && {
+                // Exact expansion of |v|: at most 767 significant digits.
+                let exact = format!("{:.800e}", v.abs());
+                let (m, _) = exact.split_once('e').unwrap();
+                let digits: String = m.chars().filter(|c| *c != '.').collect();
+                digits.starts_with(&ours)
+                    && digits[n..].starts_with('5')
+                    && digits[n + 1..].bytes().all(|b| b == b'0')
+            };
+        if tie && got.parse::<f64>() == Ok(v) {
+            Ok(())
+        } else {
+            Err(format!("{v:e}: {got} vs {want}"))
+        }
+    }
+
+    #[test]
+    fn exact_ties_round_to_even_like_go() {
+        // 2029359964586332.25 is exactly halfway between ...332.2 and ...332.3.
+        let v = f64::from_bits(4835976240399517041);
+        assert_eq!(format_sample_value(v), "2029359964586332.2");
+        assert_eq!(reference_sample_value(v), "2029359964586332.3");
+        assert!(check_against_reference(v).is_ok());
+    }
+
+    #[test]
+    fn fast_formatter_matches_reference_on_edge_cases() {
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            f64::EPSILON,
+            5e-324,
+            -5e-324,
+            1e-6,
+            1e21,
+            1e-7,
+            1e20,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            123456789.123,
+            9007199254740993.0,
+            1e15,
+            1e16,
+            1e17,
+            1e-5,
+            2.5e-10,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for b in [1e-6f64, 1e21, 1e16, 1e-5, 1e15, 1.0, 0.1] {
+            cases.push(f64::from_bits(b.to_bits() - 1));
+            cases.push(f64::from_bits(b.to_bits() + 1));
+        }
+        for e in -330..310 {
+            cases.push(10f64.powi(e));
+            cases.push(-(10f64.powi(e)) * 1.5);
+        }
+        for v in cases {
+            check_against_reference(v).unwrap();
+            let mut f = String::new();
+            write_float(&mut f, v, false);
+            if v.is_finite() {
+                assert_eq!(f, format!("{v}"), "{v:e}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_formatter_matches_reference_on_any_bits(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assert_eq!(check_against_reference(v), Ok(()));
+        }
+
+        #[test]
+        fn fast_formatter_matches_reference_on_decimals(
+            m in -10_000_000_000_000i64..10_000_000_000_000,
+            e in -12i32..12,
+        ) {
+            // Values as scrapes and rates produce them: short decimals and their quotients.
+            let v = m as f64 * 10f64.powi(e);
+            proptest::prop_assert_eq!(check_against_reference(v), Ok(()));
+            let r = m as f64 / 60.0;
+            proptest::prop_assert_eq!(check_against_reference(r), Ok(()));
+        }
+
+        #[test]
+        fn timestamps_match_reference(t in proptest::prelude::any::<i64>()) {
+            let mut got = String::new();
+            write_timestamp(&mut got, t);
+            let a = (t as i128).abs();
+            let want = format!(
+                "{}{}{}",
+                if t < 0 { "-" } else { "" },
+                a / 1000,
+                if a % 1000 != 0 { format!(".{:03}", a % 1000) } else { String::new() }
+            );
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
