@@ -751,13 +751,23 @@ impl<'a> Evaluator<'a> {
             (Some(p), "count_values") => Some(self.eval_string_arg(p, r)?),
             _ => None,
         };
-        let input = self.eval_vector_arg(&a.expr, r)?;
         let (without, names): (bool, Vec<String>) = match &a.modifier {
             Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
             Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
             None => (false, Vec::new()),
         };
         let name_refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        // `sum(rate(m[5m]))` and the like: fold each series as soon as it is evaluated.
+        if a.param.is_none()
+            && let Expr::Call(c) = unwrap_paren(&a.expr)
+            && let Some(fold) = crate::aggregate::StreamFold::new(&op, without, &name_refs, n)
+        {
+            self.check_deadline()?;
+            if crate::functions::stream_call_into(self, c, r, &fold)? {
+                return fold.finish(self);
+            }
+        }
+        let input = self.eval_vector_arg(&a.expr, r)?;
         crate::aggregate::aggregate(
             self,
             &op,

@@ -1003,6 +1003,46 @@ fn stream_range_function(
     ms: &promql_parser::parser::MatrixSelector,
     r: &Range,
 ) -> Result<Val> {
+    stream_range_function_into(ev, f, ms, r, None)
+}
+
+/// `sum(rate(m[5m])) by (...)` and the like with the aggregation fused in: when `c` is a range
+/// function that [`stream_range_function`] evaluates and its output needs no same-labelset
+/// check, each evaluated series goes straight into `fold` and `Ok(true)` is returned;
+/// `Ok(false)` (nothing evaluated) otherwise.
+pub(crate) fn stream_call_into(
+    ev: &mut Evaluator<'_>,
+    c: &Call,
+    r: &Range,
+    fold: &crate::aggregate::StreamFold<'_>,
+) -> Result<bool> {
+    let name = c.func.name;
+    if c.args.args.len() != 1 || matrix_arg_index(name) != Some(0) {
+        return Ok(false);
+    }
+    let (Expr::MatrixSelector(ms), Some(f)) = (unwrap_paren(&c.args.args[0]), RangeFn::of(name))
+    else {
+        return Ok(false);
+    };
+    // Without a metric name, series may collide once the name is dropped: that needs the
+    // whole input (merge_same_labels).
+    if !(matches!(f, RangeFn::Last | RangeFn::First) || ms.vs.name.is_some()) {
+        return Ok(false);
+    }
+    stream_range_function_into(ev, f, ms, r, Some(fold))?;
+    Ok(true)
+}
+
+/// [`stream_range_function`], handing each series to `sink` (in any order, from several
+/// threads; `None` for a visited series without output) instead of collecting them when
+/// one is given (the returned vector is then empty).
+fn stream_range_function_into(
+    ev: &mut Evaluator<'_>,
+    f: RangeFn,
+    ms: &promql_parser::parser::MatrixSelector,
+    r: &Range,
+    sink: Option<&crate::aggregate::StreamFold<'_>>,
+) -> Result<Val> {
     let keep_name = matches!(f, RangeFn::Last | RangeFn::First);
     let deadline = ev.deadline;
     let timed_out = AtomicBool::new(false);
@@ -1036,6 +1076,9 @@ fn stream_range_function(
             }
         });
         if pts.is_empty() {
+            if let Some(sink) = sink {
+                sink.push(i, None);
+            }
             return;
         }
         let odd_name = non_counter_name(f, labels).map(str::to_string);
@@ -1044,8 +1087,25 @@ fn stream_range_function(
         } else {
             labels.without_metric_name()
         };
+        let series = StepSeries { labels, pts };
         let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-        found.push((i, StepSeries { labels, pts }, odd_name));
+        match sink {
+            Some(sink) => {
+                if let Some(mn) = odd_name {
+                    found.push((
+                        i,
+                        StepSeries {
+                            labels: Labels::EMPTY,
+                            pts: Vec::new(),
+                        },
+                        Some(mn),
+                    ));
+                }
+                drop(found);
+                sink.push(i, Some(series));
+            }
+            None => found.push((i, series, odd_name)),
+        }
     };
     ev.stream_matrix_selector(ms, r, &visit)?;
     if timed_out.into_inner() {
@@ -1065,6 +1125,9 @@ fn stream_range_function(
     }
     for mn in non_counter_names {
         ev.info(non_counter_info(&mn));
+    }
+    if sink.is_some() {
+        return Ok(Val::Vector(Vec::new()));
     }
     if keep_name || ms.vs.name.is_some() {
         // Distinct series that all have the same name stay distinct without it.
