@@ -519,13 +519,12 @@ fn step_times(
         first_at(end + 1)
     };
     if lo < hi {
-        let base = out.len();
-        out.resize(base + (hi - lo), Sample { t: 0, v: 0.0 });
-        let mut t = t0 + lo as i64 * step;
-        for s in &mut out[base..] {
-            s.t = t;
-            t = t.wrapping_add(step);
-        }
+        // One pass over the new samples (a resize would zero them first).
+        let first = t0 + lo as i64 * step;
+        out.extend((0..(hi - lo) as i64).map(|k| Sample {
+            t: first.wrapping_add(k.wrapping_mul(step)),
+            v: 0.0,
+        }));
     }
     Ok((lo, hi))
 }
