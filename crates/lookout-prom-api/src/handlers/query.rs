@@ -181,7 +181,7 @@ async fn run(
             value,
             warnings,
             infos,
-        }))) => Ok(json::success(&json::query_data(&value), &warnings, &infos)),
+        }))) => Ok(json::query_success(&value, &warnings, &infos)),
     }
 }
 
