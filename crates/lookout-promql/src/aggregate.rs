@@ -341,7 +341,7 @@ impl SimpleOp {
     }
 
     /// Folds `f` into `a` (same arithmetic, in the same order, as the step-by-step path).
-    #[inline]
+    #[inline(always)]
     fn add(self, a: &mut Acc, f: f64) {
         if a.count == 0.0 {
             *a = Acc {
@@ -409,6 +409,35 @@ impl SimpleOp {
             SimpleOp::Stddev => (a.value / a.count).sqrt(),
             SimpleOp::Min | SimpleOp::Max => a.value,
         }
+    }
+}
+
+/// Folds `pts` into `row` (cell = step), with the operation's code specialised per loop.
+fn fold_row(op: SimpleOp, row: &mut [Acc], pts: &[(u32, f64)]) {
+    #[inline(always)]
+    fn each(op: SimpleOp, row: &mut [Acc], pts: &[(u32, f64)]) {
+        if pts.len() == row.len() {
+            // A value at every step: step k is pts[k].
+            for (cell, &(_, f)) in row.iter_mut().zip(pts) {
+                op.add(cell, f);
+            }
+        } else {
+            for &(step, f) in pts {
+                if let Some(cell) = row.get_mut(step as usize) {
+                    op.add(cell, f);
+                }
+            }
+        }
+    }
+    match op {
+        SimpleOp::Sum => each(SimpleOp::Sum, row, pts),
+        SimpleOp::Avg => each(SimpleOp::Avg, row, pts),
+        SimpleOp::Min => each(SimpleOp::Min, row, pts),
+        SimpleOp::Max => each(SimpleOp::Max, row, pts),
+        SimpleOp::Count => each(SimpleOp::Count, row, pts),
+        SimpleOp::Group => each(SimpleOp::Group, row, pts),
+        SimpleOp::Stddev => each(SimpleOp::Stddev, row, pts),
+        SimpleOp::Stdvar => each(SimpleOp::Stdvar, row, pts),
     }
 }
 
@@ -644,12 +673,7 @@ impl FoldSpec<'_> {
                 if first_step < group.first.0 {
                     group.first = (first_step, ordinal);
                 }
-                let row = &mut group.row;
-                for &(step, f) in &s.pts {
-                    if let Some(cell) = row.get_mut(step as usize) {
-                        self.op.add(cell, f);
-                    }
-                }
+                fold_row(self.op, &mut group.row, &s.pts);
             }
             Slot::Spilled => {
                 let first = t.spilled_first.entry(key).or_insert((first_step, ordinal));
