@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use lookout_storage::Labels;
 use promql_parser::parser::Expr;
 
-use crate::eval::{
-    Evaluator, Range, Result, StepSeries, Val, format_g, merge_same_labels, transpose,
-};
+use crate::eval::{Evaluator, Range, Result, StepSeries, Val, format_g, merge_same_labels};
 
 /// One cumulative bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -59,15 +57,14 @@ pub(crate) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> (f64, bool) 
     if buckets[buckets.len() - 1].upper != f64::INFINITY {
         return (f64::NAN, false);
     }
-    // Coalesce equal bounds.
-    let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
-    for b in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.upper == b.upper => last.count += b.count,
-            _ => merged.push(*b),
+    // Coalesce equal bounds (counts added in order into the first of each run).
+    buckets.dedup_by(|b, kept| {
+        let same = kept.upper == b.upper;
+        if same {
+            kept.count += b.count;
         }
-    }
-    *buckets = merged;
+        same
+    });
     // Monotonicity.
     let mut forced = false;
     let mut prev = buckets[0].count;
@@ -155,33 +152,48 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Ran
         };
         series_group.push(Some((id, upper)));
     }
-    let steps = transpose(&v, n);
-    let mut out: Vec<StepSeries> = groups
-        .iter()
-        .map(|(l, _)| StepSeries {
-            labels: l.clone(),
-            pts: Vec::new(),
-        })
-        .collect();
-    let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); groups.len()];
-    let mut forced_names: Vec<String> = Vec::new();
-    for (step, entries) in steps.iter().enumerate() {
-        let mut touched = Vec::new();
-        for &(si, f) in entries {
-            if let Some((g, upper)) = series_group[si] {
-                if buckets[g].is_empty() {
-                    touched.push(g);
-                }
-                buckets[g].push(Bucket { upper, count: f });
-            }
+    // Each group on its own (groups are independent, so on several cores): its bucket
+    // series ordered by bound once (a stable sort, so a step's buckets come in the order
+    // the per-step sort would give them), then walked step by step.
+    let mut members: Vec<Vec<(usize, f64)>> = vec![Vec::new(); groups.len()];
+    for (si, sg) in series_group.iter().enumerate() {
+        if let Some((g, upper)) = *sg {
+            members[g].push((si, upper));
         }
-        for g in touched {
-            let (val, forced) = bucket_quantile(q[step], &mut buckets[g]);
-            if forced && !forced_names.contains(&groups[g].1) {
-                forced_names.push(groups[g].1.clone());
-            }
-            out[g].pts.push((step as u32, val));
-            buckets[g].clear();
+    }
+    for m in &mut members {
+        // (A NaN bound makes the comparison no order: such a group keeps the input order
+        // and leaves sorting to each step, as before.)
+        if m.iter().all(|x| !x.1.is_nan()) {
+            m.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+        }
+    }
+    let deadline = ev.deadline;
+    let weight: usize = v.iter().map(|s| s.pts.len()).sum();
+    let ids: Vec<usize> = (0..groups.len()).collect();
+    let per_group = crate::par::map_dynamic(&ids, weight, |&g| -> Result<GroupResult> {
+        if std::time::Instant::now() > deadline {
+            return Err(crate::QueryError::Timeout("expression evaluation"));
+        }
+        Ok(group_quantiles(&members[g], &v, &q, n))
+    });
+    let mut out: Vec<StepSeries> = Vec::with_capacity(groups.len());
+    // (step, first input series with a value there, group) of each monotonicity fix: the
+    // order the step-by-step evaluation reports them in.
+    let mut forced: Vec<(u32, usize, usize)> = Vec::new();
+    for (g, res) in per_group.into_iter().enumerate() {
+        let (pts, fixes) = res?;
+        forced.extend(fixes.into_iter().map(|(step, si)| (step, si, g)));
+        out.push(StepSeries {
+            labels: groups[g].0.clone(),
+            pts,
+        });
+    }
+    forced.sort_unstable();
+    let mut forced_names: Vec<String> = Vec::new();
+    for (_, _, g) in forced {
+        if !forced_names.contains(&groups[g].1) {
+            forced_names.push(groups[g].1.clone());
         }
     }
     for name in forced_names {
@@ -191,6 +203,48 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], r: &Ran
     }
     out.retain(|s| !s.pts.is_empty());
     Ok(Val::Vector(merge_same_labels(out)?))
+}
+
+/// One group's `(step, quantile)` points and the `(step, first series)` of each step whose
+/// buckets needed a monotonicity fix.
+type GroupResult = (Vec<(u32, f64)>, Vec<(u32, usize)>);
+
+/// The quantiles of one group: `members` are its `(series, bound)` pairs sorted by bound.
+fn group_quantiles(
+    members: &[(usize, f64)],
+    series: &[StepSeries],
+    q: &[f64],
+    n: usize,
+) -> GroupResult {
+    let mut cursor = vec![0usize; members.len()];
+    let mut buckets: Vec<Bucket> = Vec::with_capacity(members.len());
+    let (mut pts, mut fixes) = (Vec::new(), Vec::new());
+    for step in 0..n as u32 {
+        buckets.clear();
+        let mut first = usize::MAX;
+        for (k, &(si, upper)) in members.iter().enumerate() {
+            let s = &series[si].pts;
+            let c = &mut cursor[k];
+            while *c < s.len() && s[*c].0 < step {
+                *c += 1;
+            }
+            if let Some(&(at, count)) = s.get(*c)
+                && at == step
+            {
+                buckets.push(Bucket { upper, count });
+                first = first.min(si);
+            }
+        }
+        if buckets.is_empty() {
+            continue;
+        }
+        let (val, was_forced) = bucket_quantile(q[step as usize], &mut buckets);
+        if was_forced {
+            fixes.push((step, first));
+        }
+        pts.push((step, val));
+    }
+    (pts, fixes)
 }
 
 /// Parses a float as Go's `strconv.ParseFloat` does for bucket bounds (`+Inf`, `1e0`, `.2`).
@@ -212,6 +266,113 @@ pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lookout_storage::Appendable;
+
+    /// The per-group walk gives what evaluating step by step gives (buckets in input order
+    /// at each step, monotonicity infos in the order steps and input series meet them), on
+    /// bucket series with gaps, non-monotonic steps and unsorted `le` strings.
+    #[test]
+    fn grouped_walk_matches_step_by_step_reference() {
+        let mem = lookout_storage::memory::MemStorage::new();
+        let mut app = mem.appender();
+        let les = ["0.1", "1", "10", "2.5", "+Inf", "0.5"];
+        let (n, step) = (40usize, 600_000i64);
+        let mut series: Vec<(Labels, Vec<Option<f64>>)> = Vec::new();
+        for (gi, (name, job)) in [("b_bucket", "x"), ("a_bucket", "y"), ("c_bucket", "z")]
+            .into_iter()
+            .enumerate()
+        {
+            for (li, le) in les.iter().enumerate() {
+                let labels = Labels::from_pairs([("__name__", name), ("job", job), ("le", le)]);
+                let upper = parse_go_float(le).unwrap();
+                let vals: Vec<Option<f64>> = (0..n)
+                    .map(|k| {
+                        if (k + li * 3 + gi) % 7 == 0 {
+                            return None;
+                        }
+                        let base = if upper.is_infinite() {
+                            1000.0
+                        } else {
+                            upper * 10.0
+                        };
+                        // Fixes first needed by the last group, then the others.
+                        Some(if (k + gi) % 5 == 4 {
+                            1000.0 - base
+                        } else {
+                            base + k as f64
+                        })
+                    })
+                    .collect();
+                for (k, v) in vals.iter().enumerate() {
+                    if let Some(v) = v {
+                        app.append(None, &labels, k as i64 * step, *v).unwrap();
+                    }
+                }
+                series.push((labels, vals));
+            }
+        }
+        app.commit().unwrap();
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+
+        // Reference: step by step, in input order.
+        let mut keys: Vec<Labels> = Vec::new();
+        let mut want: HashMap<Labels, Vec<(i64, u64)>> = HashMap::new();
+        let mut want_names: Vec<String> = Vec::new();
+        for k in 0..n {
+            let mut per_group: Vec<(usize, Vec<Bucket>)> = Vec::new();
+            for (labels, vals) in &series {
+                let Some(v) = vals[k] else { continue };
+                let key = labels.without(&["le"]);
+                let g = keys.iter().position(|x| *x == key).unwrap_or_else(|| {
+                    keys.push(key.clone());
+                    keys.len() - 1
+                });
+                let upper = parse_go_float(labels.get("le").unwrap()).unwrap();
+                match per_group.iter_mut().find(|x| x.0 == g) {
+                    Some(x) => x.1.push(Bucket { upper, count: v }),
+                    None => per_group.push((g, vec![Bucket { upper, count: v }])),
+                }
+            }
+            for (g, mut bs) in per_group {
+                let (v, forced) = bucket_quantile(0.9, &mut bs);
+                let name = keys[g].metric_name().unwrap().to_string();
+                if forced && !want_names.contains(&name) {
+                    want_names.push(name);
+                }
+                want.entry(keys[g].without_metric_name())
+                    .or_default()
+                    .push((k as i64 * step, v.to_bits()));
+            }
+        }
+        assert_eq!(want_names, ["c_bucket", "a_bucket", "b_bucket"]);
+
+        let res = crate::Engine::default()
+            .range_query(
+                &mem,
+                "histogram_quantile(0.9, {__name__=~\"a_bucket|b_bucket|c_bucket\"})",
+                0,
+                (n as i64 - 1) * step,
+                std::time::Duration::from_millis(step as u64),
+            )
+            .unwrap();
+        let crate::Value::Matrix(got) = res.value else {
+            panic!("not a matrix")
+        };
+        let got: HashMap<Labels, Vec<(i64, u64)>> = got
+            .into_iter()
+            .map(|s| {
+                let pts = s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect();
+                (s.labels, pts)
+            })
+            .collect();
+        assert_eq!(got, want);
+        let names: Vec<String> = res
+            .infos
+            .iter()
+            .map(|i| i.rsplit('"').nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(names, want_names);
+    }
 
     fn b(pairs: &[(f64, f64)]) -> Vec<Bucket> {
         pairs
