@@ -1253,15 +1253,14 @@ fn eval_windows(
     let mut pts: Vec<(u32, f64)> = Vec::with_capacity(r.steps());
     let mut memo = RateMemo::default();
     let (mut lo, mut hi) = (0usize, 0usize);
+    let (mut dlo, mut dhi) = (0usize, 0usize);
     for i in 0..r.steps() {
         let ts = r.ts(i);
         let te = rd.eval_time(ts);
-        while hi < samples.len() && samples[hi].t <= te {
-            hi += 1;
-        }
-        while lo < hi && samples[lo].t <= te - rd.range {
-            lo += 1;
-        }
+        let h = first_after(samples, hi, samples.len(), te, dhi);
+        (dhi, hi) = (h - hi, h);
+        let l = first_after(samples, lo, hi, te - rd.range, dlo);
+        (dlo, lo) = (l - lo, l);
         if lo > hi {
             lo = hi;
         }
@@ -1381,6 +1380,24 @@ fn eval_windows(
 
 /// Calls `f(step, window, window_end)` for every step with the samples of `s` in
 /// `(te - range, te]`.
+/// The first index in `from..=limit` whose sample is after `bound` (`limit` if none) in
+/// time-sorted `samples`, where every sample before `from` is known to be at or before
+/// `bound`. `from + guess` is checked first: the windows of regular scrapes move by the same
+/// number of samples every step, so two comparisons usually replace the scan.
+#[inline(always)]
+fn first_after(samples: &[Sample], from: usize, limit: usize, bound: i64, guess: usize) -> usize {
+    let g = from + guess;
+    if guess > 0 && g <= limit && samples[g - 1].t <= bound && (g == limit || samples[g].t > bound)
+    {
+        return g;
+    }
+    let mut i = from;
+    while i < limit && samples[i].t <= bound {
+        i += 1;
+    }
+    i
+}
+
 fn for_each_window(
     rd: &RangeData,
     s: &lookout_storage::Series,
@@ -1389,14 +1406,13 @@ fn for_each_window(
 ) {
     let samples = &s.samples;
     let (mut lo, mut hi) = (0usize, 0usize);
+    let (mut dlo, mut dhi) = (0usize, 0usize);
     for i in 0..r.steps() {
         let te = rd.eval_time(r.ts(i));
-        while hi < samples.len() && samples[hi].t <= te {
-            hi += 1;
-        }
-        while lo < hi && samples[lo].t <= te - rd.range {
-            lo += 1;
-        }
+        let h = first_after(samples, hi, samples.len(), te, dhi);
+        (dhi, hi) = (h - hi, h);
+        let l = first_after(samples, lo, hi, te - rd.range, dlo);
+        (dlo, lo) = (l - lo, l);
         if lo > hi {
             lo = hi;
         }
@@ -1411,6 +1427,30 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// The guessed window bound is the scanned one.
+        #[test]
+        fn first_after_matches_a_scan(
+            gaps in proptest::collection::vec(0i64..4, 0..30),
+            from_frac in 0.0f64..1.0,
+            limit_frac in 0.0f64..1.0,
+            bound in -2i64..70,
+            guess in 0usize..35,
+        ) {
+            let mut t = 0;
+            let samples: Vec<Sample> = gaps.iter().map(|g| { t += g; Sample { t, v: 0.0 } }).collect();
+            let limit = (limit_frac * (samples.len() + 1) as f64) as usize;
+            let limit = limit.min(samples.len());
+            // `from` must have only samples at or before `bound` before it.
+            let max_from = samples[..limit].iter().take_while(|x| x.t <= bound).count();
+            let from = (from_frac * (max_from + 1) as f64) as usize;
+            let from = from.min(max_from);
+            let mut want = from;
+            while want < limit && samples[want].t <= bound {
+                want += 1;
+            }
+            prop_assert_eq!(first_after(&samples, from, limit, bound, guess), want);
+        }
+
         /// The eight-at-a-time pre-pass answers what a plain loop does.
         #[test]
         fn stale_and_reset_matches_a_plain_loop(
