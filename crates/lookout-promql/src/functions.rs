@@ -994,25 +994,11 @@ thread_local! {
 }
 
 /// Whether `samples` hold a stale marker, and whether a value is below the one before it
-/// (what rate/increase need to know about counter resets): one branch-free pass, eight
-/// samples at a time.
+/// (what rate/increase need to know about counter resets): one branch-free pass.
+#[inline]
 fn stale_and_reset(samples: &[Sample]) -> (bool, bool) {
     let (mut stale, mut reset, mut prev) = (false, false, f64::NAN);
-    let mut chunks = samples.chunks_exact(8);
-    for c in &mut chunks {
-        let mut s = false;
-        let mut r = c[0].v < prev;
-        for x in c {
-            s |= is_stale_nan(x.v);
-        }
-        for w in c.windows(2) {
-            r |= w[1].v < w[0].v;
-        }
-        stale |= s;
-        reset |= r;
-        prev = c[7].v;
-    }
-    for x in chunks.remainder() {
+    for x in samples {
         stale |= is_stale_nan(x.v);
         reset |= x.v < prev;
         prev = x.v;
@@ -1451,7 +1437,7 @@ mod tests {
             prop_assert_eq!(first_after(&samples, from, limit, bound, guess), want);
         }
 
-        /// The eight-at-a-time pre-pass answers what a plain loop does.
+        /// The pre-pass answers what `any` over the samples and their pairs does.
         #[test]
         fn stale_and_reset_matches_a_plain_loop(
             vals in proptest::collection::vec(
