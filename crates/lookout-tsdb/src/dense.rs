@@ -962,6 +962,41 @@ mod tests {
             prop_assert_eq!(got, want);
         }
 
+        // Constant-step chunks (timestamps generated, not decoded): any window of decimal,
+        // exception-laden or XOR-coded values decodes to the filtered full sample list,
+        // after what `out` already held.
+        #[test]
+        fn constant_step_windows_of_any_values(
+            t0 in -1_000_000_000i64..1_000_000_000,
+            step in 1i64..100_000,
+            vals in proptest::collection::vec(prop_oneof![
+                6 => (0i64..1000).prop_map(|x| x as f64),
+                2 => (-100_000i64..100_000).prop_map(|x| x as f64 / 100.0),
+                1 => Just(f64::NAN),
+                1 => Just(f64::NEG_INFINITY),
+                1 => Just(-0.0),
+                1 => any::<f64>(),
+            ], 2..300),
+            cut in (-0.1f64..1.1, -0.1f64..1.1),
+        ) {
+            let samples: Vec<Sample> = vals.iter().enumerate()
+                .map(|(i, &v)| Sample { t: t0 + i as i64 * step, v }).collect();
+            let mut raw = Vec::new();
+            encode_raw(&samples, &mut raw);
+            prop_assert_eq!(raw[if samples.len() < 128 { 1 } else { 2 }], TIME_STEP);
+            let mut enc = Vec::new();
+            encode(&samples, &mut enc).unwrap();
+            let span = (samples.len() as i64 * step) as f64;
+            let a = t0 + (span * cut.0.min(cut.1)) as i64;
+            let b = t0 + (span * cut.0.max(cut.1)) as i64;
+            let mut got = vec![Sample { t: -1, v: 7.0 }];
+            decode(&enc, None, a, b, &mut got).unwrap();
+            let want: Vec<(i64, u64)> = std::iter::once((-1, 7.0f64.to_bits()))
+                .chain(samples.iter().filter(|s| s.t >= a && s.t <= b).map(|s| (s.t, s.v.to_bits())))
+                .collect();
+            prop_assert_eq!(bits(&got), want);
+        }
+
         #[test]
         fn any_samples_roundtrip(
             start in any::<i64>(),
