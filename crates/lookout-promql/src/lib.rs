@@ -13,7 +13,6 @@ mod eval;
 mod functions;
 mod histogram;
 mod par;
-mod pool;
 pub mod syntax_check;
 mod value;
 pub use value::{InstantSample, QueryError, QueryResult, Value};

@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 
 /// Never more workers than this, however many cores there are.
 const MAX_WORKERS: usize = 8;
+
+/// Helper threads for the engine's parallel loops.
+static POOL: lookout_workpool::WorkPool = lookout_workpool::WorkPool::new("promql");
 /// Below this much weight per extra worker a thread costs more than it saves.
 pub(crate) const MIN_WEIGHT_PER_WORKER: usize = 64 * 1024;
 
@@ -95,7 +98,7 @@ where
             *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         }
     };
-    crate::pool::run(workers - 1, &work);
+    POOL.run(workers - 1, &work);
     slots
         .into_iter()
         .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))

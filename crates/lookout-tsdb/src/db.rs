@@ -52,6 +52,9 @@ fn ms(d: Duration) -> i64 {
 /// Every this many retention passes walk all series even when nothing suggests one is empty.
 const FULL_WALK_EVERY: u64 = 10;
 
+/// Helper threads for the read path's parallel decoding.
+static READ_POOL: lookout_workpool::WorkPool = lookout_workpool::WorkPool::new("tsdb-query");
+
 pub(crate) struct Inner {
     pub dir: PathBuf,
     pub opts: TsdbOptions,
@@ -1008,7 +1011,7 @@ fn par_each<T: Sync, S, E: Send>(
         return work();
     }
     let first_err: Mutex<Option<E>> = Mutex::new(None);
-    crate::pool::run(threads - 1, &|| {
+    READ_POOL.run(threads - 1, &|| {
         if let Err(e) = work() {
             first_err.lock().get_or_insert(e);
         }

@@ -25,7 +25,6 @@ mod db;
 pub mod dense;
 mod head;
 mod metrics;
-mod pool;
 mod postings;
 mod symbols;
 mod wal;

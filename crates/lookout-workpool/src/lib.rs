@@ -1,11 +1,13 @@
-//! Persistent helper threads for the engine's parallel loops (the same scheme as the
-//! `lookout-tsdb` read path's pool).
+//! Persistent helper threads for a query's parallel loops (the tsdb read path's decoding,
+//! the PromQL engine's per-series and per-step work).
 //!
 //! A query used to spawn scoped threads for each parallel step; a new thread often starts
 //! on the caller's (busy) core and waits milliseconds for the scheduler to move it, so the
 //! caller did most of the work alone. Here `cores - 1` helpers sleep on a condition variable
 //! and join a loop the moment it is posted. One loop runs at a time; a caller that finds the
-//! pool busy (two queries at once) falls back to scoped threads.
+//! pool busy (two queries at once) falls back to scoped threads. Each user has a pool of its
+//! own (a `static` [`WorkPool`]), so the engine's loop and the storage's decoding inside it
+//! do not queue behind each other.
 
 use std::any::Any;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -63,34 +65,83 @@ impl Pool {
 /// Never more helpers than this, however many cores there are.
 const MAX_HELPERS: usize = 7;
 
-fn pool() -> Option<&'static Pool> {
-    static POOL: OnceLock<Option<&'static Pool>> = OnceLock::new();
-    *POOL.get_or_init(|| {
-        let max_helpers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .saturating_sub(1)
-            .min(MAX_HELPERS);
-        if max_helpers == 0 {
-            return None;
+/// A lazily started set of helper threads; declare one as a `static` per user.
+pub struct WorkPool {
+    name: &'static str,
+    pool: OnceLock<Option<&'static Pool>>,
+}
+
+impl WorkPool {
+    /// Helpers are named `{name}-{i}` and started on first use.
+    pub const fn new(name: &'static str) -> Self {
+        WorkPool {
+            name,
+            pool: OnceLock::new(),
         }
-        let p: &'static Pool = Box::leak(Box::new(Pool {
-            helpers: max_helpers,
-            busy: Mutex::new(()),
-            state: Mutex::new(State::default()),
-            work: Condvar::new(),
-            done: Condvar::new(),
-        }));
-        for i in 0..max_helpers {
-            let spawned = std::thread::Builder::new()
-                .name(format!("promql-{i}"))
-                .spawn(move || p.helper());
-            if spawned.is_err() {
-                // Without helpers every loop uses scoped threads.
+    }
+
+    fn pool(&self) -> Option<&'static Pool> {
+        *self.pool.get_or_init(|| {
+            let max_helpers = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .saturating_sub(1)
+                .min(MAX_HELPERS);
+            if max_helpers == 0 {
                 return None;
             }
+            let p: &'static Pool = Box::leak(Box::new(Pool {
+                helpers: max_helpers,
+                busy: Mutex::new(()),
+                state: Mutex::new(State::default()),
+                work: Condvar::new(),
+                done: Condvar::new(),
+            }));
+            for i in 0..max_helpers {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-{i}", self.name))
+                    .spawn(move || p.helper());
+                if let Err(e) = spawned {
+                    tracing::warn!(pool = self.name, error = %e, "no helper thread; parallel loops use scoped threads");
+                    return None;
+                }
+            }
+            Some(p)
+        })
+    }
+
+    /// Runs `f` on the calling thread and on up to `extra` other threads at once (each call
+    /// of `f` should take work items until none are left), returning when all calls have
+    /// returned. The pool has one helper per core beyond the first. A panic in any call is
+    /// re-raised here.
+    pub fn run(&self, extra: usize, f: &(dyn Fn() + Sync)) {
+        if extra == 0 {
+            return f();
         }
-        Some(p)
-    })
+        let Some(p) = self.pool() else {
+            return scoped(extra, f);
+        };
+        let Ok(_busy) = p.busy.try_lock() else {
+            return scoped(extra, f);
+        };
+        // SAFETY: the erased reference is only called by helpers that took it from `state`
+        // while `task` was set; `Finish` (run on return and on unwind) clears `task` and
+        // waits until every such helper has left it, so no call outlives this borrow of `f`.
+        let task: Task = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Task>(f) };
+        {
+            let mut st = lock(&p.state);
+            st.task = Some(task);
+            st.wanted = extra.min(p.helpers);
+            st.panic = None;
+        }
+        p.work.notify_all();
+        {
+            let _finish = Finish(p);
+            f();
+        }
+        if let Some(panic) = lock(&p.state).panic.take() {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 /// Clears the posted task and waits until no helper is inside it, also when the caller's
@@ -105,39 +156,6 @@ impl Drop for Finish<'_> {
         while st.running > 0 {
             st = self.0.done.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-    }
-}
-
-/// Runs `f` on the calling thread and on up to `extra` other threads at once (each call of
-/// `f` should take work items until none are left), returning when all calls have returned.
-/// The pool has one helper per core beyond the first. A panic in any call is re-raised here.
-pub(crate) fn run(extra: usize, f: &(dyn Fn() + Sync)) {
-    if extra == 0 {
-        return f();
-    }
-    let Some(p) = pool() else {
-        return scoped(extra, f);
-    };
-    let Ok(_busy) = p.busy.try_lock() else {
-        return scoped(extra, f);
-    };
-    // SAFETY: the erased reference is only called by helpers that took it from `state`
-    // while `task` was set; `Finish` (run on return and on unwind) clears `task` and waits
-    // until every such helper has left it, so no call outlives this borrow of `f`.
-    let task: Task = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Task>(f) };
-    {
-        let mut st = lock(&p.state);
-        st.task = Some(task);
-        st.wanted = extra.min(p.helpers);
-        st.panic = None;
-    }
-    p.work.notify_all();
-    {
-        let _finish = Finish(p);
-        f();
-    }
-    if let Some(panic) = lock(&p.state).panic.take() {
-        std::panic::resume_unwind(panic);
     }
 }
 
@@ -157,6 +175,12 @@ fn scoped(extra: usize, f: &(dyn Fn() + Sync)) {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static POOL: WorkPool = WorkPool::new("test-pool");
+
+    fn run(extra: usize, f: &(dyn Fn() + Sync)) {
+        POOL.run(extra, f)
+    }
 
     #[test]
     fn every_item_once_and_panics_reach_the_caller() {
