@@ -15,8 +15,20 @@ pub fn small_opts() -> TsdbOptions {
     }
 }
 
+/// Opens the store. A `Locked` answer right after this process closed the same store is
+/// retried for up to two seconds: tests in this binary spawn child processes, and a child
+/// forked while the store was open holds the inherited lock descriptor until its `exec`
+/// closes it (a race of the test harness, not of the store).
 pub fn open(dir: &Path, opts: TsdbOptions) -> Tsdb {
-    Tsdb::open(dir, opts).expect("open")
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match Tsdb::open(dir, opts.clone()) {
+            Err(lookout_tsdb::TsdbError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r.expect("open"),
+        }
+    }
 }
 
 pub fn series(name: &str, i: usize) -> Labels {
