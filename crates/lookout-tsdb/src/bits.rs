@@ -43,14 +43,8 @@ impl BitWriter {
         self.buf.capacity()
     }
 
-    /// Empties the buffer, keeping its allocation.
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.free = 0;
-    }
-
-    /// Grows by a quarter instead of doubling: an open chunk's buffer is long-lived (reused
-    /// across cuts), so slack would be paid for by every series.
+    /// Grows by a quarter instead of doubling: every active series holds an open chunk's
+    /// buffer, so slack would be paid for by every series.
     #[inline]
     fn push(&mut self, b: u8) {
         if self.buf.len() == self.buf.capacity() {

@@ -66,7 +66,7 @@ pub struct OooState {
 }
 
 pub struct SeriesState {
-    /// The open in-order chunk (kept allocated between cuts while the series is active).
+    /// The open in-order chunk (its buffer is replaced by a small one at each cut).
     pub head: Option<HeadChunk>,
     /// In-order chunks in head-chunk files, sorted by time, non-overlapping.
     pub chunks: Vec<ChunkMeta>,
