@@ -688,19 +688,29 @@ impl Inner {
             return Ok(out);
         }
         let cutoff = max.saturating_sub(self.retention_ms);
-        let m = &self.head.metrics;
         let pass = self.retention_passes.fetch_add(1, Ordering::Relaxed);
         let min_valid = self.head.min_valid.load(Ordering::Relaxed);
         let walk = self.head.min_t.load(Ordering::Relaxed) < cutoff
             || self.walked_min_valid.swap(min_valid, Ordering::Relaxed) != min_valid
             || pass.is_multiple_of(FULL_WALK_EVERY);
-        if !walk {
-            let (blocks, bytes) = self.block_retention()?;
-            out.blocks_removed = blocks;
-            out.block_bytes_removed = bytes;
-            self.update_size_gauges();
-            return Ok(out);
+        if walk {
+            self.collect_head(cutoff, &mut out)?;
         }
+        let (blocks, bytes) = self.block_retention()?;
+        out.blocks_removed = blocks;
+        out.block_bytes_removed = bytes;
+        self.update_size_gauges();
+        if out != RetentionOutcome::default() {
+            tracing::debug!(?out, cutoff, "retention enforced");
+        }
+        Ok(out)
+    }
+
+    /// The walk of [`enforce_retention`](Self::enforce_retention): drops head chunks older
+    /// than `cutoff`, removes series left empty, deletes expired chunk files and publishes
+    /// the new oldest head time.
+    fn collect_head(&self, cutoff: i64, out: &mut RetentionOutcome) -> Result<(), TsdbError> {
+        let m = &self.head.metrics;
         let mut empty = Vec::new();
         let mut min = i64::MAX;
         for s in self.head.all_series() {
@@ -736,15 +746,8 @@ impl Inner {
             }
         }
         m.retention_chunks_removed.inc_by(out.chunks_removed as u64);
-        let (blocks, bytes) = self.block_retention()?;
-        out.blocks_removed = blocks;
-        out.block_bytes_removed = bytes;
         self.set_min_time(min);
-        self.update_size_gauges();
-        if out != RetentionOutcome::default() {
-            tracing::debug!(?out, cutoff, "retention enforced");
-        }
-        Ok(out)
+        Ok(())
     }
 
     fn checkpoint(&self) -> Result<bool, TsdbError> {
