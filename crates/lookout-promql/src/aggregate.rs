@@ -326,18 +326,33 @@ enum SimpleOp {
 }
 
 impl SimpleOp {
+    const ALL: [SimpleOp; 8] = [
+        SimpleOp::Sum,
+        SimpleOp::Avg,
+        SimpleOp::Min,
+        SimpleOp::Max,
+        SimpleOp::Count,
+        SimpleOp::Group,
+        SimpleOp::Stddev,
+        SimpleOp::Stdvar,
+    ];
+
+    /// The PromQL name of the aggregation.
+    fn name(self) -> &'static str {
+        match self {
+            SimpleOp::Sum => "sum",
+            SimpleOp::Avg => "avg",
+            SimpleOp::Min => "min",
+            SimpleOp::Max => "max",
+            SimpleOp::Count => "count",
+            SimpleOp::Group => "group",
+            SimpleOp::Stddev => "stddev",
+            SimpleOp::Stdvar => "stdvar",
+        }
+    }
+
     fn of(op: &str) -> Option<SimpleOp> {
-        Some(match op {
-            "sum" => SimpleOp::Sum,
-            "avg" => SimpleOp::Avg,
-            "min" => SimpleOp::Min,
-            "max" => SimpleOp::Max,
-            "count" => SimpleOp::Count,
-            "group" => SimpleOp::Group,
-            "stddev" => SimpleOp::Stddev,
-            "stdvar" => SimpleOp::Stdvar,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|o| o.name() == op)
     }
 
     /// Folds `f` into `a` (same arithmetic, in the same order, as the step-by-step path).
@@ -715,16 +730,7 @@ impl StreamFold<'_> {
             ));
         }
         if !table.spilled.is_empty() {
-            let opname = match op {
-                SimpleOp::Sum => "sum",
-                SimpleOp::Avg => "avg",
-                SimpleOp::Min => "min",
-                SimpleOp::Max => "max",
-                SimpleOp::Count => "count",
-                SimpleOp::Group => "group",
-                SimpleOp::Stddev => "stddev",
-                SimpleOp::Stdvar => "stdvar",
-            };
+            let opname = op.name();
             let Val::Vector(rest) = aggregate(
                 ev,
                 opname,

@@ -907,7 +907,7 @@ fn range_function(
             "function {name:?} is not supported by this engine"
         )));
     };
-    let keep_name = matches!(f, RangeFn::Last | RangeFn::First);
+    let keep_name = f.keeps_name();
     let deadline = ev.deadline;
     let scalars = &scalars;
     let rd_ref = &rd;
@@ -1039,7 +1039,7 @@ pub(crate) fn stream_call_into(
     };
     // Without a metric name, series may collide once the name is dropped: that needs the
     // whole input (merge_same_labels).
-    if !(matches!(f, RangeFn::Last | RangeFn::First) || ms.vs.name.is_some()) {
+    if !(f.keeps_name() || ms.vs.name.is_some()) {
         return Ok(false);
     }
     stream_range_function_into(ev, f, ms, r, Some(fold))?;
@@ -1056,7 +1056,7 @@ fn stream_range_function_into(
     r: &Range,
     sink: Option<&crate::aggregate::StreamFold<'_>>,
 ) -> Result<Val> {
-    let keep_name = matches!(f, RangeFn::Last | RangeFn::First);
+    let keep_name = f.keeps_name();
     let deadline = ev.deadline;
     let timed_out = AtomicBool::new(false);
     type Found = (usize, StepSeries, Option<String>);
@@ -1171,6 +1171,11 @@ enum RangeFn {
 }
 
 impl RangeFn {
+    /// `last_over_time` and `first_over_time` keep the metric name; the others drop it.
+    fn keeps_name(self) -> bool {
+        matches!(self, RangeFn::Last | RangeFn::First)
+    }
+
     fn of(name: &str) -> Option<RangeFn> {
         Some(match name {
             "rate" => RangeFn::Rate,
