@@ -2,10 +2,11 @@
 //!
 //! Scrape loops wake a few times per target per interval, do a little parsing and
 //! appending, and sleep again. On a multi-threaded runtime every such wake-up may also wake
-//! an idle worker to steal the task, which costs more than the work itself at this size: in
-//! the 80k-series race (`bench/scrape_side_by_side.sh`) running the loops on one
-//! current-thread runtime took 3–7 % less CPU and ~7 MiB less memory. Scrape work is small
-//! per sample (~0.3 µs), so one thread carries millions of samples per second.
+//! an idle worker to steal the task. In the 80k-series race (`bench/scrape_side_by_side.sh`)
+//! running the loops on one current-thread runtime took 3–8 % less CPU in 150-second A/B runs
+//! (within noise over 10 minutes) and 4–10 MiB less memory. Scrape work is small per sample
+//! (~0.3 µs), so one thread carries millions of samples per second; the price is that a huge
+//! body delays the other targets while it is parsed.
 
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
