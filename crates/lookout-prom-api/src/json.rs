@@ -44,13 +44,20 @@ fn end_envelope(out: &mut String, warnings: &[String], infos: &[String]) {
 }
 
 /// A 200 response with a query result: [`success_envelope`] around [`query_data`], written
-/// into one buffer.
+/// into one byte buffer (the body is sent as written, never re-validated).
 pub fn query_success(value: &Value, warnings: &[String], infos: &[String]) -> Response {
-    let mut out = String::with_capacity(ENVELOPE_START.len() + estimate_len(value) + 64);
-    out.push_str(ENVELOPE_START);
-    write_query_data(&mut out, value);
-    end_envelope(&mut out, warnings, infos);
-    json_response(StatusCode::OK, out)
+    let mut out = Vec::with_capacity(ENVELOPE_START.len() + estimate_len(value) + 64);
+    out.extend_from_slice(ENVELOPE_START.as_bytes());
+    put_query_data(&mut out, value);
+    let mut tail = String::new();
+    end_envelope(&mut tail, warnings, infos);
+    out.extend_from_slice(tail.as_bytes());
+    let mut resp = (StatusCode::OK, out).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// A 200 success response.
@@ -71,23 +78,39 @@ pub fn success_value<T: serde::Serialize>(data: &T, warnings: &[String]) -> Resp
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)` (shortest round-trip digits, no exponent).
 #[cfg(test)]
 fn format_float_f(v: f64) -> String {
-    let mut out = String::new();
-    write_float(&mut out, v, false);
-    out
+    let mut out = Vec::new();
+    put_float(&mut out, v, false);
+    ascii(out)
 }
 
 /// The sample-value formatting of Prometheus's `jsonutil.MarshalFloat`: `'e'` format for
 /// magnitudes below 1e-6 or from 1e21 on, `'f'` otherwise; shortest round-trip digits.
 pub fn format_sample_value(v: f64) -> String {
-    let mut out = String::new();
-    write_sample_value(&mut out, v);
-    out
+    let mut out = Vec::new();
+    put_sample_value(&mut out, v);
+    ascii(out)
 }
 
-fn write_sample_value(out: &mut String, v: f64) {
+#[inline]
+fn put_sample_value(out: &mut Vec<u8>, v: f64) {
     let abs = v.abs();
+    if (1e-6..1e21).contains(&abs) {
+        // `ryu` writes the same shortest digits; where it writes them without an exponent
+        // the text is Go's `'f'` form once a trailing ".0" (whole numbers) is dropped.
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(v).as_bytes();
+        if !text.contains(&b'e') {
+            out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
+            return;
+        }
+    }
     let exp_form = v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs);
-    write_float(out, v, exp_form);
+    put_float(out, v, exp_form);
+}
+
+/// Bytes this module wrote (ASCII, or JSON-escaped valid strings) as a `String`.
+fn ascii(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Room for the digits of a shortest round-trip formatting (at most 17 significant digits,
@@ -138,155 +161,173 @@ fn shortest_digits(v: f64, digits: &mut [u8; MAX_DIGITS]) -> (usize, i32) {
     (n, point + exp)
 }
 
-/// Appends ASCII digits and signs (byte by byte: cheaper than validating a few bytes as
-/// UTF-8).
-#[inline]
-fn push_ascii(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(char::from(b));
+/// Two ASCII digits for each of 0..100.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
     }
-}
+    t
+};
 
-fn push_zeros(out: &mut String, count: usize) {
-    const ZEROS: &str = "00000000000000000000000000000000";
-    let mut left = count;
-    while left > 0 {
-        let k = left.min(ZEROS.len());
-        out.push_str(&ZEROS[..k]);
-        left -= k;
-    }
+fn push_zeros(out: &mut Vec<u8>, count: usize) {
+    out.resize(out.len() + count, b'0');
 }
 
 /// Go's `strconv.FormatFloat(v, fmt, -1, 64)` with `fmt` `'e'` when `exp_form`, else `'f'`:
 /// shortest round-trip digits; `'e'` writes `d[.ddd]e±XX` (at least two exponent digits).
 /// `NaN`, `+Inf`, `-Inf` and `-0` as Prometheus prints them.
-fn write_float(out: &mut String, v: f64, exp_form: bool) {
+fn put_float(out: &mut Vec<u8>, v: f64, exp_form: bool) {
     if v.is_nan() {
-        out.push_str("NaN");
+        out.extend_from_slice(b"NaN");
         return;
     }
     if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
         return;
     }
     if v.is_sign_negative() {
-        out.push('-');
+        out.push(b'-');
     }
     if v == 0.0 {
-        out.push('0');
+        out.push(b'0');
         return;
     }
     let mut digits = [0u8; MAX_DIGITS];
     let (n, p) = shortest_digits(v, &mut digits);
     let d = &digits[..n];
     if exp_form {
-        push_ascii(out, &d[..1]);
+        out.push(d[0]);
         if n > 1 {
-            out.push('.');
-            push_ascii(out, &d[1..]);
+            out.push(b'.');
+            out.extend_from_slice(&d[1..]);
         }
         let e = p - 1;
-        out.push_str(if e < 0 { "e-" } else { "e+" });
+        out.extend_from_slice(if e < 0 { b"e-" } else { b"e+" });
         let e = e.unsigned_abs();
         if e < 10 {
-            out.push('0');
+            out.push(b'0');
         }
-        push_u64(out, u64::from(e));
+        put_u64(out, u64::from(e));
     } else if p <= 0 {
-        out.push_str("0.");
+        out.extend_from_slice(b"0.");
         push_zeros(out, p.unsigned_abs() as usize);
-        push_ascii(out, d);
+        out.extend_from_slice(d);
     } else if p as usize >= n {
-        push_ascii(out, d);
+        out.extend_from_slice(d);
         push_zeros(out, p as usize - n);
     } else {
-        push_ascii(out, &d[..p as usize]);
-        out.push('.');
-        push_ascii(out, &d[p as usize..]);
+        out.extend_from_slice(&d[..p as usize]);
+        out.push(b'.');
+        out.extend_from_slice(&d[p as usize..]);
     }
 }
 
-/// Appends the decimal digits of `x`.
-fn push_u64(out: &mut String, mut x: u64) {
+/// Appends the decimal digits of `x` (two at a time).
+#[inline]
+fn put_u64(out: &mut Vec<u8>, mut x: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (x % 10) as u8;
-        x /= 10;
-        if x == 0 {
-            break;
-        }
+    while x >= 100 {
+        let r = (x % 100) as usize * 2;
+        x /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
     }
-    push_ascii(out, &buf[i..]);
+    if x >= 10 {
+        let r = x as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + x as u8;
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Prometheus's `jsonutil.MarshalTimestamp`: ms as seconds, `.ddd` only when non-zero.
-pub fn write_timestamp(out: &mut String, t: i64) {
-    let mut t = t as i128;
-    if t < 0 {
-        out.push('-');
-        t = -t;
-    }
+#[inline]
+fn put_timestamp(out: &mut Vec<u8>, t: i64) {
     // |i64| / 1000 < 2^54: exact as u64.
-    push_u64(out, (t / 1000) as u64);
-    let frac = (t % 1000) as u32;
+    let a = t.unsigned_abs();
+    if t < 0 {
+        out.push(b'-');
+    }
+    put_u64(out, a / 1000);
+    let frac = (a % 1000) as usize;
     if frac != 0 {
-        out.push('.');
-        push_ascii(
-            out,
-            &[
-                b'0' + (frac / 100) as u8,
-                b'0' + (frac / 10 % 10) as u8,
-                b'0' + (frac % 10) as u8,
-            ],
-        );
+        let r = frac % 100 * 2;
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            DIGIT_PAIRS[r],
+            DIGIT_PAIRS[r + 1],
+        ]);
     }
 }
 
 /// Appends `s` as a JSON string.
 pub fn write_str(out: &mut String, s: &str) {
-    out.push('"');
+    let mut b = Vec::with_capacity(s.len() + 2);
+    put_str(&mut b, s);
+    out.push_str(&ascii(b));
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(s);
-        out.push('"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
         return;
     }
+    let mut tmp = [0u8; 4];
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes()),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// `{"name":"value",...}` in label order.
 pub fn write_labels(out: &mut String, labels: &Labels) {
-    out.push('{');
+    let mut b = Vec::new();
+    put_labels(&mut b, labels);
+    out.push_str(&ascii(b));
+}
+
+fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
+    out.push(b'{');
     for (i, l) in labels.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        write_str(out, &l.name);
-        out.push(':');
-        write_str(out, &l.value);
+        put_str(out, &l.name);
+        out.push(b':');
+        put_str(out, &l.value);
     }
-    out.push('}');
+    out.push(b'}');
 }
 
 /// `[<t>,"<v>"]`.
-fn write_point(out: &mut String, t: i64, v: f64) {
-    out.push('[');
-    write_timestamp(out, t);
-    out.push_str(",\"");
-    write_sample_value(out, v);
-    out.push_str("\"]");
+#[inline]
+fn put_point(out: &mut Vec<u8>, t: i64, v: f64) {
+    out.push(b'[');
+    put_timestamp(out, t);
+    out.extend_from_slice(b",\"");
+    put_sample_value(out, v);
+    out.extend_from_slice(b"\"]");
 }
 
 /// Roughly the length of [`query_data`]'s output (to size the buffer once).
@@ -306,59 +347,59 @@ fn estimate_len(value: &Value) -> usize {
 
 /// `{"resultType":...,"result":...}` for a query result.
 pub fn query_data(value: &Value) -> String {
-    let mut out = String::with_capacity(estimate_len(value));
-    write_query_data(&mut out, value);
-    out
+    let mut out = Vec::with_capacity(estimate_len(value));
+    put_query_data(&mut out, value);
+    ascii(out)
 }
 
-fn write_query_data(out: &mut String, value: &Value) {
-    out.push_str(r#"{"resultType":""#);
-    out.push_str(value.result_type());
-    out.push_str(r#"","result":"#);
+fn put_query_data(out: &mut Vec<u8>, value: &Value) {
+    out.extend_from_slice(br#"{"resultType":""#);
+    out.extend_from_slice(value.result_type().as_bytes());
+    out.extend_from_slice(br#"","result":"#);
     match value {
-        Value::Scalar { t, v } => write_point(out, *t, *v),
+        Value::Scalar { t, v } => put_point(out, *t, *v),
         Value::String { t, s } => {
-            out.push('[');
-            write_timestamp(out, *t);
-            out.push(',');
-            write_str(out, s);
-            out.push(']');
+            out.push(b'[');
+            put_timestamp(out, *t);
+            out.push(b',');
+            put_str(out, s);
+            out.push(b']');
         }
         Value::Vector(samples) => {
-            out.push('[');
+            out.push(b'[');
             for (i, s) in samples.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(r#"{"metric":"#);
-                write_labels(out, &s.labels);
-                out.push_str(r#","value":"#);
-                write_point(out, s.t, s.v);
-                out.push('}');
+                out.extend_from_slice(br#"{"metric":"#);
+                put_labels(out, &s.labels);
+                out.extend_from_slice(br#","value":"#);
+                put_point(out, s.t, s.v);
+                out.push(b'}');
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Matrix(series) => {
-            out.push('[');
+            out.push(b'[');
             for (i, s) in series.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(r#"{"metric":"#);
-                write_labels(out, &s.labels);
-                out.push_str(r#","values":["#);
+                out.extend_from_slice(br#"{"metric":"#);
+                put_labels(out, &s.labels);
+                out.extend_from_slice(br#","values":["#);
                 for (j, p) in s.samples.iter().enumerate() {
                     if j > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
-                    write_point(out, p.t, p.v);
+                    put_point(out, p.t, p.v);
                 }
-                out.push_str("]}");
+                out.extend_from_slice(b"]}");
             }
-            out.push(']');
+            out.push(b']');
         }
     }
-    out.push('}');
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -508,8 +549,7 @@ mod tests {
         }
         for v in cases {
             check_against_reference(v).unwrap();
-            let mut f = String::new();
-            write_float(&mut f, v, false);
+            let f = format_float_f(v);
             if v.is_finite() {
                 assert_eq!(f, format!("{v}"), "{v:e}");
             }
@@ -537,8 +577,9 @@ mod tests {
 
         #[test]
         fn timestamps_match_reference(t in proptest::prelude::any::<i64>()) {
-            let mut got = String::new();
-            write_timestamp(&mut got, t);
+            let mut got = Vec::new();
+            put_timestamp(&mut got, t);
+            let got = ascii(got);
             let a = (t as i128).abs();
             let want = format!(
                 "{}{}{}",
@@ -553,9 +594,9 @@ mod tests {
     #[test]
     fn timestamps_like_prometheus() {
         let f = |t| {
-            let mut s = String::new();
-            write_timestamp(&mut s, t);
-            s
+            let mut s = Vec::new();
+            put_timestamp(&mut s, t);
+            ascii(s)
         };
         assert_eq!(f(1_700_000_000_000), "1700000000");
         assert_eq!(f(1_700_000_000_123), "1700000000.123");
