@@ -747,6 +747,22 @@ impl Block {
 
     /// Labels and chunks of series number `i`.
     pub fn series(&self, i: u64) -> Result<(Labels, Vec<BlockChunk>), BlockError> {
+        let (mut pairs, mut chunks) = (Vec::new(), Vec::new());
+        self.series_into(i, &mut pairs, &mut chunks)?;
+        let labels = pairs.iter().map(|&(n, v)| Label::new(n, v)).collect();
+        Ok((Labels::from_sorted_unchecked(labels), chunks))
+    }
+
+    /// [`Block::series`] without building the label set: appends the series' label pairs
+    /// (name, value; in label order, borrowed from the symbol table) to `pairs` and its
+    /// chunks to `chunks`. A query's series gathering allocates once per distinct series
+    /// this way, not once per label per block.
+    pub fn series_into<'a>(
+        &'a self,
+        i: u64,
+        pairs: &mut Vec<(&'a str, &'a str)>,
+        chunks: &mut Vec<BlockChunk>,
+    ) -> Result<(), BlockError> {
         if i as usize >= self.nseries {
             return Err(self.corrupt("series number out of range"));
         }
@@ -760,14 +776,14 @@ impl Block {
                 .ok_or_else(|| self.corrupt("series offset"))?,
         };
         let nl = r.uvarint().map_err(bad)? as usize;
-        let mut labels = Vec::with_capacity(nl.min(256));
+        pairs.reserve(nl.min(256));
         for _ in 0..nl {
             let n = r.uvarint().map_err(bad)? as u32;
             let v = r.uvarint().map_err(bad)? as u32;
-            labels.push(Label::new(self.symbol(n)?, self.symbol(v)?));
+            pairs.push((self.symbol(n)?, self.symbol(v)?));
         }
         let nc = r.uvarint().map_err(bad)? as usize;
-        let mut chunks = Vec::with_capacity(nc.min(4096));
+        chunks.reserve(nc.min(4096));
         for _ in 0..nc {
             let min_t = r.varint().map_err(bad)?;
             let span = r.uvarint().map_err(bad)?;
@@ -780,7 +796,7 @@ impl Block {
                 r: cr,
             });
         }
-        Ok((Labels::from_sorted_unchecked(labels), chunks))
+        Ok(())
     }
 
     /// The stored bytes of a chunk, checksum verified.

@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lookout_storage::{
-    Appendable, Appender, Labels, Matcher, Queryable, Sample, SelectHints, Series, StorageError,
-    Timestamp,
+    Appendable, Appender, Label, Labels, Matcher, Queryable, Sample, SelectHints, Series,
+    StorageError, Timestamp,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 use prometheus_client::registry::Registry;
@@ -1045,16 +1045,15 @@ impl Tsdb {
         // while gathering; the exact limit applies to the merged result.
         let budget = hints.max_samples.map(|l| l.saturating_mul(2));
         let mut sure: usize = heads.iter().map(|l| l.1.len()).sum();
-        let mut pieces: Vec<(Labels, Piece)> = heads
-            .into_iter()
-            .map(|(l, s)| (l, Piece::Head(s)))
-            .collect();
-        let head_len = pieces.len();
         let blocks = inner.blocks_in(start, end);
-        // Each block's index is read on its own (label sets decoded, chunks filtered), on
+        // Each block's index is read on its own (chunks filtered, label pairs borrowed from
+        // the block's symbols: label sets are built once per distinct series, below), on
         // several cores when there are several blocks.
-        let found: Vec<Mutex<Vec<(Labels, Piece)>>> =
-            blocks.iter().map(|_| Mutex::default()).collect();
+        type Found<'a> = (
+            Vec<(&'a str, &'a str)>,
+            Vec<(std::ops::Range<usize>, Piece)>,
+        );
+        let found: Vec<Mutex<Found<'_>>> = blocks.iter().map(|_| Mutex::default()).collect();
         let sure_blocks = std::sync::atomic::AtomicUsize::new(0);
         let over_budget = |add: usize| {
             let total = sure + sure_blocks.fetch_add(add, Ordering::Relaxed) + add;
@@ -1068,13 +1067,18 @@ impl Tsdb {
             &blocks,
             threads,
             || (),
-            |_, bi, b| -> Result<(), StorageError> {
-                let mut out = Vec::new();
+            |_, bi, _| -> Result<(), StorageError> {
+                // The block through `blocks` itself: the pairs borrow from it beyond this call.
+                let b: &Block = &blocks[bi];
+                let (mut pairs, mut out) = (Vec::new(), Vec::new());
                 let mut block_sure = 0usize;
                 for id in b.matching(matchers)? {
-                    let (labels, mut chunks) = b.series(id)?;
+                    let at = pairs.len();
+                    let mut chunks = Vec::new();
+                    b.series_into(id, &mut pairs, &mut chunks)?;
                     chunks.retain(|c| c.max_t >= start && c.min_t <= end);
                     if chunks.is_empty() {
+                        pairs.truncate(at);
                         continue;
                     }
                     // Chunks wholly inside the range are certain to be returned in full.
@@ -1090,33 +1094,59 @@ impl Tsdb {
                         }
                         block_sure = 0;
                     }
-                    out.push((labels, Piece::Block(bi, chunks)));
+                    out.push((at..pairs.len(), Piece::Block(bi, chunks)));
                 }
                 if over_budget(block_sure) {
                     return Err(limit_err());
                 }
-                *found[bi].lock() = out;
+                *found[bi].lock() = (pairs, out);
                 Ok(())
             },
         )?;
-        for f in found {
-            pieces.extend(f.into_inner());
-        }
         sure += sure_blocks.into_inner();
         if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
             && sure > budget
         {
             return Err(StorageError::TooManySamples { limit });
         }
-        if pieces.len() != head_len {
-            // Stable: for equal labels the head comes first, then blocks by time.
-            pieces.sort_by(|a, b| a.0.cmp(&b.0));
+        let (pair_bufs, lists): (Vec<_>, Vec<_>) = found.into_iter().map(Mutex::into_inner).unzip();
+        let (head_labels, head_samples): (Vec<Labels>, Vec<Vec<Sample>>) =
+            heads.into_iter().unzip();
+        let head_pairs: Vec<Vec<(&str, &str)>> = head_labels
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str()))
+                    .collect()
+            })
+            .collect();
+        // Every piece with its label pairs: the head first, then blocks by time.
+        let head_len = head_pairs.len();
+        let mut pieces: Vec<(&[(&str, &str)], Piece)> =
+            Vec::with_capacity(head_len + lists.iter().map(Vec::len).sum::<usize>());
+        for (pairs, samples) in head_pairs.iter().zip(head_samples) {
+            pieces.push((pairs, Piece::Head(samples)));
         }
-        let mut jobs: Vec<Job> = Vec::with_capacity(pieces.len());
-        for (labels, piece) in pieces {
+        for (pairs, list) in pair_bufs.iter().zip(lists) {
+            for (range, piece) in list {
+                pieces.push((&pairs[range], piece));
+            }
+        }
+        if pieces.len() != head_len {
+            // Stable: for equal labels the head comes first, then blocks by time. Pairs
+            // compare as the label sets they make (name, then value, label by label).
+            pieces.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut last: Option<&[(&str, &str)]> = None;
+        for (pairs, piece) in pieces {
             match jobs.last_mut() {
-                Some((l, ps)) if *l == labels => ps.push(piece),
-                _ => jobs.push((labels, vec![piece])),
+                Some((_, ps)) if last == Some(pairs) => ps.push(piece),
+                _ => {
+                    let labels = pairs.iter().map(|&(n, v)| Label::new(n, v)).collect();
+                    jobs.push((Labels::from_sorted_unchecked(labels), vec![piece]));
+                    last = Some(pairs);
+                }
             }
         }
         Ok((jobs, blocks))

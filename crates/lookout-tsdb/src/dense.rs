@@ -16,6 +16,8 @@
 //! new chunks are 2 (plain), 3 (zstd) or 4 (zstd with the block dictionary), whose raw bytes
 //! carry a timestamp mode byte (0 delta-of-delta, 1 constant step) after `n`.
 
+use std::mem::MaybeUninit;
+
 use lookout_storage::Sample;
 use zstd::zstd_safe::{self, CCtx, CDict, CParameter, DCtx, DDict};
 
@@ -484,14 +486,14 @@ fn decode_raw(
 }
 
 /// Constant-step timestamps `t0 + i * step`: the run `[lo, hi)` of them within
-/// `[start, end]` is computed, not decoded, and pushed to `out` (values zero).
+/// `[start, end]` is computed, not decoded (the value decoding writes these times together
+/// with the values). Returns `(lo, hi, time of sample lo, step)`.
 fn step_times(
     r: &mut Reader<'_>,
     n: usize,
     start: i64,
     end: i64,
-    out: &mut Vec<Sample>,
-) -> Result<(usize, usize), DecodeError> {
+) -> Result<(usize, usize, i64, i64), DecodeError> {
     let t0 = r.varint()?;
     let step = r.varint()?;
     let bad = DecodeError("time step");
@@ -518,34 +520,88 @@ fn step_times(
     } else {
         first_at(end + 1)
     };
-    if lo < hi {
-        // One pass over the new samples (a resize would zero them first).
-        let first = t0 + lo as i64 * step;
-        out.extend((0..(hi - lo) as i64).map(|k| Sample {
-            t: first.wrapping_add(k.wrapping_mul(step)),
-            v: 0.0,
-        }));
+    Ok((
+        lo,
+        hi,
+        t0.wrapping_add((lo as i64).wrapping_mul(step)),
+        step,
+    ))
+}
+
+/// Where decoded values go: sample `k` of the decoded run (sample `lo + k` of the chunk).
+trait ValueSink {
+    fn put(&mut self, k: usize, v: f64);
+    fn put8(&mut self, k: usize, v: [f64; 8]);
+}
+
+/// Values into samples whose times are already written.
+struct Values<'a>(&'a mut [Sample]);
+
+impl ValueSink for Values<'_> {
+    #[inline(always)]
+    fn put(&mut self, k: usize, v: f64) {
+        self.0[k].v = v;
     }
-    Ok((lo, hi))
+    #[inline(always)]
+    fn put8(&mut self, k: usize, v: [f64; 8]) {
+        for (s, v) in self.0[k..k + 8].iter_mut().zip(v) {
+            s.v = v;
+        }
+    }
+}
+
+/// Whole samples of a constant-step chunk (time `t_lo + k * step`) into not yet
+/// initialised room, in one pass.
+struct StepSamples<'a> {
+    dst: &'a mut [MaybeUninit<Sample>],
+    t_lo: i64,
+    step: i64,
+}
+
+impl StepSamples<'_> {
+    #[inline(always)]
+    fn t(&self, k: usize) -> i64 {
+        self.t_lo.wrapping_add((k as i64).wrapping_mul(self.step))
+    }
+}
+
+impl ValueSink for StepSamples<'_> {
+    #[inline(always)]
+    fn put(&mut self, k: usize, v: f64) {
+        let t = self.t(k);
+        self.dst[k].write(Sample { t, v });
+    }
+    #[inline(always)]
+    fn put8(&mut self, k: usize, v: [f64; 8]) {
+        let t = self.t(k);
+        let step = self.step;
+        for (j, (s, v)) in self.dst[k..k + 8].iter_mut().zip(v).enumerate() {
+            s.write(Sample {
+                t: t.wrapping_add((j as i64).wrapping_mul(step)),
+                v,
+            });
+        }
+    }
 }
 
 /// The decimal column's integers `m_i` (deltas, or with `DOD` a first delta then
 /// delta-of-deltas) as values `m_i / p` (`INT`: `p` is 1, no division) of samples `[lo, hi)`
-/// into `dst[i - lo]`; samples before `lo` are decoded but not stored. `hi > lo`.
+/// into `dst` (sample `i` as its `i - lo`); samples before `lo` are decoded but not stored.
+/// Every sample of `[lo, hi)` is put exactly once unless an error is returned. `hi > lo`.
 #[inline(always)]
 fn decimal_values<const DOD: bool, const INT: bool>(
     r: &mut Reader<'_>,
     lo: usize,
     hi: usize,
     p: f64,
-    dst: &mut [Sample],
+    dst: &mut impl ValueSink,
 ) -> Result<(), DecodeError> {
     let scale = |m: i64| if INT { m as f64 } else { m as f64 / p };
     // Sample 0: its varint is m_0 itself in both orders.
     let mut m = r.varint()?;
     let mut delta = m;
     if lo == 0 {
-        dst[0].v = scale(m);
+        dst.put(0, scale(m));
     }
     let advance = |m: &mut i64, delta: &mut i64, x: i64| {
         *delta = if DOD { delta.wrapping_add(x) } else { x };
@@ -559,19 +615,73 @@ fn decimal_values<const DOD: bool, const INT: bool>(
         if hi - i >= 8
             && let Some(word) = r.small8()
         {
-            for (k, s) in dst[i - lo..i - lo + 8].iter_mut().enumerate() {
+            let mut vals = [0.0; 8];
+            for (k, v) in vals.iter_mut().enumerate() {
                 advance(&mut m, &mut delta, unzz8(word, k));
-                s.v = scale(m);
+                *v = scale(m);
             }
+            dst.put8(i - lo, vals);
             r.skip8();
             i += 8;
         } else {
             advance(&mut m, &mut delta, r.varint()?);
-            dst[i - lo].v = scale(m);
+            dst.put(i - lo, scale(m));
             i += 1;
         }
     }
     Ok(())
+}
+
+/// The value column (mode byte onwards) of samples `[lo, hi)` into `dst`; returns the
+/// exceptions `(sample index, bits)` of a decimal column, which the caller writes over
+/// their slots. Every sample of `[lo, hi)` is put exactly once unless an error is returned.
+fn values_into(
+    r: &mut Reader<'_>,
+    n: usize,
+    lo: usize,
+    hi: usize,
+    dst: &mut impl ValueSink,
+) -> Result<Vec<(usize, u64)>, DecodeError> {
+    match r.byte()? {
+        MODE_XOR => {
+            let mut prev = 0u64;
+            for i in 0..hi {
+                prev ^= r.u64_le()?;
+                if i >= lo {
+                    dst.put(i - lo, f64::from_bits(prev));
+                }
+            }
+            Ok(Vec::new())
+        }
+        MODE_DECIMAL => {
+            let d = u32::from(r.byte()?);
+            if d > MAX_DIGITS {
+                return Err(DecodeError("digits"));
+            }
+            let p = pow10(d);
+            let order = r.byte()?;
+            let nexc = r.uvarint()? as usize;
+            if nexc > n {
+                return Err(DecodeError("exception count"));
+            }
+            let mut exc = Vec::with_capacity(nexc);
+            let mut pi = 0usize;
+            for _ in 0..nexc {
+                pi = pi.saturating_add(r.uvarint()? as usize);
+                exc.push((pi, r.u64_le()?));
+            }
+            // The integers m_i: deltas (order 1) or a first delta then delta-of-deltas
+            // (order 2).
+            match (order == 2, d == 0) {
+                (true, true) => decimal_values::<true, true>(r, lo, hi, p, dst)?,
+                (true, false) => decimal_values::<true, false>(r, lo, hi, p, dst)?,
+                (false, true) => decimal_values::<false, true>(r, lo, hi, p, dst)?,
+                (false, false) => decimal_values::<false, false>(r, lo, hi, p, dst)?,
+            }
+            Ok(exc)
+        }
+        _ => Err(DecodeError("value mode")),
+    }
 }
 
 /// Advances `t` to sample `i` (≥ 1): its varint is the first delta for `i == 1` and a
@@ -606,8 +716,11 @@ fn decode_raw_into(
     // `t` is the time of sample `i`; the first varint is t0, the second the first delta, the
     // others delta-of-deltas.
     let (mut lo, mut hi) = (n, n);
+    // Constant-step chunks: (time of sample lo, step), times written with the values.
+    let mut steps: Option<(i64, i64)> = None;
     if tmode == TIME_STEP {
-        (lo, hi) = step_times(&mut r, n, start, end, out)?;
+        let (l, h, t_lo, step) = step_times(&mut r, n, start, end)?;
+        (lo, hi, steps) = (l, h, Some((t_lo, step)));
     } else if tmode != TIME_DOD {
         return Err(DecodeError("time mode"));
     } else if n > 0 {
@@ -661,57 +774,43 @@ fn decode_raw_into(
             }
         }
     }
+    if let Some((t_lo, step)) = steps {
+        if lo >= hi {
+            return Ok(());
+        }
+        let len = hi - lo;
+        out.reserve(len);
+        let mut dst = StepSamples {
+            dst: &mut out.spare_capacity_mut()[..len],
+            t_lo,
+            step,
+        };
+        let exc = values_into(&mut r, n, lo, hi, &mut dst)?;
+        // SAFETY: `values_into` returned Ok, so it put every sample of [lo, hi), i.e. wrote
+        // each of the `len` slots of the spare capacity after `base` (see `decimal_values`
+        // and the XOR loop: one put per index in lo..hi).
+        unsafe { out.set_len(base + len) };
+        overwrite_exceptions(&mut out[base..], lo, hi, &exc);
+        return Ok(());
+    }
     if out.len() == base {
         return Ok(());
     }
     let lo = lo.min(hi);
     // Values of samples [lo, hi) land at out[base + i - lo].
-    let dst = &mut out[base..];
-    match r.byte()? {
-        MODE_XOR => {
-            let mut prev = 0u64;
-            for i in 0..hi {
-                prev ^= r.u64_le()?;
-                if i >= lo {
-                    dst[i - lo].v = f64::from_bits(prev);
-                }
-            }
-        }
-        MODE_DECIMAL => {
-            let d = u32::from(r.byte()?);
-            if d > MAX_DIGITS {
-                return Err(DecodeError("digits"));
-            }
-            let p = pow10(d);
-            let order = r.byte()?;
-            let nexc = r.uvarint()? as usize;
-            if nexc > n {
-                return Err(DecodeError("exception count"));
-            }
-            let mut exc = Vec::with_capacity(nexc);
-            let mut pi = 0usize;
-            for _ in 0..nexc {
-                pi = pi.saturating_add(r.uvarint()? as usize);
-                exc.push((pi, r.u64_le()?));
-            }
-            // The integers m_i: deltas (order 1) or a first delta then delta-of-deltas
-            // (order 2). Samples before `lo` are decoded but not stored.
-            match (order == 2, d == 0) {
-                (true, true) => decimal_values::<true, true>(&mut r, lo, hi, p, dst)?,
-                (true, false) => decimal_values::<true, false>(&mut r, lo, hi, p, dst)?,
-                (false, true) => decimal_values::<false, true>(&mut r, lo, hi, p, dst)?,
-                (false, false) => decimal_values::<false, false>(&mut r, lo, hi, p, dst)?,
-            }
-            // Exceptions (NaN, ±Inf, -0, too many digits) overwrite their slots.
-            for &(ei, bits) in &exc {
-                if ei >= lo && ei < hi {
-                    dst[ei - lo].v = f64::from_bits(bits);
-                }
-            }
-        }
-        _ => return Err(DecodeError("value mode")),
-    }
+    let exc = values_into(&mut r, n, lo, hi, &mut Values(&mut out[base..]))?;
+    overwrite_exceptions(&mut out[base..], lo, hi, &exc);
     Ok(())
+}
+
+/// Exceptions (NaN, ±Inf, -0, too many digits) over the slots of their samples
+/// (`dst[i - lo]` for sample `i` of `[lo, hi)`).
+fn overwrite_exceptions(dst: &mut [Sample], lo: usize, hi: usize, exc: &[(usize, u64)]) {
+    for &(ei, bits) in exc {
+        if ei >= lo && ei < hi {
+            dst[ei - lo].v = f64::from_bits(bits);
+        }
+    }
 }
 
 #[cfg(test)]
