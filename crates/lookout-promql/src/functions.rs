@@ -994,9 +994,23 @@ thread_local! {
 }
 
 /// Whether `samples` hold a stale marker, and whether a value is below the one before it
-/// (what rate/increase need to know about counter resets): one branch-free pass.
+/// (what rate/increase need to know about counter resets). The usual series (values never
+/// drop, no NaN) takes one comparison per sample: `next >= prev` fails exactly where a value
+/// drops or either is NaN (stale markers are NaNs); only then the exact branch-free pass.
 #[inline]
 fn stale_and_reset(samples: &[Sample]) -> (bool, bool) {
+    if let Some((first, rest)) = samples.split_first()
+        && !rest.is_empty()
+    {
+        let (mut ok, mut prev) = (true, first.v);
+        for x in rest {
+            ok &= x.v >= prev;
+            prev = x.v;
+        }
+        if ok {
+            return (false, false);
+        }
+    }
     let (mut stale, mut reset, mut prev) = (false, false, f64::NAN);
     for x in samples {
         stale |= is_stale_nan(x.v);
@@ -1456,6 +1470,31 @@ mod tests {
         ) {
             let samples: Vec<Sample> = vals.iter().enumerate()
                 .map(|(i, &v)| Sample { t: i as i64, v }).collect();
+            let stale = samples.iter().any(|x| is_stale_nan(x.v));
+            let reset = samples.windows(2).any(|w| w[1].v < w[0].v);
+            prop_assert_eq!(stale_and_reset(&samples), (stale, reset));
+        }
+
+        #[test]
+        fn stale_and_reset_on_counters(
+            incs in proptest::collection::vec(0u32..4, 0..40),
+            odd in proptest::option::of((0usize..40, 0u8..4)),
+        ) {
+            // Non-decreasing values (the one-comparison path), at most one odd sample:
+            // a stale marker, another NaN, a drop or an equal value.
+            let mut v = 0.0;
+            let mut samples: Vec<Sample> = incs.iter().enumerate().map(|(i, &d)| {
+                v += f64::from(d);
+                Sample { t: i as i64, v }
+            }).collect();
+            if let Some((at, kind)) = odd && at < samples.len() {
+                samples[at].v = match kind {
+                    0 => lookout_storage::STALE_NAN,
+                    1 => f64::NAN,
+                    2 => samples[at].v - 1.5,
+                    _ => samples[at].v,
+                };
+            }
             let stale = samples.iter().any(|x| is_stale_nan(x.v));
             let reset = samples.windows(2).any(|w| w[1].v < w[0].v);
             prop_assert_eq!(stale_and_reset(&samples), (stale, reset));
