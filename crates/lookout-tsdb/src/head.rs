@@ -261,6 +261,11 @@ impl SeriesState {
             h.c.bytes(),
         ) {
             Ok(r) => {
+                // One more slot at a time: a series gains a chunk every few minutes, and
+                // doubling would leave up to half of every series' list empty for good.
+                if self.chunks.len() == self.chunks.capacity() {
+                    self.chunks.reserve_exact(1);
+                }
                 self.chunks.push(ChunkMeta {
                     r,
                     min_t: h.c.min_t(),
@@ -1064,6 +1069,7 @@ mod tests {
             2,
             "4 samples per chunk (series 5's first chunk is full length)"
         );
+        assert_eq!(st.chunks.capacity(), 2, "the chunk list grows one slot at a time");
         assert!(matches!(
             st.append_in_order(5, 90, 9.0, 1, &h.ctx()),
             Ok(Applied::Noop)
