@@ -99,7 +99,11 @@ fn put_sample_value(out: &mut Vec<u8>, v: f64) {
         // the text is Go's `'f'` form once a trailing ".0" (whole numbers) is dropped.
         let mut buf = ryu::Buffer::new();
         let text = buf.format_finite(v).as_bytes();
-        if !text.contains(&b'e') {
+        // A plain loop: `contains` calls out to `memchr`, slow for a dozen bytes (it was
+        // ~0.07 ms of a 10,080-point response).
+        #[allow(clippy::manual_contains)]
+        let has_exponent = text.iter().any(|&c| c == b'e');
+        if !has_exponent {
             out.extend_from_slice(text.strip_suffix(b".0").unwrap_or(text));
             return;
         }
@@ -333,7 +337,8 @@ fn put_point(out: &mut Vec<u8>, t: i64, v: f64) {
 /// Roughly the length of [`query_data`]'s output (to size the buffer once).
 fn estimate_len(value: &Value) -> usize {
     const LABELS: usize = 128;
-    const POINT: usize = 28;
+    // `[1700000000,"` + value + `"],`: 16 bytes around up to 17 digits, sign and point.
+    const POINT: usize = 36;
     64 + match value {
         Value::Scalar { .. } => POINT,
         Value::String { s, .. } => s.len() + 32,
