@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::chunk::{XorChunk, XorIter};
-use crate::chunk_file::{ChunkFile, ChunkFiles, ChunkKind};
+use crate::chunk_file::{ChunkBytes, ChunkFile, ChunkFiles, ChunkKind};
 use crate::metrics::Metrics;
 use crate::postings::{self, PostingsIndex};
 use crate::symbols::{Sym, SymbolTable};
@@ -608,12 +608,14 @@ impl SeriesState {
 }
 
 fn resolve(files: &ChunkFiles, c: &ChunkMeta) -> Result<ChunkSrc, StorageError> {
-    files
-        .resolve(c.r)
-        .map(|(f, off)| ChunkSrc::Mapped(f, off))
-        .ok_or_else(|| {
-            StorageError::Other(format!("head-chunk file for chunk {:#x} is missing", c.r))
-        })
+    match files.read(c.r) {
+        Some(ChunkBytes::Mapped(f, off)) => Ok(ChunkSrc::Mapped(f, off)),
+        Some(ChunkBytes::Copied(b)) => Ok(ChunkSrc::Heap(b)),
+        None => Err(StorageError::Other(format!(
+            "head-chunk file for chunk {:#x} is missing",
+            c.r
+        ))),
+    }
 }
 
 pub enum ChunkSrc {
@@ -1069,7 +1071,11 @@ mod tests {
             2,
             "4 samples per chunk (series 5's first chunk is full length)"
         );
-        assert_eq!(st.chunks.capacity(), 2, "the chunk list grows one slot at a time");
+        assert_eq!(
+            st.chunks.capacity(),
+            2,
+            "the chunk list grows one slot at a time"
+        );
         assert!(matches!(
             st.append_in_order(5, 90, 9.0, 1, &h.ctx()),
             Ok(Applied::Noop)
