@@ -8,6 +8,11 @@
 //! pool busy (two queries at once) falls back to scoped threads. Each user has a pool of its
 //! own (a `static` [`WorkPool`]), so the engine's loop and the storage's decoding inside it
 //! do not queue behind each other.
+//!
+//! On Linux the helpers are kept off the caller's current core while a loop is posted (their
+//! CPU affinity is the process's CPUs minus that one, set only when the caller's core
+//! changes): right after other work (another program, a peer's query) the scheduler's load
+//! figures often place a woken helper on the caller's core, where both run at half speed.
 
 use std::any::Any;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -31,6 +36,99 @@ struct Pool {
     state: Mutex<State>,
     work: Condvar,
     done: Condvar,
+    #[cfg(target_os = "linux")]
+    spread: Option<affinity::Spread>,
+}
+
+#[cfg(target_os = "linux")]
+mod affinity {
+    use std::sync::Mutex;
+
+    /// Keeps a pool's helpers off the core of the thread posting a loop.
+    pub(crate) struct Spread {
+        /// The CPUs the process may use (when the pool started).
+        allowed: libc::cpu_set_t,
+        helpers: Mutex<Helpers>,
+    }
+
+    struct Helpers {
+        /// Thread ids of the helpers that have started.
+        tids: Vec<libc::pid_t>,
+        /// The CPU their affinity leaves out now (-1: none yet).
+        avoided: i32,
+    }
+
+    impl Spread {
+        /// `None` when the process may run on fewer than two CPUs.
+        pub(crate) fn new() -> Option<Spread> {
+            // SAFETY: `cpu_set_t` is plain bits (all zero is the empty set); the call writes
+            // at most `size_of::<cpu_set_t>()` bytes into it.
+            let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: see above; pid 0 is the calling thread.
+            if unsafe { libc::sched_getaffinity(0, size, &mut allowed) } != 0 {
+                return None;
+            }
+            // SAFETY: reads the set initialised above.
+            if unsafe { libc::CPU_COUNT(&allowed) } < 2 {
+                return None;
+            }
+            Some(Spread {
+                allowed,
+                helpers: Mutex::new(Helpers {
+                    tids: Vec::new(),
+                    avoided: -1,
+                }),
+            })
+        }
+
+        /// Called by each helper once, on its own thread: it may use every allowed CPU
+        /// (not only those of the thread that spawned it) until the next loop is posted.
+        pub(crate) fn register(&self) {
+            // SAFETY: no preconditions.
+            let tid = unsafe { libc::gettid() };
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: `allowed` is initialised; failure leaves the inherited affinity.
+            unsafe { libc::sched_setaffinity(0, size, &self.allowed) };
+            let mut h = super::lock(&self.helpers);
+            h.tids.push(tid);
+            h.avoided = -1;
+        }
+
+        /// Sets the helpers' affinity to the allowed CPUs except the caller's current one
+        /// (nothing to do when that is the CPU already left out).
+        pub(crate) fn avoid_callers_cpu(&self) {
+            // SAFETY: no preconditions; -1 on failure.
+            let cpu = unsafe { libc::sched_getcpu() };
+            if cpu < 0 {
+                return;
+            }
+            let mut h = super::lock(&self.helpers);
+            if h.avoided == cpu {
+                return;
+            }
+            let mut set = self.allowed;
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: `cpu` is checked against the set's capacity and `set` is an
+            // initialised copy of `allowed`.
+            unsafe {
+                if (cpu as usize) < 8 * size && libc::CPU_ISSET(cpu as usize, &set) {
+                    libc::CPU_CLR(cpu as usize, &mut set);
+                }
+                if libc::CPU_COUNT(&set) == 0 {
+                    return;
+                }
+            }
+            for &tid in &h.tids {
+                // SAFETY: `set` is initialised; a failure (thread gone) only leaves that
+                // helper's affinity as it was.
+                if unsafe { libc::sched_setaffinity(tid, size, &set) } != 0 {
+                    tracing::debug!(tid, cpu, "could not set a helper's CPU affinity");
+                }
+            }
+            h.avoided = cpu;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -39,6 +137,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     fn helper(&'static self) {
+        #[cfg(target_os = "linux")]
+        if let Some(spread) = &self.spread {
+            spread.register();
+        }
         let mut st = lock(&self.state);
         loop {
             match st.task {
@@ -95,6 +197,8 @@ impl WorkPool {
                 state: Mutex::new(State::default()),
                 work: Condvar::new(),
                 done: Condvar::new(),
+                #[cfg(target_os = "linux")]
+                spread: affinity::Spread::new(),
             }));
             for i in 0..max_helpers {
                 let spawned = std::thread::Builder::new()
@@ -127,6 +231,10 @@ impl WorkPool {
         // while `task` was set; `Finish` (run on return and on unwind) clears `task` and
         // waits until every such helper has left it, so no call outlives this borrow of `f`.
         let task: Task = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), Task>(f) };
+        #[cfg(target_os = "linux")]
+        if let Some(spread) = &p.spread {
+            spread.avoid_callers_cpu();
+        }
         {
             let mut st = lock(&p.state);
             st.task = Some(task);
@@ -215,6 +323,64 @@ mod tests {
             n.fetch_add(1, Ordering::SeqCst);
         });
         assert!(n.load(Ordering::SeqCst) >= 1);
+    }
+
+    /// With two or more CPUs, a helper that joins a loop runs on another CPU than the
+    /// (pinned) caller.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn helpers_stay_off_the_callers_cpu() {
+        static SPREAD_POOL: WorkPool = WorkPool::new("test-spread");
+        let Some(spread) = affinity::Spread::new() else {
+            eprintln!("fewer than two CPUs: nothing to check");
+            return;
+        };
+        drop(spread);
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: plain bits; the calls read/write at most `size` bytes.
+        let mut mine: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut mine) }, 0);
+        let cpus: Vec<usize> = (0..8 * size)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &mine) })
+            .collect();
+        // Start the helpers (unpinned) and let each report once.
+        let joined = std::sync::atomic::AtomicBool::new(false);
+        let warm_deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let warm_caller = std::thread::current().id();
+        while !joined.load(Ordering::SeqCst) && std::time::Instant::now() < warm_deadline {
+            SPREAD_POOL.run(1, &|| {
+                if std::thread::current().id() != warm_caller {
+                    joined.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        for &pin in cpus.iter().take(2) {
+            // Pin this thread (the caller) to one CPU.
+            let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(pin, &mut one) };
+            assert_eq!(unsafe { libc::sched_setaffinity(0, size, &one) }, 0);
+            for _ in 0..20 {
+                let caller = std::thread::current().id();
+                let helper_cpu = std::sync::atomic::AtomicI32::new(-1);
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                SPREAD_POOL.run(1, &|| {
+                    if std::thread::current().id() == caller {
+                        // Wait (bounded) for the helper to report.
+                        while helper_cpu.load(Ordering::SeqCst) < 0
+                            && std::time::Instant::now() < deadline
+                        {
+                            std::hint::spin_loop();
+                        }
+                    } else {
+                        helper_cpu.store(unsafe { libc::sched_getcpu() }, Ordering::SeqCst);
+                    }
+                });
+                let got = helper_cpu.load(Ordering::SeqCst);
+                assert!(got >= 0, "no helper joined within 2 s");
+                assert_ne!(got as usize, pin, "helper ran on the caller's CPU");
+            }
+        }
+        assert_eq!(unsafe { libc::sched_setaffinity(0, size, &mine) }, 0);
     }
 
     #[test]
