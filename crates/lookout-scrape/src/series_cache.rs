@@ -2,16 +2,17 @@
 //! the target wrote it) → the storage reference of the series it became.
 //!
 //! Memory is what matters here (one entry per series of every target): the texts live
-//! back to back in one arena, the index maps a 64-bit hash of the text to a slot, and the
-//! final label set is not kept at all — storage is appended to by reference, and the rare
-//! caller that needs the labels (an unknown reference, stale markers after a restart, a
-//! config reload) rebuilds them from the text. A hash that two different texts share
-//! sends the second one to a small exact-match side table, so lookups are always exact.
+//! back to back in one arena, the index holds only 4-byte slot numbers (found by the hash
+//! of the text, compared exactly, and re-hashed from the arena when the table grows), and
+//! the final label set is not kept at all — storage is appended to by reference, and the
+//! rare caller that needs the labels (an unknown reference, stale markers after a restart,
+//! a config reload) rebuilds them from the text.
 
 use std::hash::Hasher;
 
+use hashbrown::HashTable;
 use lookout_storage::{AppendError, Appender, SeriesHandle, SeriesRef};
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHasher;
 
 /// One series of the target.
 #[derive(Clone, Debug)]
@@ -96,9 +97,8 @@ pub(crate) struct SeriesCache {
     arena: Vec<u8>,
     /// Arena bytes of forgotten entries, reclaimed by compaction.
     garbage: usize,
-    index: FxHashMap<u64, u32>,
-    /// Texts whose hash is already taken in `index` by a different text.
-    collisions: FxHashMap<Box<[u8]>, u32>,
+    /// Slots of the live entries, by the hash of their text.
+    index: HashTable<u32>,
     entries: Vec<Entry>,
     free: Vec<u32>,
     hash: fn(&[u8]) -> u64,
@@ -109,8 +109,7 @@ impl Default for SeriesCache {
         SeriesCache {
             arena: Vec::new(),
             garbage: 0,
-            index: FxHashMap::default(),
-            collisions: FxHashMap::default(),
+            index: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
             hash: fx_hash,
@@ -131,10 +130,14 @@ fn fx_hash(key: &[u8]) -> u64 {
     h.finish()
 }
 
+fn key_in<'a>(arena: &'a [u8], entries: &[Entry], idx: u32) -> &'a [u8] {
+    let e = &entries[idx as usize];
+    &arena[e.key_start..e.key_start + e.key_len]
+}
+
 impl SeriesCache {
     pub fn key(&self, idx: u32) -> &[u8] {
-        let e = &self.entries[idx as usize];
-        &self.arena[e.key_start..e.key_start + e.key_len]
+        key_in(&self.arena, &self.entries, idx)
     }
 
     pub fn entry(&self, idx: u32) -> &Entry {
@@ -148,16 +151,13 @@ impl SeriesCache {
     /// Number of series cached.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.index.len() + self.collisions.len()
+        self.index.len()
     }
 
     pub fn get(&self, key: &[u8]) -> Option<u32> {
-        let &i = self.index.get(&(self.hash)(key))?;
-        if self.key(i) == key {
-            Some(i)
-        } else {
-            self.collisions.get(key).copied()
-        }
+        self.index
+            .find((self.hash)(key), |&i| self.key(i) == key)
+            .copied()
     }
 
     /// Adds `key` (not present yet) and returns its slot.
@@ -185,15 +185,9 @@ impl SeriesCache {
                 (self.entries.len() - 1) as u32
             }
         };
-        let h = (self.hash)(key);
-        match self.index.entry(h) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.insert(key.into(), idx);
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(idx);
-            }
-        }
+        let (arena, entries, hash) = (&self.arena, &self.entries, self.hash);
+        self.index
+            .insert_unique(hash(key), idx, |&i| hash(key_in(arena, entries, i)));
         idx
     }
 
@@ -206,23 +200,9 @@ impl SeriesCache {
             })
             .collect();
         for idx in gone {
-            let key: Box<[u8]> = self.key(idx).into();
-            let h = (self.hash)(&key);
-            if self.index.get(&h) == Some(&idx) {
-                self.index.remove(&h);
-                // A text with the same hash waiting in the side table takes the place.
-                let hash = self.hash;
-                let heir = self
-                    .collisions
-                    .iter()
-                    .find(|(k, _)| hash(k) == h)
-                    .map(|(k, &i)| (k.clone(), i));
-                if let Some((k, i)) = heir {
-                    self.collisions.remove(&k);
-                    self.index.insert(h, i);
-                }
-            } else {
-                self.collisions.remove(&key);
+            let h = (self.hash)(self.key(idx));
+            if let Ok(slot) = self.index.find_entry(h, |&i| i == idx) {
+                slot.remove();
             }
             self.garbage += self.entries[idx as usize].key_len;
             self.entries[idx as usize] = Entry::FREE;
@@ -305,9 +285,8 @@ mod tests {
         let keys: Vec<String> = (0..200).map(|i| format!("m{{i=\"{i}\"}}")).collect();
         fill(&mut c, &keys);
         assert_eq!(c.len(), 200);
-        assert_eq!(c.collisions.len(), 199);
         check_all(&c, &keys, |_| true);
-        // The index's owner (key 0) goes: a colliding text takes its place.
+        // The first texts go; the colliding rest are still found exactly.
         c.evict(20, 10);
         assert_eq!(c.len(), 40);
         check_all(&c, &keys, |n| n >= 160);
