@@ -387,7 +387,9 @@ impl ChunkFiles {
         w.off += rec_len;
         w.cur.max_t.fetch_max(max_t, Ordering::Relaxed);
         self.total_bytes.fetch_add(rec_len, Ordering::Relaxed);
-        if w.buf.len() >= FLUSH_BYTES
+        // Written when the buffer reaches FLUSH_BYTES; after a failure, retried (and logged)
+        // each time another FLUSH_BYTES have gathered, not at every chunk.
+        if w.buf.len() / FLUSH_BYTES > start / FLUSH_BYTES
             && let Err(e) = w.flush()
         {
             // The chunk is buffered and readable; the WAL still holds its samples.
