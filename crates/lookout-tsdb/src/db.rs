@@ -1110,6 +1110,14 @@ impl Tsdb {
             return Err(StorageError::TooManySamples { limit });
         }
         let (pair_bufs, lists): (Vec<_>, Vec<_>) = found.into_iter().map(Mutex::into_inner).unzip();
+        if lists.iter().all(Vec::is_empty) {
+            // Only the head has data here: its label sets are unique and already built.
+            let jobs = heads
+                .into_iter()
+                .map(|(labels, samples)| (labels, vec![Piece::Head(samples)]))
+                .collect();
+            return Ok((jobs, blocks));
+        }
         let (head_labels, head_samples): (Vec<Labels>, Vec<Vec<Sample>>) =
             heads.into_iter().unzip();
         let head_pairs: Vec<Vec<(&str, &str)>> = head_labels
@@ -1121,9 +1129,8 @@ impl Tsdb {
             })
             .collect();
         // Every piece with its label pairs: the head first, then blocks by time.
-        let head_len = head_pairs.len();
         let mut pieces: Vec<(&[(&str, &str)], Piece)> =
-            Vec::with_capacity(head_len + lists.iter().map(Vec::len).sum::<usize>());
+            Vec::with_capacity(head_pairs.len() + lists.iter().map(Vec::len).sum::<usize>());
         for (pairs, samples) in head_pairs.iter().zip(head_samples) {
             pieces.push((pairs, Piece::Head(samples)));
         }
@@ -1132,11 +1139,9 @@ impl Tsdb {
                 pieces.push((&pairs[range], piece));
             }
         }
-        if pieces.len() != head_len {
-            // Stable: for equal labels the head comes first, then blocks by time. Pairs
-            // compare as the label sets they make (name, then value, label by label).
-            pieces.sort_by(|a, b| a.0.cmp(b.0));
-        }
+        // Stable: for equal labels the head comes first, then blocks by time. Pairs compare
+        // as the label sets they make (name, then value, label by label).
+        pieces.sort_by(|a, b| a.0.cmp(b.0));
         let mut jobs: Vec<Job> = Vec::new();
         let mut last: Option<&[(&str, &str)]> = None;
         for (pairs, piece) in pieces {
