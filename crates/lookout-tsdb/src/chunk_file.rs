@@ -106,21 +106,23 @@ struct Writer {
     cur: Arc<ChunkFile>,
     /// Offset of the next record.
     off: u64,
-    /// Offset up to which the file is written (and published); `buf` holds the rest.
-    written: u64,
+    /// Records not yet written: the file is written (and published) up to `off - buf.len()`.
     buf: Vec<u8>,
 }
 
 impl Writer {
+    fn written(&self) -> u64 {
+        self.off - self.buf.len() as u64
+    }
+
     /// Writes the buffered records and publishes them; on failure they stay buffered (and
     /// readable) and the next flush writes them again at the same offset.
     fn flush(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all_at(&self.buf, self.written)?;
-        self.written = self.off;
-        self.cur.published.store(self.written, Ordering::Release);
+        self.file.write_all_at(&self.buf, self.written())?;
+        self.cur.published.store(self.off, Ordering::Release);
         self.buf.clear();
         Ok(())
     }
@@ -334,7 +336,6 @@ impl ChunkFiles {
             file,
             cur,
             off: FILE_HEADER,
-            written: FILE_HEADER,
             buf: Vec::new(),
         })
     }
@@ -407,9 +408,9 @@ impl ChunkFiles {
         let g = self.writer.lock();
         if let Some(w) = g.as_ref()
             && w.cur.index == f.index
-            && u64::from(off) >= w.written
+            && u64::from(off) >= w.written()
         {
-            let at = (u64::from(off) - w.written) as usize;
+            let at = (u64::from(off) - w.written()) as usize;
             let hdr = w.buf.get(at..at.checked_add(REC_HEADER)?)?;
             let len = u32::from_le_bytes([hdr[25], hdr[26], hdr[27], hdr[28]]) as usize;
             let from = at + REC_HEADER;
