@@ -178,8 +178,9 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// How late a scrape may start and still be stamped with its scheduled time (Prometheus's
-/// `--scrape.timestamp-tolerance` default); never more than 1 % of the interval.
+/// How far from its scheduled time a scrape may start and still be stamped with it
+/// (Prometheus's `--scrape.timestamp-tolerance` default); never more than 1 % of the
+/// interval.
 const TIMESTAMP_TOLERANCE_MS: i64 = 2;
 
 /// The timestamp for a scrape started at `now`: the nearest point of its loop's schedule (the
