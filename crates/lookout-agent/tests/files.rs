@@ -241,10 +241,7 @@ async fn server_outage_pauses_reading_and_loses_nothing() {
 async fn connection_refused_then_server_appears() {
     let dir = tempfile::tempdir().unwrap();
     // Reserve a port, then free it: nothing listens there at first.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let port = std::net::SocketAddr::from(([127, 0, 0, 1], lookout_test_ports::free_port()));
     let url = format!("http://{port}/loki/api/v1/push");
     let log = dir.path().join("app.log");
     append(&log, numbered("z", 0..1000).as_bytes());

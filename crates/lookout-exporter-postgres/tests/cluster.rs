@@ -69,12 +69,7 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use lookout_test_ports::free_port;
 
 struct Cluster {
     bindir: PathBuf,

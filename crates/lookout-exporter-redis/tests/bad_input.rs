@@ -5,7 +5,6 @@
 //! tests print `SKIP` (and fail under `CI=true`).
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -36,12 +35,7 @@ fn which(bin: &str) -> Option<PathBuf> {
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use lookout_test_ports::free_port;
 
 fn redis_server(port: u16, dir: &std::path::Path, extra: &[&str]) -> Proc {
     let child = Command::new("redis-server")

@@ -2,7 +2,7 @@
 //! consecutive ports and stopping by itself.
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,24 +84,6 @@ fn once_dump_passes_promtool() {
     );
 }
 
-fn free_consecutive_ports(n: u16) -> u16 {
-    'outer: for _ in 0..50 {
-        let first = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = first.local_addr().unwrap().port();
-        if base > u16::MAX - n {
-            continue;
-        }
-        drop(first);
-        for p in base..base + n {
-            if TcpListener::bind(("127.0.0.1", p)).is_err() {
-                continue 'outer;
-            }
-        }
-        return base;
-    }
-    panic!("no {n} consecutive free ports");
-}
-
 fn scrape(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -114,7 +96,7 @@ fn scrape(port: u16) -> Option<String> {
 
 #[test]
 fn serves_consecutive_ports_and_stops_by_itself() {
-    let base = free_consecutive_ports(3);
+    let base = lookout_test_ports::free_port_block(3);
     let mut child = Command::new(BIN)
         .args(["--base-port", &base.to_string(), "--targets", "3"])
         .args(["--series-per-target", "50", "--duration-secs", "3"])

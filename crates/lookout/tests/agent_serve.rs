@@ -7,13 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use lookout_test_ports::free_port;
 
 fn container(data: &Path, n: u8, service: &str, lines: &[&str]) {
     let id: String = std::iter::repeat_n(format!("{n:x}"), 64).collect();

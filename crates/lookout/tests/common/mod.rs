@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,20 +84,7 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A currently free TCP port on 127.0.0.1, never one this test process handed out before
-/// (the kernel may give a just-released port again, and a test asks for several at once).
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = l.local_addr().expect("local addr").port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+pub use lookout_test_ports::free_port;
 
 /// Finds an executable on `PATH`.
 pub fn which(bin: &str) -> Option<PathBuf> {
@@ -484,19 +470,7 @@ pub fn now_ms() -> i64 {
 
 /// A base port with seven free consecutive loopback ports from it (the demo's services).
 pub fn free_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = free_port();
-        if base > 65_000 {
-            continue;
-        }
-        let held: Vec<TcpListener> = (0..7)
-            .filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() == 7 {
-            return base;
-        }
-    }
-    panic!("no block of seven free ports");
+    lookout_test_ports::free_port_block(7)
 }
 
 #[cfg(test)]
