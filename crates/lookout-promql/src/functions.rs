@@ -214,14 +214,24 @@ pub(crate) fn counter_rate_no_reset(
     if len < 2 {
         return None;
     }
-    let result = last.v - first.v;
     let key = (
         first.t - range_start,
         range_end - last.t,
         last.t - first.t,
         len,
     );
-    if !memo.valid || memo.key != key {
+    memo.refresh(key, range_ms, is_rate);
+    Some(memo.apply(first.v, last.v, range_ms, is_rate))
+}
+
+impl RateMemo {
+    /// Makes the memo hold `key`'s arithmetic (`key.3 >= 2` samples), unless it does.
+    #[inline]
+    fn refresh(&mut self, key: (i64, i64, i64, usize), range_ms: i64, is_rate: bool) {
+        if self.valid && self.key == key {
+            return;
+        }
+        let len = key.3;
         let dur_to_start = key.0 as f64 / 1000.0;
         let dur_to_end = key.1 as f64 / 1000.0;
         let sampled = key.2 as f64 / 1000.0;
@@ -241,7 +251,7 @@ pub(crate) fn counter_rate_no_reset(
         if is_rate {
             factor /= range_ms as f64 / 1000.0;
         }
-        *memo = RateMemo {
+        *self = RateMemo {
             key,
             valid: true,
             sampled,
@@ -250,22 +260,178 @@ pub(crate) fn counter_rate_no_reset(
             factor,
         };
     }
-    let m = *memo;
-    if result > 0.0
-        && first.v >= 0.0
-        && !zero_point_is_far(first.v, result, m.sampled, m.dur_to_start)
-    {
-        // Extrapolating to the start could cross zero: the exact rule, unmemoised.
-        let dur_to_zero = m.sampled * (first.v / result);
-        if dur_to_zero < m.dur_to_start {
-            let mut factor = (m.sampled + dur_to_zero + m.dur_to_end) / m.sampled;
-            if is_rate {
-                factor /= range_ms as f64 / 1000.0;
+
+    /// The rate/increase of a reset-free window whose key the memo holds, from its first and
+    /// last value.
+    #[inline(always)]
+    fn apply(&self, first: f64, last: f64, range_ms: i64, is_rate: bool) -> f64 {
+        let result = last - first;
+        if result > 0.0
+            && first >= 0.0
+            && !zero_point_is_far(first, result, self.sampled, self.dur_to_start)
+        {
+            // Extrapolating to the start could cross zero: the exact rule, unmemoised.
+            let dur_to_zero = self.sampled * (first / result);
+            if dur_to_zero < self.dur_to_start {
+                let mut factor = (self.sampled + dur_to_zero + self.dur_to_end) / self.sampled;
+                if is_rate {
+                    factor /= range_ms as f64 / 1000.0;
+                }
+                return result * factor;
             }
-            return Some(result * factor);
+        }
+        result * self.factor
+    }
+}
+
+/// rate/increase of every window of a series without counter resets or stale markers, for
+/// a series whose timestamps are `t0 + k * s` with `s = t1 - t0` dividing the query step (no
+/// `@`): each window's sample bounds `floor((x - t0) / s) + 1` then move by `step / s`
+/// samples a step, so they are counted instead of searched, and every window whose bounds
+/// lie inside the series has the same extrapolation key (offsets to the window ends, sample
+/// count), so its memo is filled once and applied without comparing keys. Each such window
+/// checks the four timestamps around its bounds against that arithmetic, which proves both
+/// for it on sorted samples; the first mismatch (an irregular series) returns `None`, as do
+/// the preconditions failing, and the caller takes the general path. Windows at the series'
+/// ends (and all windows when the range spans under two samples) search their bounds. The same arithmetic as [`counter_rate_no_reset`] per window, so
+/// bit-identical results.
+fn counter_windows_regular(
+    samples: &[Sample],
+    rd: &Window,
+    r: &Range,
+    is_rate: bool,
+) -> Option<Vec<(u32, f64)>> {
+    let (Some(f0), Some(f1), Some(fl)) = (samples.first(), samples.get(1), samples.last()) else {
+        return None;
+    };
+    let (t0, tl) = (f0.t, fl.t);
+    let s = f1.t.checked_sub(t0)?;
+    if s <= 0 || r.step <= 0 || r.step % s != 0 || rd.at.is_some() {
+        return None;
+    }
+    let n = i64::try_from(samples.len()).ok()?;
+    let q = r.step / s;
+    let steps = i64::try_from(r.steps()).ok()?;
+    let te0 = rd.eval_time(r.ts(0));
+    // Index of the first sample after `x` if the series is regular, unclamped.
+    let after = |x: i64| -> Option<i64> { Some(x.checked_sub(t0)?.div_euclid(s) + 1) };
+    let hu0 = after(te0)?;
+    let lu0 = after(te0.checked_sub(rd.range)?)?;
+    let span = steps.checked_mul(q)?;
+    hu0.checked_add(span)?;
+    lu0.checked_add(span)?;
+    let len = hu0 - lu0;
+    // Inner steps: lo - 1 and hi exist (lu >= 1, hu <= n - 1).
+    let ia = if lu0 >= 1 { 0 } else { (1 - lu0 + q - 1) / q };
+    let ib = if hu0 > n - 1 {
+        0
+    } else {
+        ((n - 1 - hu0) / q + 1).min(steps)
+    };
+    let (ia, ib) = (ia.min(steps), ib.max(ia.min(steps)));
+    let mut pts: Vec<(u32, f64)> = Vec::with_capacity(r.steps());
+    let mut edge = RateMemo::default();
+    let mut edge_window = |i: i64, pts: &mut Vec<(u32, f64)>| {
+        let te = rd.eval_time(r.ts(i as usize));
+        let rs = te - rd.range;
+        if te < t0 || rs >= tl {
+            return;
+        }
+        let hi = samples.partition_point(|x| x.t <= te);
+        let lo = samples[..hi].partition_point(|x| x.t <= rs);
+        if hi >= lo + 2 {
+            let (first, last) = (samples[lo], samples[hi - 1]);
+            let key = (first.t - rs, te - last.t, last.t - first.t, hi - lo);
+            edge.refresh(key, rd.range, is_rate);
+            pts.push((i as u32, edge.apply(first.v, last.v, rd.range, is_rate)));
+        }
+    };
+    for i in 0..ia {
+        edge_window(i, &mut pts);
+    }
+    if ia < ib && len >= 2 {
+        let len = len as usize;
+        let (lo0, te_a) = (lu0 + ia * q, rd.eval_time(r.ts(ia as usize)));
+        let lo = lo0 as usize;
+        let (first, last) = (samples[lo], samples[lo + len - 1]);
+        let mut memo = RateMemo::default();
+        let key = (
+            first.t - (te_a - rd.range),
+            te_a - last.t,
+            last.t - first.t,
+            len,
+        );
+        memo.refresh(key, rd.range, is_rate);
+        let grid = Grid {
+            lo,
+            len,
+            q: q as usize,
+            e_lo: t0 + lo0 * s,
+            s,
+            step: r.step,
+        };
+        if !inner_windows(samples, grid, ia..ib, &memo, rd.range, is_rate, &mut pts) {
+            return None;
         }
     }
-    Some(result * m.factor)
+    if ia < ib && len < 2 {
+        // A range under two samples of the grid: nothing on the grid, but irregular samples
+        // could still make a window of two; search them.
+        for i in ia..ib {
+            edge_window(i, &mut pts);
+        }
+    }
+    for i in ib..steps {
+        edge_window(i, &mut pts);
+    }
+    Some(pts)
+}
+
+/// Where the inner windows of [`counter_windows_regular`] lie: the first one's samples
+/// `[lo, lo + len)`, moving by `q` samples a step; `e_lo` is the expected time of sample `lo`
+/// (`s` apart from its neighbours, advancing by `step`).
+#[derive(Clone, Copy)]
+struct Grid {
+    lo: usize,
+    len: usize,
+    q: usize,
+    e_lo: i64,
+    s: i64,
+    step: i64,
+}
+
+/// The inner windows (steps `steps`) of [`counter_windows_regular`] into `pts`, all with the
+/// key `memo` holds; false at the first window whose timestamps are not on the grid.
+#[inline(never)]
+fn inner_windows(
+    samples: &[Sample],
+    g: Grid,
+    steps: std::ops::Range<i64>,
+    memo: &RateMemo,
+    range_ms: i64,
+    is_rate: bool,
+    pts: &mut Vec<(u32, f64)>,
+) -> bool {
+    let m = *memo;
+    let (len, s) = (g.len, g.s);
+    let e_span = (len as i64 - 1) * s;
+    let (mut lo, mut e_lo) = (g.lo, g.e_lo);
+    pts.reserve(steps.end.saturating_sub(steps.start) as usize);
+    for i in steps {
+        // Samples lo - 1 ..= hi of this window.
+        let Some(w) = samples.get(lo - 1..lo + len + 1) else {
+            return false;
+        };
+        let (a, b, c, d) = (w[0], w[1], w[len], w[len + 1]);
+        let e_hi = e_lo + e_span;
+        if (b.t ^ e_lo) | (a.t ^ (e_lo - s)) | (c.t ^ e_hi) | (d.t ^ (e_hi + s)) != 0 {
+            return false;
+        }
+        pts.push((i as u32, m.apply(b.v, c.v, range_ms, is_rate)));
+        lo += g.q;
+        e_lo += g.step;
+    }
+    true
 }
 
 /// True when `sampled * (first / result)` (all operands positive or zero, `result > 0`) is
@@ -1076,6 +1242,8 @@ fn stream_range_function_into(
     type Found = (usize, StepSeries, Option<String>);
     let found: Mutex<Vec<Found>> = Mutex::new(Vec::new());
     let w = ev.matrix_window(ms);
+    let counter_fn = matches!(f, RangeFn::Rate | RangeFn::Increase);
+    let is_rate = f == RangeFn::Rate;
     let visit = |i: usize, labels: &Labels, samples: &[Sample]| {
         if timed_out.load(Ordering::Relaxed) {
             return;
@@ -1088,7 +1256,11 @@ fn stream_range_function_into(
             let mut scratch = cell.borrow_mut();
             let (clean, resets) = &mut *scratch;
             let (stale, reset) = stale_and_reset(samples);
-            if stale {
+            if let (true, false, false) = (counter_fn, stale, reset)
+                && let Some(pts) = counter_windows_regular(samples, &w, r, is_rate)
+            {
+                pts
+            } else if stale {
                 clean.clear();
                 clean.extend(samples.iter().filter(|x| !is_stale_nan(x.v)));
                 eval_windows(f, clean, &w, r, &[], resets, None)
@@ -1498,6 +1670,60 @@ mod tests {
             let stale = samples.iter().any(|x| is_stale_nan(x.v));
             let reset = samples.windows(2).any(|w| w[1].v < w[0].v);
             prop_assert_eq!(stale_and_reset(&samples), (stale, reset));
+        }
+    }
+
+    proptest! {
+        // Counted window bounds and the shared memo give what the searched windows give, bit
+        // for bit: counters starting near zero (the zero-point rule), query steps that are and
+        // are not multiples of the series' step, ranges shorter than two samples, offsets,
+        // queries reaching before and after the series, and series with one sample off the
+        // grid (refused, or only windows away from it counted).
+        #[test]
+        fn regular_counter_windows_equal_the_general_loop(
+            t0 in 1_000_000i64..2_000_000,
+            s in prop::sample::select(vec![1_000i64, 15_000, 10_000, 7_000]),
+            v0 in prop_oneof![Just(0.0f64), 0.0..5.0f64, 1e3..1e9f64],
+            incs in proptest::collection::vec(prop_oneof![
+                4 => (0u32..40).prop_map(f64::from),
+                1 => Just(0.0f64),
+                1 => 0.0..1e6f64,
+            ], 2..300),
+            start_k in -30i64..150,
+            start_j in prop_oneof![3 => Just(0i64), 1 => Just(1i64), 1 => Just(-1i64), 1 => 0i64..20_000],
+            steps in 1i64..120,
+            qstep_mul in prop_oneof![4 => 1i64..6, 1 => Just(0i64)],
+            qstep_odd in 1i64..50_000,
+            range in prop::sample::select(vec![1_000i64, 14_999, 15_000, 60_000, 300_000, 1_020_000]),
+            offset in prop_oneof![3 => Just(0i64), 1 => Just(-60_000i64), 1 => -60_000i64..600_000],
+            is_rate in any::<bool>(),
+            jitter in prop_oneof![1 => Just(None), 2 => (0usize..300, -300i64..300).prop_map(Some)],
+        ) {
+            let mut v = v0;
+            let mut samples: Vec<Sample> = incs.iter().enumerate().map(|(i, &d)| {
+                v += d;
+                Sample { t: t0 + i as i64 * s, v }
+            }).collect();
+            let mut regular = true;
+            if let Some((at, dt)) = jitter && at < samples.len() && dt != 0 {
+                samples[at].t += dt;
+                regular = false;
+            }
+            let step = if qstep_mul > 0 { qstep_mul * s } else { qstep_odd };
+            // Window ends often exactly on a sample, or one millisecond off.
+            let start = t0 + start_k * s + start_j;
+            let r = Range { start, end: start + (steps - 1) * step, step };
+            let w = Window { range, offset, at: None };
+            let f = if is_rate { RangeFn::Rate } else { RangeFn::Increase };
+            prop_assert_eq!(stale_and_reset(&samples), (false, false));
+            let want = eval_windows(f, &samples, &w, &r, &[], &mut Vec::new(), Some(false));
+            match counter_windows_regular(&samples, &w, &r, is_rate) {
+                Some(got) => {
+                    let bits = |p: &[(u32, f64)]| p.iter().map(|&(i, v)| (i, v.to_bits())).collect::<Vec<_>>();
+                    prop_assert_eq!(bits(&got), bits(&want));
+                }
+                None => prop_assert!(!regular || step % s != 0, "no counted windows for step {}", step),
+            }
         }
     }
 
