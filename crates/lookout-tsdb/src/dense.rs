@@ -130,11 +130,21 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The signed value of zig-zag byte `k` (0 = lowest) of a [`Reader::small8`] word.
-#[inline(always)]
+/// The signed value of zig-zag byte `k` (0 = lowest) of a [`Reader::small8`] word: the
+/// reference [`unzz8_all`] is tested against.
+#[cfg(test)]
 fn unzz8(word: u64, k: usize) -> i64 {
     let z = (word >> (8 * k)) & 0x7f;
     ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+/// All eight zig-zag bytes of a [`Reader::small8`] word (lowest first) as signed values: per
+/// byte `(z >> 1) ^ -(z & 1)` fits in a signed byte, computed for the whole word at once.
+#[inline(always)]
+fn unzz8_all(word: u64) -> [i64; 8] {
+    let half = (word >> 1) & 0x3f3f_3f3f_3f3f_3f3f;
+    let neg = (word & 0x0101_0101_0101_0101).wrapping_mul(0xff);
+    (half ^ neg).to_le_bytes().map(|b| i64::from(b as i8))
 }
 
 fn pow10(d: u32) -> f64 {
@@ -556,6 +566,20 @@ struct StepSamples<'a> {
     dst: &'a mut [MaybeUninit<Sample>],
     t_lo: i64,
     step: i64,
+    /// `j * step` for `j` in 0..8.
+    steps8: [i64; 8],
+}
+
+impl<'a> StepSamples<'a> {
+    fn new(dst: &'a mut [MaybeUninit<Sample>], t_lo: i64, step: i64) -> Self {
+        let steps8 = std::array::from_fn(|j| (j as i64).wrapping_mul(step));
+        StepSamples {
+            dst,
+            t_lo,
+            step,
+            steps8,
+        }
+    }
 }
 
 impl StepSamples<'_> {
@@ -574,10 +598,10 @@ impl ValueSink for StepSamples<'_> {
     #[inline(always)]
     fn put8(&mut self, k: usize, v: [f64; 8]) {
         let t = self.t(k);
-        let step = self.step;
+        let steps8 = self.steps8;
         for (j, (s, v)) in self.dst[k..k + 8].iter_mut().zip(v).enumerate() {
             s.write(Sample {
-                t: t.wrapping_add((j as i64).wrapping_mul(step)),
+                t: t.wrapping_add(steps8[j]),
                 v,
             });
         }
@@ -615,10 +639,25 @@ fn decimal_values<const DOD: bool, const INT: bool>(
         if hi - i >= 8
             && let Some(word) = r.small8()
         {
+            let xs = unzz8_all(word);
             let mut vals = [0.0; 8];
-            for (k, v) in vals.iter_mut().enumerate() {
-                advance(&mut m, &mut delta, unzz8(word, k));
-                *v = scale(m);
+            if DOD {
+                for (v, x) in vals.iter_mut().zip(xs) {
+                    advance(&mut m, &mut delta, x);
+                    *v = scale(m);
+                }
+            } else {
+                // Running sums of the deltas first, so only one addition per word carries
+                // over to the next (the others do not wait for `m`).
+                let mut sums = xs;
+                for k in 1..8 {
+                    sums[k] = sums[k].wrapping_add(sums[k - 1]);
+                }
+                for (v, p) in vals.iter_mut().zip(sums) {
+                    *v = scale(m.wrapping_add(p));
+                }
+                delta = xs[7];
+                m = m.wrapping_add(sums[7]);
             }
             dst.put8(i - lo, vals);
             r.skip8();
@@ -750,8 +789,8 @@ fn decode_raw_into(
                 {
                     let (mut tt, mut dd) = (t, d);
                     let mut ts = [0i64; 8];
-                    for (k, slot) in ts.iter_mut().enumerate() {
-                        dd = dd.wrapping_add(unzz8(word, k));
+                    for (slot, x) in ts.iter_mut().zip(unzz8_all(word)) {
+                        dd = dd.wrapping_add(x);
                         tt = tt.wrapping_add(dd);
                         *slot = tt;
                     }
@@ -780,11 +819,7 @@ fn decode_raw_into(
         }
         let len = hi - lo;
         out.reserve(len);
-        let mut dst = StepSamples {
-            dst: &mut out.spare_capacity_mut()[..len],
-            t_lo,
-            step,
-        };
+        let mut dst = StepSamples::new(&mut out.spare_capacity_mut()[..len], t_lo, step);
         let exc = values_into(&mut r, n, lo, hi, &mut dst)?;
         // SAFETY: `values_into` returned Ok, so it put every sample of [lo, hi), i.e. wrote
         // each of the `len` slots of the spare capacity after `base` (see `decimal_values`
@@ -1094,6 +1129,15 @@ mod tests {
                 .chain(samples.iter().filter(|s| s.t >= a && s.t <= b).map(|s| (s.t, s.v.to_bits())))
                 .collect();
             prop_assert_eq!(bits(&got), want);
+        }
+
+        // The whole-word zig-zag decoding agrees with the byte-by-byte one on every word
+        // `small8` accepts (no continuation bit in any byte).
+        #[test]
+        fn whole_word_zigzag_matches_bytewise(w in any::<u64>()) {
+            let word = w & 0x7f7f_7f7f_7f7f_7f7f;
+            let want: Vec<i64> = (0..8).map(|k| unzz8(word, k)).collect();
+            prop_assert_eq!(unzz8_all(word).to_vec(), want);
         }
 
         #[test]
