@@ -446,11 +446,8 @@ pub fn decode(
             };
             ZSTD.with(|cell| {
                 let mut state = cell.borrow_mut();
-                let (dctx, buf) = &mut *state;
-                let d = match dctx {
-                    Some(d) => d,
-                    None => dctx.insert(DCtx::try_create().ok_or(DecodeError("zstd context"))?),
-                };
+                let ZstdState { ctxs, tick, buf } = &mut *state;
+                let d = context_for(ctxs, tick, dict)?;
                 buf.clear();
                 buf.reserve(raw_len as usize);
                 let n = match dict {
@@ -473,11 +470,60 @@ pub fn decode(
     }
 }
 
+/// Decompression contexts kept per thread, one per dictionary recently used.
+const CONTEXTS_PER_THREAD: usize = 8;
+
+/// A thread's zstd decompression contexts and output buffer: creating a context costs more
+/// than decompressing a typical chunk. zstd treats a dictionary as cold when the context last
+/// decoded with another one (it then prefetches the dictionary's tables and takes its slower
+/// prefetching sequence decoder for the whole frame), and a series' chunks come from a
+/// different block, i.e. dictionary, each time; so each dictionary (by its address) keeps a
+/// context of its own, the least recently used one giving way. Key 0 is the context for
+/// frames without a dictionary.
+struct ZstdState {
+    ctxs: Vec<(usize, u64, DCtx<'static>)>,
+    tick: u64,
+    buf: Vec<u8>,
+}
+
+/// The context of `dict` (see [`ZstdState`]), created or taken over as needed.
+fn context_for<'a>(
+    ctxs: &'a mut Vec<(usize, u64, DCtx<'static>)>,
+    tick: &mut u64,
+    dict: Option<&DDict<'static>>,
+) -> Result<&'a mut DCtx<'static>, DecodeError> {
+    let key = dict.map_or(0, |d| std::ptr::from_ref(d) as usize);
+    *tick += 1;
+    let at = match ctxs.iter().position(|c| c.0 == key) {
+        Some(i) => i,
+        None if ctxs.len() < CONTEXTS_PER_THREAD => {
+            let d = DCtx::try_create().ok_or(DecodeError("zstd context"))?;
+            ctxs.push((key, 0, d));
+            ctxs.len() - 1
+        }
+        None => {
+            let (i, _) = ctxs
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.1)
+                .ok_or(DecodeError("zstd context"))?;
+            ctxs[i].0 = key;
+            i
+        }
+    };
+    let c = &mut ctxs[at];
+    c.1 = *tick;
+    Ok(&mut c.2)
+}
+
 thread_local! {
-    /// A decompression context and output buffer per thread: creating a zstd context costs
-    /// more than decompressing a typical chunk.
-    static ZSTD: std::cell::RefCell<(Option<DCtx<'static>>, Vec<u8>)> =
-        const { std::cell::RefCell::new((None, Vec::new())) };
+    static ZSTD: std::cell::RefCell<ZstdState> = const {
+        std::cell::RefCell::new(ZstdState {
+            ctxs: Vec::new(),
+            tick: 0,
+            buf: Vec::new(),
+        })
+    };
 }
 
 fn decode_raw(
@@ -1047,6 +1093,58 @@ mod tests {
             bytes_with < bytes_without,
             "{bytes_with} bytes with the dictionary, {bytes_without} without"
         );
+    }
+
+    #[test]
+    fn contexts_per_dictionary_are_reused_and_evicted() {
+        let (dict, _) = test_dict();
+        // More prepared dictionaries (distinct addresses) than a thread keeps contexts for,
+        // with frames without a dictionary in between.
+        let dicts: Vec<DDict<'static>> = (0..CONTEXTS_PER_THREAD + 3)
+            .map(|_| prepare_dictionary(dict).unwrap())
+            .collect();
+        let mut with = Compressor::new(Some(dict)).unwrap();
+        let mut raw = Vec::new();
+        let chunks: Vec<(Vec<Sample>, Vec<u8>, Vec<u8>)> = (0..dicts.len() as u64)
+            .map(|seed| {
+                let samples = service_like(200 + seed, 700, seed % 2 == 0);
+                encode_raw(&samples, &mut raw);
+                let mut a = Vec::new();
+                with.compress(&raw, &mut a);
+                assert_eq!(a[0], FORMAT_ZSTD_DICT);
+                let mut b = Vec::new();
+                encode(&samples, &mut b).unwrap();
+                (samples, a, b)
+            })
+            .collect();
+        for round in 0..3 {
+            for (i, (samples, a, b)) in chunks.iter().enumerate() {
+                // The first rounds go through the dictionaries in order, the last backwards.
+                let d = if round < 2 {
+                    &dicts[i]
+                } else {
+                    &dicts[dicts.len() - 1 - i]
+                };
+                assert_eq!(decode_all(a, Some(d)), bits(samples));
+                assert_eq!(decode_all(b, None), bits(samples));
+            }
+        }
+        ZSTD.with(|cell| {
+            let state = cell.borrow();
+            assert_eq!(state.ctxs.len(), CONTEXTS_PER_THREAD);
+            let mut keys: Vec<usize> = state.ctxs.iter().map(|c| c.0).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            assert_eq!(
+                keys.len(),
+                CONTEXTS_PER_THREAD,
+                "one context per dictionary"
+            );
+            assert!(
+                keys.contains(&0),
+                "the context without a dictionary was used last"
+            );
+        });
     }
 
     proptest! {
