@@ -763,6 +763,18 @@ impl Block {
         pairs: &mut Vec<(&'a str, &'a str)>,
         chunks: &mut Vec<BlockChunk>,
     ) -> Result<(), BlockError> {
+        self.series_into_cached(i, pairs, chunks, &mut SymbolCache::default())
+    }
+
+    /// [`Block::series_into`] with the symbols looked up through `cache` (one per block and
+    /// caller): the series of a query mostly share their label names and many values.
+    pub fn series_into_cached<'a>(
+        &'a self,
+        i: u64,
+        pairs: &mut Vec<(&'a str, &'a str)>,
+        chunks: &mut Vec<BlockChunk>,
+        cache: &mut SymbolCache<'a>,
+    ) -> Result<(), BlockError> {
         if i as usize >= self.nseries {
             return Err(self.corrupt("series number out of range"));
         }
@@ -780,7 +792,7 @@ impl Block {
         for _ in 0..nl {
             let n = r.uvarint().map_err(bad)? as u32;
             let v = r.uvarint().map_err(bad)? as u32;
-            pairs.push((self.symbol(n)?, self.symbol(v)?));
+            pairs.push((cache.get(self, n)?, cache.get(self, v)?));
         }
         let nc = r.uvarint().map_err(bad)? as usize;
         chunks.reserve(nc.min(4096));
@@ -923,6 +935,34 @@ impl Block {
 }
 
 /// First index in `0..n` where `pred` is false (pred is true then false).
+/// Recently looked-up symbols of one block, by number (direct-mapped): a query's series
+/// repeat a few label names and values, each otherwise read and UTF-8-checked per use.
+pub struct SymbolCache<'a> {
+    slots: [(u32, &'a str); SYMBOL_SLOTS],
+}
+
+const SYMBOL_SLOTS: usize = 64;
+
+impl Default for SymbolCache<'_> {
+    fn default() -> Self {
+        SymbolCache {
+            slots: [(u32::MAX, ""); SYMBOL_SLOTS],
+        }
+    }
+}
+
+impl<'a> SymbolCache<'a> {
+    /// Symbol `i` of `block` (the block this cache is used with).
+    #[inline]
+    pub fn get(&mut self, block: &'a Block, i: u32) -> Result<&'a str, BlockError> {
+        let slot = &mut self.slots[i as usize % SYMBOL_SLOTS];
+        if slot.0 != i {
+            *slot = (i, block.symbol(i)?);
+        }
+        Ok(slot.1)
+    }
+}
+
 fn partition(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut lo, mut hi) = (0usize, n);
     while lo < hi {
@@ -961,6 +1001,44 @@ mod tests {
             w.add_series(labels, &samples).unwrap();
         }
         w.finish(0, 5000 * 15, 1, vec![], false).unwrap().unwrap()
+    }
+
+    #[test]
+    fn cached_symbols_give_the_same_series() {
+        // 150 series with distinct values: symbol numbers collide in the cache's slots.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::new(tmp.path()).unwrap();
+        let mut all: Vec<Labels> = (0..150)
+            .map(|i| {
+                Labels::from_pairs([
+                    ("__name__", format!("m{}", i % 3)),
+                    ("i", format!("{i:03}")),
+                    ("job", format!("j{}", i % 7)),
+                ])
+            })
+            .collect();
+        all.sort();
+        let samples: Vec<Sample> = (0..10).map(|t| Sample { t, v: 1.0 }).collect();
+        for labels in all {
+            w.add_series(labels, &samples).unwrap();
+        }
+        let meta = w.finish(0, 10, 1, vec![], false).unwrap().unwrap();
+        let b = Block::open(&tmp.path().join(&meta.id)).unwrap();
+        let mut cache = SymbolCache::default();
+        // Forwards, then backwards, through one cache.
+        let ids: Vec<u64> = (0..b.num_series() as u64)
+            .chain((0..b.num_series() as u64).rev())
+            .collect();
+        for id in ids {
+            let (mut p1, mut c1, mut p2, mut c2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            b.series_into(id, &mut p1, &mut c1).unwrap();
+            b.series_into_cached(id, &mut p2, &mut c2, &mut cache)
+                .unwrap();
+            assert_eq!(p1, p2, "series {id}");
+            assert_eq!(c1.len(), c2.len());
+        }
+        assert!(b.symbol(u32::MAX - 1).is_err());
+        assert!(cache.get(&b, u32::MAX - 1).is_err());
     }
 
     #[test]

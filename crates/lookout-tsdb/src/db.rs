@@ -1072,10 +1072,11 @@ impl Tsdb {
                 let b: &Block = &blocks[bi];
                 let (mut pairs, mut out) = (Vec::new(), Vec::new());
                 let mut block_sure = 0usize;
+                let mut symbols = crate::block::SymbolCache::default();
                 for id in b.matching(matchers)? {
                     let at = pairs.len();
                     let mut chunks = Vec::new();
-                    b.series_into(id, &mut pairs, &mut chunks)?;
+                    b.series_into_cached(id, &mut pairs, &mut chunks, &mut symbols)?;
                     chunks.retain(|c| c.max_t >= start && c.min_t <= end);
                     if chunks.is_empty() {
                         pairs.truncate(at);

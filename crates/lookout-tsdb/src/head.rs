@@ -1,15 +1,16 @@
 //! The in-memory head: series (interned labels + per-series chunk state), the lookup maps
-//! (by id and by label hash, both lock-striped), the postings index and the rules for
+//! (by id and by label hash, both lock-striped, one pointer a slot), the postings index and the rules for
 //! appending a sample to a series, cutting full chunks to the head-chunk files, dropping old
 //! chunks and taking read snapshots.
 
-use std::hash::Hasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use hashbrown::HashTable;
 use lookout_storage::{AppendError, Label, Labels, Matcher, Sample, StorageError};
 use parking_lot::{Mutex, RwLock};
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::{FxBuildHasher, FxHasher};
 
 use crate::chunk::{XorChunk, XorIter};
 use crate::chunk_file::{ChunkBytes, ChunkFile, ChunkFiles, ChunkKind};
@@ -719,21 +720,26 @@ impl Snapshot {
     }
 }
 
-type IdMap = FxHashMap<u64, Arc<MemSeries>>;
+/// One stripe of a series lookup. A slot is the series pointer alone: the key (id or label
+/// hash) is read from the series, and series whose label hashes collide are simply entries
+/// with equal hashes (16–24 bytes a slot less than maps keyed by value, for every series).
+type SeriesTable = HashTable<Arc<MemSeries>>;
 
-/// The series with one label hash: almost always one (boxed list so a map slot stays 24 bytes).
-enum HashEntry {
-    One(Arc<MemSeries>),
-    #[allow(clippy::box_collection)]
-    Many(Box<Vec<Arc<MemSeries>>>),
+/// Spreads a key over the table (stripes take keys modulo `STRIPES`, so the low bits of a
+/// key are equal within a stripe).
+#[inline]
+fn slot_hash(key: u64) -> u64 {
+    FxBuildHasher.hash_one(key)
 }
 
 /// Series lookup, index and symbols.
 pub struct Head {
     pub symbols: SymbolTable,
     pub index: RwLock<PostingsIndex>,
-    by_id: Box<[RwLock<IdMap>]>,
-    by_hash: Box<[RwLock<FxHashMap<u64, HashEntry>>]>,
+    /// By series id.
+    by_id: Box<[RwLock<SeriesTable>]>,
+    /// By label hash ([`labels_hash`]).
+    by_hash: Box<[RwLock<SeriesTable>]>,
     pub next_id: AtomicU64,
     pub chunks: ChunkFiles,
     pub params: ChunkParams,
@@ -761,10 +767,10 @@ impl Head {
             symbols: SymbolTable::default(),
             index: RwLock::new(PostingsIndex::default()),
             by_id: (0..STRIPES)
-                .map(|_| RwLock::new(FxHashMap::default()))
+                .map(|_| RwLock::new(SeriesTable::new()))
                 .collect(),
             by_hash: (0..STRIPES)
-                .map(|_| RwLock::new(FxHashMap::default()))
+                .map(|_| RwLock::new(SeriesTable::new()))
                 .collect(),
             next_id: AtomicU64::new(1),
             chunks,
@@ -786,7 +792,10 @@ impl Head {
 
     #[inline]
     pub fn get_by_id(&self, id: u64) -> Option<Arc<MemSeries>> {
-        self.by_id[id as usize % STRIPES].read().get(&id).cloned()
+        self.by_id[id as usize % STRIPES]
+            .read()
+            .find(slot_hash(id), |s| s.id == id)
+            .cloned()
     }
 
     fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
@@ -801,23 +810,21 @@ impl Head {
     }
 
     pub fn get_by_labels(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
-        let g = self.by_hash[hash as usize % STRIPES].read();
-        match g.get(&hash)? {
-            HashEntry::One(s) => self.same_labels(s, labels).then(|| s.clone()),
-            HashEntry::Many(v) => v.iter().find(|s| self.same_labels(s, labels)).cloned(),
-        }
+        self.by_hash[hash as usize % STRIPES]
+            .read()
+            .find(slot_hash(hash), |s| {
+                s.hash == hash && self.same_labels(s, labels)
+            })
+            .cloned()
     }
 
     /// Returns the series with `labels`, creating it with `id` when absent.
     pub fn get_or_create(&self, labels: &Labels, hash: u64, id: u64) -> (Arc<MemSeries>, bool) {
         let mut g = self.by_hash[hash as usize % STRIPES].write();
-        let existing = match g.get(&hash) {
-            Some(HashEntry::One(s)) => self.same_labels(s, labels).then(|| s.clone()),
-            Some(HashEntry::Many(v)) => v.iter().find(|s| self.same_labels(s, labels)).cloned(),
-            None => None,
-        };
-        if let Some(s) = existing {
-            return (s, false);
+        if let Some(s) = g.find(slot_hash(hash), |s| {
+            s.hash == hash && self.same_labels(s, labels)
+        }) {
+            return (s.clone(), false);
         }
         let syms = self
             .symbols
@@ -828,21 +835,10 @@ impl Head {
             labels: syms,
             state: Mutex::new(SeriesState::new()),
         });
-        match g.remove(&hash) {
-            None => {
-                g.insert(hash, HashEntry::One(s.clone()));
-            }
-            Some(HashEntry::One(o)) => {
-                g.insert(hash, HashEntry::Many(Box::new(vec![o, s.clone()])));
-            }
-            Some(HashEntry::Many(mut v)) => {
-                v.push(s.clone());
-                g.insert(hash, HashEntry::Many(v));
-            }
-        }
+        g.insert_unique(slot_hash(hash), s.clone(), |o| slot_hash(o.hash));
         self.by_id[id as usize % STRIPES]
             .write()
-            .insert(id, s.clone());
+            .insert_unique(slot_hash(id), s.clone(), |o| slot_hash(o.id));
         self.index.write().add(id, &s.labels);
         drop(g);
         self.next_id.fetch_max(id + 1, Ordering::Relaxed);
@@ -855,27 +851,13 @@ impl Head {
     pub fn remove(&self, s: &Arc<MemSeries>) {
         {
             let mut g = self.by_hash[s.hash as usize % STRIPES].write();
-            match g.remove(&s.hash) {
-                Some(HashEntry::One(o)) if o.id != s.id => {
-                    g.insert(s.hash, HashEntry::One(o));
-                }
-                Some(HashEntry::Many(mut v)) => {
-                    v.retain(|o| o.id != s.id);
-                    match v.len() {
-                        0 => {}
-                        1 => {
-                            if let Some(o) = v.pop() {
-                                g.insert(s.hash, HashEntry::One(o));
-                            }
-                        }
-                        _ => {
-                            g.insert(s.hash, HashEntry::Many(v));
-                        }
-                    }
-                }
-                _ => {}
+            if let Ok(e) = g.find_entry(slot_hash(s.hash), |o| o.id == s.id) {
+                e.remove();
             }
-            self.by_id[s.id as usize % STRIPES].write().remove(&s.id);
+            let mut g = self.by_id[s.id as usize % STRIPES].write();
+            if let Ok(e) = g.find_entry(slot_hash(s.id), |o| o.id == s.id) {
+                e.remove();
+            }
             self.index.write().remove(s.id, &s.labels);
         }
         self.symbols.release_pairs(&s.labels);
@@ -897,7 +879,7 @@ impl Head {
     pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut out = Vec::new();
         for stripe in self.by_id.iter() {
-            out.extend(stripe.read().values().cloned());
+            out.extend(stripe.read().iter().cloned());
         }
         out
     }
@@ -1006,6 +988,37 @@ mod tests {
             ooo_cap: 3,
         };
         (dir, Head::new(files, p, Metrics::default()))
+    }
+
+    #[test]
+    fn series_with_colliding_label_hashes_stay_apart() {
+        let (_d, h) = head();
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let b = Labels::from_pairs([("__name__", "up"), ("job", "b")]);
+        let c = Labels::from_pairs([("__name__", "up"), ("job", "c")]);
+        // Three label sets given one hash, plus many other series so the tables grow.
+        let (sa, new_a) = h.get_or_create(&a, 7, 1);
+        let (sb, new_b) = h.get_or_create(&b, 7, 2);
+        for i in 0..2_000u64 {
+            let l = Labels::from_pairs([("__name__", "x"), ("i", &i.to_string())]);
+            h.get_or_create(&l, labels_hash(&l), 10 + i);
+        }
+        let (sc, _) = h.get_or_create(&c, 7, 3);
+        assert!(new_a && new_b);
+        assert_eq!((sa.id, sb.id, sc.id), (1, 2, 3));
+        assert!(!h.get_or_create(&b, 7, 99).1, "found, not created again");
+        assert_eq!(h.get_by_labels(&a, 7).map(|s| s.id), Some(1));
+        assert_eq!(h.get_by_labels(&b, 7).map(|s| s.id), Some(2));
+        assert!(h.get_by_labels(&a, 8).is_none());
+        h.remove(&sb);
+        assert!(h.get_by_labels(&b, 7).is_none());
+        assert!(h.get_by_id(2).is_none());
+        assert_eq!(h.get_by_labels(&a, 7).map(|s| s.id), Some(1));
+        assert_eq!(h.get_by_labels(&c, 7).map(|s| s.id), Some(3));
+        assert_eq!(h.get_by_id(3).map(|s| s.id), Some(3));
+        assert_eq!(h.get_by_id(1_009).map(|s| s.id), Some(1_009));
+        assert_eq!(h.series_count(), 2_002);
+        assert_eq!(h.all_series().len(), 2_002);
     }
 
     #[test]
