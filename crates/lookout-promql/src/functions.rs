@@ -362,11 +362,18 @@ fn counter_windows_regular(
             len,
         );
         memo.refresh(key, rd.range, is_rate);
+        // The expected times checked run from e_lo - s up to the last window's hi: in range.
+        let e_lo = lo0.checked_mul(s).and_then(|x| x.checked_add(t0))?;
+        e_lo.checked_sub(s)?;
+        (ib - 1 - ia)
+            .checked_mul(r.step)
+            .and_then(|x| x.checked_add(e_lo))
+            .and_then(|x| x.checked_add((len as i64).checked_mul(s)?))?;
         let grid = Grid {
             lo,
             len,
             q: q as usize,
-            e_lo: t0 + lo0 * s,
+            e_lo,
             s,
             step: r.step,
         };
@@ -1733,6 +1740,57 @@ mod tests {
                     prop_assert_eq!(bits(&got), bits(&want));
                 }
                 None => prop_assert!(!regular || step % s != 0, "no counted windows for step {}", step),
+            }
+        }
+    }
+
+    #[test]
+    fn counted_windows_near_the_ends_of_time() {
+        // Timestamps close to i64::MAX, and a first gap too wide to count with: the answer is
+        // the general loop's, nothing overflows.
+        let series = [
+            (0..50)
+                .map(|i| Sample {
+                    t: i64::MAX - 50_000 + i * 1000,
+                    v: i as f64,
+                })
+                .collect::<Vec<_>>(),
+            [0, 1 << 62, (1 << 62) + 1000, (1 << 62) + 2000]
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| Sample { t, v: i as f64 })
+                .collect(),
+        ];
+        for (k, samples) in series.iter().enumerate() {
+            let last = samples[samples.len() - 1].t;
+            for (start, step) in [
+                (last - 40_000, 1000),
+                (last - 40_000, 3000),
+                (last - 3000, 1000),
+            ] {
+                let r = Range {
+                    start,
+                    end: last,
+                    step,
+                };
+                let w = Window {
+                    range: 5000,
+                    offset: 0,
+                    at: None,
+                };
+                let want = eval_windows(
+                    RangeFn::Rate,
+                    samples,
+                    &w,
+                    &r,
+                    &[],
+                    &mut Vec::new(),
+                    Some(false),
+                );
+                match counter_windows_regular(samples, &w, &r, true) {
+                    Some(got) => assert_eq!(got, want, "start {start} step {step}"),
+                    None => assert!(k == 1 || step % 1000 != 0, "the regular series is counted"),
+                }
             }
         }
     }
