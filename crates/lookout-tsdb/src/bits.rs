@@ -1,14 +1,16 @@
 //! Bit-level writer and reader for the chunk encodings.
 //!
 //! Hand-written rather than taken from a crate because this is the ingestion and query hot
-//! path: the writer appends straight into the chunk's `Vec<u8>` (so an open head chunk is
-//! readable at any moment without a flush step), and the reader keeps a 64-bit MSB-aligned
+//! path: the writer appends straight into the chunk's buffer (a [`SysBuf`], see there why; so
+//! an open head chunk is readable at any moment without a flush step), and the reader keeps a 64-bit MSB-aligned
 //! register refilled a byte at a time, so most reads are a shift and a mask.
 
-/// Appends bits MSB-first to a byte vector. The last byte may be partially filled.
+use crate::sysbuf::SysBuf;
+
+/// Appends bits MSB-first to a byte buffer. The last byte may be partially filled.
 #[derive(Clone, Debug, Default)]
 pub struct BitWriter {
-    buf: Vec<u8>,
+    buf: SysBuf,
     /// Unused low bits in the last byte of `buf` (0..=7).
     free: u32,
 }
@@ -16,7 +18,7 @@ pub struct BitWriter {
 impl BitWriter {
     pub fn with_capacity(cap: usize) -> Self {
         BitWriter {
-            buf: Vec::with_capacity(cap),
+            buf: SysBuf::with_capacity(cap),
             free: 0,
         }
     }
@@ -30,12 +32,12 @@ impl BitWriter {
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        self.buf.as_slice()
     }
 
     #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
+        self.buf.as_mut_slice()
     }
 
     #[inline]
@@ -65,7 +67,7 @@ impl BitWriter {
             self.free = 7;
         } else {
             self.free -= 1;
-            if bit && let Some(last) = self.buf.last_mut() {
+            if bit && let Some(last) = self.buf.as_mut_slice().last_mut() {
                 *last |= 1 << self.free;
             }
         }
@@ -81,7 +83,7 @@ impl BitWriter {
         let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
         if self.free > 0 {
             let free = self.free;
-            if let Some(last) = self.buf.last_mut() {
+            if let Some(last) = self.buf.as_mut_slice().last_mut() {
                 if n <= free {
                     *last |= (v << (free - n)) as u8;
                     self.free = free - n;
@@ -102,8 +104,9 @@ impl BitWriter {
         }
     }
 
+    /// The bytes as a `Vec` (a copy: the buffer lives in another allocator).
     pub fn into_inner(self) -> Vec<u8> {
-        self.buf
+        self.buf.as_slice().to_vec()
     }
 }
 

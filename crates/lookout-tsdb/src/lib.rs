@@ -27,6 +27,7 @@ mod head;
 mod metrics;
 mod postings;
 mod symbols;
+mod sysbuf;
 mod wal;
 
 use std::path::PathBuf;
