@@ -35,7 +35,12 @@ const TIME_STEP: u8 = 1;
 /// Refuse to inflate a chunk beyond this (a corrupt length must not exhaust memory).
 const MAX_RAW: u64 = 64 << 20;
 
-pub const ZSTD_LEVEL: i32 = 9;
+/// zstd level of block chunks (with the block dictionary). Level 3 stores these small frames
+/// about as densely as 9 (1.281 vs 1.279 bytes per sample on the query benchmark's data), but
+/// reading its frames builds fewer Huffman/FSE tables and decodes fewer sequences: zstd took
+/// 26 -> 17 % of a histogram_quantile query's CPU, -16 % CPU per query. Older chunks, written
+/// at level 9, read the same way.
+pub const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt block chunk: {0}")]
