@@ -17,13 +17,16 @@ use crate::eval::{
 /// Neumaier-improved Kahan summation step: returns the new sum and compensation.
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
+    // Both candidates are computed and one is selected (no data-dependent branch: which
+    // operand is larger varies from value to value, and a mispredicted jump costs more).
+    let big_sum = (sum - t) + inc;
+    let big_inc = (inc - t) + sum;
+    let d = if sum.abs() >= inc.abs() {
+        big_sum
     } else {
-        c + ((inc - t) + sum)
+        big_inc
     };
+    let c = if t.is_infinite() { 0.0 } else { c + d };
     (t, c)
 }
 
