@@ -1,7 +1,7 @@
-//! The in-memory head: series (interned labels + per-series chunk state), the lookup tables
-//! (by id and by label hash, both lock-striped, one pointer a slot), the postings index and
-//! the rules for appending a sample to a series, cutting full chunks to the head-chunk files,
-//! dropping old chunks and taking read snapshots.
+//! The in-memory head: series (interned labels + per-series chunk state), the lookup maps
+//! (by id and by label hash, both lock-striped, one pointer a slot), the postings index and the rules for
+//! appending a sample to a series, cutting full chunks to the head-chunk files, dropping old
+//! chunks and taking read snapshots.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -200,13 +200,10 @@ impl SeriesState {
         let before = self.heap_bytes();
         if let Some(h) = &self.head {
             let n = h.c.num_samples();
-            // A chunk holds one chunk range: its first sample's range is its newest one's
-            // (compared instead, as the first timestamp is decoded from the bytes). Only a
-            // chunk kept open by a failed write can span two; it is cut by sample count.
             let want_cut = n > 0
                 && (n >= usize::from(h.cut_at)
                     || h.c.bytes().len() >= p.max_chunk_bytes
-                    || t.div_euclid(p.chunk_range_ms) != h.c.max_t().div_euclid(p.chunk_range_ms));
+                    || t.div_euclid(p.chunk_range_ms) != h.c.min_t().div_euclid(p.chunk_range_ms));
             // After a failed write the chunk stays open; retry once per chunk's worth of samples.
             if want_cut && (n <= p.samples_per_chunk || n % p.samples_per_chunk == 0) {
                 self.cut_head(id, files, m);
