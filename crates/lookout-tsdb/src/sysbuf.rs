@@ -12,13 +12,11 @@
 //! close to the bytes. The number of growth steps is small (about one per 16 samples), so the
 //! slower allocator costs nothing measurable.
 //!
-//! Length and capacity are 32-bit and the struct is 4-byte aligned (16 bytes instead of
-//! `Vec`'s 24, and a bit writer's few bytes of state fit beside it without padding to 8).
+//! Length and capacity are 32-bit (16 bytes instead of `Vec`'s 24 in every series).
 
 use std::alloc::{GlobalAlloc, Layout, System, handle_alloc_error};
 use std::ptr::NonNull;
 
-#[repr(C, packed(4))]
 pub struct SysBuf {
     ptr: NonNull<u8>,
     len: u32,
