@@ -1,7 +1,7 @@
-//! The in-memory head: series (interned labels + per-series chunk state), the lookup maps
-//! (by id and by label hash, both lock-striped, one pointer a slot), the postings index and the rules for
-//! appending a sample to a series, cutting full chunks to the head-chunk files, dropping old
-//! chunks and taking read snapshots.
+//! The in-memory head: series (interned labels + per-series chunk state), the lookup tables
+//! (by id and by label hash, both lock-striped, one pointer a slot), the postings index and
+//! the rules for appending a sample to a series, cutting full chunks to the head-chunk files,
+//! dropping old chunks and taking read snapshots.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
