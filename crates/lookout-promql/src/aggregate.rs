@@ -803,16 +803,7 @@ mod tests {
     /// give the same cells, bit for bit, for every simple op, runs at either end included.
     #[test]
     fn fold_row_runs_match_scattered_folding() {
-        let ops = [
-            SimpleOp::Sum,
-            SimpleOp::Avg,
-            SimpleOp::Min,
-            SimpleOp::Max,
-            SimpleOp::Count,
-            SimpleOp::Group,
-            SimpleOp::Stddev,
-            SimpleOp::Stdvar,
-        ];
+        let ops = SimpleOp::ALL;
         let n = 40;
         let inputs: Vec<Vec<(u32, f64)>> = vec![
             (5..20).map(|k| (k, k as f64 * 0.1)).collect(),
