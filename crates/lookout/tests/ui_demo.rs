@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, PromApi, free_port, repo_root, which};
+use common::{ChildGuard, PromApi, free_port, free_port_block, repo_root, which};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lookout");
@@ -246,14 +246,9 @@ async fn ui_against_the_demo() {
     }
     let cache = tokio::spawn(redis_traffic(redis_port));
 
-    // Seven consecutive service ports: take a free one and hope the next six are free too
-    // (the demo fails to start otherwise, which the readiness wait reports).
-    let base = loop {
-        let p = free_port();
-        if p < 65_000 && (0..7).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
-            break p;
-        }
-    };
+    // Seven consecutive service ports (taken with the others from one allocator, so no
+    // single port below falls inside the block).
+    let base = free_port_block();
     let ui = format!("127.0.0.1:{}", free_port());
     let prom = format!("127.0.0.1:{}", free_port());
     let loki = format!("127.0.0.1:{}", free_port());
