@@ -5,8 +5,9 @@
 //! the server's own `bind`, a client socket (a scrape, a database pool, an idle keep-alive
 //! connection) can take that port, and the server fails with "address already in use". The
 //! ports here come from the 12 000 just below the ephemeral range instead, where no outgoing
-//! connection lands; each is probed with a bind before it is handed out, and none is handed
-//! out twice by one process. The starting point is spread by process id and time so that two
+//! connection lands; each is probed with a bind before it is handed out, and they are handed
+//! out in turn, so one process gets a port again only after going round all 12 000. The
+//! starting point is spread by process id and time so that two
 //! test processes running at once rarely probe the same ports.
 
 use std::net::TcpListener;
@@ -66,14 +67,20 @@ fn take(n: u16) -> u16 {
         }
         let base = cursor.next;
         cursor.next += n;
-        let held: Vec<TcpListener> = (0..n)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() == usize::from(n) {
+        if all_free(base, 0..n) {
             return base;
         }
     }
     panic!("no {n} consecutive free loopback ports below {}", cursor.hi);
+}
+
+/// True when every port `base + i` for `i` in `offsets` binds (all held together, then freed).
+fn all_free(base: u16, offsets: std::ops::Range<u16>) -> bool {
+    let want = offsets.len();
+    let held: Vec<TcpListener> = offsets
+        .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+        .collect();
+    held.len() == want
 }
 
 fn kernel_port(n: u16) -> u16 {
@@ -87,18 +94,15 @@ fn kernel_port(n: u16) -> u16 {
         if base.checked_add(n).is_none() {
             continue;
         }
-        let held: Vec<TcpListener> = (1..n)
-            .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        if held.len() + 1 == usize::from(n) {
+        if all_free(base, 1..n) {
             return base;
         }
     }
     panic!("no {n} consecutive free loopback ports");
 }
 
-/// A loopback port that was free a moment ago, outside the ephemeral range, never one this
-/// process handed out before.
+/// A loopback port that was free a moment ago, outside the ephemeral range, not one this
+/// process handed out before (until the 12 000 have gone round).
 pub fn free_port() -> u16 {
     take(1)
 }

@@ -1,9 +1,10 @@
 //! Bit-level writer and reader for the chunk encodings.
 //!
 //! Hand-written rather than taken from a crate because this is the ingestion and query hot
-//! path: the writer appends straight into the chunk's buffer (a [`SysBuf`], see there why; so
-//! an open head chunk is readable at any moment without a flush step), and the reader keeps a 64-bit MSB-aligned
-//! register refilled a byte at a time, so most reads are a shift and a mask.
+//! path: the writer appends straight into the chunk's buffer (a [`SysBuf`], see there why),
+//! so an open head chunk is readable at any moment without a flush step; the reader keeps a
+//! 64-bit MSB-aligned register refilled a byte at a time, so most reads are a shift and a
+//! mask.
 
 use crate::sysbuf::SysBuf;
 
