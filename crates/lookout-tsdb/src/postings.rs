@@ -12,7 +12,18 @@ pub struct PostingsIndex {
     all: Vec<u64>,
 }
 
+/// Grows a postings list by an eighth instead of doubling: the few long lists (a job's, a
+/// busy metric's, `all`) hold most ids, and doubling left them a quarter empty on average
+/// (~1 MB of the 80k-series race's head); a realloc per eighth is cheap beside the
+/// appends that fill it.
+fn reserve_eighth(v: &mut Vec<u64>) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(v.len() / 8 + 4);
+    }
+}
+
 fn insert_sorted(v: &mut Vec<u64>, id: u64) {
+    reserve_eighth(v);
     match v.last() {
         None => v.push(id),
         Some(&last) if last < id => v.push(id),
@@ -192,6 +203,21 @@ mod tests {
         idx.remove(3, &[(0, 1), (2, 3)]);
         assert_eq!(idx.postings(0, 1), &[1]);
         assert!(idx.values(2).is_none(), "empty names are dropped");
+    }
+
+    #[test]
+    fn long_lists_grow_by_an_eighth_and_stay_sorted() {
+        let mut idx = PostingsIndex::default();
+        // Mostly in order, every tenth id late (a series created by a slower appender).
+        let ids: Vec<u64> = (1..=50_000u64).map(|i| if i % 10 == 0 { i - 7 } else { i }).collect();
+        for &id in &ids {
+            idx.add(id, &[(0, 1)]);
+        }
+        let want = set(ids.iter().copied());
+        assert_eq!(idx.postings(0, 1), want.as_slice());
+        assert_eq!(idx.all(), want.as_slice());
+        let (len, cap) = (idx.all.len(), idx.all.capacity());
+        assert!(cap * 8 <= len * 9 + 64, "{len} ids held in {cap} slots");
     }
 
     proptest! {
