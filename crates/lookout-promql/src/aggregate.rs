@@ -601,6 +601,11 @@ struct FoldGroup {
     first: (u32, usize),
 }
 
+/// Whether [`StreamFold`] folds aggregation `op`.
+pub(crate) fn foldable(op: &str) -> bool {
+    SimpleOp::of(op).is_some()
+}
+
 impl<'a> StreamFold<'a> {
     /// A fold of `op` (one of the [`SimpleOp`]s, else `None`) grouping `by`/`without` the
     /// `names` over `n` steps.

@@ -117,6 +117,8 @@ pub(crate) struct Evaluator<'a> {
     pub cur_samples: usize,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
+    /// Work shared between calls of this query ([`crate::share`]).
+    pub shared: crate::share::Shared,
 }
 
 pub(crate) fn dur_ms(d: &std::time::Duration) -> i64 {
@@ -489,6 +491,23 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    /// [`stream_matrix_selector`](Self::stream_matrix_selector) with other `matchers` (a
+    /// sharing group's broadest selection) over `ms`'s window; the caller counts the samples
+    /// (the returned number is all the selection's).
+    pub fn stream_matrix_selector_with(
+        &mut self,
+        matchers: &[Matcher],
+        ms: &MatrixSelector,
+        r: &Range,
+        visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
+    ) -> Result<usize> {
+        let (start, end, _) = self.matrix_bounds(ms, r);
+        let hints = self.hints(start, end);
+        self.storage
+            .select_each(matchers, &hints, visit)
+            .map_err(storage_error)
+    }
+
     fn eval_subquery(&mut self, sq: &SubqueryExpr, r: &Range) -> Result<RangeData> {
         let offset = offset_ms(&sq.offset);
         let at = self.resolve_at(&sq.at);
@@ -739,6 +758,10 @@ impl<'a> Evaluator<'a> {
     // ---------------------------------------------------------------- aggregations
 
     fn eval_aggregate(&mut self, a: &AggregateExpr, r: &Range) -> Result<Val> {
+        // Folded while another call of its sharing group streamed (`crate::share`).
+        if let Some(done) = self.shared.take_folded(crate::share::agg_key(a)) {
+            return crate::functions::replay_folded(self, done);
+        }
         let op = a.op.to_string();
         let n = r.steps();
         let param_scalar = match (&a.param, op.as_str()) {

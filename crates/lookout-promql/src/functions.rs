@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use lookout_storage::{Labels, METRIC_NAME, Sample, Series, is_stale_nan};
 use promql_parser::parser::{Call, Expr};
@@ -1143,7 +1143,7 @@ fn range_function(
     Ok(Val::Vector(merge_same_labels(out)?))
 }
 
-fn non_counter_info(mn: &str) -> String {
+pub(crate) fn non_counter_info(mn: &str) -> String {
     format!(
         "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {mn:?}"
     )
@@ -1246,6 +1246,149 @@ pub(crate) fn stream_call_into(
     Ok(true)
 }
 
+/// The function and selector of a call [`range_function`] streams: a range function whose
+/// only argument is a matrix selector.
+pub(crate) fn streamable(c: &Call) -> Option<(RangeFn, &promql_parser::parser::MatrixSelector)> {
+    let name = c.func.name;
+    if c.args.args.len() != 1 || matrix_arg_index(name) != Some(0) {
+        return None;
+    }
+    match unwrap_paren(&c.args.args[0]) {
+        Expr::MatrixSelector(ms) => Some((RangeFn::of(name)?, ms)),
+        _ => None,
+    }
+}
+
+/// A call's output another call of its sharing group computed (see [`crate::share`]), handed
+/// on as [`stream_range_function_into`] would have: in selection order (indices renumbered
+/// over the series with output, which a fold cannot tell from its own numbering).
+fn replay(
+    ev: &mut Evaluator<'_>,
+    stashed: crate::share::Stashed,
+    sink: Option<&crate::aggregate::StreamFold<'_>>,
+) -> Result<Val> {
+    ev.check_deadline()?;
+    let mut non_counter_names: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (k, (series, odd_name)) in stashed.series.into_iter().enumerate() {
+        if let Some(mn) = odd_name
+            && !non_counter_names.contains(&mn)
+        {
+            non_counter_names.push(mn);
+        }
+        match sink {
+            Some(sink) => sink.push(k, Some(series)),
+            None => out.push(series),
+        }
+    }
+    ev.release_samples(stashed.points);
+    for mn in non_counter_names {
+        ev.info(non_counter_info(&mn));
+    }
+    Ok(Val::Vector(out))
+}
+
+/// An aggregation's result folded while another call of its sharing group streamed, with
+/// the annotations its own evaluation would have made.
+pub(crate) fn replay_folded(ev: &mut Evaluator<'_>, done: crate::share::Folded) -> Result<Val> {
+    ev.check_deadline()?;
+    ev.release_samples(done.points);
+    for mn in &done.odd_names {
+        ev.info(non_counter_info(mn));
+    }
+    for w in done.warnings {
+        if !ev.warnings.contains(&w) {
+            ev.warnings.push(w);
+        }
+    }
+    for i in done.infos {
+        if !ev.infos.contains(&i) {
+            ev.infos.push(i);
+        }
+    }
+    Ok(done.val)
+}
+
+/// Another call of a sharing group while the group's selection streams.
+struct Other<'g> {
+    m: &'g crate::share::Member,
+    target: Target<'g>,
+}
+
+enum Target<'g> {
+    /// Its aggregation, folded as the series arrive, and the `(selection index, metric
+    /// name)` of its "might not be a counter" infos.
+    Fold(
+        Box<crate::aggregate::StreamFold<'g>>,
+        Mutex<Vec<(usize, String)>>,
+    ),
+    /// `(selection index, series, odd metric name)` to replay.
+    Stash(Mutex<Vec<(usize, StepSeries, Option<String>)>>),
+}
+
+/// Hands series `i` (evaluated once) to the other calls of its group that select it: folded
+/// into theirs, or stashed (while the stash stays within `budget`: `(points stashed, budget,
+/// over budget)`). Returns the series when this call (`takes_it`) selects it too.
+fn share_out(
+    others: &[Other<'_>],
+    i: usize,
+    labels: &Labels,
+    series: StepSeries,
+    odd_name: &Option<String>,
+    takes_it: bool,
+    (stashed, budget, abandoned): (&AtomicUsize, usize, &AtomicBool),
+) -> Option<StepSeries> {
+    let mut takers: Vec<&Other<'_>> = Vec::with_capacity(others.len());
+    let mut stashes = 0usize;
+    for o in others {
+        let takes = o.m.takes(labels);
+        match &o.target {
+            Target::Fold(fold, _) if !takes => fold.push(i, None),
+            Target::Fold(..) => takers.push(o),
+            Target::Stash(_) if takes => {
+                stashes += 1;
+                takers.push(o);
+            }
+            Target::Stash(_) => {}
+        }
+    }
+    if stashes > 0 {
+        let points = stashes * series.pts.len();
+        if abandoned.load(Ordering::Relaxed)
+            || stashed.fetch_add(points, Ordering::Relaxed) + points > budget
+        {
+            abandoned.store(true, Ordering::Relaxed);
+            takers.retain(|o| matches!(o.target, Target::Fold(..)));
+        }
+    }
+    let mut kept = Some(series);
+    let n = takers.len();
+    for (k, o) in takers.into_iter().enumerate() {
+        let s = if k + 1 == n && !takes_it {
+            kept.take()
+        } else {
+            kept.clone()
+        };
+        let Some(s) = s else { break };
+        match &o.target {
+            Target::Fold(fold, odd) => {
+                if let Some(mn) = odd_name {
+                    odd.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((i, mn.clone()));
+                }
+                fold.push(i, Some(s));
+            }
+            Target::Stash(buf) => {
+                buf.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, s, odd_name.clone()))
+            }
+        }
+    }
+    kept.filter(|_| takes_it)
+}
+
 /// [`stream_range_function`], handing each series to `sink` (in any order, from several
 /// threads; `None` for a visited series without output) instead of collecting them when
 /// one is given (the returned vector is then empty).
@@ -1256,6 +1399,50 @@ fn stream_range_function_into(
     r: &Range,
     sink: Option<&crate::aggregate::StreamFold<'_>>,
 ) -> Result<Val> {
+    let me = crate::share::key(ms);
+    if let Some(stashed) = ev.shared.take_stash(me) {
+        return replay(ev, stashed, sink);
+    }
+    // Sharing (see `crate::share`): stream the group's broadest selection, keep what this
+    // call's matchers accept, fold or stash the other calls' series.
+    let group = ev.shared.start(me);
+    let n_steps = r.steps();
+    let members: Vec<&crate::share::Member> = group
+        .as_deref()
+        .map(|g| g.members.iter().filter(|m| m.key != me).collect())
+        .unwrap_or_default();
+    let name_refs: Vec<Vec<&str>> = members
+        .iter()
+        .map(|m| {
+            m.agg
+                .as_ref()
+                .map(|a| a.names.iter().map(String::as_str).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let others: Vec<Other<'_>> = members
+        .iter()
+        .zip(&name_refs)
+        .map(|(&m, names)| {
+            let fold = m
+                .agg
+                .as_ref()
+                .and_then(|a| crate::aggregate::StreamFold::new(&a.op, a.without, names, n_steps));
+            let target = match fold {
+                Some(fold) => Target::Fold(Box::new(fold), Mutex::new(Vec::new())),
+                None => Target::Stash(Mutex::new(Vec::new())),
+            };
+            Other { m, target }
+        })
+        .collect();
+    let mine = group
+        .as_deref()
+        .and_then(|g| g.members.iter().find(|m| m.key == me));
+    let stash_budget = ev.max_samples.saturating_sub(ev.cur_samples);
+    let stashed_points = AtomicUsize::new(0);
+    let abandoned = AtomicBool::new(false);
+    // Samples this call's own selection holds: what the query's limit counts, shared or not.
+    let mine_loaded = AtomicUsize::new(0);
     let keep_name = f.keeps_name();
     let deadline = ev.deadline;
     let timed_out = AtomicBool::new(false);
@@ -1271,6 +1458,10 @@ fn stream_range_function_into(
         if std::time::Instant::now() > deadline {
             timed_out.store(true, Ordering::Relaxed);
             return;
+        }
+        let takes_it = mine.is_none_or(|m| m.takes(labels));
+        if takes_it {
+            mine_loaded.fetch_add(samples.len(), Ordering::Relaxed);
         }
         let pts = STREAM_SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
@@ -1292,15 +1483,41 @@ fn stream_range_function_into(
             if let Some(sink) = sink {
                 sink.push(i, None);
             }
+            for o in &others {
+                if let Target::Fold(fold, _) = &o.target {
+                    fold.push(i, None);
+                }
+            }
             return;
         }
         let odd_name = non_counter_name(f, labels).map(str::to_string);
-        let labels = if keep_name {
-            labels.clone()
-        } else {
-            labels.without_metric_name()
+        let series = StepSeries {
+            labels: if keep_name {
+                labels.clone()
+            } else {
+                labels.without_metric_name()
+            },
+            pts,
         };
-        let series = StepSeries { labels, pts };
+        let series = if others.is_empty() {
+            series
+        } else {
+            let Some(series) = share_out(
+                &others,
+                i,
+                labels,
+                series,
+                &odd_name,
+                takes_it,
+                (&stashed_points, stash_budget, &abandoned),
+            ) else {
+                if let Some(sink) = sink {
+                    sink.push(i, None);
+                }
+                return;
+            };
+            series
+        };
         let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
         match sink {
             Some(sink) => {
@@ -1320,9 +1537,66 @@ fn stream_range_function_into(
             None => found.push((i, series, odd_name)),
         }
     };
-    ev.stream_matrix_selector(ms, r, &visit)?;
+    match group.as_deref() {
+        Some(g) => {
+            ev.stream_matrix_selector_with(&g.broad, ms, r, &visit)?;
+            ev.add_samples(mine_loaded.load(Ordering::Relaxed))?;
+        }
+        None => ev.stream_matrix_selector(ms, r, &visit)?,
+    }
     if timed_out.into_inner() {
         return Err(QueryError::Timeout("expression evaluation"));
+    }
+    let points = stashed_points.into_inner();
+    let keep_stash =
+        !abandoned.into_inner() && ev.cur_samples.saturating_add(points) <= ev.max_samples;
+    if keep_stash {
+        ev.add_samples(points)?;
+    }
+    for o in others {
+        match o.target {
+            Target::Stash(buf) => {
+                if !keep_stash {
+                    continue;
+                }
+                let mut v = buf.into_inner().unwrap_or_else(|e| e.into_inner());
+                v.sort_unstable_by_key(|x| x.0);
+                let points = v.iter().map(|x| x.1.pts.len()).sum();
+                let series = v.into_iter().map(|(_, s, odd)| (s, odd)).collect();
+                ev.shared
+                    .put_stash(o.m.key, crate::share::Stashed { series, points });
+            }
+            Target::Fold(fold, odd) => {
+                let Some(agg) = &o.m.agg else { continue };
+                let mut odd = odd.into_inner().unwrap_or_else(|e| e.into_inner());
+                odd.sort_unstable_by_key(|x| x.0);
+                let mut odd_names: Vec<String> = Vec::new();
+                for (_, mn) in odd {
+                    if !odd_names.contains(&mn) {
+                        odd_names.push(mn);
+                    }
+                }
+                let (nw, ni) = (ev.warnings.len(), ev.infos.len());
+                let val = (*fold).finish(ev)?;
+                let warnings = ev.warnings.split_off(nw);
+                let infos = ev.infos.split_off(ni);
+                let points = match &val {
+                    Val::Vector(v) => v.iter().map(|s| s.pts.len()).sum(),
+                    _ => 0,
+                };
+                ev.add_samples(points)?;
+                ev.shared.put_folded(
+                    agg.key,
+                    crate::share::Folded {
+                        val,
+                        odd_names,
+                        warnings,
+                        infos,
+                        points,
+                    },
+                );
+            }
+        }
     }
     let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
     found.sort_unstable_by_key(|x| x.0);
@@ -1351,7 +1625,7 @@ fn stream_range_function_into(
 
 /// A range-vector function, resolved once per call instead of by name per step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RangeFn {
+pub(crate) enum RangeFn {
     Rate,
     Increase,
     Delta,

@@ -13,6 +13,7 @@ mod eval;
 mod functions;
 mod histogram;
 mod par;
+mod share;
 pub mod syntax_check;
 mod value;
 pub use value::{InstantSample, QueryError, QueryResult, Value};
@@ -122,6 +123,7 @@ impl Engine {
             cur_samples: 0,
             warnings: Vec::new(),
             infos: Vec::new(),
+            shared: share::Shared::default(),
         }
     }
 
@@ -134,6 +136,7 @@ impl Engine {
     ) -> Result<QueryResult, QueryError> {
         let expr = self.parse(query)?;
         let mut ev = self.evaluator(storage, time, time);
+        ev.shared = share::Shared::plan(&ev, &expr);
         let r = Range {
             start: time,
             end: time,
@@ -204,6 +207,7 @@ impl Engine {
             }
         }
         let mut ev = self.evaluator(storage, start, end);
+        ev.shared = share::Shared::plan(&ev, &expr);
         let r = Range {
             start,
             end,
