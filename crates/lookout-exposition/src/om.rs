@@ -13,8 +13,8 @@ use rustc_hash::{FxHashSet, FxHasher};
 
 use crate::float::{parse_go_float, parse_om_timestamp_ms};
 use crate::parser::{
-    Parser, RawEntry, RawLabel, SampleHead, Src, is_label_start, is_metric_start, label_name_end,
-    line_end, metric_name_end, unescape,
+    Known, Parser, RawEntry, RawLabel, SampleHead, Src, is_label_start, is_metric_start,
+    label_name_end, line_end, metric_name_end, unescape,
 };
 use crate::text::is_part_of_family;
 use crate::{Format, MetricType, ParseMode};
@@ -508,7 +508,7 @@ fn token_end(b: &[u8], mut i: usize) -> usize {
 }
 
 impl<'a> Parser<'a> {
-    pub(crate) fn next_om(&mut self) -> Result<Option<RawEntry<'a>>, String> {
+    pub(crate) fn next_om(&mut self, known: Known<'_>) -> Result<Option<RawEntry<'a>>, String> {
         let b = self.input;
         let i = self.pos;
         self.entry_line = self.line;
@@ -519,7 +519,7 @@ impl<'a> Parser<'a> {
                 Err(self.unexpected("expected a valid start token", i, i))
             }
             Some(b'\n') => Err("blank lines are not allowed in OpenMetrics".into()),
-            Some(_) => self.om_sample(i).map(Some),
+            Some(_) => self.om_sample(i, known).map(Some),
         }
     }
 
@@ -675,11 +675,22 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn om_sample(&mut self, start: usize) -> Result<RawEntry<'a>, String> {
+    fn om_sample(&mut self, start: usize, known: Known<'_>) -> Result<RawEntry<'a>, String> {
         let b = self.input;
         let mut name: Option<(&'a str, bool)> = None;
         let mut i = start;
-        if b[i] == b'{' {
+        let mut series_known = false;
+        // Strict mode's family rules need the labels of every sample.
+        let known = known.filter(|_| self.mode == ParseMode::PrometheusCompatible);
+        if let Some(known) = known
+            && let Some((end, 0)) = self.series_extent(start, false)
+            && known(&b[start..end])
+        {
+            // Accepted before with exactly this text: name and labels are not read again.
+            series_known = true;
+            name = Some(("", false));
+            i = end;
+        } else if b[i] == b'{' {
             i = self.om_labels(start, i + 1, Some(&mut name))?;
         } else if is_metric_start(b[i]) {
             i = metric_name_end(b, i + 1);
@@ -775,7 +786,7 @@ impl<'a> Parser<'a> {
 
         let src = self.src();
         let metric_type = if compat {
-            if is_part_of_family(name, self.meta_name, self.meta_type) {
+            if !series_known && is_part_of_family(name, self.meta_name, self.meta_type) {
                 self.meta_type
             } else {
                 MetricType::Unknown
@@ -799,6 +810,7 @@ impl<'a> Parser<'a> {
             timestamp_ms,
             exemplar,
             metric_type,
+            series_known,
         }))
     }
 

@@ -107,6 +107,7 @@ pub struct Sample<'p, 'a> {
     pub(crate) timestamp_ms: Option<i64>,
     pub(crate) exemplar: Option<Exemplar<'p, 'a>>,
     pub(crate) metric_type: MetricType,
+    pub(crate) series_known: bool,
 }
 
 /// An OpenMetrics exemplar attached to a sample.
@@ -186,6 +187,14 @@ impl<'p, 'a> Iterator for LabelIter<'p, 'a> {
 impl ExactSizeIterator for LabelIter<'_, '_> {}
 
 impl<'p, 'a> Sample<'p, 'a> {
+    /// Whether the caller of [`Parser::next_entry_with_known`] knew this sample's series text,
+    /// so that its name and labels were not parsed: [`name`](Self::name) is then empty,
+    /// [`labels`](Self::labels) yields nothing and [`metric_type`](Self::metric_type) is
+    /// `Unknown`; the raw series, value, timestamp and exemplar are as always.
+    pub fn series_known(&self) -> bool {
+        self.series_known
+    }
+
     /// The series name (e.g. `foo_bucket`), unescaped when it was a quoted name with escapes.
     pub fn name(&self) -> Cow<'a, str> {
         unescape(self.name, self.name_escaped)
@@ -321,7 +330,12 @@ pub(crate) struct SampleHead<'a> {
     pub(crate) timestamp_ms: Option<i64>,
     pub(crate) exemplar: Option<(f64, Option<i64>)>,
     pub(crate) metric_type: MetricType,
+    /// The caller knew the series text: name and labels were not parsed.
+    pub(crate) series_known: bool,
 }
+
+/// What [`Parser::next_entry_with_known`] asks about each sample's series text.
+pub(crate) type Known<'k> = Option<&'k mut dyn FnMut(&[u8]) -> bool>;
 
 /// Pull parser over a whole exposition.
 ///
@@ -407,6 +421,27 @@ impl<'a> Parser<'a> {
     /// The next entry, `Ok(None)` at the end of the input. After an error, every further call
     /// returns the same error: the exposition as a whole is invalid.
     pub fn next_entry(&mut self) -> Result<Option<Entry<'_, 'a>>, ParseError> {
+        self.next_entry_inner(None)
+    }
+
+    /// [`next_entry`](Self::next_entry) for a caller that caches series by their raw text
+    /// (a scrape loop). Before a sample's labels are parsed, `known` is asked about its series
+    /// text, found by a cheap scan of the quoting and braces; when it answers `true` (the
+    /// caller saw this exact text accepted by a parser of the same format before), the name
+    /// and labels are not tokenised or validated again and the sample is
+    /// [`series_known`](Sample::series_known). Everything after the series (value, timestamp,
+    /// exemplar, end of line) is parsed and checked as always, and any other text goes
+    /// through the full parser with its exact errors, so the entries and errors are those of
+    /// `next_entry` apart from the skipped name and labels. Strict OpenMetrics never asks
+    /// (its family rules need every sample's labels).
+    pub fn next_entry_with_known(
+        &mut self,
+        known: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Entry<'_, 'a>>, ParseError> {
+        self.next_entry_inner(Some(known))
+    }
+
+    fn next_entry_inner(&mut self, known: Known<'_>) -> Result<Option<Entry<'_, 'a>>, ParseError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -415,8 +450,8 @@ impl<'a> Parser<'a> {
         }
         self.labels.clear();
         let raw = match self.format {
-            Format::PrometheusText => self.next_text(),
-            Format::OpenMetrics => self.next_om(),
+            Format::PrometheusText => self.next_text(known),
+            Format::OpenMetrics => self.next_om(known),
         };
         match raw {
             Ok(Some(raw)) => Ok(Some(self.entry(raw))),
@@ -478,6 +513,7 @@ impl<'a> Parser<'a> {
                         timestamp_ms,
                     }),
                     metric_type: h.metric_type,
+                    series_known: h.series_known,
                 })
             }
         }
@@ -620,6 +656,75 @@ fn find_quote_special(b: &[u8], i: usize) -> usize {
         off += 1;
     }
     i + off
+}
+
+/// Offset of the first `"`, `}` or newline at or after `i` (or `b.len()`), eight bytes at a
+/// time.
+#[inline(always)]
+fn find_quote_brace(b: &[u8], i: usize) -> usize {
+    let rest = b.get(i..).unwrap_or(&[]);
+    let mut chunks = rest.chunks_exact(8);
+    let mut off = 0;
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(w);
+        let m = bytes_equal(w, b'"') | bytes_equal(w, b'}') | bytes_equal(w, b'\n');
+        if m != 0 {
+            return i + off + (m.trailing_zeros() / 8) as usize;
+        }
+        off += 8;
+    }
+    for &c in chunks.remainder() {
+        if matches!(c, b'"' | b'}' | b'\n') {
+            return i + off;
+        }
+        off += 1;
+    }
+    i + off
+}
+
+impl Parser<'_> {
+    /// The series text of a sample line starting at `start`, found without tokenising its
+    /// labels: a legacy name, then (after blanks when `blanks`) an optional brace block whose
+    /// end is the first `}` outside double-quoted strings; or a brace block alone. Returns
+    /// its end and the raw newlines inside its quoted strings, or `None` when the line does
+    /// not even look like a series (the full parser then reports it). For text the full
+    /// parser accepted once, this is exactly the span it took as the series.
+    pub(crate) fn series_extent(&self, start: usize, blanks: bool) -> Option<(usize, usize)> {
+        let b = self.input;
+        let brace = match *b.get(start)? {
+            b'{' => start,
+            c if is_metric_start(c) => {
+                let end = metric_name_end(b, start + 1);
+                let mut j = end;
+                if blanks {
+                    while matches!(b.get(j), Some(b' ' | b'\t')) {
+                        j += 1;
+                    }
+                }
+                if b.get(j) != Some(&b'{') {
+                    return Some((end, 0));
+                }
+                j
+            }
+            _ => return None,
+        };
+        let mut i = brace + 1;
+        let mut newlines = 0;
+        loop {
+            i = find_quote_brace(b, i);
+            match b.get(i)? {
+                b'"' => {
+                    let q = self.scan_quoted(i)?;
+                    newlines += q.newlines;
+                    i = q.next;
+                }
+                b'}' => return Some((i + 1, newlines)),
+                _ => return None,
+            }
+        }
+    }
 }
 
 pub(crate) struct Quoted {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::float::parse_go_float;
 use crate::parser::{
-    Parser, RawEntry, SampleHead, is_label_start, is_metric_start, label_name_end, line_end,
+    Known, Parser, RawEntry, SampleHead, is_label_start, is_metric_start, label_name_end, line_end,
     metric_name_end,
 };
 use crate::{Format, MetricType};
@@ -77,7 +77,7 @@ pub(crate) fn is_part_of_family(name: &str, family: &str, typ: MetricType) -> bo
 }
 
 impl<'a> Parser<'a> {
-    pub(crate) fn next_text(&mut self) -> Result<Option<RawEntry<'a>>, String> {
+    pub(crate) fn next_text(&mut self, known: Known<'_>) -> Result<Option<RawEntry<'a>>, String> {
         let b = self.input;
         loop {
             self.entry_line = self.line;
@@ -103,7 +103,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 c if is_metric_start(c) || c == b'{' => {
-                    return self.text_sample(line_start, i).map(Some);
+                    return self.text_sample(line_start, i, known).map(Some);
                 }
                 _ => return Err(self.unexpected("expected a valid start token", line_start, i)),
             }
@@ -202,13 +202,29 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn text_sample(&mut self, line_start: usize, start: usize) -> Result<RawEntry<'a>, String> {
+    fn text_sample(
+        &mut self,
+        line_start: usize,
+        start: usize,
+        known: Known<'_>,
+    ) -> Result<RawEntry<'a>, String> {
         let b = self.input;
         let mut name: Option<(&'a str, bool)> = None;
         let mut i = start;
         let mut newlines = 0;
         let series_end;
-        if b[i] == b'{' {
+        let mut series_known = false;
+        if let Some(known) = known
+            && let Some((end, nl)) = self.series_extent(start, true)
+            && known(&b[start..end])
+        {
+            // Accepted before with exactly this text: name and labels are not read again.
+            series_known = true;
+            name = Some(("", false));
+            newlines = nl;
+            i = end;
+            series_end = end;
+        } else if b[i] == b'{' {
             i = self.text_labels(line_start, i + 1, &mut name, &mut newlines)?;
             series_end = i;
         } else {
@@ -282,11 +298,12 @@ impl<'a> Parser<'a> {
         self.pos = (k + 1).min(b.len());
         self.line += 1 + newlines;
 
-        let metric_type = if is_part_of_family(name, self.meta_name, self.meta_type) {
-            self.meta_type
-        } else {
-            MetricType::Unknown
-        };
+        let metric_type =
+            if !series_known && is_part_of_family(name, self.meta_name, self.meta_type) {
+                self.meta_type
+            } else {
+                MetricType::Unknown
+            };
         Ok(RawEntry::Sample(SampleHead {
             name,
             name_escaped,
@@ -296,6 +313,7 @@ impl<'a> Parser<'a> {
             timestamp_ms,
             exemplar: None,
             metric_type,
+            series_known,
         }))
     }
 

@@ -1,0 +1,239 @@
+//! `Parser::next_entry_with_known` against the full parser: for any set of series texts a
+//! parser of the same format accepted before, skipping those texts' labels changes nothing
+//! but the skipped name and labels — same samples, same errors, same line numbers.
+
+use std::collections::HashSet;
+
+use lookout_exposition::{Entry, Format, ParseError, ParseMode, Parser};
+use proptest::prelude::*;
+
+/// Exemplar labels, value bits and timestamp.
+type SeenExemplar = (Vec<(String, String)>, u64, Option<i64>);
+
+/// What both paths must agree on for one sample.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    raw: Vec<u8>,
+    value: u64,
+    ts: Option<i64>,
+    exemplar: Option<SeenExemplar>,
+    line: usize,
+}
+
+/// Entries (samples as [`Seen`], metadata as text) and the final error, if any; with
+/// `known`, also how many samples were taken from the known set.
+fn run(
+    body: &[u8],
+    format: Format,
+    mode: ParseMode,
+    known: Option<&HashSet<Vec<u8>>>,
+) -> (Vec<Result<Seen, String>>, Option<ParseError>, usize) {
+    let mut p = Parser::with_mode(body, format, mode);
+    let mut out = Vec::new();
+    let mut hits = 0;
+    loop {
+        let line_before = p.line();
+        let mut ask = |raw: &[u8]| known.is_some_and(|k| k.contains(raw));
+        let r = match known {
+            Some(_) => p.next_entry_with_known(&mut ask),
+            None => p.next_entry(),
+        };
+        match r {
+            Ok(None) => return (out, None, hits),
+            Err(e) => return (out, Some(e), hits),
+            Ok(Some(Entry::Sample(s))) => {
+                if s.series_known() {
+                    hits += 1;
+                    assert_eq!(s.label_count(), 0);
+                    assert_eq!(s.name(), "");
+                }
+                out.push(Ok(Seen {
+                    raw: s.raw_series().to_vec(),
+                    value: s.value().to_bits(),
+                    ts: s.timestamp_ms(),
+                    exemplar: s.exemplar().map(|e| {
+                        let o = e.to_owned_exemplar();
+                        (o.labels, o.value.to_bits(), o.timestamp_ms)
+                    }),
+                    line: line_before,
+                }))
+            }
+            Ok(Some(e)) => out.push(Err(format!("{e:?}"))),
+        }
+    }
+}
+
+/// The raw series of the samples the full parser accepted.
+fn accepted(body: &[u8], format: Format, mode: ParseMode) -> HashSet<Vec<u8>> {
+    run(body, format, mode, None)
+        .0
+        .into_iter()
+        .filter_map(|s| s.ok().map(|s| s.raw))
+        .collect()
+}
+
+fn check(known_from: &[u8], body: &[u8], format: Format, mode: ParseMode) -> usize {
+    let known = accepted(known_from, format, mode);
+    let full = run(body, format, mode, None);
+    let fast = run(body, format, mode, Some(&known));
+    assert_eq!(full.0, fast.0, "entries differ");
+    assert_eq!(full.1, fast.1, "errors differ");
+    fast.2
+}
+
+/// Label values with the characters that end a naive scan early.
+fn value() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just("}".to_string()),
+            Just(",".to_string()),
+            Just("\\\"".to_string()),
+            Just("\\\\".to_string()),
+            Just("\\n".to_string()),
+            Just("=".to_string()),
+            Just("{".to_string()),
+            Just(" ".to_string()),
+            Just("é".to_string()),
+            "[a-z0-9]{1,3}",
+        ],
+        0..5,
+    )
+    .prop_map(|v| v.concat())
+}
+
+fn series(om: bool) -> impl Strategy<Value = String> {
+    let label = ("[a-z_][a-z0-9_]{0,3}", value()).prop_map(|(n, v)| format!("{n}=\"{v}\""));
+    (
+        prop_oneof![
+            Just("m".to_string()),
+            Just("m_total".to_string()),
+            Just("x:y".to_string())
+        ],
+        prop::collection::vec(label, 0..4),
+        0..4u8,
+    )
+        .prop_map(move |(name, labels, style)| {
+            let set = labels.join(",");
+            match style {
+                0 if labels.is_empty() => name,
+                1 => format!(
+                    "{{\"{name}\"{}{set}}}",
+                    if set.is_empty() { "" } else { "," }
+                ),
+                2 if !om => format!("{name} {{{set}}}"),
+                3 => format!("{name}{{{set},}}"),
+                _ => format!("{name}{{{set}}}"),
+            }
+        })
+}
+
+fn line(om: bool) -> impl Strategy<Value = String> {
+    let ex = (value(), 0..3u8).prop_map(|(v, k)| match k {
+        0 => String::new(),
+        1 => format!(" # {{id=\"{v}\"}} 1.5"),
+        _ => format!(" # {{id=\"{v}\"}} 2 123.5"),
+    });
+    prop_oneof![
+        6 => (series(om), "-?[0-9]{1,3}(\\.[0-9])?|NaN|\\+Inf", prop::option::of(1..2_000_000_000i64), ex)
+            .prop_map(move |(s, v, ts, ex)| {
+                let ts = ts.map_or(String::new(), |t| format!(" {t}"));
+                if om { format!("{s} {v}{ts}{ex}") } else { format!("{s} {v}{ts}") }
+            }),
+        1 => Just("# TYPE m counter".to_string()),
+        1 => Just("# HELP m_total some help".to_string()),
+    ]
+}
+
+fn body(om: bool) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(line(om), 1..12).prop_map(move |lines| {
+        let mut b = lines.join("\n");
+        b.push('\n');
+        if om {
+            b.push_str("# EOF\n");
+        }
+        b.into_bytes()
+    })
+}
+
+/// `body` with a few bytes replaced, inserted or removed (mostly syntax characters).
+fn mutated(om: bool) -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+    let edit = (
+        any::<prop::sample::Index>(),
+        0..3u8,
+        prop::sample::select(b"{}\",=\\ \n#a1.\t\xff".to_vec()),
+    );
+    (body(om), prop::collection::vec(edit, 0..4)).prop_map(|(b, edits)| {
+        let mut m = b.clone();
+        for (at, kind, c) in edits {
+            let i = at.index(m.len() + 1);
+            match kind {
+                0 if i < m.len() => m[i] = c,
+                1 if i < m.len() => {
+                    m.remove(i);
+                }
+                _ => m.insert(i, c),
+            }
+        }
+        (b, m)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn text_known_series_parse_like_the_full_parser((orig, changed) in mutated(false)) {
+        // Known from the original body, parsing the changed one, and the other way round.
+        check(&orig, &changed, Format::PrometheusText, ParseMode::Strict);
+        check(&changed, &orig, Format::PrometheusText, ParseMode::Strict);
+        let hits = check(&orig, &orig, Format::PrometheusText, ParseMode::Strict);
+        let n = run(&orig, Format::PrometheusText, ParseMode::Strict, None).0;
+        prop_assert_eq!(hits, n.iter().filter(|s| s.is_ok()).count(), "every series of a good body is known");
+    }
+
+    #[test]
+    fn openmetrics_known_series_parse_like_the_full_parser((orig, changed) in mutated(true)) {
+        let mode = ParseMode::PrometheusCompatible;
+        check(&orig, &changed, Format::OpenMetrics, mode);
+        check(&changed, &orig, Format::OpenMetrics, mode);
+        check(&orig, &orig, Format::OpenMetrics, mode);
+        // Strict mode never skips labels.
+        prop_assert_eq!(check(&orig, &orig, Format::OpenMetrics, ParseMode::Strict), 0);
+    }
+}
+
+#[test]
+fn quoted_braces_commas_and_escapes_end_the_series_where_the_parser_does() {
+    let body = b"m{a=\"}\",b=\"\\\"}\\\\\"} 1\nm {a=\"x,y\"} 2 17\n{\"m.x\",a=\"}\"} 3\nm 4\n";
+    let known = accepted(body, Format::PrometheusText, ParseMode::Strict);
+    assert_eq!(known.len(), 4);
+    assert!(known.contains(b"m{a=\"}\",b=\"\\\"}\\\\\"}".as_slice()));
+    assert!(known.contains(b"m {a=\"x,y\"}".as_slice()));
+    assert_eq!(
+        check(body, body, Format::PrometheusText, ParseMode::Strict),
+        4
+    );
+    // A known text followed by a bad value still fails with the full parser's error.
+    let bad = b"m{a=\"}\",b=\"\\\"}\\\\\"} 1\nm {a=\"x,y\"} zz\n";
+    let (_, err, _) = run(bad, Format::PrometheusText, ParseMode::Strict, Some(&known));
+    let err = err.expect("bad value");
+    assert_eq!(err.line, 2);
+    assert!(err.message.contains("ParseFloat"), "{err}");
+}
+
+#[test]
+fn raw_newlines_in_text_values_keep_line_numbers() {
+    let body = b"m{a=\"x\ny\"} 1\nm{a=\"z\"} 2\nbad\n";
+    assert_eq!(
+        check(body, body, Format::PrometheusText, ParseMode::Strict),
+        2
+    );
+    let known = accepted(body, Format::PrometheusText, ParseMode::Strict);
+    let (_, err, _) = run(
+        body,
+        Format::PrometheusText,
+        ParseMode::Strict,
+        Some(&known),
+    );
+    assert_eq!(err.map(|e| e.line), Some(4));
+}
