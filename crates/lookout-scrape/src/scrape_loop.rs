@@ -70,7 +70,7 @@ pub struct MetricMetadata {
 
 pub(crate) struct MetaEntry {
     pub meta: MetricMetadata,
-    last_iter: u64,
+    last_iter: u32,
 }
 
 /// State a loop shares with the manager (targets and metadata APIs).
@@ -126,7 +126,8 @@ pub(crate) struct LoopConfig {
 #[derive(Default)]
 struct Cache {
     series: SeriesCache,
-    iter: u64,
+    /// Scrape number, wrapping (entries compare it with wrapping arithmetic).
+    iter: u32,
     /// Entries appended by the last committed scrape (candidates for stale markers).
     prev_seen: Vec<u32>,
     cur_seen: Vec<u32>,
@@ -135,6 +136,18 @@ struct Cache {
     /// checked against the k-th of the last scrape before any hashing (exact comparison).
     prev_order: Vec<u32>,
     cur_order: Vec<u32>,
+}
+
+impl Cache {
+    /// The cached slot of series text `key`: the last scrape's series at this position when
+    /// its text is the same, else by hash.
+    fn lookup(&self, key: &[u8]) -> Option<u32> {
+        self.prev_order
+            .get(self.cur_order.len())
+            .copied()
+            .filter(|&i| self.series.key(i) == key)
+            .or_else(|| self.series.get(key))
+    }
 }
 
 /// How many samples ahead the scrape loop prefetches storage objects.
@@ -440,7 +453,7 @@ impl ScrapeLoop {
         // the spec's family rules), so a target Prometheus scrapes is not down here.
         let mut parser = Parser::with_mode(&f.body, format, ParseMode::PrometheusCompatible);
         let om = format == Format::OpenMetrics;
-        self.cache.iter += 1;
+        self.cache.iter = self.cache.iter.wrapping_add(1);
         let iter = self.cache.iter;
         self.cache.cur_seen.clear();
         self.cache.cur_order.clear();
@@ -448,7 +461,17 @@ impl ScrapeLoop {
         let shared = self.shared.clone();
         let mut meta = shared.metadata.lock();
         loop {
-            let entry = match parser.next_entry() {
+            // A series text this loop cached from a body of the same format was parsed and
+            // accepted then: the parser skips its labels, and its slot is already found.
+            let mut hit = None;
+            let cache = &self.cache;
+            let mut known = |key: &[u8]| {
+                hit = cache
+                    .lookup(key)
+                    .filter(|&i| cache.series.openmetrics(i) == om);
+                hit.is_some()
+            };
+            let entry = match parser.next_entry_with_known(&mut known) {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(e) => return Err(Fail::Scrape(e.to_string(), stats)),
@@ -456,7 +479,8 @@ impl ScrapeLoop {
             match entry {
                 Entry::Sample(s) => {
                     stats.total += 1;
-                    self.append_sample(app, &s, ts, iter, &mut stats, om)?;
+                    let hit = hit.filter(|_| s.series_known());
+                    self.append_sample(app, &s, hit, ts, iter, &mut stats, om)?;
                 }
                 Entry::Type { name, metric_type } => {
                     if let Some(m) = meta_entry(&mut meta, &name, iter) {
@@ -482,8 +506,7 @@ impl ScrapeLoop {
         // Stale markers for series that disappeared since the last scrape.
         let prev = std::mem::take(&mut self.cache.prev_seen);
         for &idx in &prev {
-            let e = self.cache.series.entry(idx);
-            if e.last_iter != iter && !e.dropped {
+            if self.cache.series.entry(idx).last_iter != iter && !self.cache.series.dropped(idx) {
                 self.append_cached(app, idx, ts, STALE_NAN);
             }
         }
@@ -496,17 +519,20 @@ impl ScrapeLoop {
         }
         if iter.is_multiple_of(16) {
             self.cache.series.evict(iter, 10);
-            meta.retain(|_, m| m.last_iter + 10 >= iter);
+            meta.retain(|_, m| iter.wrapping_sub(m.last_iter) <= 10);
         }
         Ok(stats)
     }
 
+    /// Appends one sample; `hit` is its cache slot when the parser skipped its labels.
+    #[allow(clippy::too_many_arguments)]
     fn append_sample(
         &mut self,
         app: &mut dyn Appender,
         s: &Sample<'_, '_>,
+        hit: Option<u32>,
         ts: i64,
-        iter: u64,
+        iter: u32,
         stats: &mut Stats,
         om: bool,
     ) -> Result<(), Fail> {
@@ -518,17 +544,15 @@ impl ScrapeLoop {
         if let Some(&ahead) = self.cache.prev_order.get(pos + PREFETCH_AHEAD) {
             self.cache.series.entry(ahead).prefetch();
         }
-        let expected = self
-            .cache
-            .prev_order
-            .get(pos)
-            .copied()
-            .filter(|&i| self.cache.series.key(i) == key);
-        let (idx, new) = match expected.or_else(|| self.cache.series.get(key)) {
+        let (idx, new) = match hit.or_else(|| self.cache.lookup(key)) {
             Some(i) => (i, false),
             None => {
                 let labels = self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))?;
-                let idx = self.cache.series.insert(key, om, labels.is_none());
+                let idx = self
+                    .cache
+                    .series
+                    .insert(key, om, labels.is_none(), iter)
+                    .map_err(|e| Fail::Scrape(e.to_string(), *stats))?;
                 built = labels;
                 (idx, true)
             }
@@ -537,8 +561,9 @@ impl ScrapeLoop {
         let explicit = s.timestamp_ms().filter(|_| self.cfg.honor_timestamps);
         let t = explicit.unwrap_or(ts);
         let track = explicit.is_none() || self.cfg.track_timestamps_staleness;
+        let dropped = self.cache.series.dropped(idx);
         let entry = self.cache.series.entry_mut(idx);
-        if entry.dropped {
+        if dropped {
             entry.last_iter = iter;
             return Ok(());
         }
@@ -565,6 +590,12 @@ impl ScrapeLoop {
             // New series, or one the storage forgot: append with its labels.
             let labels = match built.take() {
                 Some(l) => l,
+                // Labels not parsed (a known text): rebuilt from the cached text, which
+                // passed relabelling and the limits when it was added.
+                None if s.series_known() => match self.labels_of(idx) {
+                    Some(l) => l,
+                    None => return Ok(()),
+                },
                 None => match self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))? {
                     Some(l) => l,
                     None => return Ok(()),
@@ -618,8 +649,7 @@ impl ScrapeLoop {
     /// The final label set of cached series `idx`, rebuilt by parsing its text again (`None`
     /// when relabelling drops it or it no longer passes the limits).
     fn labels_of(&self, idx: u32) -> Option<Labels> {
-        let e = self.cache.series.entry(idx);
-        let (format, tail): (Format, &[u8]) = if e.openmetrics {
+        let (format, tail): (Format, &[u8]) = if self.cache.series.openmetrics(idx) {
             (Format::OpenMetrics, b" 0\n# EOF\n")
         } else {
             (Format::PrometheusText, b" 0\n")
@@ -721,7 +751,7 @@ impl ScrapeLoop {
 fn meta_entry<'m>(
     meta: &'m mut FxHashMap<String, MetaEntry>,
     name: &str,
-    iter: u64,
+    iter: u32,
 ) -> Option<&'m mut MetaEntry> {
     if !meta.contains_key(name) {
         let meta_new = MetricMetadata {

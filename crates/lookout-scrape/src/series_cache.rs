@@ -2,11 +2,13 @@
 //! the target wrote it) → the storage reference of the series it became.
 //!
 //! Memory is what matters here (one entry per series of every target): the texts live
-//! back to back in one arena, the index holds only 4-byte slot numbers (found by the hash
-//! of the text, compared exactly, and re-hashed from the arena when the table grows), and
-//! the final label set is not kept at all — storage is appended to by reference, and the
-//! rare caller that needs the labels (an unknown reference, stale markers after a restart,
-//! a config reload) rebuilds them from the text.
+//! back to back in one arena, each behind a small header (its length and the two flags
+//! fixed at insertion, one LEB128 number), the index holds only 4-byte slot numbers (found
+//! by the hash of the text, compared exactly, and re-hashed from the arena when the table
+//! grows), an [`Entry`] is 32 bytes (32-bit arena offset and scrape iteration), and the
+//! final label set is not kept at all — storage is appended to by reference, and the rare
+//! caller that needs the labels (an unknown reference, stale markers after a restart, a
+//! config reload) rebuilds them from the text.
 
 use std::hash::Hasher;
 
@@ -14,27 +16,42 @@ use hashbrown::HashTable;
 use lookout_storage::{AppendError, Appender, SeriesHandle, SeriesRef};
 use rustc_hash::FxHasher;
 
-/// One series of the target.
+/// `Entry::off` of an unused slot (never a record's offset: the arena stays below it).
+const FREE_SLOT: u32 = u32::MAX;
+/// `Entry::sref` when the series has no storage reference. A storage that hands out this
+/// very reference is appended to with labels instead (correct, only slower).
+const NO_REF: u64 = u64::MAX;
+const FLAG_DROPPED: u64 = 1;
+const FLAG_OPENMETRICS: u64 = 2;
+const FLAG_BITS: u32 = 2;
+
+/// The arena of a target passed 4 GiB of series text (after reclaiming forgotten texts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the series cache of this target is full ({limit} bytes of series text)")]
+pub(crate) struct CacheFull {
+    pub limit: usize,
+}
+
+/// One series of the target (32 bytes).
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
-    key_start: usize,
-    key_len: usize,
-    sref: u64,
-    has_ref: bool,
     /// The storage's handle on the series, taken on the first scrape after it was created.
     handle: Option<SeriesHandle>,
-    /// Scrape number that last produced this series.
-    pub last_iter: u64,
-    /// Metric relabelling dropped it (nothing is appended).
-    pub dropped: bool,
-    /// The text came from an OpenMetrics body (else the Prometheus text format).
-    pub openmetrics: bool,
-    live: bool,
+    sref: u64,
+    /// Arena offset of the series' record; `FREE_SLOT` for an unused slot.
+    off: u32,
+    /// Scrape iteration (mod 2^32, compared with wrapping arithmetic) that last produced
+    /// this series.
+    pub last_iter: u32,
 }
 
 impl Entry {
     pub fn sref(&self) -> Option<SeriesRef> {
-        self.has_ref.then_some(SeriesRef(self.sref))
+        (self.sref != NO_REF).then_some(SeriesRef(self.sref))
+    }
+
+    fn live(&self) -> bool {
+        self.off != FREE_SLOT
     }
 
     /// Prefetch hint for the storage object behind the handle, if any.
@@ -46,11 +63,11 @@ impl Entry {
 
     /// Records the series' reference; a different one (or none) drops the handle.
     pub fn set_sref(&mut self, r: Option<SeriesRef>) {
-        if self.sref() != r {
+        let r = r.map_or(NO_REF, |r| r.0);
+        if self.sref != r || r == NO_REF {
             self.handle = None;
         }
-        self.has_ref = r.is_some();
-        self.sref = r.map_or(0, |r| r.0);
+        self.sref = r;
     }
 
     /// Appends `(t, v)` without labels: through the storage's handle on the series (taken
@@ -81,22 +98,20 @@ impl Entry {
     }
 
     const FREE: Entry = Entry {
-        key_start: 0,
-        key_len: 0,
-        sref: 0,
-        has_ref: false,
         handle: None,
+        sref: NO_REF,
+        off: FREE_SLOT,
         last_iter: 0,
-        dropped: false,
-        openmetrics: false,
-        live: false,
     };
 }
 
 pub(crate) struct SeriesCache {
+    /// Records back to back: LEB128 of `len << 2 | flags`, then the text.
     arena: Vec<u8>,
     /// Arena bytes of forgotten entries, reclaimed by compaction.
     garbage: usize,
+    /// Largest arena (bytes); offsets are `u32`.
+    max_arena: usize,
     /// Slots of the live entries, by the hash of their text.
     index: HashTable<u32>,
     entries: Vec<Entry>,
@@ -109,6 +124,7 @@ impl Default for SeriesCache {
         SeriesCache {
             arena: Vec::new(),
             garbage: 0,
+            max_arena: FREE_SLOT as usize,
             index: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
@@ -130,9 +146,52 @@ fn fx_hash(key: &[u8]) -> u64 {
     h.finish()
 }
 
+/// The header at `off`: `(len << 2 | flags, offset of the text)`.
+#[inline]
+fn header(arena: &[u8], off: usize) -> (u64, usize) {
+    let mut v = 0u64;
+    let mut shift = 0;
+    let mut i = off;
+    while let Some(&b) = arena.get(i) {
+        v |= u64::from(b & 0x7f) << shift;
+        i += 1;
+        if b < 0x80 || shift >= 63 {
+            break;
+        }
+        shift += 7;
+    }
+    (v, i)
+}
+
+/// Appends the LEB128 encoding of `v`.
+fn put_header(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn header_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// `(flags, text span)` of the record at `off`.
+#[inline]
+fn record(arena: &[u8], off: u32) -> (u64, std::ops::Range<usize>) {
+    let (h, start) = header(arena, off as usize);
+    let len = (h >> FLAG_BITS) as usize;
+    (h & ((1 << FLAG_BITS) - 1), start..start + len)
+}
+
 fn key_in<'a>(arena: &'a [u8], entries: &[Entry], idx: u32) -> &'a [u8] {
-    let e = &entries[idx as usize];
-    &arena[e.key_start..e.key_start + e.key_len]
+    let (_, span) = record(arena, entries[idx as usize].off);
+    arena.get(span).unwrap_or(&[])
 }
 
 impl SeriesCache {
@@ -148,6 +207,20 @@ impl SeriesCache {
         &mut self.entries[idx as usize]
     }
 
+    fn flags(&self, idx: u32) -> u64 {
+        record(&self.arena, self.entries[idx as usize].off).0
+    }
+
+    /// Metric relabelling dropped the series (nothing is appended).
+    pub fn dropped(&self, idx: u32) -> bool {
+        self.flags(idx) & FLAG_DROPPED != 0
+    }
+
+    /// The text came from an OpenMetrics body (else the Prometheus text format).
+    pub fn openmetrics(&self, idx: u32) -> bool {
+        self.flags(idx) & FLAG_OPENMETRICS != 0
+    }
+
     /// Number of series cached.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -160,19 +233,41 @@ impl SeriesCache {
             .copied()
     }
 
-    /// Adds `key` (not present yet) and returns its slot.
-    pub fn insert(&mut self, key: &[u8], openmetrics: bool, dropped: bool) -> u32 {
+    /// Adds `key` (not present yet) and returns its slot; its `last_iter` is the iteration
+    /// before `iter` (not produced by this scrape yet). Fails only when the arena, even
+    /// after reclaiming forgotten texts, would pass `u32` offsets.
+    pub fn insert(
+        &mut self,
+        key: &[u8],
+        openmetrics: bool,
+        dropped: bool,
+        iter: u32,
+    ) -> Result<u32, CacheFull> {
+        let h = ((key.len() as u64) << FLAG_BITS)
+            | if dropped { FLAG_DROPPED } else { 0 }
+            | if openmetrics { FLAG_OPENMETRICS } else { 0 };
+        let rec = header_len(h) + key.len();
+        if self.arena.len() + rec > self.max_arena {
+            if self.garbage > 0 {
+                self.compact();
+            }
+            if self.arena.len() + rec > self.max_arena {
+                return Err(CacheFull {
+                    limit: self.max_arena,
+                });
+            }
+        }
         let e = Entry {
-            key_start: self.arena.len(),
-            key_len: key.len(),
-            dropped,
-            openmetrics,
-            live: true,
+            // Lossless: the arena stays at or below `max_arena` <= `u32::MAX` bytes, and a
+            // record starting at `u32::MAX` would make it longer.
+            off: self.arena.len() as u32,
+            last_iter: iter.wrapping_sub(1),
             ..Entry::FREE
         };
         // Grown by an eighth at a time, not doubled: a target's series set is built once
         // and then kept, so doubling would leave up to half of it as slack for good.
-        grow_by_eighth(&mut self.arena, key.len());
+        grow_by_eighth(&mut self.arena, rec);
+        put_header(&mut self.arena, h);
         self.arena.extend_from_slice(key);
         let idx = match self.free.pop() {
             Some(i) => {
@@ -188,23 +283,26 @@ impl SeriesCache {
         let (arena, entries, hash) = (&self.arena, &self.entries, self.hash);
         self.index
             .insert_unique(hash(key), idx, |&i| hash(key_in(arena, entries, i)));
-        idx
+        Ok(idx)
     }
 
     /// Forgets series not produced by any of the last `keep` scrapes before `iter`.
-    pub fn evict(&mut self, iter: u64, keep: u64) {
+    pub fn evict(&mut self, iter: u32, keep: u32) {
         let gone: Vec<u32> = (0..self.entries.len() as u32)
             .filter(|&i| {
                 let e = &self.entries[i as usize];
-                e.live && e.last_iter + keep < iter
+                e.live() && iter.wrapping_sub(e.last_iter) > keep
             })
             .collect();
         for idx in gone {
-            let h = (self.hash)(self.key(idx));
+            let key = self.key(idx);
+            let h = (self.hash)(key);
+            let off = self.entries[idx as usize].off as usize;
+            let (_, span) = record(&self.arena, off as u32);
             if let Ok(slot) = self.index.find_entry(h, |&i| i == idx) {
                 slot.remove();
             }
-            self.garbage += self.entries[idx as usize].key_len;
+            self.garbage += span.end - off;
             self.entries[idx as usize] = Entry::FREE;
             self.free.push(idx);
         }
@@ -213,19 +311,15 @@ impl SeriesCache {
         }
     }
 
-    /// Rewrites the arena with the live texts only.
+    /// Rewrites the arena with the live records only.
     fn compact(&mut self) {
-        let live: usize = self
-            .entries
-            .iter()
-            .filter(|e| e.live)
-            .map(|e| e.key_len)
-            .sum();
+        let live: usize = self.arena.len().saturating_sub(self.garbage);
         let mut arena = Vec::with_capacity(live);
-        for e in self.entries.iter_mut().filter(|e| e.live) {
+        for e in self.entries.iter_mut().filter(|e| e.live()) {
+            let (_, span) = record(&self.arena, e.off);
             let start = arena.len();
-            arena.extend_from_slice(&self.arena[e.key_start..e.key_start + e.key_len]);
-            e.key_start = start;
+            arena.extend_from_slice(&self.arena[e.off as usize..span.end]);
+            e.off = start as u32;
         }
         self.arena = arena;
         self.garbage = 0;
@@ -243,37 +337,116 @@ mod tests {
                     assert!(present(n), "{k} should be gone");
                     assert_eq!(c.key(idx), k.as_bytes());
                     assert_eq!(c.entry(idx).sref(), Some(SeriesRef(n as u64)));
-                    assert_eq!(c.entry(idx).openmetrics, n % 2 == 0);
+                    assert_eq!(c.openmetrics(idx), n % 2 == 0);
+                    assert_eq!(c.dropped(idx), n % 3 == 0);
                 }
                 None => assert!(!present(n), "{k} missing"),
             }
         }
     }
 
-    fn fill(c: &mut SeriesCache, keys: &[String]) {
+    fn fill(c: &mut SeriesCache, keys: &[String], iter: u32) {
         for (n, k) in keys.iter().enumerate() {
-            let idx = c.insert(k.as_bytes(), n % 2 == 0, false);
-            c.entry_mut(idx).last_iter = if n < keys.len() * 4 / 5 { 1 } else { 20 };
+            let idx = c
+                .insert(k.as_bytes(), n % 2 == 0, n % 3 == 0, iter)
+                .unwrap();
+            assert_ne!(
+                c.entry(idx).last_iter,
+                iter,
+                "not produced by this scrape yet"
+            );
+            c.entry_mut(idx).last_iter = if n < keys.len() * 4 / 5 {
+                iter
+            } else {
+                iter.wrapping_add(19)
+            };
             c.entry_mut(idx).set_sref(Some(SeriesRef(n as u64)));
         }
+    }
+
+    #[test]
+    fn entry_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
     }
 
     #[test]
     fn exact_lookups_insert_evict_and_reuse() {
         let mut c = SeriesCache::default();
         let keys: Vec<String> = (0..5000).map(|i| format!("m{{i=\"{i}\"}}")).collect();
-        fill(&mut c, &keys);
+        fill(&mut c, &keys, 1);
         assert_eq!(c.len(), 5000);
         assert_eq!(c.get(b"m{i=\"5000\"}"), None);
         check_all(&c, &keys, |_| true);
         c.evict(20, 10);
         assert_eq!(c.len(), 1000);
         check_all(&c, &keys, |n| n >= 4000);
-        let idx = c.insert(keys[0].as_bytes(), true, true);
+        let idx = c.insert(keys[0].as_bytes(), true, true, 20).unwrap();
         assert!(idx < 4000, "a freed slot is reused");
         assert_eq!(c.get(keys[0].as_bytes()), Some(idx));
-        assert!(c.entry(idx).dropped);
+        assert!(c.dropped(idx));
         assert_eq!(c.entry(idx).sref(), None);
+    }
+
+    #[test]
+    fn iterations_wrap_around() {
+        let mut c = SeriesCache::default();
+        let keys: Vec<String> = (0..100).map(|i| format!("m{{i=\"{i}\"}}")).collect();
+        // Inserted 5 scrapes before the counter wraps; the last fifth seen 19 later.
+        fill(&mut c, &keys, u32::MAX - 4);
+        c.evict(14, 10);
+        check_all(&c, &keys, |n| n >= 80);
+        // Inserted at iteration 0 (just wrapped): not a duplicate of this scrape.
+        let idx = c.insert(b"new{}", false, false, 0).unwrap();
+        assert_eq!(c.entry(idx).last_iter, u32::MAX);
+    }
+
+    #[test]
+    fn long_texts_and_references_round_trip() {
+        let mut c = SeriesCache::default();
+        let long = format!("m{{v=\"{}\"}}", "x".repeat(70_000));
+        let idx = c.insert(long.as_bytes(), true, false, 1).unwrap();
+        let short = c.insert(b"s", false, true, 1).unwrap();
+        assert_eq!(c.key(idx), long.as_bytes());
+        assert!(c.openmetrics(idx) && !c.dropped(idx));
+        assert_eq!(c.key(short), b"s");
+        assert!(!c.openmetrics(short) && c.dropped(short));
+        let e = c.entry_mut(idx);
+        e.set_sref(Some(SeriesRef(0)));
+        assert_eq!(e.sref(), Some(SeriesRef(0)));
+        e.set_sref(Some(SeriesRef(NO_REF)));
+        assert_eq!(e.sref(), None, "the sentinel reference is not kept");
+        e.set_sref(Some(SeriesRef(NO_REF - 1)));
+        assert_eq!(e.sref(), Some(SeriesRef(NO_REF - 1)));
+    }
+
+    #[test]
+    fn a_full_arena_reclaims_then_refuses() {
+        let mut c = SeriesCache {
+            max_arena: 1000,
+            ..SeriesCache::default()
+        };
+        let keys: Vec<String> = (0..100).map(|i| format!("m{{i=\"{i:03}\"}}")).collect();
+        let mut n = 0;
+        while let Ok(idx) = c.insert(keys[n].as_bytes(), false, false, 1) {
+            c.entry_mut(idx).last_iter = if n < 50 { 1 } else { 5 };
+            n += 1;
+        }
+        // 10-byte texts with a 1-byte header: 90 fit in 1000 bytes.
+        assert_eq!(n, 90);
+        assert_eq!(
+            c.insert(keys[99].as_bytes(), false, false, 1),
+            Err(CacheFull { limit: 1000 })
+        );
+        // Forget the first 50: the next insert compacts instead of failing.
+        c.evict(5, 2);
+        let idx = c.insert(keys[95].as_bytes(), false, false, 5).unwrap();
+        assert_eq!(c.key(idx), keys[95].as_bytes());
+        assert_eq!(c.garbage, 0);
+        for k in &keys[50..90] {
+            let i = c.get(k.as_bytes()).unwrap();
+            assert_eq!(c.key(i), k.as_bytes());
+        }
+        assert!(c.get(keys[0].as_bytes()).is_none());
     }
 
     #[test]
@@ -283,24 +456,24 @@ mod tests {
             ..SeriesCache::default()
         };
         let keys: Vec<String> = (0..200).map(|i| format!("m{{i=\"{i}\"}}")).collect();
-        fill(&mut c, &keys);
+        fill(&mut c, &keys, 1);
         assert_eq!(c.len(), 200);
         check_all(&c, &keys, |_| true);
         // The first texts go; the colliding rest are still found exactly.
         c.evict(20, 10);
         assert_eq!(c.len(), 40);
         check_all(&c, &keys, |n| n >= 160);
-        let idx = c.insert(b"new{}", true, false);
+        let idx = c.insert(b"new{}", true, false, 20).unwrap();
         assert_eq!(c.get(b"new{}"), Some(idx));
     }
 
     #[test]
     fn compaction_reclaims_arena_of_churning_series() {
         let mut c = SeriesCache::default();
-        for round in 0..20u64 {
+        for round in 0..20u32 {
             for i in 0..2000 {
                 let k = format!("churn{{gen=\"{round}\",i=\"{i}\"}}");
-                let idx = c.insert(k.as_bytes(), false, false);
+                let idx = c.insert(k.as_bytes(), false, false, round).unwrap();
                 c.entry_mut(idx).last_iter = round;
             }
             c.evict(round, 0);
