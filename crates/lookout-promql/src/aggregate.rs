@@ -623,8 +623,31 @@ impl<'a> StreamFold<'a> {
         })
     }
 
-    /// Hands over input series `i` (`None`: it has no values). Folds whatever is ready when
-    /// the table is free; otherwise the thread folding now takes it.
+    /// The labels a series pushed into this fold carries: its group's, made from the input
+    /// series' `labels` (metric name included when `keep_name`, as the range function's output
+    /// keeps it). Computed by the pushing thread, so the fold only looks groups up.
+    pub(crate) fn group_key(&self, labels: &Labels, keep_name: bool) -> Labels {
+        if self.spec.without {
+            let mut v = self.spec.names.to_vec();
+            v.push(METRIC_NAME);
+            labels.without(&v)
+        } else if keep_name || !self.spec.names.contains(&METRIC_NAME) {
+            labels.keep_only(self.spec.names)
+        } else {
+            let v: Vec<&str> = self
+                .spec
+                .names
+                .iter()
+                .copied()
+                .filter(|&n| n != METRIC_NAME)
+                .collect();
+            labels.keep_only(&v)
+        }
+    }
+
+    /// Hands over input series `i` (`None`: it has no values) whose labels are its
+    /// [`group_key`](Self::group_key). Folds whatever is ready when the table is free;
+    /// otherwise the thread folding now takes it.
     pub(crate) fn push(&self, i: usize, series: Option<StepSeries>) {
         lock(&self.pending).insert(i, series);
         loop {
@@ -662,20 +685,15 @@ impl<'a> StreamFold<'a> {
 }
 
 impl FoldSpec<'_> {
+    /// Folds `s`, whose labels are its group's ([`StreamFold::group_key`]).
     fn fold(&self, t: &mut FoldTable, s: StepSeries) {
-        let key = if self.without {
-            let mut v = self.names.to_vec();
-            v.push(METRIC_NAME);
-            s.labels.without(&v)
-        } else {
-            s.labels.keep_only(self.names)
-        };
+        let key = &s.labels;
         let ordinal = t.ordinal;
         t.ordinal += 1;
         let Some(&(first_step, _)) = s.pts.first() else {
             return;
         };
-        let slot = match t.index.get(&key) {
+        let slot = match t.index.get(key) {
             Some(&slot) => slot,
             None => {
                 let slot = if (t.groups.len() + 1).saturating_mul(self.n) <= DENSE_CELLS {
@@ -701,7 +719,10 @@ impl FoldSpec<'_> {
                 fold_row(self.op, &mut group.row, &s.pts);
             }
             Slot::Spilled => {
-                let first = t.spilled_first.entry(key).or_insert((first_step, ordinal));
+                let first = t
+                    .spilled_first
+                    .entry(key.clone())
+                    .or_insert((first_step, ordinal));
                 if first_step < first.0 {
                     *first = (first_step, ordinal);
                 }
@@ -882,7 +903,10 @@ mod tests {
                 let (fold, input) = (&fold, &input);
                 s.spawn(move || {
                     for &k in part.iter().rev() {
-                        let series = (k % 5 != 4).then(|| input[k].clone());
+                        let series = (k % 5 != 4).then(|| StepSeries {
+                            labels: fold.group_key(&input[k].labels, false),
+                            pts: input[k].pts.clone(),
+                        });
                         fold.push(2 * k + 1, series);
                     }
                 });

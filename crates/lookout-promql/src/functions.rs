@@ -1266,6 +1266,7 @@ fn replay(
     ev: &mut Evaluator<'_>,
     stashed: crate::share::Stashed,
     sink: Option<&crate::aggregate::StreamFold<'_>>,
+    keep_name: bool,
 ) -> Result<Val> {
     ev.check_deadline()?;
     let mut non_counter_names: Vec<String> = Vec::new();
@@ -1277,7 +1278,16 @@ fn replay(
             non_counter_names.push(mn);
         }
         match sink {
-            Some(sink) => sink.push(k, Some(series)),
+            Some(sink) => {
+                let labels = sink.group_key(&series.labels, keep_name);
+                sink.push(
+                    k,
+                    Some(StepSeries {
+                        labels,
+                        pts: series.pts,
+                    }),
+                );
+            }
             None => out.push(series),
         }
     }
@@ -1333,11 +1343,11 @@ fn share_out(
     others: &[Other<'_>],
     i: usize,
     labels: &Labels,
-    series: StepSeries,
+    pts: Vec<(u32, f64)>,
     odd_name: &Option<String>,
-    takes_it: bool,
+    (takes_it, keep_name): (bool, bool),
     (stashed, budget, abandoned): (&AtomicUsize, usize, &AtomicBool),
-) -> Option<StepSeries> {
+) -> Option<Vec<(u32, f64)>> {
     let mut takers: Vec<&Other<'_>> = Vec::with_capacity(others.len());
     let mut stashes = 0usize;
     for o in others {
@@ -1353,7 +1363,7 @@ fn share_out(
         }
     }
     if stashes > 0 {
-        let points = stashes * series.pts.len();
+        let points = stashes * pts.len();
         if abandoned.load(Ordering::Relaxed)
             || stashed.fetch_add(points, Ordering::Relaxed) + points > budget
         {
@@ -1361,15 +1371,15 @@ fn share_out(
             takers.retain(|o| matches!(o.target, Target::Fold(..)));
         }
     }
-    let mut kept = Some(series);
+    let mut kept = Some(pts);
     let n = takers.len();
     for (k, o) in takers.into_iter().enumerate() {
-        let s = if k + 1 == n && !takes_it {
+        let pts = if k + 1 == n && !takes_it {
             kept.take()
         } else {
             kept.clone()
         };
-        let Some(s) = s else { break };
+        let Some(pts) = pts else { break };
         match &o.target {
             Target::Fold(fold, odd) => {
                 if let Some(mn) = odd_name {
@@ -1377,16 +1387,29 @@ fn share_out(
                         .unwrap_or_else(|e| e.into_inner())
                         .push((i, mn.clone()));
                 }
-                fold.push(i, Some(s));
+                let labels = fold.group_key(labels, keep_name);
+                fold.push(i, Some(StepSeries { labels, pts }));
             }
             Target::Stash(buf) => {
-                buf.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((i, s, odd_name.clone()))
+                let labels = output_labels(labels, keep_name);
+                buf.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    i,
+                    StepSeries { labels, pts },
+                    odd_name.clone(),
+                ))
             }
         }
     }
     kept.filter(|_| takes_it)
+}
+
+/// A range function's output labels for an input series.
+fn output_labels(labels: &Labels, keep_name: bool) -> Labels {
+    if keep_name {
+        labels.clone()
+    } else {
+        labels.without_metric_name()
+    }
 }
 
 /// [`stream_range_function`], handing each series to `sink` (in any order, from several
@@ -1401,7 +1424,7 @@ fn stream_range_function_into(
 ) -> Result<Val> {
     let me = crate::share::key(ms);
     if let Some(stashed) = ev.shared.take_stash(me) {
-        return replay(ev, stashed, sink);
+        return replay(ev, stashed, sink, f.keeps_name());
     }
     // Sharing (see `crate::share`): stream the group's broadest selection, keep what this
     // call's matchers accept, fold or stash the other calls' series.
@@ -1491,24 +1514,16 @@ fn stream_range_function_into(
             return;
         }
         let odd_name = non_counter_name(f, labels).map(str::to_string);
-        let series = StepSeries {
-            labels: if keep_name {
-                labels.clone()
-            } else {
-                labels.without_metric_name()
-            },
-            pts,
-        };
-        let series = if others.is_empty() {
-            series
+        let pts = if others.is_empty() {
+            pts
         } else {
-            let Some(series) = share_out(
+            let Some(pts) = share_out(
                 &others,
                 i,
                 labels,
-                series,
+                pts,
                 &odd_name,
-                takes_it,
+                (takes_it, keep_name),
                 (&stashed_points, stash_budget, &abandoned),
             ) else {
                 if let Some(sink) = sink {
@@ -1516,8 +1531,14 @@ fn stream_range_function_into(
                 }
                 return;
             };
-            series
+            pts
         };
+        // A fold only needs the group: no copy of the output labels on the way.
+        let labels = match sink {
+            Some(fold) => fold.group_key(labels, keep_name),
+            None => output_labels(labels, keep_name),
+        };
+        let series = StepSeries { labels, pts };
         let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
         match sink {
             Some(sink) => {

@@ -521,6 +521,27 @@ mod tests {
         assert_eq!(same_with_and_without(&mem, q, R), (1, 1));
     }
 
+    /// The streaming fold groups by keys made from the input labels (metric name kept or
+    /// not): the same groups as the general path (`> -Inf` keeps every value and the name,
+    /// but is not streamed).
+    #[test]
+    fn streamed_folds_group_as_the_general_path() {
+        let mem = data();
+        for q in [
+            "sum by (__name__, job) (last_over_time({__name__=~\".+\"}[5m]))",
+            "sum by (__name__, job) (rate(req_total[5m]))",
+            "count without (i) (last_over_time(req_total[5m]))",
+            "max without (__name__, code) (rate(temp[5m]))",
+            "avg by (code) (max_over_time(req_total[2m]))",
+        ] {
+            let general = q.replacen("]))", "]) > -Inf)", 1);
+            let streamed = eval(&mem, EngineOptions::default(), q, R, true).unwrap();
+            let plain = eval(&mem, EngineOptions::default(), &general, R, true).unwrap();
+            assert_eq!(bits(&streamed.val), bits(&plain.val), "{q}");
+            assert!(!bits(&plain.val).is_empty(), "{q}");
+        }
+    }
+
     #[test]
     fn stashes_past_the_sample_limit_are_not_kept() {
         let mem = data();
