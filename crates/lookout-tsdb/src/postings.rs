@@ -208,8 +208,13 @@ mod tests {
     #[test]
     fn long_lists_grow_by_an_eighth_and_stay_sorted() {
         let mut idx = PostingsIndex::default();
-        // Mostly in order, every tenth id late (a series created by a slower appender).
-        let ids: Vec<u64> = (1..=50_000u64).map(|i| if i % 10 == 0 { i - 7 } else { i }).collect();
+        // In order, except every tenth id, which comes late and backwards (inserted in the
+        // middle), and a few repeats.
+        let ids: Vec<u64> = (1..=50_000u64)
+            .filter(|i| i % 10 != 0)
+            .chain((10..=50_000u64).step_by(10).rev())
+            .chain([5, 50_000])
+            .collect();
         for &id in &ids {
             idx.add(id, &[(0, 1)]);
         }
