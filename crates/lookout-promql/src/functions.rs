@@ -1483,7 +1483,7 @@ fn stream_range_function_into(
             return;
         }
         let takes_it = mine.is_none_or(|m| m.takes(labels));
-        if takes_it {
+        if takes_it && group.is_some() {
             mine_loaded.fetch_add(samples.len(), Ordering::Relaxed);
         }
         let pts = STREAM_SCRATCH.with(|cell| {
