@@ -1605,6 +1605,10 @@ fn stream_range_function_into(
                     Val::Vector(v) => v.iter().map(|s| s.pts.len()).sum(),
                     _ => 0,
                 };
+                // Past the limit the result is dropped and that aggregation evaluated as usual.
+                if ev.cur_samples.saturating_add(points) > ev.max_samples {
+                    continue;
+                }
                 ev.add_samples(points)?;
                 ev.shared.put_folded(
                     agg.key,

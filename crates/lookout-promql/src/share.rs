@@ -555,16 +555,19 @@ mod tests {
             step: 5_000,
         };
         let plain = eval(&mem, EngineOptions::default(), q, r, false).unwrap();
-        let loaded: usize = {
+        let (loaded, five): (usize, usize) = {
             let mut h = SelectHints::range(600_000 - 300_000 + 1, 7_000_000);
             h.max_samples = None;
             let all = mem
                 .select(&[Matcher::equal("__name__", "req_total")], &h)
                 .unwrap();
-            let five = all
+            let n: usize = all.iter().map(|s| s.samples.len()).sum();
+            let five: usize = all
                 .iter()
-                .filter(|s| s.labels.get_or_empty("code").starts_with('5'));
-            all.iter().chain(five).map(|s| s.samples.len()).sum()
+                .filter(|s| s.labels.get_or_empty("code").starts_with('5'))
+                .map(|s| s.samples.len())
+                .sum();
+            (n + five, five)
         };
         let opts = EngineOptions {
             max_samples: loaded,
@@ -584,5 +587,36 @@ mod tests {
         let free = eval(&mem, EngineOptions::default(), q, r, true).unwrap();
         assert_eq!(bits(&free.val), bits(&plain.val));
         assert_eq!(free.selections, 1);
+
+        // Shared, the query needs room for the broad selection (the storage's own check) and
+        // for what it counts: the 5xx samples and the other sum's result (one point a step),
+        // less than the two selections made apart.
+        let q = r#"sum(rate(req_total{code=~"5.."}[5m])) / sum(rate(req_total[5m]))"#;
+        let plain = eval(&mem, EngineOptions::default(), q, r, false).unwrap();
+        let sum = eval(
+            &mem,
+            EngineOptions::default(),
+            "sum(rate(req_total[5m]))",
+            r,
+            false,
+        );
+        let points = match sum.unwrap().val {
+            Val::Vector(v) => v.iter().map(|s| s.pts.len()).sum::<usize>(),
+            _ => 0,
+        };
+        let need = (loaded - five).max(five + points);
+        let enough = EngineOptions {
+            max_samples: need,
+            ..EngineOptions::default()
+        };
+        let shared = eval(&mem, enough.clone(), q, r, true).unwrap();
+        assert_eq!(bits(&shared.val), bits(&plain.val));
+        assert_eq!(shared.selections, 1);
+        assert!(eval(&mem, enough, q, r, false).is_err());
+        let short = EngineOptions {
+            max_samples: need - 1,
+            ..EngineOptions::default()
+        };
+        assert!(eval(&mem, short, q, r, true).is_err());
     }
 }
