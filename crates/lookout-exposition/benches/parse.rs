@@ -158,17 +158,24 @@ fn parse_all(input: &[u8], format: Format, mode: ParseMode, decode_labels: bool)
     acc
 }
 
-/// The series-only parse of a scrape loop whose cache knows every series text (its lookup,
-/// the same in both paths, left out): labels are not tokenised.
-fn parse_known(input: &[u8], format: Format, mode: ParseMode) -> usize {
+/// The series-only parse of a scrape loop whose cache knows every series text (its lookup
+/// left out): labels are not tokenised. With `order`, the n-th series is expected to be
+/// `order[n]` (a scrape loop expects the last scrape's order), else each is asked about.
+fn parse_known(input: &[u8], format: Format, mode: ParseMode, order: &[Vec<u8>]) -> usize {
     let mut p = Parser::with_mode(input, format, mode);
     let mut acc = 0usize;
+    let mut n = 0;
     let mut known = |raw: &[u8]| !raw.is_empty();
-    while let Some(e) = p
-        .next_entry_with_known(&mut known)
-        .expect("benchmark input parses")
-    {
+    loop {
+        let expected = order.get(n).map_or(&[][..], |e| e.as_slice());
+        let Some(e) = p
+            .next_entry_with_known(expected, &mut known)
+            .expect("benchmark input parses")
+        else {
+            break;
+        };
         if let Entry::Sample(s) = e {
+            n += 1;
             acc = acc.wrapping_add(s.raw_series().len());
             black_box(s.value());
         }
@@ -198,8 +205,18 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("{samples}_samples/with_labels"), |b| {
             b.iter(|| parse_all(black_box(&input), format, mode, true))
         });
+        let mut order = Vec::new();
+        let mut p = Parser::with_mode(&input, format, mode);
+        while let Some(e) = p.next_entry().expect("benchmark input parses") {
+            if let Entry::Sample(s) = e {
+                order.push(s.raw_series().to_vec());
+            }
+        }
         g.bench_function(format!("{samples}_samples/known_series"), |b| {
-            b.iter(|| parse_known(black_box(&input), format, mode))
+            b.iter(|| parse_known(black_box(&input), format, mode, &[]))
+        });
+        g.bench_function(format!("{samples}_samples/known_series_in_order"), |b| {
+            b.iter(|| parse_known(black_box(&input), format, mode, &order))
         });
         g.finish();
     }

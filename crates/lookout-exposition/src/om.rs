@@ -683,8 +683,7 @@ impl<'a> Parser<'a> {
         // Strict mode's family rules need the labels of every sample.
         let known = known.filter(|_| self.mode == ParseMode::PrometheusCompatible);
         if let Some(known) = known
-            && let Some((end, 0)) = self.series_extent(start, false)
-            && known(&b[start..end])
+            && let Some((end, _)) = self.known_series(start, false, known)
         {
             // Accepted before with exactly this text: name and labels are not read again.
             series_known = true;

@@ -334,8 +334,14 @@ pub(crate) struct SampleHead<'a> {
     pub(crate) series_known: bool,
 }
 
-/// What [`Parser::next_entry_with_known`] asks about each sample's series text.
-pub(crate) type Known<'k> = Option<&'k mut dyn FnMut(&[u8]) -> bool>;
+/// The caller's side of [`Parser::next_entry_with_known`]: the text it expects next and
+/// the question about any other.
+pub(crate) struct KnownSeries<'k> {
+    pub(crate) expected: &'k [u8],
+    pub(crate) known: &'k mut dyn FnMut(&[u8]) -> bool,
+}
+
+pub(crate) type Known<'k> = Option<KnownSeries<'k>>;
 
 /// Pull parser over a whole exposition.
 ///
@@ -425,20 +431,23 @@ impl<'a> Parser<'a> {
     }
 
     /// [`next_entry`](Self::next_entry) for a caller that caches series by their raw text
-    /// (a scrape loop). Before a sample's labels are parsed, `known` is asked about its series
-    /// text, found by a cheap scan of the quoting and braces; when it answers `true` (the
-    /// caller saw this exact text accepted by a parser of the same format before), the name
-    /// and labels are not tokenised or validated again and the sample is
-    /// [`series_known`](Sample::series_known). Everything after the series (value, timestamp,
-    /// exemplar, end of line) is parsed and checked as always, and any other text goes
-    /// through the full parser with its exact errors, so the entries and errors are those of
-    /// `next_entry` apart from the skipped name and labels. Strict OpenMetrics never asks
-    /// (its family rules need every sample's labels).
+    /// (a scrape loop). A known series text is one the caller saw accepted by a parser of
+    /// the same format before. When the next sample line starts with `expected` (a known
+    /// text, or empty: targets print their series in the same order every scrape) and the
+    /// series ends there, `known` is not even asked; otherwise it is asked about the series
+    /// text, found by a cheap scan of the quoting and braces. For a known text the name and
+    /// labels are not tokenised or validated again and the sample is
+    /// [`series_known`](Sample::series_known). Everything after the series (value,
+    /// timestamp, exemplar, end of line) is parsed and checked as always, and any other text
+    /// goes through the full parser with its exact errors, so the entries and errors are
+    /// those of `next_entry` apart from the skipped name and labels. Strict OpenMetrics never
+    /// skips (its family rules need every sample's labels).
     pub fn next_entry_with_known(
         &mut self,
+        expected: &[u8],
         known: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<Option<Entry<'_, 'a>>, ParseError> {
-        self.next_entry_inner(Some(known))
+        self.next_entry_inner(Some(KnownSeries { expected, known }))
     }
 
     fn next_entry_inner(&mut self, known: Known<'_>) -> Result<Option<Entry<'_, 'a>>, ParseError> {
@@ -685,6 +694,53 @@ fn find_quote_brace(b: &[u8], i: usize) -> usize {
 }
 
 impl Parser<'_> {
+    /// The known series text at `start` (see [`Parser::next_entry_with_known`]): its end
+    /// and the raw newlines inside its quoted strings. `blanks`: the text format, where
+    /// blanks may come between the name and `{` and quoted strings may hold raw newlines.
+    pub(crate) fn known_series(
+        &self,
+        start: usize,
+        blanks: bool,
+        k: KnownSeries<'_>,
+    ) -> Option<(usize, usize)> {
+        let b = self.input;
+        let e = k.expected;
+        let end = start + e.len();
+        if !e.is_empty() && b.get(start..end) == Some(e) {
+            // A text the full parser accepted ends at its `}`, or is a bare name that ends
+            // where the name does and is not followed by a label set.
+            let ends = e.last() == Some(&b'}') || {
+                let mut j = end;
+                if b.get(j)
+                    .is_some_and(|&c| CLASS[c as usize] & METRIC_CHAR != 0)
+                {
+                    false
+                } else {
+                    if blanks {
+                        while matches!(b.get(j), Some(b' ' | b'\t')) {
+                            j += 1;
+                        }
+                    }
+                    b.get(j) != Some(&b'{')
+                }
+            };
+            if ends {
+                let newlines = if blanks {
+                    e.iter().filter(|&&c| c == b'\n').count()
+                } else {
+                    0
+                };
+                return Some((end, newlines));
+            }
+        }
+        let (end, newlines) = self.series_extent(start, blanks)?;
+        // OpenMetrics never accepts a raw newline inside a string.
+        if !blanks && newlines != 0 {
+            return None;
+        }
+        (k.known)(&b[start..end]).then_some((end, newlines))
+    }
+
     /// The series text of a sample line starting at `start`, found without tokenising its
     /// labels: a legacy name, then (after blanks when `blanks`) an optional brace block whose
     /// end is the first `}` outside double-quoted strings; or a brace block alone. Returns

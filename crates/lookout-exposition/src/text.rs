@@ -215,8 +215,7 @@ impl<'a> Parser<'a> {
         let series_end;
         let mut series_known = false;
         if let Some(known) = known
-            && let Some((end, nl)) = self.series_extent(start, true)
-            && known(&b[start..end])
+            && let Some((end, nl)) = self.known_series(start, true, known)
         {
             // Accepted before with exactly this text: name and labels are not read again.
             series_known = true;

@@ -1,6 +1,7 @@
 //! `Parser::next_entry_with_known` against the full parser: for any set of series texts a
-//! parser of the same format accepted before, skipping those texts' labels changes nothing
-//! but the skipped name and labels — same samples, same errors, same line numbers.
+//! parser of the same format accepted before (and any of them expected next), skipping
+//! those texts' labels changes nothing but the skipped name and labels — same samples, same
+//! errors, same line numbers.
 
 use std::collections::HashSet;
 
@@ -20,22 +21,30 @@ struct Seen {
     line: usize,
 }
 
+/// The known texts, and the order in which they are expected (the n-th sample is expected
+/// to be `order[n]`, as a scrape loop expects the last scrape's order).
+type KnownSet<'k> = (&'k HashSet<Vec<u8>>, &'k [Vec<u8>]);
+
 /// Entries (samples as [`Seen`], metadata as text) and the final error, if any; with
 /// `known`, also how many samples were taken from the known set.
 fn run(
     body: &[u8],
     format: Format,
     mode: ParseMode,
-    known: Option<&HashSet<Vec<u8>>>,
+    known: Option<KnownSet<'_>>,
 ) -> (Vec<Result<Seen, String>>, Option<ParseError>, usize) {
     let mut p = Parser::with_mode(body, format, mode);
-    let mut out = Vec::new();
+    let mut out: Vec<Result<Seen, String>> = Vec::new();
     let mut hits = 0;
     loop {
         let line_before = p.line();
-        let mut ask = |raw: &[u8]| known.is_some_and(|k| k.contains(raw));
+        let n = out.iter().filter(|e| e.is_ok()).count();
+        let mut ask = |raw: &[u8]| known.is_some_and(|(k, _)| k.contains(raw));
         let r = match known {
-            Some(_) => p.next_entry_with_known(&mut ask),
+            Some((_, order)) => {
+                let expected = order.get(n).map_or(&[][..], |e| e.as_slice());
+                p.next_entry_with_known(expected, &mut ask)
+            }
             None => p.next_entry(),
         };
         match r {
@@ -63,8 +72,8 @@ fn run(
     }
 }
 
-/// The raw series of the samples the full parser accepted.
-fn accepted(body: &[u8], format: Format, mode: ParseMode) -> HashSet<Vec<u8>> {
+/// The raw series of the samples the full parser accepted, in order.
+fn accepted_order(body: &[u8], format: Format, mode: ParseMode) -> Vec<Vec<u8>> {
     run(body, format, mode, None)
         .0
         .into_iter()
@@ -72,13 +81,25 @@ fn accepted(body: &[u8], format: Format, mode: ParseMode) -> HashSet<Vec<u8>> {
         .collect()
 }
 
+fn accepted(body: &[u8], format: Format, mode: ParseMode) -> HashSet<Vec<u8>> {
+    accepted_order(body, format, mode).into_iter().collect()
+}
+
+/// Full parse against the known path with the texts of `known_from` expected in their own
+/// order, shifted by one, and not at all; returns the known samples of the first.
 fn check(known_from: &[u8], body: &[u8], format: Format, mode: ParseMode) -> usize {
-    let known = accepted(known_from, format, mode);
+    let order = accepted_order(known_from, format, mode);
+    let known: HashSet<Vec<u8>> = order.iter().cloned().collect();
     let full = run(body, format, mode, None);
-    let fast = run(body, format, mode, Some(&known));
-    assert_eq!(full.0, fast.0, "entries differ");
-    assert_eq!(full.1, fast.1, "errors differ");
-    fast.2
+    let shifted: Vec<Vec<u8>> = order.iter().skip(1).cloned().collect();
+    let mut first = None;
+    for o in [&order[..], &shifted[..], &[]] {
+        let fast = run(body, format, mode, Some((&known, o)));
+        assert_eq!(full.0, fast.0, "entries differ");
+        assert_eq!(full.1, fast.1, "errors differ");
+        first.get_or_insert(fast.2);
+    }
+    first.unwrap_or(0)
 }
 
 /// Label values with the characters that end a naive scan early.
@@ -215,7 +236,12 @@ fn quoted_braces_commas_and_escapes_end_the_series_where_the_parser_does() {
     );
     // A known text followed by a bad value still fails with the full parser's error.
     let bad = b"m{a=\"}\",b=\"\\\"}\\\\\"} 1\nm {a=\"x,y\"} zz\n";
-    let (_, err, _) = run(bad, Format::PrometheusText, ParseMode::Strict, Some(&known));
+    let (_, err, _) = run(
+        bad,
+        Format::PrometheusText,
+        ParseMode::Strict,
+        Some((&known, &[])),
+    );
     let err = err.expect("bad value");
     assert_eq!(err.line, 2);
     assert!(err.message.contains("ParseFloat"), "{err}");
@@ -233,7 +259,30 @@ fn raw_newlines_in_text_values_keep_line_numbers() {
         body,
         Format::PrometheusText,
         ParseMode::Strict,
-        Some(&known),
+        Some((&known, &[][..])),
     );
     assert_eq!(err.map(|e| e.line), Some(4));
+}
+
+#[test]
+fn an_expected_bare_name_is_not_taken_for_a_longer_series() {
+    let known: HashSet<Vec<u8>> = [b"m".to_vec()].into_iter().collect();
+    let order = vec![b"m".to_vec(); 4];
+    for (format, body) in [
+        (
+            Format::PrometheusText,
+            &b"m_total 1\nm {a=\"1\"} 2\nm\t{} 3\nm 4\n"[..],
+        ),
+        (
+            Format::OpenMetrics,
+            &b"m_total 1\nm{a=\"1\"} 2\nm 4\n# EOF\n"[..],
+        ),
+    ] {
+        let mode = ParseMode::PrometheusCompatible;
+        let full = run(body, format, mode, None);
+        let fast = run(body, format, mode, Some((&known, &order[..])));
+        assert_eq!(full.0, fast.0);
+        assert_eq!(full.1, None);
+        assert_eq!(fast.2, 1, "only the bare `m` line is known");
+    }
 }

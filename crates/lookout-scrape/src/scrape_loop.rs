@@ -462,16 +462,23 @@ impl ScrapeLoop {
         let mut meta = shared.metadata.lock();
         loop {
             // A series text this loop cached from a body of the same format was parsed and
-            // accepted then: the parser skips its labels, and its slot is already found.
-            let mut hit = None;
+            // accepted then: the parser skips its labels, and its slot is already found —
+            // without even a lookup when it is the last scrape's series at this position.
             let cache = &self.cache;
+            let expected = cache
+                .prev_order
+                .get(cache.cur_order.len())
+                .copied()
+                .filter(|&i| cache.series.openmetrics(i) == om);
+            let mut hit = expected;
             let mut known = |key: &[u8]| {
                 hit = cache
                     .lookup(key)
                     .filter(|&i| cache.series.openmetrics(i) == om);
                 hit.is_some()
             };
-            let entry = match parser.next_entry_with_known(&mut known) {
+            let expected_text = expected.map_or(&[][..], |i| cache.series.key(i));
+            let entry = match parser.next_entry_with_known(expected_text, &mut known) {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(e) => return Err(Fail::Scrape(e.to_string(), stats)),
