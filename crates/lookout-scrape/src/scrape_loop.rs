@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::client::{FetchError, Fetched, ScrapeClient};
 use crate::metrics::Metrics;
-use crate::series_cache::SeriesCache;
+use crate::series_cache::{Key, SeriesCache};
 use crate::target::Target;
 
 /// How a loop ends.
@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     pub forced_error: Mutex<Option<String>>,
     /// Label sets of the last committed scrape, left here when the loop stops without
     /// stale markers so that a replacement loop can mark the ones it no longer sees.
-    pub final_series: Mutex<Option<Vec<Labels>>>,
+    pub final_series: Mutex<Option<Vec<FinalSeries>>>,
 }
 
 impl Shared {
@@ -122,6 +122,14 @@ pub(crate) struct LoopConfig {
     pub offset_seed: u64,
 }
 
+/// A series of a loop's last scrape, handed to the loop that replaces it.
+#[derive(Clone, Debug)]
+pub(crate) struct FinalSeries {
+    sref: Option<SeriesRef>,
+    /// Set when the storage has not taken the series by reference.
+    labels: Option<Labels>,
+}
+
 /// The series cache plus the scrape bookkeeping around it.
 #[derive(Default)]
 struct Cache {
@@ -139,13 +147,13 @@ struct Cache {
 }
 
 impl Cache {
-    /// The cached slot of series text `key`: the last scrape's series at this position when
-    /// its text is the same, else by hash.
-    fn lookup(&self, key: &[u8]) -> Option<u32> {
+    /// The cached slot of the series with key `key`: the last scrape's series at this
+    /// position when it is the same, else from the index.
+    fn lookup(&self, key: &Key) -> Option<u32> {
         self.prev_order
             .get(self.cur_order.len())
             .copied()
-            .filter(|&i| self.series.key(i) == key)
+            .filter(|&i| self.series.holds(i, key))
             .or_else(|| self.series.get(key))
     }
 }
@@ -305,11 +313,16 @@ impl ScrapeLoop {
         if mode == StopMode::Stale {
             self.end_of_run_staleness();
         } else {
-            let series: Vec<Labels> = self
+            let series: Vec<FinalSeries> = self
                 .cache
                 .prev_seen
                 .iter()
-                .filter_map(|&i| self.labels_of(i))
+                .map(|&i| FinalSeries {
+                    sref: self.cache.series.entry(i).sref(),
+                    labels: self.cache.series.text(i).and_then(|text| {
+                        self.labels_from_text(text, self.cache.series.openmetrics(i))
+                    }),
+                })
                 .collect();
             *self.shared.final_series.lock() = Some(series);
         }
@@ -333,14 +346,33 @@ impl ScrapeLoop {
             }
             return;
         };
-        let current: std::collections::HashSet<Labels> = self
-            .cache
-            .prev_seen
-            .iter()
-            .filter_map(|&i| self.labels_of(i))
-            .collect();
-        for l in list.iter().filter(|l| !current.contains(l)) {
-            let _ = app.append(None, l, ts, STALE_NAN);
+        // Both loops append to the same storage, where a reference names one series; a
+        // storage without references is compared by labels (every series of this loop's
+        // first scrape was new to it, so it has their labels). A marker for a series this
+        // scrape did produce is refused by the storage (same timestamp, other value).
+        let mut refs = std::collections::HashSet::new();
+        let mut labels = std::collections::HashSet::new();
+        for &i in &self.cache.prev_seen {
+            refs.extend(self.cache.series.entry(i).sref());
+            let om = self.cache.series.openmetrics(i);
+            labels.extend(
+                self.cache
+                    .series
+                    .text(i)
+                    .and_then(|text| self.labels_from_text(text, om)),
+            );
+        }
+        for old in &list {
+            let _ = match (&old.labels, old.sref) {
+                (Some(l), _) if labels.contains(l) => continue,
+                (None, Some(r)) if refs.contains(&r) => continue,
+                (None, None) => continue,
+                (None, Some(r)) => app.append_by_ref(r, ts, STALE_NAN),
+                (Some(l), r) => match r.map(|r| app.append_by_ref(r, ts, STALE_NAN)) {
+                    Some(Ok(r)) => Ok(r),
+                    _ => app.append(None, l, ts, STALE_NAN),
+                },
+            };
         }
         self.handover_from = None;
     }
@@ -453,6 +485,9 @@ impl ScrapeLoop {
         // the spec's family rules), so a target Prometheus scrapes is not down here.
         let mut parser = Parser::with_mode(&f.body, format, ParseMode::PrometheusCompatible);
         let om = format == Format::OpenMetrics;
+        if app.keeps_references() {
+            self.cache.series.taken_by_ref();
+        }
         self.cache.iter = self.cache.iter.wrapping_add(1);
         let iter = self.cache.iter;
         self.cache.cur_seen.clear();
@@ -462,23 +497,21 @@ impl ScrapeLoop {
         let mut meta = shared.metadata.lock();
         loop {
             // A series text this loop cached from a body of the same format was parsed and
-            // accepted then: the parser skips its labels, and its slot is already found —
-            // without even a lookup when it is the last scrape's series at this position.
+            // accepted then: the parser skips its labels, and its slot is already found.
+            let mut hit = None;
+            let mut probe: Option<(*const u8, usize, Key)> = None;
             let cache = &self.cache;
-            let expected = cache
-                .prev_order
-                .get(cache.cur_order.len())
-                .copied()
-                .filter(|&i| cache.series.openmetrics(i) == om);
-            let mut hit = expected;
-            let mut known = |key: &[u8]| {
+            let mut known = |text: &[u8]| {
+                let key = cache.series.key(text);
+                probe = Some((text.as_ptr(), text.len(), key));
                 hit = cache
-                    .lookup(key)
+                    .lookup(&key)
                     .filter(|&i| cache.series.openmetrics(i) == om);
                 hit.is_some()
             };
-            let expected_text = expected.map_or(&[][..], |i| cache.series.key(i));
-            let entry = match parser.next_entry_with_known(expected_text, &mut known) {
+            // No expected text (the cache keeps keys, not texts): every sample's series text
+            // is found by the parser's scan and looked up by key.
+            let entry = match parser.next_entry_with_known(&[], &mut known) {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(e) => return Err(Fail::Scrape(e.to_string(), stats)),
@@ -487,7 +520,13 @@ impl ScrapeLoop {
                 Entry::Sample(s) => {
                     stats.total += 1;
                     let hit = hit.filter(|_| s.series_known());
-                    self.append_sample(app, &s, hit, ts, iter, &mut stats, om)?;
+                    // The key computed for the known-series question, if it was about this
+                    // very text.
+                    let text = s.raw_series();
+                    let key = probe
+                        .filter(|&(p, n, _)| p == text.as_ptr() && n == text.len())
+                        .map(|(_, _, k)| k);
+                    self.append_sample(app, &s, hit, key, ts, iter, &mut stats, om)?;
                 }
                 Entry::Type { name, metric_type } => {
                     if let Some(m) = meta_entry(&mut meta, &name, iter) {
@@ -531,19 +570,21 @@ impl ScrapeLoop {
         Ok(stats)
     }
 
-    /// Appends one sample; `hit` is its cache slot when the parser skipped its labels.
+    /// Appends one sample; `hit` is its cache slot when the parser skipped its labels, `key`
+    /// its series key when already computed.
     #[allow(clippy::too_many_arguments)]
     fn append_sample(
         &mut self,
         app: &mut dyn Appender,
         s: &Sample<'_, '_>,
         hit: Option<u32>,
+        key: Option<Key>,
         ts: i64,
         iter: u32,
         stats: &mut Stats,
         om: bool,
     ) -> Result<(), Fail> {
-        let key = s.raw_series();
+        let key = key.unwrap_or_else(|| self.cache.series.key(s.raw_series()));
         let mut built = None;
         let pos = self.cache.cur_order.len();
         // The series a few lines ahead are most likely the last scrape's at that position:
@@ -551,15 +592,11 @@ impl ScrapeLoop {
         if let Some(&ahead) = self.cache.prev_order.get(pos + PREFETCH_AHEAD) {
             self.cache.series.entry(ahead).prefetch();
         }
-        let (idx, new) = match hit.or_else(|| self.cache.lookup(key)) {
+        let (idx, new) = match hit.or_else(|| self.cache.lookup(&key)) {
             Some(i) => (i, false),
             None => {
                 let labels = self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))?;
-                let idx = self
-                    .cache
-                    .series
-                    .insert(key, om, labels.is_none(), iter)
-                    .map_err(|e| Fail::Scrape(e.to_string(), *stats))?;
+                let idx = self.cache.series.insert(key, om, labels.is_none(), iter);
                 built = labels;
                 (idx, true)
             }
@@ -597,9 +634,9 @@ impl ScrapeLoop {
             // New series, or one the storage forgot: append with its labels.
             let labels = match built.take() {
                 Some(l) => l,
-                // Labels not parsed (a known text): rebuilt from the cached text, which
-                // passed relabelling and the limits when it was added.
-                None if s.series_known() => match self.labels_of(idx) {
+                // Labels not parsed (a known text): parsed from the text now, which passed
+                // relabelling and the limits when it was added.
+                None if s.series_known() => match self.labels_from_text(s.raw_series(), om) {
                     Some(l) => l,
                     None => return Ok(()),
                 },
@@ -609,6 +646,12 @@ impl ScrapeLoop {
                 },
             };
             r = app.append(None, &labels, t, s.value());
+            if r.is_ok() {
+                // Kept for a stale marker until the storage takes the series by reference.
+                self.cache.series.keep_text(idx, s.raw_series());
+            }
+        } else if r.is_ok() {
+            self.cache.series.taken_by_ref();
         }
         match r {
             Ok(r) => {
@@ -637,32 +680,38 @@ impl ScrapeLoop {
         }
     }
 
-    /// Appends `v` to the cached series `idx` by reference, or with its labels rebuilt from
-    /// the cached text when the storage does not know the reference. Errors are ignored (stale
-    /// markers are best effort, as in Prometheus).
+    /// Appends `v` (a stale marker) to the cached series `idx` by reference, or with its
+    /// kept labels when the storage has not taken it by reference (see `SeriesCache`).
+    /// Errors are ignored (stale markers are best effort, as in Prometheus).
     fn append_cached(&mut self, app: &mut dyn Appender, idx: u32, t: i64, v: f64) {
         if self.cache.series.entry_mut(idx).append_fast(app, t, v)
             != Err(AppendError::UnknownSeriesRef)
         {
             return;
         }
-        if let Some(labels) = self.labels_of(idx)
+        let om = self.cache.series.openmetrics(idx);
+        if let Some(labels) = self
+            .cache
+            .series
+            .text(idx)
+            .and_then(|text| self.labels_from_text(text, om))
             && let Ok(r) = app.append(None, &labels, t, v)
         {
             self.cache.series.entry_mut(idx).set_sref(Some(r));
         }
     }
 
-    /// The final label set of cached series `idx`, rebuilt by parsing its text again (`None`
-    /// when relabelling drops it or it no longer passes the limits).
-    fn labels_of(&self, idx: u32) -> Option<Labels> {
-        let (format, tail): (Format, &[u8]) = if self.cache.series.openmetrics(idx) {
+    /// The final label set of series text `text` (`name{labels}` of a sample just parsed
+    /// without its labels), parsed again (`None` when relabelling drops it or it no longer
+    /// passes the limits).
+    fn labels_from_text(&self, text: &[u8], om: bool) -> Option<Labels> {
+        let (format, tail): (Format, &[u8]) = if om {
             (Format::OpenMetrics, b" 0\n# EOF\n")
         } else {
             (Format::PrometheusText, b" 0\n")
         };
-        let mut line = Vec::with_capacity(self.cache.series.key(idx).len() + tail.len());
-        line.extend_from_slice(self.cache.series.key(idx));
+        let mut line = Vec::with_capacity(text.len() + tail.len());
+        line.extend_from_slice(text);
         line.extend_from_slice(tail);
         let mut parser = Parser::with_mode(&line, format, ParseMode::PrometheusCompatible);
         match parser.next_entry() {

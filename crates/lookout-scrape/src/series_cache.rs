@@ -1,48 +1,48 @@
 //! A scrape loop's series cache: the raw series text of a sample (`name{labels}` exactly as
 //! the target wrote it) → the storage reference of the series it became.
 //!
-//! Memory is what matters here (one entry per series of every target): the texts live
-//! back to back in one arena, each behind a small header (its length and the two flags
-//! fixed at insertion, one LEB128 number), the index holds only 4-byte slot numbers (found
-//! by the hash of the text, compared exactly, and re-hashed from the arena when the table
-//! grows), an [`Entry`] is 32 bytes (32-bit arena offset and scrape iteration), and the
-//! final label set is not kept at all — storage is appended to by reference, and the rare
-//! caller that needs the labels (an unknown reference, stale markers after a restart, a
-//! config reload) rebuilds them from the text.
+//! Memory is what matters here (one entry per series of every target), so the text is not
+//! kept: a series is known by a 128-bit key, XXH3-128 of its text under a seed drawn once
+//! per process, and an [`Entry`] is 48 bytes (key, storage handle and reference, scrape
+//! iteration, flags) found through a table of 4-byte slot numbers. Two texts of one target
+//! sharing a key would need ~2^64 series; with the seed secret, a target cannot aim for one
+//! either. (Keeping the texts cost ~100 bytes a series — 8 MB of the 80 000-series race.
+//! VictoriaMetrics tracks scraped series by a 64-bit hash for the same reason.) The final
+//! label set is not kept either: storage is appended to by reference, and when it needs the
+//! labels for a sample (a new series, or one it forgot) the scrape loop builds them from
+//! the body it is parsing. Only a stale marker, written for a series missing from the
+//! body, has no text to build them from: a storage that keeps its references
+//! ([`Appender::keeps_references`], the TSDB) takes it by reference; for any other, the
+//! texts of new series are kept until the storage takes one of this target's samples by
+//! reference (which one without references never does), back to back in one arena.
 
-use std::hash::Hasher;
+use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 use lookout_storage::{AppendError, Appender, SeriesHandle, SeriesRef};
-use rustc_hash::FxHasher;
+use rustc_hash::FxHashMap;
 
-/// `Entry::off` of an unused slot (never a record's offset: the arena stays below it).
-const FREE_SLOT: u32 = u32::MAX;
 /// `Entry::sref` when the series has no storage reference. A storage that hands out this
 /// very reference is appended to with labels instead (correct, only slower).
 const NO_REF: u64 = u64::MAX;
-const FLAG_DROPPED: u64 = 1;
-const FLAG_OPENMETRICS: u64 = 2;
-const FLAG_BITS: u32 = 2;
+const FLAG_LIVE: u32 = 1;
+const FLAG_DROPPED: u32 = 2;
+const FLAG_OPENMETRICS: u32 = 4;
 
-/// The arena of a target passed 4 GiB of series text (after reclaiming forgotten texts).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the series cache of this target is full ({limit} bytes of series text)")]
-pub(crate) struct CacheFull {
-    pub limit: usize,
-}
+/// The key of a series text.
+pub(crate) type Key = [u64; 2];
 
-/// One series of the target (32 bytes).
+/// One series of the target (48 bytes).
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// The storage's handle on the series, taken on the first scrape after it was created.
     handle: Option<SeriesHandle>,
     sref: u64,
-    /// Arena offset of the series' record; `FREE_SLOT` for an unused slot.
-    off: u32,
+    key: Key,
     /// Scrape iteration (mod 2^32, compared with wrapping arithmetic) that last produced
     /// this series.
     pub last_iter: u32,
+    flags: u32,
 }
 
 impl Entry {
@@ -51,7 +51,7 @@ impl Entry {
     }
 
     fn live(&self) -> bool {
-        self.off != FREE_SLOT
+        self.flags & FLAG_LIVE != 0
     }
 
     /// Prefetch hint for the storage object behind the handle, if any.
@@ -100,35 +100,90 @@ impl Entry {
     const FREE: Entry = Entry {
         handle: None,
         sref: NO_REF,
-        off: FREE_SLOT,
+        key: [0; 2],
         last_iter: 0,
+        flags: 0,
     };
 }
 
+/// The process's seed for series keys.
+fn process_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| std::hash::RandomState::new().hash_one(0x5eed_u64))
+}
+
+fn xxh3_key(seed: u64, text: &[u8]) -> Key {
+    let h = xxhash_rust::xxh3::xxh3_128_with_seed(text, seed);
+    [h as u64, (h >> 64) as u64]
+}
+
 pub(crate) struct SeriesCache {
-    /// Records back to back: LEB128 of `len << 2 | flags`, then the text.
-    arena: Vec<u8>,
-    /// Arena bytes of forgotten entries, reclaimed by compaction.
-    garbage: usize,
-    /// Largest arena (bytes); offsets are `u32`.
-    max_arena: usize,
-    /// Slots of the live entries, by the hash of their text.
+    /// Slots of the live entries, by the first word of their key.
     index: HashTable<u32>,
     entries: Vec<Entry>,
     free: Vec<u32>,
-    hash: fn(&[u8]) -> u64,
+    /// Texts of the series the storage has not taken a sample of by reference yet, while
+    /// it has not taken any.
+    pending: PendingTexts,
+    /// The storage has taken a sample of this target by reference.
+    refs_work: bool,
+    seed: u64,
+    hash: fn(u64, &[u8]) -> Key,
 }
 
 impl Default for SeriesCache {
     fn default() -> Self {
         SeriesCache {
-            arena: Vec::new(),
-            garbage: 0,
-            max_arena: FREE_SLOT as usize,
             index: HashTable::new(),
             entries: Vec::new(),
             free: Vec::new(),
-            hash: fx_hash,
+            pending: PendingTexts::default(),
+            refs_work: false,
+            seed: process_seed(),
+            hash: xxh3_key,
+        }
+    }
+}
+
+/// Texts kept for stale markers (see the module doc).
+#[derive(Default)]
+struct PendingTexts {
+    arena: Vec<u8>,
+    /// Slot → text span in the arena.
+    at: FxHashMap<u32, (usize, usize)>,
+    /// Arena bytes of forgotten texts.
+    garbage: usize,
+}
+
+impl PendingTexts {
+    fn put(&mut self, idx: u32, text: &[u8]) {
+        self.forget(idx);
+        self.at.insert(idx, (self.arena.len(), text.len()));
+        self.arena.extend_from_slice(text);
+    }
+
+    fn get(&self, idx: u32) -> Option<&[u8]> {
+        let &(off, len) = self.at.get(&idx)?;
+        self.arena.get(off..off + len)
+    }
+
+    fn forget(&mut self, idx: u32) {
+        let Some((_, len)) = self.at.remove(&idx) else {
+            return;
+        };
+        self.garbage += len;
+        if self.at.is_empty() {
+            // Freed whole (a first scrape's texts are one large block, given back at once).
+            *self = PendingTexts::default();
+        } else if self.garbage > 64 * 1024 && self.garbage * 2 > self.arena.len() {
+            let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+            for (off, len) in self.at.values_mut() {
+                let start = arena.len();
+                arena.extend_from_slice(&self.arena[*off..*off + *len]);
+                *off = start;
+            }
+            self.arena = arena;
+            self.garbage = 0;
         }
     }
 }
@@ -139,64 +194,19 @@ fn grow_by_eighth<T>(v: &mut Vec<T>, more: usize) {
     }
 }
 
-fn fx_hash(key: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(key);
-    h.write_usize(key.len());
-    h.finish()
-}
-
-/// The header at `off`: `(len << 2 | flags, offset of the text)`.
-#[inline]
-fn header(arena: &[u8], off: usize) -> (u64, usize) {
-    let mut v = 0u64;
-    let mut shift = 0;
-    let mut i = off;
-    while let Some(&b) = arena.get(i) {
-        v |= u64::from(b & 0x7f) << shift;
-        i += 1;
-        if b < 0x80 || shift >= 63 {
-            break;
-        }
-        shift += 7;
-    }
-    (v, i)
-}
-
-/// Appends the LEB128 encoding of `v`.
-fn put_header(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn header_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-/// `(flags, text span)` of the record at `off`.
-#[inline]
-fn record(arena: &[u8], off: u32) -> (u64, std::ops::Range<usize>) {
-    let (h, start) = header(arena, off as usize);
-    let len = (h >> FLAG_BITS) as usize;
-    (h & ((1 << FLAG_BITS) - 1), start..start + len)
-}
-
-fn key_in<'a>(arena: &'a [u8], entries: &[Entry], idx: u32) -> &'a [u8] {
-    let (_, span) = record(arena, entries[idx as usize].off);
-    arena.get(span).unwrap_or(&[])
-}
-
 impl SeriesCache {
-    pub fn key(&self, idx: u32) -> &[u8] {
-        key_in(&self.arena, &self.entries, idx)
+    /// The key of series text `text`.
+    #[inline]
+    pub fn key(&self, text: &[u8]) -> Key {
+        (self.hash)(self.seed, text)
+    }
+
+    /// Whether slot `idx` holds the series of `key`.
+    #[inline]
+    pub fn holds(&self, idx: u32, key: &Key) -> bool {
+        self.entries
+            .get(idx as usize)
+            .is_some_and(|e| e.live() && e.key == *key)
     }
 
     pub fn entry(&self, idx: u32) -> &Entry {
@@ -207,18 +217,38 @@ impl SeriesCache {
         &mut self.entries[idx as usize]
     }
 
-    fn flags(&self, idx: u32) -> u64 {
-        record(&self.arena, self.entries[idx as usize].off).0
-    }
-
     /// Metric relabelling dropped the series (nothing is appended).
     pub fn dropped(&self, idx: u32) -> bool {
-        self.flags(idx) & FLAG_DROPPED != 0
+        self.entries[idx as usize].flags & FLAG_DROPPED != 0
     }
 
     /// The text came from an OpenMetrics body (else the Prometheus text format).
     pub fn openmetrics(&self, idx: u32) -> bool {
-        self.flags(idx) & FLAG_OPENMETRICS != 0
+        self.entries[idx as usize].flags & FLAG_OPENMETRICS != 0
+    }
+
+    /// Keeps the text of series `idx`, whose sample the storage took by labels, unless the
+    /// storage takes this target's series by reference.
+    pub fn keep_text(&mut self, idx: u32, text: &[u8]) {
+        if !self.refs_work {
+            self.pending.put(idx, text);
+        }
+    }
+
+    /// The storage took a sample of this target by reference, or keeps its references: it
+    /// will take the others so too (its series have references from their first commit
+    /// on), texts are not needed.
+    #[inline]
+    pub fn taken_by_ref(&mut self) {
+        if !self.refs_work {
+            self.refs_work = true;
+            self.pending = PendingTexts::default();
+        }
+    }
+
+    /// The kept text of series `idx` (see [`keep_text`](Self::keep_text)).
+    pub fn text(&self, idx: u32) -> Option<&[u8]> {
+        self.pending.get(idx)
     }
 
     /// Number of series cached.
@@ -227,102 +257,56 @@ impl SeriesCache {
         self.index.len()
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<u32> {
+    pub fn get(&self, key: &Key) -> Option<u32> {
         self.index
-            .find((self.hash)(key), |&i| self.key(i) == key)
+            .find(key[0], |&i| self.entries[i as usize].key == *key)
             .copied()
     }
 
-    /// Adds `key` (not present yet) and returns its slot; its `last_iter` is the iteration
-    /// before `iter` (not produced by this scrape yet). Fails only when the arena, even
-    /// after reclaiming forgotten texts, would pass `u32` offsets.
-    pub fn insert(
-        &mut self,
-        key: &[u8],
-        openmetrics: bool,
-        dropped: bool,
-        iter: u32,
-    ) -> Result<u32, CacheFull> {
-        let h = ((key.len() as u64) << FLAG_BITS)
-            | if dropped { FLAG_DROPPED } else { 0 }
-            | if openmetrics { FLAG_OPENMETRICS } else { 0 };
-        let rec = header_len(h) + key.len();
-        if self.arena.len() + rec > self.max_arena {
-            if self.garbage > 0 {
-                self.compact();
-            }
-            if self.arena.len() + rec > self.max_arena {
-                return Err(CacheFull {
-                    limit: self.max_arena,
-                });
-            }
-        }
+    /// Adds the series of `key` (not present yet) and returns its slot; its `last_iter` is
+    /// the iteration before `iter` (not produced by this scrape yet).
+    pub fn insert(&mut self, key: Key, openmetrics: bool, dropped: bool, iter: u32) -> u32 {
         let e = Entry {
-            // Lossless: the arena stays at or below `max_arena` <= `u32::MAX` bytes, and a
-            // record starting at `u32::MAX` would make it longer.
-            off: self.arena.len() as u32,
+            key,
             last_iter: iter.wrapping_sub(1),
+            flags: FLAG_LIVE
+                | if dropped { FLAG_DROPPED } else { 0 }
+                | if openmetrics { FLAG_OPENMETRICS } else { 0 },
             ..Entry::FREE
         };
-        // Grown by an eighth at a time, not doubled: a target's series set is built once
-        // and then kept, so doubling would leave up to half of it as slack for good.
-        grow_by_eighth(&mut self.arena, rec);
-        put_header(&mut self.arena, h);
-        self.arena.extend_from_slice(key);
         let idx = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = e;
                 i
             }
             None => {
+                // Grown by an eighth at a time, not doubled: a target's series set is built
+                // once and then kept, so doubling would leave up to half of it as slack.
                 grow_by_eighth(&mut self.entries, 1);
                 self.entries.push(e);
                 (self.entries.len() - 1) as u32
             }
         };
-        let (arena, entries, hash) = (&self.arena, &self.entries, self.hash);
+        let entries = &self.entries;
         self.index
-            .insert_unique(hash(key), idx, |&i| hash(key_in(arena, entries, i)));
-        Ok(idx)
+            .insert_unique(key[0], idx, |&i| entries[i as usize].key[0]);
+        idx
     }
 
     /// Forgets series not produced by any of the last `keep` scrapes before `iter`.
     pub fn evict(&mut self, iter: u32, keep: u32) {
-        let gone: Vec<u32> = (0..self.entries.len() as u32)
-            .filter(|&i| {
-                let e = &self.entries[i as usize];
-                e.live() && iter.wrapping_sub(e.last_iter) > keep
-            })
-            .collect();
-        for idx in gone {
-            let key = self.key(idx);
-            let h = (self.hash)(key);
-            let off = self.entries[idx as usize].off as usize;
-            let (_, span) = record(&self.arena, off as u32);
-            if let Ok(slot) = self.index.find_entry(h, |&i| i == idx) {
+        for idx in 0..self.entries.len() as u32 {
+            let e = &self.entries[idx as usize];
+            if !e.live() || iter.wrapping_sub(e.last_iter) <= keep {
+                continue;
+            }
+            if let Ok(slot) = self.index.find_entry(e.key[0], |&i| i == idx) {
                 slot.remove();
             }
-            self.garbage += span.end - off;
+            self.pending.forget(idx);
             self.entries[idx as usize] = Entry::FREE;
             self.free.push(idx);
         }
-        if self.garbage > 64 * 1024 && self.garbage * 2 > self.arena.len() {
-            self.compact();
-        }
-    }
-
-    /// Rewrites the arena with the live records only.
-    fn compact(&mut self) {
-        let live: usize = self.arena.len().saturating_sub(self.garbage);
-        let mut arena = Vec::with_capacity(live);
-        for e in self.entries.iter_mut().filter(|e| e.live()) {
-            let (_, span) = record(&self.arena, e.off);
-            let start = arena.len();
-            arena.extend_from_slice(&self.arena[e.off as usize..span.end]);
-            e.off = start as u32;
-        }
-        self.arena = arena;
-        self.garbage = 0;
     }
 }
 
@@ -332,10 +316,10 @@ mod tests {
 
     fn check_all(c: &SeriesCache, keys: &[String], present: impl Fn(usize) -> bool) {
         for (n, k) in keys.iter().enumerate() {
-            match c.get(k.as_bytes()) {
+            match c.get(&c.key(k.as_bytes())) {
                 Some(idx) => {
                     assert!(present(n), "{k} should be gone");
-                    assert_eq!(c.key(idx), k.as_bytes());
+                    assert!(c.holds(idx, &c.key(k.as_bytes())));
                     assert_eq!(c.entry(idx).sref(), Some(SeriesRef(n as u64)));
                     assert_eq!(c.openmetrics(idx), n % 2 == 0);
                     assert_eq!(c.dropped(idx), n % 3 == 0);
@@ -347,9 +331,7 @@ mod tests {
 
     fn fill(c: &mut SeriesCache, keys: &[String], iter: u32) {
         for (n, k) in keys.iter().enumerate() {
-            let idx = c
-                .insert(k.as_bytes(), n % 2 == 0, n % 3 == 0, iter)
-                .unwrap();
+            let idx = c.insert(c.key(k.as_bytes()), n % 2 == 0, n % 3 == 0, iter);
             assert_ne!(
                 c.entry(idx).last_iter,
                 iter,
@@ -365,26 +347,44 @@ mod tests {
     }
 
     #[test]
-    fn entry_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    fn entry_is_48_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
     }
 
     #[test]
-    fn exact_lookups_insert_evict_and_reuse() {
+    fn lookups_insert_evict_and_reuse() {
         let mut c = SeriesCache::default();
         let keys: Vec<String> = (0..5000).map(|i| format!("m{{i=\"{i}\"}}")).collect();
         fill(&mut c, &keys, 1);
         assert_eq!(c.len(), 5000);
-        assert_eq!(c.get(b"m{i=\"5000\"}"), None);
+        assert_eq!(c.get(&c.key(b"m{i=\"5000\"}")), None);
         check_all(&c, &keys, |_| true);
         c.evict(20, 10);
         assert_eq!(c.len(), 1000);
         check_all(&c, &keys, |n| n >= 4000);
-        let idx = c.insert(keys[0].as_bytes(), true, true, 20).unwrap();
+        let k0 = c.key(keys[0].as_bytes());
+        let idx = c.insert(k0, true, true, 20);
         assert!(idx < 4000, "a freed slot is reused");
-        assert_eq!(c.get(keys[0].as_bytes()), Some(idx));
+        assert_eq!(c.get(&k0), Some(idx));
         assert!(c.dropped(idx));
         assert_eq!(c.entry(idx).sref(), None);
+        // A freed slot holds nothing, whatever key is asked for.
+        assert!(!c.holds(1, &c.key(keys[1].as_bytes())));
+        assert!(!c.holds(1, &[0, 0]));
+    }
+
+    #[test]
+    fn keys_depend_on_every_byte_and_the_seed() {
+        let c = SeriesCache::default();
+        let a = c.key(b"m{a=\"1\"}");
+        assert_eq!(a, c.key(b"m{a=\"1\"}"));
+        assert_ne!(a, c.key(b"m{a=\"2\"}"));
+        assert_ne!(a, c.key(b"m{a=\"1\"} "));
+        let other = SeriesCache {
+            seed: c.seed ^ 1,
+            ..SeriesCache::default()
+        };
+        assert_ne!(a, other.key(b"m{a=\"1\"}"));
     }
 
     #[test]
@@ -396,20 +396,14 @@ mod tests {
         c.evict(14, 10);
         check_all(&c, &keys, |n| n >= 80);
         // Inserted at iteration 0 (just wrapped): not a duplicate of this scrape.
-        let idx = c.insert(b"new{}", false, false, 0).unwrap();
+        let idx = c.insert(c.key(b"new{}"), false, false, 0);
         assert_eq!(c.entry(idx).last_iter, u32::MAX);
     }
 
     #[test]
-    fn long_texts_and_references_round_trip() {
+    fn references_round_trip() {
         let mut c = SeriesCache::default();
-        let long = format!("m{{v=\"{}\"}}", "x".repeat(70_000));
-        let idx = c.insert(long.as_bytes(), true, false, 1).unwrap();
-        let short = c.insert(b"s", false, true, 1).unwrap();
-        assert_eq!(c.key(idx), long.as_bytes());
-        assert!(c.openmetrics(idx) && !c.dropped(idx));
-        assert_eq!(c.key(short), b"s");
-        assert!(!c.openmetrics(short) && c.dropped(short));
+        let idx = c.insert(c.key(b"m"), true, false, 1);
         let e = c.entry_mut(idx);
         e.set_sref(Some(SeriesRef(0)));
         assert_eq!(e.sref(), Some(SeriesRef(0)));
@@ -420,72 +414,91 @@ mod tests {
     }
 
     #[test]
-    fn a_full_arena_reclaims_then_refuses() {
+    fn index_collisions_are_told_apart_by_the_whole_key() {
+        // Every key shares its first word (the table's hash): the second word tells them apart.
         let mut c = SeriesCache {
-            max_arena: 1000,
-            ..SeriesCache::default()
-        };
-        let keys: Vec<String> = (0..100).map(|i| format!("m{{i=\"{i:03}\"}}")).collect();
-        let mut n = 0;
-        while let Ok(idx) = c.insert(keys[n].as_bytes(), false, false, 1) {
-            c.entry_mut(idx).last_iter = if n < 50 { 1 } else { 5 };
-            n += 1;
-        }
-        // 10-byte texts with a 1-byte header: 90 fit in 1000 bytes.
-        assert_eq!(n, 90);
-        assert_eq!(
-            c.insert(keys[99].as_bytes(), false, false, 1),
-            Err(CacheFull { limit: 1000 })
-        );
-        // Forget the first 50: the next insert compacts instead of failing.
-        c.evict(5, 2);
-        let idx = c.insert(keys[95].as_bytes(), false, false, 5).unwrap();
-        assert_eq!(c.key(idx), keys[95].as_bytes());
-        assert_eq!(c.garbage, 0);
-        for k in &keys[50..90] {
-            let i = c.get(k.as_bytes()).unwrap();
-            assert_eq!(c.key(i), k.as_bytes());
-        }
-        assert!(c.get(keys[0].as_bytes()).is_none());
-    }
-
-    #[test]
-    fn every_hash_colliding_still_exact() {
-        let mut c = SeriesCache {
-            hash: |_| 42,
+            hash: |seed, text| {
+                let [_, hi] = xxh3_key(seed, text);
+                [42, hi]
+            },
             ..SeriesCache::default()
         };
         let keys: Vec<String> = (0..200).map(|i| format!("m{{i=\"{i}\"}}")).collect();
         fill(&mut c, &keys, 1);
         assert_eq!(c.len(), 200);
         check_all(&c, &keys, |_| true);
-        // The first texts go; the colliding rest are still found exactly.
         c.evict(20, 10);
         assert_eq!(c.len(), 40);
         check_all(&c, &keys, |n| n >= 160);
-        let idx = c.insert(b"new{}", true, false, 20).unwrap();
-        assert_eq!(c.get(b"new{}"), Some(idx));
+        let k = c.key(b"new{}");
+        let idx = c.insert(k, true, false, 20);
+        assert_eq!(c.get(&k), Some(idx));
     }
 
     #[test]
-    fn compaction_reclaims_arena_of_churning_series() {
+    fn churning_series_reuse_slots() {
         let mut c = SeriesCache::default();
         for round in 0..20u32 {
             for i in 0..2000 {
                 let k = format!("churn{{gen=\"{round}\",i=\"{i}\"}}");
-                let idx = c.insert(k.as_bytes(), false, false, round).unwrap();
+                let idx = c.insert(c.key(k.as_bytes()), false, false, round);
                 c.entry_mut(idx).last_iter = round;
             }
             c.evict(round, 0);
         }
         assert_eq!(c.len(), 2000);
-        assert!(
-            c.arena.len() < 3 * 2000 * 30,
-            "arena {} bytes",
-            c.arena.len()
-        );
-        assert!(c.get(b"churn{gen=\"19\",i=\"7\"}").is_some());
-        assert!(c.get(b"churn{gen=\"0\",i=\"7\"}").is_none());
+        assert!(c.get(&c.key(b"churn{gen=\"19\",i=\"7\"}")).is_some());
+        assert!(c.get(&c.key(b"churn{gen=\"0\",i=\"7\"}")).is_none());
         assert!(c.entries.len() <= 4000, "slots are reused");
+    }
+
+    #[test]
+    fn texts_are_kept_until_the_storage_takes_references_or_evicted() {
+        let mut c = SeriesCache::default();
+        let a = c.insert(c.key(b"a"), false, false, 1);
+        let b = c.insert(c.key(b"b{x=\"1\"}"), false, false, 1);
+        c.keep_text(a, b"a");
+        c.keep_text(b, b"b{x=\"1\"}");
+        assert_eq!(c.text(a), Some(&b"a"[..]));
+        c.entry_mut(a).last_iter = 20;
+        c.entry_mut(b).last_iter = 1;
+        c.evict(20, 10);
+        assert!(c.text(b).is_none(), "evicted with its series");
+        assert_eq!(c.text(a), Some(&b"a"[..]));
+        c.taken_by_ref();
+        assert!(c.text(a).is_none());
+        assert_eq!(c.pending.arena.capacity(), 0, "the arena is freed");
+        let n = c.insert(c.key(b"n"), false, false, 21);
+        c.keep_text(n, b"n");
+        assert!(c.text(n).is_none(), "not kept once references work");
+    }
+
+    #[test]
+    fn pending_texts_compact_while_series_come_and_go() {
+        // A storage without references: series are forgotten by eviction only.
+        let mut c = SeriesCache::default();
+        let texts: Vec<String> = (0..20_000).map(|i| format!("m{{i=\"{i}\"}}")).collect();
+        let slots: Vec<u32> = texts
+            .iter()
+            .map(|t| {
+                let i = c.insert(c.key(t.as_bytes()), false, false, 1);
+                c.keep_text(i, t.as_bytes());
+                i
+            })
+            .collect();
+        // All but every hundredth evicted: the arena shrinks to the rest.
+        for (n, &i) in slots.iter().enumerate() {
+            c.entry_mut(i).last_iter = if n % 100 != 0 { 1 } else { 30 };
+        }
+        c.evict(30, 10);
+        assert!(
+            c.pending.arena.len() < 64 * 1024 + 200 * 20,
+            "{}",
+            c.pending.arena.len()
+        );
+        for (n, &i) in slots.iter().enumerate() {
+            let want = (n % 100 == 0).then_some(texts[n].as_bytes());
+            assert_eq!(c.text(i), want);
+        }
     }
 }

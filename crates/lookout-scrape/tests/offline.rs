@@ -258,3 +258,47 @@ fn tsdb_handles_survive_series_garbage_collection() {
     let v: Vec<f64> = got[0].samples.iter().map(|s| s.v).collect();
     assert_eq!(v, vec![4.0, 5.0]);
 }
+
+/// Into the real TSDB, which keeps its references: the cache holds no series text, yet a
+/// series seen in one scrape only, and one seen for a while, both get their stale marker
+/// when they disappear (taken by reference), and come back as the same series.
+#[test]
+fn tsdb_stale_markers_without_series_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(
+        lookout_tsdb::Tsdb::open(dir.path(), lookout_tsdb::TsdbOptions::default()).unwrap(),
+    );
+    let cfg = PrometheusConfig::parse("scrape_configs:\n  - job_name: t\n").unwrap();
+    let mut s = OfflineScraper::new(&cfg.scrape_configs[0], "a:9100", db.clone()).unwrap();
+    let t0 = 1_700_000_000_000i64;
+    s.scrape(&text("long 1\nonce{k=\"1\"} 1\n"), t0).unwrap();
+    s.scrape(&text("long 2\n"), t0 + 5000).unwrap();
+    s.scrape(&text("long 3\n"), t0 + 10_000).unwrap();
+    s.scrape(&text("other 1\n"), t0 + 15_000).unwrap();
+    s.scrape(&text("other 2\nlong 4\n"), t0 + 20_000).unwrap();
+    let got = |name: &str| -> Vec<(i64, Option<f64>)> {
+        let series = db
+            .select(
+                &[Matcher::equal("__name__", name)],
+                &SelectHints::range(i64::MIN, i64::MAX),
+            )
+            .unwrap();
+        assert_eq!(series.len(), 1, "{name}: {series:?}");
+        series[0]
+            .samples
+            .iter()
+            .map(|x| (x.t - t0, (!is_stale_nan(x.v)).then_some(x.v)))
+            .collect()
+    };
+    assert_eq!(got("once"), vec![(0, Some(1.0)), (5000, None)]);
+    assert_eq!(
+        got("long"),
+        vec![
+            (0, Some(1.0)),
+            (5000, Some(2.0)),
+            (10_000, Some(3.0)),
+            (15_000, None),
+            (20_000, Some(4.0))
+        ]
+    );
+}

@@ -243,6 +243,14 @@ pub trait Appender {
         Err(AppendError::UnknownSeriesRef)
     }
 
+    /// Whether every reference this storage returns resolves in
+    /// [`append_by_ref`](Appender::append_by_ref) from its batch's commit on, until the
+    /// series holds no data any more. `false` (this default): a caller that must append to
+    /// a series later without having its labels at hand keeps them itself.
+    fn keeps_references(&self) -> bool {
+        false
+    }
+
     /// A handle on the committed series `series_ref`, for
     /// [`append_by_handle`](Appender::append_by_handle); `None` when the storage has no
     /// handles (this default) or does not know the reference (yet: series this batch creates

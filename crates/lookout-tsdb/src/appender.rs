@@ -443,6 +443,10 @@ impl Appender for TsdbAppender<'_> {
         self.append_at(idx, t, v)
     }
 
+    fn keeps_references(&self) -> bool {
+        true
+    }
+
     fn series_handle(&mut self, series_ref: SeriesRef) -> Option<SeriesHandle> {
         self.db.head.get_by_id(series_ref.0).map(SeriesHandle::new)
     }
