@@ -13,8 +13,8 @@
 //! - `11` + the XOR with the previous value (Gorilla's "same window" / "new window").
 //!
 //! The decimal form is what counters, bucket counts and gauges rounded to a few digits look
-//! like; on the scrape simulator's data it stores 1.5 bytes per sample where XOR alone needs
-//! 2.3 (noisy three-digit gauges 3.0 instead of 6.2), and open chunks are the head's largest
+//! like; on the scrape simulator's data it stores 1.3 bytes per sample where XOR alone needs
+//! 2.3 (noisy three-digit gauges 2.1 instead of 6.2), and open chunks are the head's largest
 //! growing heap. A value's scale is a function of its bits alone ([`decimal_scale`]), so the
 //! decoder follows the encoder's choice without stored state. Timestamp arithmetic wraps, so
 //! any `i64` sequence in strictly increasing order round-trips, however far apart.
