@@ -603,7 +603,7 @@ impl<'a> Parser<'a> {
         let mut escaped = false;
         let mut newlines = 0;
         loop {
-            i = find_quote_special(b, i);
+            i = find_any_of3(b, i, [b'"', b'\\', b'\n']);
             match b.get(i)? {
                 b'"' => {
                     return Some(Quoted {
@@ -641,10 +641,11 @@ fn bytes_equal(w: u64, c: u8) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
-/// Offset of the first `"`, `\\` or newline at or after `i` (or `b.len()`), eight bytes at a
-/// time.
+/// Offset of the first of `stops` at or after `i` (or `b.len()`), eight bytes at a time
+/// (the stops are constants at each call: `"`, `\\` or newline in a quoted value; `"`, `}`
+/// or newline in a label set).
 #[inline(always)]
-fn find_quote_special(b: &[u8], i: usize) -> usize {
+fn find_any_of3(b: &[u8], i: usize, stops: [u8; 3]) -> usize {
     let rest = b.get(i..).unwrap_or(&[]);
     let mut chunks = rest.chunks_exact(8);
     let mut off = 0;
@@ -652,40 +653,14 @@ fn find_quote_special(b: &[u8], i: usize) -> usize {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
         let w = u64::from_le_bytes(w);
-        let m = bytes_equal(w, b'"') | bytes_equal(w, b'\\') | bytes_equal(w, b'\n');
+        let m = bytes_equal(w, stops[0]) | bytes_equal(w, stops[1]) | bytes_equal(w, stops[2]);
         if m != 0 {
             return i + off + (m.trailing_zeros() / 8) as usize;
         }
         off += 8;
     }
     for &c in chunks.remainder() {
-        if matches!(c, b'"' | b'\\' | b'\n') {
-            return i + off;
-        }
-        off += 1;
-    }
-    i + off
-}
-
-/// Offset of the first `"`, `}` or newline at or after `i` (or `b.len()`), eight bytes at a
-/// time.
-#[inline(always)]
-fn find_quote_brace(b: &[u8], i: usize) -> usize {
-    let rest = b.get(i..).unwrap_or(&[]);
-    let mut chunks = rest.chunks_exact(8);
-    let mut off = 0;
-    for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(w);
-        let m = bytes_equal(w, b'"') | bytes_equal(w, b'}') | bytes_equal(w, b'\n');
-        if m != 0 {
-            return i + off + (m.trailing_zeros() / 8) as usize;
-        }
-        off += 8;
-    }
-    for &c in chunks.remainder() {
-        if matches!(c, b'"' | b'}' | b'\n') {
+        if stops.contains(&c) {
             return i + off;
         }
         off += 1;
@@ -769,7 +744,7 @@ impl Parser<'_> {
         let mut i = brace + 1;
         let mut newlines = 0;
         loop {
-            i = find_quote_brace(b, i);
+            i = find_any_of3(b, i, [b'"', b'}', b'\n']);
             match b.get(i)? {
                 b'"' => {
                     let q = self.scan_quoted(i)?;

@@ -1918,7 +1918,7 @@ fn for_each_window(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -2264,6 +2264,27 @@ mod tests {
         assert_eq!(natural_cmp("b", "a10"), std::cmp::Ordering::Greater);
     }
 
+    /// Visits `all` backwards from two threads, as a parallel storage's `select_each` may;
+    /// returns the number of samples.
+    pub(crate) fn visit_scrambled(
+        all: &[Series],
+        visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
+    ) -> usize {
+        let half = all.len() / 2;
+        let (a, b) = all.split_at(half);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                for (i, x) in b.iter().enumerate().rev() {
+                    visit(half + i, &x.labels, &x.samples);
+                }
+            });
+            for (i, x) in a.iter().enumerate().rev() {
+                visit(i, &x.labels, &x.samples);
+            }
+        });
+        all.iter().map(|x| x.samples.len()).sum()
+    }
+
     /// A store whose `select_each` visits the series backwards from two threads, as a
     /// parallel storage may.
     struct Scrambled<'a>(&'a lookout_storage::memory::MemStorage);
@@ -2283,20 +2304,7 @@ mod tests {
             h: &lookout_storage::SelectHints,
             visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
         ) -> std::result::Result<usize, lookout_storage::StorageError> {
-            let all = self.0.select(m, h)?;
-            let half = all.len() / 2;
-            let (a, b) = all.split_at(half);
-            std::thread::scope(|sc| {
-                sc.spawn(|| {
-                    for (i, x) in b.iter().enumerate().rev() {
-                        visit(half + i, &x.labels, &x.samples);
-                    }
-                });
-                for (i, x) in a.iter().enumerate().rev() {
-                    visit(i, &x.labels, &x.samples);
-                }
-            });
-            Ok(all.iter().map(|x| x.samples.len()).sum())
+            Ok(visit_scrambled(&self.0.select(m, h)?, visit))
         }
 
         fn series(

@@ -292,20 +292,10 @@ mod tests {
             h: &SelectHints,
             visit: &(dyn Fn(usize, &Labels, &[Sample]) + Sync),
         ) -> Result<usize, StorageError> {
-            let all = self.select(m, h)?;
-            let half = all.len() / 2;
-            let (a, b) = all.split_at(half);
-            std::thread::scope(|sc| {
-                sc.spawn(|| {
-                    for (i, x) in b.iter().enumerate().rev() {
-                        visit(half + i, &x.labels, &x.samples);
-                    }
-                });
-                for (i, x) in a.iter().enumerate().rev() {
-                    visit(i, &x.labels, &x.samples);
-                }
-            });
-            Ok(all.iter().map(|x| x.samples.len()).sum())
+            Ok(crate::functions::tests::visit_scrambled(
+                &self.select(m, h)?,
+                visit,
+            ))
         }
 
         fn series(&self, m: &[Matcher], a: i64, b: i64) -> Result<Vec<Labels>, StorageError> {

@@ -80,8 +80,9 @@ pub(crate) struct Shared {
     pub metadata: Mutex<FxHashMap<String, MetaEntry>>,
     /// When set, scrapes fail with this error without contacting the target (target_limit).
     pub forced_error: Mutex<Option<String>>,
-    /// Label sets of the last committed scrape, left here when the loop stops without
-    /// stale markers so that a replacement loop can mark the ones it no longer sees.
+    /// Series of the last committed scrape (references, and labels where the storage has
+    /// none), left here when the loop stops without stale markers so that a replacement
+    /// loop can mark the ones it no longer sees.
     pub final_series: Mutex<Option<Vec<FinalSeries>>>,
 }
 
@@ -486,6 +487,7 @@ impl ScrapeLoop {
         let mut parser = Parser::with_mode(&f.body, format, ParseMode::PrometheusCompatible);
         let om = format == Format::OpenMetrics;
         if app.keeps_references() {
+            // Every series this target made can be taken by reference: keep no texts.
             self.cache.series.taken_by_ref();
         }
         self.cache.iter = self.cache.iter.wrapping_add(1);
