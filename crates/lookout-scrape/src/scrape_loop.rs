@@ -486,10 +486,7 @@ impl ScrapeLoop {
         // the spec's family rules), so a target Prometheus scrapes is not down here.
         let mut parser = Parser::with_mode(&f.body, format, ParseMode::PrometheusCompatible);
         let om = format == Format::OpenMetrics;
-        if app.keeps_references() {
-            // Every series this target made can be taken by reference: keep no texts.
-            self.cache.series.taken_by_ref();
-        }
+        self.cache.series.set_keep_texts(!app.keeps_references());
         self.cache.iter = self.cache.iter.wrapping_add(1);
         let iter = self.cache.iter;
         self.cache.cur_seen.clear();
@@ -649,11 +646,9 @@ impl ScrapeLoop {
             };
             r = app.append(None, &labels, t, s.value());
             if r.is_ok() {
-                // Kept for a stale marker until the storage takes the series by reference.
+                // For a stale marker, if the storage cannot take one by reference.
                 self.cache.series.keep_text(idx, s.raw_series());
             }
-        } else if r.is_ok() {
-            self.cache.series.taken_by_ref();
         }
         match r {
             Ok(r) => {

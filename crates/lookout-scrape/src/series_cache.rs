@@ -13,8 +13,7 @@
 //! the body it is parsing. Only a stale marker, written for a series missing from the
 //! body, has no text to build them from: a storage that keeps its references
 //! ([`Appender::keeps_references`], the TSDB) takes it by reference; for any other, the
-//! texts of new series are kept until the storage takes one of this target's samples by
-//! reference (which one without references never does), back to back in one arena.
+//! texts of the series are kept, back to back in one arena.
 
 use std::hash::BuildHasher;
 
@@ -122,11 +121,10 @@ pub(crate) struct SeriesCache {
     index: HashTable<u32>,
     entries: Vec<Entry>,
     free: Vec<u32>,
-    /// Texts of the series the storage has not taken a sample of by reference yet, while
-    /// it has not taken any.
+    /// Texts of the series, kept while `keep_texts`.
     pending: PendingTexts,
-    /// The storage has taken a sample of this target by reference.
-    refs_work: bool,
+    /// The storage does not keep its references (see the module doc).
+    keep_texts: bool,
     seed: u64,
     hash: fn(u64, &[u8]) -> Key,
 }
@@ -138,7 +136,7 @@ impl Default for SeriesCache {
             entries: Vec::new(),
             free: Vec::new(),
             pending: PendingTexts::default(),
-            refs_work: false,
+            keep_texts: true,
             seed: process_seed(),
             hash: xxh3_key,
         }
@@ -227,23 +225,21 @@ impl SeriesCache {
         self.entries[idx as usize].flags & FLAG_OPENMETRICS != 0
     }
 
-    /// Keeps the text of series `idx`, whose sample the storage took by labels, unless the
-    /// storage takes this target's series by reference.
+    /// Keeps the text of series `idx`, whose sample the storage took by labels, if texts
+    /// are kept.
     pub fn keep_text(&mut self, idx: u32, text: &[u8]) {
-        if !self.refs_work {
+        if self.keep_texts {
             self.pending.put(idx, text);
         }
     }
 
-    /// The storage took a sample of this target by reference, or keeps its references: it
-    /// will take the others so too (its series have references from their first commit
-    /// on), texts are not needed.
-    #[inline]
-    pub fn taken_by_ref(&mut self) {
-        if !self.refs_work {
-            self.refs_work = true;
+    /// Whether texts are kept: not for a storage that keeps its references, whose every
+    /// series can be taken by reference from its first commit on.
+    pub fn set_keep_texts(&mut self, keep: bool) {
+        if self.keep_texts && !keep {
             self.pending = PendingTexts::default();
         }
+        self.keep_texts = keep;
     }
 
     /// The kept text of series `idx` (see [`keep_text`](Self::keep_text)).
@@ -453,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn texts_are_kept_until_the_storage_takes_references_or_evicted() {
+    fn texts_are_kept_for_storages_without_references_until_evicted() {
         let mut c = SeriesCache::default();
         let a = c.insert(c.key(b"a"), false, false, 1);
         let b = c.insert(c.key(b"b{x=\"1\"}"), false, false, 1);
@@ -465,12 +461,15 @@ mod tests {
         c.evict(20, 10);
         assert!(c.text(b).is_none(), "evicted with its series");
         assert_eq!(c.text(a), Some(&b"a"[..]));
-        c.taken_by_ref();
+        c.set_keep_texts(false);
         assert!(c.text(a).is_none());
         assert_eq!(c.pending.arena.capacity(), 0, "the arena is freed");
         let n = c.insert(c.key(b"n"), false, false, 21);
         c.keep_text(n, b"n");
-        assert!(c.text(n).is_none(), "not kept once references work");
+        assert!(
+            c.text(n).is_none(),
+            "not kept for a storage that keeps references"
+        );
     }
 
     #[test]

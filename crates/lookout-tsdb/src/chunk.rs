@@ -15,7 +15,7 @@
 //! The decimal form is what counters, bucket counts and gauges rounded to a few digits look
 //! like; on the scrape simulator's data it stores 1.3 bytes per sample where XOR alone needs
 //! 2.3 (noisy three-digit gauges 2.1 instead of 6.2), and open chunks are the head's largest
-//! growing heap. A value's scale is a function of its bits alone ([`decimal_scale`]), so the
+//! growing heap. A value's scale is a function of its bits alone (`decimal_scale`), so the
 //! decoder follows the encoder's choice without stored state. Timestamp arithmetic wraps, so
 //! any `i64` sequence in strictly increasing order round-trips, however far apart.
 
@@ -49,7 +49,7 @@ fn scaled_at(v: f64, k: u8) -> Option<i64> {
 
 /// The fewest fraction digits (0..=4) that write `v` exactly, or [`NO_SCALE`].
 #[inline]
-pub fn decimal_scale(v: f64) -> u8 {
+fn decimal_scale(v: f64) -> u8 {
     (0..POW10.len() as u8)
         .find(|&k| scaled_at(v, k).is_some())
         .unwrap_or(NO_SCALE)
@@ -167,6 +167,8 @@ impl XorChunk {
             self.w.write_bit(false);
             return;
         }
+        // The previous scaled integer is recomputed from its value rather than kept: a field
+        // would grow every series' open chunk by 8 bytes.
         if self.scale != NO_SCALE
             && let Some(s) = scaled_at(v, self.scale)
             && let Some(prev) = scaled_at(f64::from_bits(self.v), self.scale)
@@ -207,8 +209,18 @@ impl XorChunk {
     }
 }
 
+#[inline]
+fn zigzag(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
 fn write_varint(w: &mut BitWriter, t: i64) {
-    let mut z = ((t << 1) ^ (t >> 63)) as u64;
+    let mut z = zigzag(t);
     while z >= 0x80 {
         w.write_byte((z as u8) | 0x80);
         z >>= 7;
@@ -225,7 +237,7 @@ fn read_varint(r: &mut BitReader<'_>) -> Option<i64> {
         }
         z |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
-            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+            return Some(unzigzag(z));
         }
     }
     None
@@ -260,7 +272,7 @@ fn put_dod(w: &mut BitWriter, dod: i64) {
 /// `10`+13, `110`+20, `111`+64 bits.
 #[inline]
 fn put_scaled_delta(w: &mut BitWriter, d: i64) {
-    let u = (((d << 1) ^ (d >> 63)) as u64).wrapping_sub(1);
+    let u = zigzag(d).wrapping_sub(1);
     if u < 1 << 6 {
         w.write_bits(u, 7);
     } else if u < 1 << 13 {
@@ -354,8 +366,7 @@ impl<'a> XorIter<'a> {
             2 => self.r.read_bits(20)?,
             _ => self.r.read_bits(64)?,
         };
-        let z = u.wrapping_add(1);
-        Some(((z >> 1) as i64) ^ -((z & 1) as i64))
+        Some(unzigzag(u.wrapping_add(1)))
     }
 
     /// True when decoding stopped because the data was malformed.
