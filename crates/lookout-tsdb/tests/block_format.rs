@@ -1,6 +1,7 @@
 //! Block format versions: a version 1 block written by the first block code (a fixture in
 //! `tests/data/block-v1`, made before format 2 existed) still reads, queries and compacts
-//! together with a version 2 block that has a chunk dictionary.
+//! together with a newer block; a version 2 block with a chunk dictionary (`tests/data/block-v2`,
+//! written by the format 2 writer from [`v2_series`]) still reads sample for sample.
 
 mod common;
 
@@ -127,6 +128,34 @@ fn v2_series() -> Vec<(Labels, Vec<Sample>)> {
             (labels, samples)
         })
         .collect()
+}
+
+const FIXTURE_V2_ID: &str = "0661720deed72b058760000";
+
+#[test]
+fn version_2_block_reads_sample_for_sample() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/block-v2")
+        .join(FIXTURE_V2_ID);
+    let b = Block::open(&dir).unwrap();
+    assert_eq!(b.meta.version, 2);
+    let chunks = fs::read(dir.join("chunks")).unwrap();
+    assert_eq!((chunks[4], chunks[5]), (2, 1), "version 2 with a dictionary");
+    b.verify_chunks().unwrap();
+    let want = v2_series();
+    assert_eq!(b.num_series(), want.len());
+    for (i, (labels, samples)) in want.iter().enumerate() {
+        let (got_labels, chunks) = b.series(i as u64).unwrap();
+        assert_eq!(&got_labels, labels);
+        let mut got = Vec::new();
+        b.samples(&chunks, i64::MIN, i64::MAX, &mut got).unwrap();
+        assert_eq!(bits(&got), bits(samples), "{labels}");
+        // A window across the chunk boundary.
+        let (a, z) = (samples[2000].t, samples[2100].t);
+        got.clear();
+        b.samples(&chunks, a, z, &mut got).unwrap();
+        assert_eq!(bits(&got), bits(&samples[2000..=2100]), "{labels}");
+    }
 }
 
 #[test]
