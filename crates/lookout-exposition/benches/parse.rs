@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lookout_exposition::{Encoder, Entry, Format, MetricType, ParseMode, Parser};
+use lookout_exposition::{Encoder, Entry, Format, KnownSeries, MetricType, ParseMode, Parser};
 
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -158,24 +158,40 @@ fn parse_all(input: &[u8], format: Format, mode: ParseMode, decode_labels: bool)
     acc
 }
 
-/// The series-only parse of a scrape loop whose cache knows every series text (its lookup
-/// left out): labels are not tokenised. With `order`, the n-th series is expected to be
-/// `order[n]` (a scrape loop expects the last scrape's order), else each is asked about.
-fn parse_known(input: &[u8], format: Format, mode: ParseMode, order: &[Vec<u8>]) -> usize {
+/// A scrape loop's cache that knows every series text, its lookups left out; with
+/// `order`, the n-th series is expected to be `order[n]` long (a scrape loop expects the last
+/// scrape's order), else each is asked about after the scan for its end.
+struct AllKnown<'o> {
+    order: &'o [usize],
+    n: usize,
+}
+
+impl KnownSeries for AllKnown<'_> {
+    fn expected_len(&mut self) -> usize {
+        self.order.get(self.n).copied().unwrap_or(0)
+    }
+
+    fn is_expected(&mut self, text: &[u8]) -> bool {
+        !text.is_empty()
+    }
+
+    fn is_known(&mut self, text: &[u8]) -> bool {
+        !text.is_empty()
+    }
+}
+
+/// The series-only parse of a scrape loop whose cache knows every series text: labels are
+/// not tokenised.
+fn parse_known(input: &[u8], format: Format, mode: ParseMode, order: &[usize]) -> usize {
     let mut p = Parser::with_mode(input, format, mode);
     let mut acc = 0usize;
-    let mut n = 0;
-    let mut known = |raw: &[u8]| !raw.is_empty();
-    loop {
-        let expected = order.get(n).map_or(&[][..], |e| e.as_slice());
-        let Some(e) = p
-            .next_entry_with_known(expected, &mut known)
-            .expect("benchmark input parses")
-        else {
-            break;
-        };
+    let mut known = AllKnown { order, n: 0 };
+    while let Some(e) = p
+        .next_entry_with_known(&mut known)
+        .expect("benchmark input parses")
+    {
         if let Entry::Sample(s) = e {
-            n += 1;
+            known.n += 1;
             acc = acc.wrapping_add(s.raw_series().len());
             black_box(s.value());
         }
@@ -209,7 +225,7 @@ fn bench(c: &mut Criterion) {
         let mut p = Parser::with_mode(&input, format, mode);
         while let Some(e) = p.next_entry().expect("benchmark input parses") {
             if let Entry::Sample(s) = e {
-                order.push(s.raw_series().to_vec());
+                order.push(s.raw_series().len());
             }
         }
         g.bench_function(format!("{samples}_samples/known_series"), |b| {

@@ -29,8 +29,8 @@ pub use convert::convert;
 pub use encode::{Encoder, ExemplarOut};
 pub use float::{format_float, parse_go_float};
 pub use parser::{
-    Entry, Exemplar, LabelIter, OwnedExemplar, OwnedSample, Parser, Sample, parse_samples,
-    parse_samples_with_mode,
+    Entry, Exemplar, KnownSeries, LabelIter, OwnedExemplar, OwnedSample, Parser, Sample,
+    parse_samples, parse_samples_with_mode,
 };
 
 use std::fmt;

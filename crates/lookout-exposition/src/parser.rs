@@ -334,14 +334,30 @@ pub(crate) struct SampleHead<'a> {
     pub(crate) series_known: bool,
 }
 
-/// The caller's side of [`Parser::next_entry_with_known`]: the text it expects next and
-/// the question about any other.
-pub(crate) struct KnownSeries<'k> {
-    pub(crate) expected: &'k [u8],
-    pub(crate) known: &'k mut dyn FnMut(&[u8]) -> bool,
+/// What a caller that caches series by their raw text knows, for
+/// [`Parser::next_entry_with_known`]. A known text is one the caller saw accepted as a
+/// series by a parser of the same format before.
+pub trait KnownSeries {
+    /// The length of the series text the caller expects on the next sample line (a scrape
+    /// loop: the last scrape's series at this position; targets print their series in the
+    /// same order every time), or 0 when it expects none.
+    fn expected_len(&mut self) -> usize;
+
+    /// Whether `text` is the expected series text. `text` is the first
+    /// [`expected_len`](Self::expected_len) bytes of the sample line, and a known series
+    /// text may end there (it ends with `}`, or it is a name that no further name character
+    /// or label set follows); the caller must answer `true` only when `text` is exactly the
+    /// expected text, which the parser then takes as the series without scanning for its
+    /// end.
+    fn is_expected(&mut self, text: &[u8]) -> bool;
+
+    /// Whether `text`, the series text of the next sample found by a scan of the quoting
+    /// and braces, is known (also when `is_expected` just refused the same text: it was not
+    /// the expected series, but may be another known one).
+    fn is_known(&mut self, text: &[u8]) -> bool;
 }
 
-pub(crate) type Known<'k> = Option<KnownSeries<'k>>;
+pub(crate) type Known<'k> = Option<&'k mut dyn KnownSeries>;
 
 /// Pull parser over a whole exposition.
 ///
@@ -431,23 +447,20 @@ impl<'a> Parser<'a> {
     }
 
     /// [`next_entry`](Self::next_entry) for a caller that caches series by their raw text
-    /// (a scrape loop). A known series text is one the caller saw accepted by a parser of
-    /// the same format before. When the next sample line starts with `expected` (a known
-    /// text, or empty: targets print their series in the same order every scrape) and the
-    /// series ends there, `known` is not even asked; otherwise it is asked about the series
-    /// text, found by a cheap scan of the quoting and braces. For a known text the name and
-    /// labels are not tokenised or validated again and the sample is
-    /// [`series_known`](Sample::series_known). Everything after the series (value,
-    /// timestamp, exemplar, end of line) is parsed and checked as always, and any other text
-    /// goes through the full parser with its exact errors, so the entries and errors are
-    /// those of `next_entry` apart from the skipped name and labels. Strict OpenMetrics never
-    /// skips (its family rules need every sample's labels).
+    /// (a scrape loop). On a sample line, `known` is first asked whether the line starts
+    /// with the series text it expects (by length: no scan for the end of the series), else
+    /// whether the series text, found by a cheap scan of the quoting and braces, is known
+    /// (see [`KnownSeries`]). For a known text the name and labels are not tokenised or
+    /// validated again and the sample is [`series_known`](Sample::series_known). Everything
+    /// after the series (value, timestamp, exemplar, end of line) is parsed and checked as
+    /// always, and any other text goes through the full parser with its exact errors, so the
+    /// entries and errors are those of `next_entry` apart from the skipped name and labels.
+    /// Strict OpenMetrics never skips (its family rules need every sample's labels).
     pub fn next_entry_with_known(
         &mut self,
-        expected: &[u8],
-        known: &mut dyn FnMut(&[u8]) -> bool,
+        known: &mut dyn KnownSeries,
     ) -> Result<Option<Entry<'_, 'a>>, ParseError> {
-        self.next_entry_inner(Some(KnownSeries { expected, known }))
+        self.next_entry_inner(Some(known))
     }
 
     fn next_entry_inner(&mut self, known: Known<'_>) -> Result<Option<Entry<'_, 'a>>, ParseError> {
@@ -676,44 +689,57 @@ impl Parser<'_> {
         &self,
         start: usize,
         blanks: bool,
-        k: KnownSeries<'_>,
+        k: &mut dyn KnownSeries,
     ) -> Option<(usize, usize)> {
         let b = self.input;
-        let e = k.expected;
-        let end = start + e.len();
-        if !e.is_empty() && b.get(start..end) == Some(e) {
-            // A text the full parser accepted ends at its `}`, or is a bare name that ends
-            // where the name does and is not followed by a label set.
-            let ends = e.last() == Some(&b'}') || {
-                let mut j = end;
-                if b.get(j)
-                    .is_some_and(|&c| CLASS[c as usize] & METRIC_CHAR != 0)
-                {
-                    false
-                } else {
-                    if blanks {
-                        while matches!(b.get(j), Some(b' ' | b'\t')) {
-                            j += 1;
-                        }
-                    }
-                    b.get(j) != Some(&b'{')
-                }
+        let len = k.expected_len();
+        if len != 0
+            && let Some(text) = b.get(start..start + len)
+            && self.may_end_series(text, start + len, blanks)
+            && k.is_expected(text)
+        {
+            // Text that was accepted as a series before: it ends here (checked above for a
+            // bare name), and its newlines are all inside quoted strings.
+            let newlines = if blanks {
+                text.iter().filter(|&&c| c == b'\n').count()
+            } else {
+                0
             };
-            if ends {
-                let newlines = if blanks {
-                    e.iter().filter(|&&c| c == b'\n').count()
-                } else {
-                    0
-                };
-                return Some((end, newlines));
-            }
+            return Some((start + len, newlines));
         }
         let (end, newlines) = self.series_extent(start, blanks)?;
         // OpenMetrics never accepts a raw newline inside a string.
         if !blanks && newlines != 0 {
             return None;
         }
-        (k.known)(&b[start..end]).then_some((end, newlines))
+        k.is_known(&b[start..end]).then_some((end, newlines))
+    }
+
+    /// Whether an accepted series text equal to `text` (the input up to `end`) would end
+    /// at `end`: one that ends with `}` closes its label set there; a bare name ends there
+    /// when no name character and (after blanks when `blanks`) no label set follows. Any
+    /// other `text` is no accepted series text.
+    #[inline]
+    fn may_end_series(&self, text: &[u8], end: usize, blanks: bool) -> bool {
+        let b = self.input;
+        match text.last() {
+            Some(b'}') => true,
+            Some(&c) if CLASS[c as usize] & METRIC_CHAR != 0 => {
+                if b.get(end)
+                    .is_some_and(|&c| CLASS[c as usize] & METRIC_CHAR != 0)
+                {
+                    return false;
+                }
+                let mut j = end;
+                if blanks {
+                    while matches!(b.get(j), Some(b' ' | b'\t')) {
+                        j += 1;
+                    }
+                }
+                b.get(j) != Some(&b'{')
+            }
+            _ => false,
+        }
     }
 
     /// The series text of a sample line starting at `start`, found without tokenising its

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use lookout_exposition::{Entry, Format, ParseError, ParseMode, Parser};
+use lookout_exposition::{Entry, Format, KnownSeries, ParseError, ParseMode, Parser};
 use proptest::prelude::*;
 
 /// Exemplar labels, value bits and timestamp.
@@ -25,38 +25,80 @@ struct Seen {
 /// to be `order[n]`, as a scrape loop expects the last scrape's order).
 type KnownSet<'k> = (&'k HashSet<Vec<u8>>, &'k [Vec<u8>]);
 
+/// A caller that knows `known` and expects `order`, counting how each sample was found.
+struct Oracle<'k> {
+    known: &'k HashSet<Vec<u8>>,
+    order: &'k [Vec<u8>],
+    /// Samples returned so far (the position in `order`).
+    n: usize,
+    expected_hits: usize,
+}
+
+impl KnownSeries for Oracle<'_> {
+    fn expected_len(&mut self) -> usize {
+        self.order.get(self.n).map_or(0, Vec::len)
+    }
+
+    fn is_expected(&mut self, text: &[u8]) -> bool {
+        let expected = &self.order[self.n];
+        assert_eq!(text.len(), expected.len(), "asked with the expected length");
+        let hit = text == expected.as_slice();
+        self.expected_hits += usize::from(hit);
+        hit
+    }
+
+    fn is_known(&mut self, text: &[u8]) -> bool {
+        self.known.contains(text)
+    }
+}
+
+/// What one parse produced.
+struct Run {
+    entries: Vec<Result<Seen, String>>,
+    error: Option<ParseError>,
+    /// Samples whose series was known.
+    hits: usize,
+    /// Of those, found as the expected text.
+    expected_hits: usize,
+}
+
 /// Entries (samples as [`Seen`], metadata as text) and the final error, if any; with
-/// `known`, also how many samples were taken from the known set.
-fn run(
-    body: &[u8],
-    format: Format,
-    mode: ParseMode,
-    known: Option<KnownSet<'_>>,
-) -> (Vec<Result<Seen, String>>, Option<ParseError>, usize) {
+/// `known`, also how the known samples were found.
+fn run(body: &[u8], format: Format, mode: ParseMode, known: Option<KnownSet<'_>>) -> Run {
     let mut p = Parser::with_mode(body, format, mode);
-    let mut out: Vec<Result<Seen, String>> = Vec::new();
-    let mut hits = 0;
+    let empty = HashSet::new();
+    let mut oracle = Oracle {
+        known: known.map_or(&empty, |(k, _)| k),
+        order: known.map_or(&[][..], |(_, o)| o),
+        n: 0,
+        expected_hits: 0,
+    };
+    let mut out = Run {
+        entries: Vec::new(),
+        error: None,
+        hits: 0,
+        expected_hits: 0,
+    };
     loop {
         let line_before = p.line();
-        let n = out.iter().filter(|e| e.is_ok()).count();
-        let mut ask = |raw: &[u8]| known.is_some_and(|(k, _)| k.contains(raw));
+        oracle.n = out.entries.iter().filter(|e| e.is_ok()).count();
         let r = match known {
-            Some((_, order)) => {
-                let expected = order.get(n).map_or(&[][..], |e| e.as_slice());
-                p.next_entry_with_known(expected, &mut ask)
-            }
+            Some(_) => p.next_entry_with_known(&mut oracle),
             None => p.next_entry(),
         };
         match r {
-            Ok(None) => return (out, None, hits),
-            Err(e) => return (out, Some(e), hits),
+            Ok(None) => break,
+            Err(e) => {
+                out.error = Some(e);
+                break;
+            }
             Ok(Some(Entry::Sample(s))) => {
                 if s.series_known() {
-                    hits += 1;
+                    out.hits += 1;
                     assert_eq!(s.label_count(), 0);
                     assert_eq!(s.name(), "");
                 }
-                out.push(Ok(Seen {
+                out.entries.push(Ok(Seen {
                     raw: s.raw_series().to_vec(),
                     value: s.value().to_bits(),
                     ts: s.timestamp_ms(),
@@ -67,15 +109,17 @@ fn run(
                     line: line_before,
                 }))
             }
-            Ok(Some(e)) => out.push(Err(format!("{e:?}"))),
+            Ok(Some(e)) => out.entries.push(Err(format!("{e:?}"))),
         }
     }
+    out.expected_hits = oracle.expected_hits;
+    out
 }
 
 /// The raw series of the samples the full parser accepted, in order.
 fn accepted_order(body: &[u8], format: Format, mode: ParseMode) -> Vec<Vec<u8>> {
     run(body, format, mode, None)
-        .0
+        .entries
         .into_iter()
         .filter_map(|s| s.ok().map(|s| s.raw))
         .collect()
@@ -95,9 +139,18 @@ fn check(known_from: &[u8], body: &[u8], format: Format, mode: ParseMode) -> usi
     let mut first = None;
     for o in [&order[..], &shifted[..], &[]] {
         let fast = run(body, format, mode, Some((&known, o)));
-        assert_eq!(full.0, fast.0, "entries differ");
-        assert_eq!(full.1, fast.1, "errors differ");
-        first.get_or_insert(fast.2);
+        assert_eq!(full.entries, fast.entries, "entries differ");
+        assert_eq!(full.error, fast.error, "errors differ");
+        if o.is_empty() {
+            assert_eq!(fast.expected_hits, 0);
+        }
+        let skips = format == Format::PrometheusText || mode != ParseMode::Strict;
+        if skips && known_from == body && o.len() == order.len() {
+            // Every accepted sample is where the last parse had it: none is scanned for.
+            let accepted = fast.entries.iter().filter(|e| e.is_ok()).count();
+            assert_eq!(fast.expected_hits, accepted, "found in order");
+        }
+        first.get_or_insert(fast.hits);
     }
     first.unwrap_or(0)
 }
@@ -208,7 +261,7 @@ proptest! {
         check(&orig, &changed, Format::PrometheusText, ParseMode::Strict);
         check(&changed, &orig, Format::PrometheusText, ParseMode::Strict);
         let hits = check(&orig, &orig, Format::PrometheusText, ParseMode::Strict);
-        let n = run(&orig, Format::PrometheusText, ParseMode::Strict, None).0;
+        let n = run(&orig, Format::PrometheusText, ParseMode::Strict, None).entries;
         prop_assert_eq!(hits, n.iter().filter(|s| s.is_ok()).count(), "every series of a good body is known");
     }
 
@@ -236,13 +289,14 @@ fn quoted_braces_commas_and_escapes_end_the_series_where_the_parser_does() {
     );
     // A known text followed by a bad value still fails with the full parser's error.
     let bad = b"m{a=\"}\",b=\"\\\"}\\\\\"} 1\nm {a=\"x,y\"} zz\n";
-    let (_, err, _) = run(
+    let err = run(
         bad,
         Format::PrometheusText,
         ParseMode::Strict,
         Some((&known, &[])),
-    );
-    let err = err.expect("bad value");
+    )
+    .error
+    .expect("bad value");
     assert_eq!(err.line, 2);
     assert!(err.message.contains("ParseFloat"), "{err}");
 }
@@ -255,13 +309,24 @@ fn raw_newlines_in_text_values_keep_line_numbers() {
         2
     );
     let known = accepted(body, Format::PrometheusText, ParseMode::Strict);
-    let (_, err, _) = run(
+    let err = run(
         body,
         Format::PrometheusText,
         ParseMode::Strict,
         Some((&known, &[][..])),
-    );
+    )
+    .error;
     assert_eq!(err.map(|e| e.line), Some(4));
+    // The same in order: the known texts are taken by length, newlines counted.
+    let order = accepted_order(body, Format::PrometheusText, ParseMode::Strict);
+    let fast = run(
+        body,
+        Format::PrometheusText,
+        ParseMode::Strict,
+        Some((&known, &order[..])),
+    );
+    assert_eq!(fast.expected_hits, 2);
+    assert_eq!(fast.error.map(|e| e.line), Some(4));
 }
 
 #[test]
@@ -281,8 +346,50 @@ fn an_expected_bare_name_is_not_taken_for_a_longer_series() {
         let mode = ParseMode::PrometheusCompatible;
         let full = run(body, format, mode, None);
         let fast = run(body, format, mode, Some((&known, &order[..])));
-        assert_eq!(full.0, fast.0);
-        assert_eq!(full.1, None);
-        assert_eq!(fast.2, 1, "only the bare `m` line is known");
+        assert_eq!(full.entries, fast.entries);
+        assert_eq!(full.error, None);
+        assert_eq!(fast.hits, 1, "only the bare `m` line is known");
+        assert_eq!(fast.expected_hits, 1);
     }
+}
+
+#[test]
+fn a_text_refused_as_the_expected_one_may_still_be_known() {
+    // The series at each position changed to another known one of the same length.
+    let body = b"m{a=\"2\"} 1\nm{a=\"1\"} 2\nm{a=\"3\"} 3\n";
+    let known = accepted(body, Format::PrometheusText, ParseMode::Strict);
+    let order = [
+        b"m{a=\"1\"}".to_vec(),
+        b"m{a=\"2\"}".to_vec(),
+        b"m{a=\"4\"}".to_vec(),
+    ];
+    let full = run(body, Format::PrometheusText, ParseMode::Strict, None);
+    let fast = run(
+        body,
+        Format::PrometheusText,
+        ParseMode::Strict,
+        Some((&known, &order[..])),
+    );
+    assert_eq!(full.entries, fast.entries);
+    assert_eq!((fast.hits, fast.expected_hits), (3, 0));
+}
+
+#[test]
+fn an_expected_text_is_not_taken_where_a_quoted_brace_ends_its_length() {
+    // `m{a="}}}` is 8 bytes like the expected `m{a="1"}` and ends with `}`, but the series
+    // goes on: the caller's comparison refuses it and the scan finds the real end.
+    let body = b"m{a=\"}}}}\"} 1\n";
+    let known = accepted(body, Format::PrometheusText, ParseMode::Strict);
+    let mut with_expected = known.clone();
+    with_expected.insert(b"m{a=\"1\"}".to_vec());
+    let order = [b"m{a=\"1\"}".to_vec()];
+    let full = run(body, Format::PrometheusText, ParseMode::Strict, None);
+    let fast = run(
+        body,
+        Format::PrometheusText,
+        ParseMode::Strict,
+        Some((&with_expected, &order[..])),
+    );
+    assert_eq!(full.entries, fast.entries);
+    assert_eq!((fast.hits, fast.expected_hits), (1, 0));
 }

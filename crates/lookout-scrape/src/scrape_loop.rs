@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lookout_exposition::{Entry, Format, MetricType, ParseMode, Parser, Sample};
+use lookout_exposition::{Entry, Format, KnownSeries, MetricType, ParseMode, Parser, Sample};
 use lookout_relabel::RelabelConfig;
 use lookout_storage::{
     AppendError, Appendable, Appender, Label, Labels, METRIC_NAME, STALE_NAN, SeriesRef,
@@ -142,20 +142,80 @@ struct Cache {
     cur_seen: Vec<u32>,
     /// Slots in the order the last parsed scrape produced them, and this scrape's so far:
     /// targets print their series in the same order every time, so the k-th sample is
-    /// checked against the k-th of the last scrape before any hashing (exact comparison).
+    /// expected to be the k-th of the last scrape (its text's length and key are checked
+    /// before anything else).
     prev_order: Vec<u32>,
     cur_order: Vec<u32>,
 }
 
 impl Cache {
+    /// The last scrape's series at this scrape's position.
+    #[inline]
+    fn expected(&self) -> Option<u32> {
+        self.prev_order.get(self.cur_order.len()).copied()
+    }
+
     /// The cached slot of the series with key `key`: the last scrape's series at this
     /// position when it is the same, else from the index.
     fn lookup(&self, key: &Key) -> Option<u32> {
-        self.prev_order
-            .get(self.cur_order.len())
-            .copied()
+        self.expected()
             .filter(|&i| self.series.holds(i, key))
             .or_else(|| self.series.get(key))
+    }
+}
+
+/// The scrape loop's answers to the parser's questions about the next sample's series
+/// text: the last scrape's series at this position is expected (its text's length, then the
+/// key of exactly that many bytes against its key: no scan for the series' end, no index
+/// probe), any other text is looked up by key. Same safety as every lookup here: a 128-bit
+/// key of the exact bytes.
+struct Lookup<'c> {
+    cache: &'c Cache,
+    om: bool,
+    /// The slot of the text the parser asked about, when known (from the same format).
+    hit: Option<u32>,
+    /// The text asked about last (address, length) and its key.
+    probe: Option<(*const u8, usize, Key)>,
+}
+
+impl Lookup<'_> {
+    fn key(&mut self, text: &[u8]) -> Key {
+        let key = match self.probe {
+            Some((p, n, k)) if p == text.as_ptr() && n == text.len() => k,
+            _ => self.cache.series.key(text),
+        };
+        self.probe = Some((text.as_ptr(), text.len(), key));
+        key
+    }
+}
+
+impl KnownSeries for Lookup<'_> {
+    #[inline]
+    fn expected_len(&mut self) -> usize {
+        self.cache
+            .expected()
+            .map_or(0, |i| self.cache.series.text_len(i))
+    }
+
+    fn is_expected(&mut self, text: &[u8]) -> bool {
+        let key = self.key(text);
+        let series = &self.cache.series;
+        self.hit = self
+            .cache
+            .expected()
+            .filter(|&i| series.holds(i, &key) && series.openmetrics(i) == self.om);
+        self.hit.is_some()
+    }
+
+    fn is_known(&mut self, text: &[u8]) -> bool {
+        // Not the last scrape's series at this position (of another length, or refused by
+        // `is_expected`): straight to the index.
+        let key = self.key(text);
+        let series = &self.cache.series;
+        self.hit = series
+            .get(&key)
+            .filter(|&i| series.openmetrics(i) == self.om);
+        self.hit.is_some()
     }
 }
 
@@ -497,24 +557,18 @@ impl ScrapeLoop {
         loop {
             // A series text this loop cached from a body of the same format was parsed and
             // accepted then: the parser skips its labels, and its slot is already found.
-            let mut hit = None;
-            let mut probe: Option<(*const u8, usize, Key)> = None;
-            let cache = &self.cache;
-            let mut known = |text: &[u8]| {
-                let key = cache.series.key(text);
-                probe = Some((text.as_ptr(), text.len(), key));
-                hit = cache
-                    .lookup(&key)
-                    .filter(|&i| cache.series.openmetrics(i) == om);
-                hit.is_some()
+            let mut look = Lookup {
+                cache: &self.cache,
+                om,
+                hit: None,
+                probe: None,
             };
-            // No expected text (the cache keeps keys, not texts): every sample's series text
-            // is found by the parser's scan and looked up by key.
-            let entry = match parser.next_entry_with_known(&[], &mut known) {
+            let entry = match parser.next_entry_with_known(&mut look) {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
                 Err(e) => return Err(Fail::Scrape(e.to_string(), stats)),
             };
+            let Lookup { hit, probe, .. } = look;
             match entry {
                 Entry::Sample(s) => {
                     stats.total += 1;
@@ -595,7 +649,10 @@ impl ScrapeLoop {
             Some(i) => (i, false),
             None => {
                 let labels = self.build_labels(s).map_err(|e| Fail::Scrape(e, *stats))?;
-                let idx = self.cache.series.insert(key, om, labels.is_none(), iter);
+                let idx =
+                    self.cache
+                        .series
+                        .insert(key, s.raw_series().len(), om, labels.is_none(), iter);
                 built = labels;
                 (idx, true)
             }
@@ -867,6 +924,59 @@ mod tests {
             50,
             "tolerance 0 below 100 ms"
         );
+    }
+
+    /// Parses `body` with the cache's answers; the slot found for each sample.
+    fn lookups(cache: &mut Cache, body: &[u8], format: Format) -> Vec<Option<u32>> {
+        let mut p = Parser::with_mode(body, format, ParseMode::PrometheusCompatible);
+        let om = format == Format::OpenMetrics;
+        cache.cur_order.clear();
+        let mut found = Vec::new();
+        loop {
+            let mut look = Lookup {
+                cache,
+                om,
+                hit: None,
+                probe: None,
+            };
+            let Some(Entry::Sample(s)) = p.next_entry_with_known(&mut look).unwrap_or(None) else {
+                break;
+            };
+            let hit = look.hit.filter(|_| s.series_known());
+            if let Some((ptr, len, key)) = look.probe {
+                assert_eq!((ptr, len), (s.raw_series().as_ptr(), s.raw_series().len()));
+                assert_eq!(key, cache.series.key(s.raw_series()));
+            }
+            found.push(hit);
+            cache.cur_order.push(hit.unwrap_or(u32::MAX));
+        }
+        found
+    }
+
+    #[test]
+    fn lookups_expect_the_last_order_and_fall_back_to_the_index() {
+        let mut cache = Cache::default();
+        for t in ["a{x=\"1\"}", "a{x=\"2\"}", "b", "c_total"] {
+            let i = cache
+                .series
+                .insert(cache.series.key(t.as_bytes()), t.len(), false, false, 1);
+            cache.prev_order.push(i);
+        }
+        // In order.
+        let body = b"a{x=\"1\"} 1\na{x=\"2\"} 2\nb 3\nc_total 4\n";
+        assert_eq!(
+            lookups(&mut cache, body, Format::PrometheusText),
+            [Some(0), Some(1), Some(2), Some(3)]
+        );
+        // Swapped texts of one length; `b_total` where `b` is expected; an unknown text.
+        let body = b"a{x=\"2\"} 1\na{x=\"1\"} 2\nb_total 3\nb 4\nd 5\n";
+        assert_eq!(
+            lookups(&mut cache, body, Format::PrometheusText),
+            [Some(1), Some(0), None, Some(2), None]
+        );
+        // Texts cached from the text format are not known in an OpenMetrics body.
+        let body = b"a{x=\"1\"} 1\nb 3\n# EOF\n";
+        assert_eq!(lookups(&mut cache, body, Format::OpenMetrics), [None, None]);
     }
 
     #[test]

@@ -27,11 +27,13 @@ const NO_REF: u64 = u64::MAX;
 const FLAG_LIVE: u32 = 1;
 const FLAG_DROPPED: u32 = 2;
 const FLAG_OPENMETRICS: u32 = 4;
+/// The series text's length is kept in the flags above these bits (0 when it does not fit).
+const LEN_SHIFT: u32 = 3;
 
 /// The key of a series text.
 pub(crate) type Key = [u64; 2];
 
-/// One series of the target (48 bytes).
+/// One series of the target (48 bytes; its text's length shares a word with the flags).
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// The storage's handle on the series, taken on the first scrape after it was created.
@@ -225,6 +227,14 @@ impl SeriesCache {
         self.entries[idx as usize].flags & FLAG_OPENMETRICS != 0
     }
 
+    /// The length of series `idx`'s text (0 for a free slot or a text of 512 MiB or more).
+    #[inline]
+    pub fn text_len(&self, idx: u32) -> usize {
+        self.entries
+            .get(idx as usize)
+            .map_or(0, |e| (e.flags >> LEN_SHIFT) as usize)
+    }
+
     /// Keeps the text of series `idx`, whose sample the storage took by labels, if texts
     /// are kept.
     pub fn keep_text(&mut self, idx: u32, text: &[u8]) {
@@ -259,15 +269,28 @@ impl SeriesCache {
             .copied()
     }
 
-    /// Adds the series of `key` (not present yet) and returns its slot; its `last_iter` is
-    /// the iteration before `iter` (not produced by this scrape yet).
-    pub fn insert(&mut self, key: Key, openmetrics: bool, dropped: bool, iter: u32) -> u32 {
+    /// Adds the series of `key`, whose text is `text_len` bytes long (not present yet), and
+    /// returns its slot; its `last_iter` is the iteration before `iter` (not produced by
+    /// this scrape yet).
+    pub fn insert(
+        &mut self,
+        key: Key,
+        text_len: usize,
+        openmetrics: bool,
+        dropped: bool,
+        iter: u32,
+    ) -> u32 {
+        let len = u32::try_from(text_len)
+            .ok()
+            .filter(|&l| l < 1 << (32 - LEN_SHIFT))
+            .unwrap_or(0);
         let e = Entry {
             key,
             last_iter: iter.wrapping_sub(1),
             flags: FLAG_LIVE
                 | if dropped { FLAG_DROPPED } else { 0 }
-                | if openmetrics { FLAG_OPENMETRICS } else { 0 },
+                | if openmetrics { FLAG_OPENMETRICS } else { 0 }
+                | len << LEN_SHIFT,
             ..Entry::FREE
         };
         let idx = match self.free.pop() {
@@ -319,6 +342,7 @@ mod tests {
                     assert_eq!(c.entry(idx).sref(), Some(SeriesRef(n as u64)));
                     assert_eq!(c.openmetrics(idx), n % 2 == 0);
                     assert_eq!(c.dropped(idx), n % 3 == 0);
+                    assert_eq!(c.text_len(idx), k.len());
                 }
                 None => assert!(!present(n), "{k} missing"),
             }
@@ -327,7 +351,7 @@ mod tests {
 
     fn fill(c: &mut SeriesCache, keys: &[String], iter: u32) {
         for (n, k) in keys.iter().enumerate() {
-            let idx = c.insert(c.key(k.as_bytes()), n % 2 == 0, n % 3 == 0, iter);
+            let idx = c.insert(c.key(k.as_bytes()), k.len(), n % 2 == 0, n % 3 == 0, iter);
             assert_ne!(
                 c.entry(idx).last_iter,
                 iter,
@@ -359,14 +383,16 @@ mod tests {
         assert_eq!(c.len(), 1000);
         check_all(&c, &keys, |n| n >= 4000);
         let k0 = c.key(keys[0].as_bytes());
-        let idx = c.insert(k0, true, true, 20);
+        let idx = c.insert(k0, keys[0].len(), true, true, 20);
         assert!(idx < 4000, "a freed slot is reused");
         assert_eq!(c.get(&k0), Some(idx));
         assert!(c.dropped(idx));
         assert_eq!(c.entry(idx).sref(), None);
-        // A freed slot holds nothing, whatever key is asked for.
+        // A freed slot holds nothing, whatever key is asked for, and has no text.
         assert!(!c.holds(1, &c.key(keys[1].as_bytes())));
         assert!(!c.holds(1, &[0, 0]));
+        assert_eq!(c.text_len(1), 0);
+        assert_eq!(c.text_len(u32::MAX), 0);
     }
 
     #[test]
@@ -392,14 +418,25 @@ mod tests {
         c.evict(14, 10);
         check_all(&c, &keys, |n| n >= 80);
         // Inserted at iteration 0 (just wrapped): not a duplicate of this scrape.
-        let idx = c.insert(c.key(b"new{}"), false, false, 0);
+        let idx = c.insert(c.key(b"new{}"), 5, false, false, 0);
         assert_eq!(c.entry(idx).last_iter, u32::MAX);
+    }
+
+    #[test]
+    fn text_lengths_share_the_flags_word() {
+        let mut c = SeriesCache::default();
+        let max = (1 << (32 - LEN_SHIFT)) - 1;
+        for (len, kept) in [(0, 0), (1, 1), (max, max), (max + 1, 0), (usize::MAX, 0)] {
+            let idx = c.insert(c.key(&len.to_le_bytes()), len, true, true, 1);
+            assert_eq!(c.text_len(idx), kept, "{len}");
+            assert!(c.openmetrics(idx) && c.dropped(idx), "flags intact");
+        }
     }
 
     #[test]
     fn references_round_trip() {
         let mut c = SeriesCache::default();
-        let idx = c.insert(c.key(b"m"), true, false, 1);
+        let idx = c.insert(c.key(b"m"), 1, true, false, 1);
         let e = c.entry_mut(idx);
         e.set_sref(Some(SeriesRef(0)));
         assert_eq!(e.sref(), Some(SeriesRef(0)));
@@ -427,7 +464,7 @@ mod tests {
         assert_eq!(c.len(), 40);
         check_all(&c, &keys, |n| n >= 160);
         let k = c.key(b"new{}");
-        let idx = c.insert(k, true, false, 20);
+        let idx = c.insert(k, 5, true, false, 20);
         assert_eq!(c.get(&k), Some(idx));
     }
 
@@ -437,7 +474,7 @@ mod tests {
         for round in 0..20u32 {
             for i in 0..2000 {
                 let k = format!("churn{{gen=\"{round}\",i=\"{i}\"}}");
-                let idx = c.insert(c.key(k.as_bytes()), false, false, round);
+                let idx = c.insert(c.key(k.as_bytes()), k.len(), false, false, round);
                 c.entry_mut(idx).last_iter = round;
             }
             c.evict(round, 0);
@@ -451,8 +488,8 @@ mod tests {
     #[test]
     fn texts_are_kept_for_storages_without_references_until_evicted() {
         let mut c = SeriesCache::default();
-        let a = c.insert(c.key(b"a"), false, false, 1);
-        let b = c.insert(c.key(b"b{x=\"1\"}"), false, false, 1);
+        let a = c.insert(c.key(b"a"), 1, false, false, 1);
+        let b = c.insert(c.key(b"b{x=\"1\"}"), 8, false, false, 1);
         c.keep_text(a, b"a");
         c.keep_text(b, b"b{x=\"1\"}");
         assert_eq!(c.text(a), Some(&b"a"[..]));
@@ -464,7 +501,7 @@ mod tests {
         c.set_keep_texts(false);
         assert!(c.text(a).is_none());
         assert_eq!(c.pending.arena.capacity(), 0, "the arena is freed");
-        let n = c.insert(c.key(b"n"), false, false, 21);
+        let n = c.insert(c.key(b"n"), 1, false, false, 21);
         c.keep_text(n, b"n");
         assert!(
             c.text(n).is_none(),
@@ -480,7 +517,7 @@ mod tests {
         let slots: Vec<u32> = texts
             .iter()
             .map(|t| {
-                let i = c.insert(c.key(t.as_bytes()), false, false, 1);
+                let i = c.insert(c.key(t.as_bytes()), t.len(), false, false, 1);
                 c.keep_text(i, t.as_bytes());
                 i
             })
