@@ -1,11 +1,15 @@
 //! Immutable blocks: `blocks/<id>/{meta.json,index,chunks}`.
 //!
 //! `chunks`: an 8-byte header (`LKBC`, version, flags) then records `len u32 | data |
-//! crc32c u32` holding [`crate::dense`] chunks; a chunk reference is the record's offset. In
-//! version 2 (meta.json `version` 2), flag bit 0 says the first record is the block's zstd
-//! dictionary, trained on the block's first raw chunks (up to [`DICT_TRAIN_BYTES`]) and
-//! loaded once at open; version 1 blocks (no flags, no dictionary, first chunk layout) are
-//! still read.
+//! crc32c u32`. From version 2 (meta.json `version`), flag bit 0 says the first record is
+//! the block's zstd dictionary, trained on the block's first raw chunks (up to
+//! [`DICT_TRAIN_BYTES`]) and loaded once at open. Version 3 (written now): each further
+//! record is a group of consecutive series' raw [`crate::dense`] chunks (cut after
+//! [`GROUP_SERIES`] series or before passing [`GROUP_RAW_BYTES`]) compressed as one zstd
+//! frame, so small chunks do not each pay a frame's header and entropy tables; a chunk
+//! reference is `record offset << 20 | offset in the group's raw bytes`. Versions 1 and 2
+//! (each record one compressed chunk, the reference its offset; version 1 without flags or
+//! dictionary, first chunk layout) are still read.
 //!
 //! `index`: an 8-byte header (`LKBI`, version); the symbol strings (sorted, `uvarint len |
 //! bytes`) and a `u32` offset table; the series (sorted by labels; `uvarint nlabels`, symbol
@@ -38,8 +42,17 @@ const INDEX_MAGIC: &[u8; 4] = b"LKBI";
 const CHUNKS_MAGIC: &[u8; 4] = b"LKBC";
 /// Index format version (unchanged since the first block format).
 const VERSION: u8 = 1;
-/// Chunks file and meta.json version written; version 1 is still read.
-const CHUNKS_VERSION: u8 = 2;
+/// Chunks file and meta.json version written; versions 1 and 2 are still read.
+const CHUNKS_VERSION: u8 = 3;
+/// A version 3 chunk reference: the group record's offset shifted by this, or-ed with the
+/// chunk's offset in the group's raw bytes.
+const GROUP_SHIFT: u32 = 20;
+/// A group is cut after this many series (at a series boundary)...
+pub const GROUP_SERIES: usize = 16;
+/// ... or before a chunk that would take its raw bytes past this. Reading one series of a
+/// version 3 block inflates at most this many raw bytes per chunk it needs (one chunk alone
+/// may be larger: up to [`CHUNK_SAMPLES`] raw 64-bit floats plus times, ~40 KiB).
+pub const GROUP_RAW_BYTES: usize = 128 << 10;
 /// Chunks-file flag: the first record is the block's compression dictionary.
 const FLAG_DICT: u8 = 1;
 /// Raw chunk bytes buffered for training the block's dictionary before chunks are written.
@@ -161,13 +174,26 @@ impl std::ops::Deref for TmpDir {
     }
 }
 
-/// Raw chunks held back until the block's dictionary is trained on them.
+/// (series, chunk, offset in the group's raw bytes) of each chunk of a group.
+type Slots = Vec<(usize, usize, usize)>;
+
+/// Raw chunk groups held back until the block's dictionary is trained on them.
 #[derive(Default)]
 struct Pending {
+    /// The groups' raw bytes, one after the other.
     data: Vec<u8>,
+    /// Raw chunk lengths (the training samples).
     sizes: Vec<usize>,
-    /// (series, chunk) whose reference each one fills in.
-    slots: Vec<(usize, usize)>,
+    /// Each group's range of `data` and its chunks.
+    groups: Vec<(std::ops::Range<usize>, Slots)>,
+}
+
+/// The group being filled.
+#[derive(Default)]
+struct Group {
+    raw: Vec<u8>,
+    slots: Slots,
+    series: usize,
 }
 
 /// Streams series (in label order) into a new block directory.
@@ -181,6 +207,7 @@ pub struct BlockWriter {
     stats: BlockStats,
     raw: Vec<u8>,
     buf: Vec<u8>,
+    group: Group,
     pending: Pending,
     /// Set once the dictionary is settled (trained or not) and the header written.
     comp: Option<Compressor>,
@@ -206,6 +233,7 @@ impl BlockWriter {
             stats: BlockStats::default(),
             raw: Vec::new(),
             buf: Vec::new(),
+            group: Group::default(),
             pending: Pending::default(),
             comp: None,
         })
@@ -252,17 +280,60 @@ impl BlockWriter {
             self.write_record(d)?;
         }
         self.comp = Some(comp);
-        let mut at = 0;
-        let mut buf = std::mem::take(&mut self.buf);
-        for (&size, &(si, ci)) in pending.sizes.iter().zip(&pending.slots) {
-            if let Some(comp) = self.comp.as_mut() {
-                comp.compress(&pending.data[at..at + size], &mut buf);
-            }
-            at += size;
-            let r = self.write_record(&buf)?;
-            self.series[si].chunks[ci].3 = r;
+        for (range, slots) in &pending.groups {
+            self.write_group(&pending.data[range.clone()], slots)?;
         }
+        Ok(())
+    }
+
+    /// Compresses one group's raw bytes into a record and points its chunks at it.
+    fn write_group(&mut self, raw: &[u8], slots: &Slots) -> Result<(), BlockError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        if let Some(comp) = self.comp.as_mut() {
+            comp.compress(raw, &mut buf);
+        }
+        let r = self.write_record(&buf);
         self.buf = buf;
+        let at = r?;
+        if at >= 1 << (64 - GROUP_SHIFT) {
+            return Err(self.corrupt("chunks file too large".into()));
+        }
+        for &(si, ci, off) in slots {
+            self.series[si].chunks[ci].3 = (at << GROUP_SHIFT) | off as u64;
+        }
+        Ok(())
+    }
+
+    /// Ends the group being filled: written out, or held back until the dictionary is
+    /// settled.
+    fn flush_group(&mut self) -> Result<(), BlockError> {
+        let group = std::mem::take(&mut self.group);
+        if group.slots.is_empty() {
+            return Ok(());
+        }
+        if self.comp.is_some() {
+            self.write_group(&group.raw, &group.slots)?;
+            self.group = Group {
+                raw: group.raw,
+                ..Group::default()
+            };
+            self.group.raw.clear();
+            return Ok(());
+        }
+        let base = self.pending.data.len();
+        let ends = group
+            .slots
+            .iter()
+            .skip(1)
+            .map(|s| s.2)
+            .chain([group.raw.len()]);
+        for (s, end) in group.slots.iter().zip(ends) {
+            self.pending.sizes.push(end - s.2);
+        }
+        self.pending.data.extend_from_slice(&group.raw);
+        self.pending
+            .groups
+            .push((base..self.pending.data.len(), group.slots));
         Ok(())
     }
 
@@ -285,30 +356,27 @@ impl BlockWriter {
         });
         for part in samples.chunks(CHUNK_SAMPLES) {
             dense::encode_raw(part, &mut self.raw);
-            let r = match self.comp.as_mut() {
-                Some(comp) => {
-                    comp.compress(&self.raw, &mut self.buf);
-                    let buf = std::mem::take(&mut self.buf);
-                    let r = self.write_record(&buf);
-                    self.buf = buf;
-                    r?
-                }
-                None => {
-                    let ci = self.series[si].chunks.len();
-                    self.pending.data.extend_from_slice(&self.raw);
-                    self.pending.sizes.push(self.raw.len());
-                    self.pending.slots.push((si, ci));
-                    0 // filled in by `settle`
-                }
-            };
+            if !self.group.slots.is_empty()
+                && self.group.raw.len() + self.raw.len() > GROUP_RAW_BYTES
+            {
+                self.flush_group()?;
+            }
+            let ci = self.series[si].chunks.len();
+            self.group.slots.push((si, ci, self.group.raw.len()));
+            self.group.raw.extend_from_slice(&self.raw);
             let (first, last) = (part[0].t, part[part.len() - 1].t);
+            // The reference is filled in when the group is written.
             self.series[si]
                 .chunks
-                .push((first, last, part.len() as u32, r));
+                .push((first, last, part.len() as u32, 0));
             self.stats.chunks += 1;
             self.stats.samples += part.len() as u64;
         }
         self.stats.series += 1;
+        self.group.series += 1;
+        if self.group.series >= GROUP_SERIES {
+            self.flush_group()?;
+        }
         if self.comp.is_none() && self.pending.data.len() >= DICT_TRAIN_BYTES {
             self.settle()?;
         }
@@ -335,6 +403,7 @@ impl BlockWriter {
             fs::remove_dir_all(&*self.tmp).map_err(io_err(&self.tmp))?;
             return Ok(None);
         }
+        self.flush_group()?;
         if self.comp.is_none() {
             self.settle()?;
         }
@@ -496,7 +565,11 @@ pub struct Block {
     dict: Option<zstd::zstd_safe::DDict<'static>>,
     /// Offset of the first chunk record (after the dictionary record).
     first_chunk: usize,
+    /// Unique per opened block in this process (the key of [`GroupCache`] entries).
+    uid: u64,
 }
+
+static BLOCK_UID: AtomicU64 = AtomicU64::new(0);
 
 fn map(path: &Path) -> Result<Mmap, BlockError> {
     let f = File::open(path).map_err(io_err(path))?;
@@ -528,7 +601,7 @@ impl Block {
         let raw = fs::read(&mpath).map_err(io_err(&mpath))?;
         let meta: BlockMeta =
             serde_json::from_slice(&raw).map_err(|e| corrupt(format!("meta.json: {e}")))?;
-        if meta.version != 1 && meta.version != u32::from(CHUNKS_VERSION) {
+        if !(1..=u32::from(CHUNKS_VERSION)).contains(&meta.version) {
             return Err(corrupt(format!("unsupported version {}", meta.version)));
         }
         let index = map(&dir.join("index"))?;
@@ -594,7 +667,19 @@ impl Block {
             cache: Mutex::new(FxHashMap::default()),
             dict,
             first_chunk,
+            uid: BLOCK_UID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// Whether chunk references point into groups of raw chunks (version 3).
+    fn grouped(&self) -> bool {
+        self.meta.version >= 3
+    }
+
+    /// The group (its record's offset) holding chunk reference `r`, in a version 3 block;
+    /// chunks of one group are read with one decompression through a [`GroupCache`].
+    pub fn group_of(&self, r: u64) -> Option<u64> {
+        self.grouped().then_some(r >> GROUP_SHIFT)
     }
 
     fn corrupt(&self, reason: &str) -> BlockError {
@@ -811,7 +896,9 @@ impl Block {
         Ok(())
     }
 
-    /// The stored bytes of a chunk, checksum verified.
+    /// The stored record at offset `r`, checksum verified: a chunk (versions 1 and 2, where a
+    /// chunk reference is that offset) or a group of chunks (version 3, see
+    /// [`Block::group_of`]).
     pub fn chunk(&self, r: u64) -> Result<&[u8], BlockError> {
         let at = usize::try_from(r).map_err(|_| self.corrupt("chunk reference"))?;
         let len = le_u32(&self.chunks, at).ok_or_else(|| self.corrupt("chunk reference"))? as usize;
@@ -846,7 +933,13 @@ impl Block {
             n += 1;
             at = end;
         }
-        if n != self.meta.stats.chunks {
+        // Version 3 records are groups: at least one, at most one per chunk.
+        let bad = if self.grouped() {
+            n > self.meta.stats.chunks || (n == 0) != (self.meta.stats.chunks == 0)
+        } else {
+            n != self.meta.stats.chunks
+        };
+        if bad {
             return Err(self.corrupt(&format!(
                 "{n} chunk records, meta.json says {}",
                 self.meta.stats.chunks
@@ -863,9 +956,32 @@ impl Block {
         end: i64,
         out: &mut Vec<Sample>,
     ) -> Result<(), BlockError> {
+        self.samples_cached(chunks, start, end, out, &mut GroupCache::default())
+    }
+
+    /// [`Block::samples`] with the groups of a version 3 block inflated through `cache`:
+    /// series read one after the other mostly share their groups.
+    pub fn samples_cached(
+        &self,
+        chunks: &[BlockChunk],
+        start: i64,
+        end: i64,
+        out: &mut Vec<Sample>,
+        cache: &mut GroupCache,
+    ) -> Result<(), BlockError> {
         for c in chunks.iter().filter(|c| c.max_t >= start && c.min_t <= end) {
-            dense::decode(self.chunk(c.r)?, self.dict.as_ref(), start, end, out)
-                .map_err(|e| self.corrupt(&e.to_string()))?;
+            if self.grouped() {
+                let raw = cache.group(self, c.r >> GROUP_SHIFT)?;
+                let off = (c.r & ((1 << GROUP_SHIFT) - 1)) as usize;
+                let chunk = raw
+                    .get(off..)
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| self.corrupt("chunk offset past its group"))?;
+                dense::decode_raw_chunk(chunk, start, end, out)
+            } else {
+                dense::decode(self.chunk(c.r)?, self.dict.as_ref(), start, end, out)
+            }
+            .map_err(|e| self.corrupt(&e.to_string()))?;
         }
         Ok(())
     }
@@ -934,7 +1050,61 @@ impl Block {
     }
 }
 
-/// First index in `0..n` where `pred` is false (pred is true then false).
+/// Groups of raw chunks (version 3 blocks) inflated recently by one reader, least recently
+/// used given up first: a reader going through consecutive series inflates each group once.
+/// Holds at most [`GROUP_CACHE`] groups (each up to about [`GROUP_RAW_BYTES`]).
+#[derive(Default)]
+pub struct GroupCache {
+    entries: Vec<GroupEntry>,
+    tick: u64,
+}
+
+/// Groups a [`GroupCache`] keeps: more than the blocks one query usually spans.
+pub const GROUP_CACHE: usize = 32;
+
+struct GroupEntry {
+    /// `(block uid, record offset)`; `None` while (or after failing at) filling `raw`.
+    key: Option<(u64, u64)>,
+    used: u64,
+    raw: Vec<u8>,
+}
+
+impl GroupCache {
+    /// The raw bytes of the group at record offset `at` of `b`.
+    fn group(&mut self, b: &Block, at: u64) -> Result<&[u8], BlockError> {
+        self.tick += 1;
+        let key = Some((b.uid, at));
+        let i = match self.entries.iter().position(|e| e.key == key) {
+            Some(i) => i,
+            None => {
+                let i = if self.entries.len() < GROUP_CACHE {
+                    self.entries.push(GroupEntry {
+                        key: None,
+                        used: 0,
+                        raw: Vec::new(),
+                    });
+                    self.entries.len() - 1
+                } else {
+                    self.entries
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, e)| e.used)
+                        .map_or(0, |(i, _)| i)
+                };
+                let e = &mut self.entries[i];
+                e.key = None;
+                dense::inflate(b.chunk(at)?, b.dict.as_ref(), &mut e.raw)
+                    .map_err(|err| b.corrupt(&err.to_string()))?;
+                e.key = key;
+                i
+            }
+        };
+        let e = &mut self.entries[i];
+        e.used = self.tick;
+        Ok(&e.raw)
+    }
+}
+
 /// Recently looked-up symbols of one block, by number (direct-mapped): a query's series
 /// repeat a few label names and values, each otherwise read and UTF-8-checked per use.
 pub struct SymbolCache<'a> {
@@ -1145,6 +1315,117 @@ mod tests {
                 "{labels}"
             );
         }
+    }
+
+    #[test]
+    fn groups_are_cut_by_series_and_size_and_read_through_any_cache() {
+        // Small series (16 to a group), then raw-float series large enough that the raw
+        // size cuts groups inside a series (3 chunks each, ~18 KiB raw per chunk).
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::new(tmp.path()).unwrap();
+        let small = |i: usize| -> Vec<Sample> {
+            (0..100)
+                .map(|k| Sample {
+                    t: k * 15_000,
+                    v: (k as usize * i) as f64,
+                })
+                .collect()
+        };
+        let big = |i: usize| -> Vec<Sample> {
+            (0..5000)
+                .map(|k| Sample {
+                    t: k * 15_000 + (k * k) % 7,
+                    v: ((k as f64) + 0.25).sqrt() * (i as f64 + 1.0),
+                })
+                .collect()
+        };
+        let want: Vec<(Labels, Vec<Sample>)> = (0..40)
+            .map(|i| (l("a", i), small(i)))
+            .chain((0..12).map(|i| (l("b", i), big(i))))
+            .collect();
+        for (labels, samples) in &want {
+            w.add_series(labels.clone(), samples).unwrap();
+        }
+        let meta = w
+            .finish(0, 5000 * 15_000, 1, vec![], false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(meta.version, 3);
+        let b = Block::open(&tmp.path().join(&meta.id)).unwrap();
+        b.verify_chunks().unwrap();
+        let groups: Vec<Vec<u64>> = (0..want.len() as u64)
+            .map(|i| {
+                let (_, cs) = b.series(i).unwrap();
+                cs.iter().map(|c| b.group_of(c.r).unwrap()).collect()
+            })
+            .collect();
+        // Series 0-15, 16-31 and 32-39 + the first big ones share groups by count.
+        assert!(groups[..16].iter().all(|g| g == &groups[0]));
+        assert_ne!(groups[16], groups[15]);
+        assert!(groups[16..32].iter().all(|g| g == &groups[16]));
+        // A big series' chunks: a group holds at most GROUP_RAW_BYTES of raw chunks.
+        let mut per_group: FxHashMap<u64, usize> = FxHashMap::default();
+        for g in groups.iter().flatten() {
+            *per_group.entry(*g).or_default() += 1;
+        }
+        let mut sizes = GroupCache::default();
+        for &g in per_group.keys() {
+            let n = sizes.group(&b, g).unwrap().len();
+            assert!(n <= GROUP_RAW_BYTES, "group at {g}: {n} raw bytes");
+        }
+        // 40 small series (~2.5 groups) and 36 float chunks of 11-18 KiB raw each.
+        assert!(per_group.len() >= 7, "{per_group:?}");
+        // Read through one shared cache (forwards, backwards) and through fresh ones; with a
+        // time window too.
+        let mut cache = GroupCache::default();
+        let order: Vec<usize> = (0..want.len()).chain((0..want.len()).rev()).collect();
+        for i in order {
+            let (labels, samples) = &want[i];
+            let (got_labels, chunks) = b.series(i as u64).unwrap();
+            assert_eq!(&got_labels, labels);
+            let mut out = Vec::new();
+            b.samples_cached(&chunks, i64::MIN, i64::MAX, &mut out, &mut cache)
+                .unwrap();
+            let same = |a: &[Sample], b: &[Sample]| {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| x.t == y.t && x.v.to_bits() == y.v.to_bits())
+            };
+            assert!(same(&out, samples), "{labels}");
+            let (lo, hi) = (samples.len() / 3, samples.len() * 2 / 3);
+            out.clear();
+            b.samples(&chunks, samples[lo].t, samples[hi].t, &mut out)
+                .unwrap();
+            assert!(same(&out, &samples[lo..=hi]), "{labels} window");
+        }
+        assert!(cache.entries.len() <= GROUP_CACHE);
+    }
+
+    #[test]
+    fn a_damaged_group_fails_its_reads_and_is_not_cached() {
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = write(tmp.path());
+        let dir = tmp.path().join(&meta.id);
+        let b = Block::open(&dir).unwrap();
+        let (_, chunks) = b.series(0).unwrap();
+        let at = b.group_of(chunks[0].r).unwrap() as usize;
+        drop(b);
+        let cpath = dir.join("chunks");
+        let mut c = fs::read(&cpath).unwrap();
+        c[at + 20] ^= 0x01;
+        fs::write(&cpath, &c).unwrap();
+        let b = Block::open(&dir).unwrap();
+        assert!(b.verify_chunks().is_err());
+        let mut cache = GroupCache::default();
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let err = b
+                .samples_cached(&chunks, i64::MIN, i64::MAX, &mut out, &mut cache)
+                .unwrap_err();
+            assert!(err.to_string().contains("checksum"), "{err}");
+        }
+        assert!(cache.entries.iter().all(|e| e.key.is_none()));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashSet;
 
 use crate::TsdbError;
-use crate::block::{self, Block, BlockChunk, BlockError, BlockMeta, BlockWriter};
+use crate::block::{self, Block, BlockChunk, BlockError, BlockMeta, BlockWriter, GroupCache};
 use crate::db::Inner;
 use crate::head::Capture;
 use crate::metrics::Metrics;
@@ -248,6 +248,8 @@ pub fn merge_blocks(dir: &Path, parents: &[Arc<Block>]) -> Result<Option<BlockMe
         b: &'a Block,
         next: u64,
         cur: Option<(Labels, Vec<BlockChunk>)>,
+        /// Series are read in order: each group of a version 3 parent is inflated once.
+        cache: GroupCache,
     }
     impl Cursor<'_> {
         fn advance(&mut self) -> Result<(), BlockError> {
@@ -266,6 +268,7 @@ pub fn merge_blocks(dir: &Path, parents: &[Arc<Block>]) -> Result<Option<BlockMe
             b,
             next: 0,
             cur: None,
+            cache: GroupCache::default(),
         };
         c.advance()?;
         cursors.push(c);
@@ -282,7 +285,7 @@ pub fn merge_blocks(dir: &Path, parents: &[Arc<Block>]) -> Result<Option<BlockMe
             if c.cur.as_ref().is_some_and(|x| x.0 == min) {
                 let mut out = Vec::new();
                 if let Some((_, chunks)) = &c.cur {
-                    c.b.samples(chunks, i64::MIN, i64::MAX, &mut out)?;
+                    c.b.samples_cached(chunks, i64::MIN, i64::MAX, &mut out, &mut c.cache)?;
                 }
                 lists.push(out);
                 c.advance()?;

@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::appender::TsdbAppender;
-use crate::block::{Block, BlockChunk, BlockMeta};
+use crate::block::{Block, BlockChunk, BlockMeta, GroupCache};
 use crate::chunk_file::{ChunkFiles, ChunkKind};
 use crate::compact::{BlockSet, load_blocks, merge_samples};
 use crate::head::{Applied, ChunkMeta, ChunkParams, Head, MemSeries, Snapshot, labels_hash};
@@ -895,11 +895,12 @@ impl Piece {
         start: i64,
         end: i64,
         out: &mut Vec<Sample>,
+        cache: &mut GroupCache,
     ) -> Result<(), StorageError> {
         match self {
             Piece::Head(s) => out.extend_from_slice(s),
             Piece::Block(bi, cs) => match blocks.get(*bi) {
-                Some(b) => b.samples(cs, start, end, out)?,
+                Some(b) => b.samples_cached(cs, start, end, out, cache)?,
                 None => return Err(StorageError::Other("block index out of range".into())),
             },
         }
@@ -917,6 +918,7 @@ fn merge_pieces_into(
     start: i64,
     end: i64,
     out: &mut Vec<Sample>,
+    cache: &mut GroupCache,
 ) -> Result<usize, StorageError> {
     let cap: usize = pieces.iter().map(Piece::estimate).sum();
     let mut spans: Vec<(i64, i64, usize)> = Vec::with_capacity(pieces.len());
@@ -930,7 +932,7 @@ fn merge_pieces_into(
     if spans.windows(2).all(|w| w[0].1 < w[1].0) {
         out.reserve(cap);
         for &(_, _, i) in &spans {
-            pieces[i].decode_into(blocks, start, end, out)?;
+            pieces[i].decode_into(blocks, start, end, out, cache)?;
         }
         return Ok(out.len() - base);
     }
@@ -938,7 +940,7 @@ fn merge_pieces_into(
     let mut raw = 0usize;
     for p in pieces {
         let mut v = Vec::with_capacity(p.estimate());
-        p.decode_into(blocks, start, end, &mut v)?;
+        p.decode_into(blocks, start, end, &mut v, cache)?;
         raw += v.len();
         lists.push(v);
     }
@@ -952,9 +954,10 @@ fn merge_pieces(
     blocks: &[Arc<Block>],
     start: i64,
     end: i64,
+    cache: &mut GroupCache,
 ) -> Result<(Vec<Sample>, usize), StorageError> {
     let mut out = Vec::new();
-    let raw = merge_pieces_into(pieces, blocks, start, end, &mut out)?;
+    let raw = merge_pieces_into(pieces, blocks, start, end, &mut out, cache)?;
     Ok((out, raw))
 }
 
@@ -977,11 +980,13 @@ fn threads_for(weight: usize, items: usize) -> usize {
 /// Calls `f(state, index, item)` for every item on `threads` scoped threads (the caller's
 /// included) that each take the next few items whenever they are done: a thread that starts
 /// late (a new thread often waits for the scheduler to move it to an idle core) or runs
-/// slower leaves its share to the others. `init` makes each thread's state; the first error
-/// stops the others.
+/// slower leaves its share to the others. The items are taken in batches starting at
+/// `starts` (increasing, the first 0), or four at a time when `starts` is empty. `init`
+/// makes each thread's state; the first error stops the others.
 fn par_each<T: Sync, S, E: Send>(
     items: &[T],
     threads: usize,
+    starts: &[usize],
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, usize, &T) -> Result<(), E> + Sync,
 ) -> Result<(), E> {
@@ -995,8 +1000,19 @@ fn par_each<T: Sync, S, E: Send>(
             if failed.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let i = next.fetch_add(BATCH, Ordering::Relaxed);
-            let Some(batch) = items.get(i..(i + BATCH).min(items.len())) else {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let (i, to) = if starts.is_empty() {
+                (
+                    k.saturating_mul(BATCH),
+                    k.saturating_add(1).saturating_mul(BATCH),
+                )
+            } else {
+                match starts.get(k) {
+                    Some(&i) => (i, starts.get(k + 1).copied().unwrap_or(items.len())),
+                    None => return Ok(()),
+                }
+            };
+            let Some(batch) = items.get(i..to.min(items.len())) else {
                 return Ok(());
             };
             if batch.is_empty() {
@@ -1027,6 +1043,50 @@ fn par_each<T: Sync, S, E: Send>(
 
 /// A selected series to decode: its labels and where its samples are.
 type Job = (Labels, Vec<Piece>);
+
+/// Batch starts for [`par_each`] over `jobs` that keep the series of one chunk group (see
+/// [`Block::group_of`]) of the block with the most samples in one batch, so its group is
+/// inflated by one thread only; at most [`crate::block::GROUP_SERIES`] series a batch. Empty
+/// (four at a time) when that block is not grouped.
+fn group_batches(jobs: &[Job], blocks: &[Arc<Block>]) -> Vec<usize> {
+    let mut weight = vec![0usize; blocks.len()];
+    for (_, ps) in jobs {
+        for p in ps {
+            if let Piece::Block(bi, _) = p
+                && let Some(w) = weight.get_mut(*bi)
+            {
+                *w += p.estimate();
+            }
+        }
+    }
+    let Some((main, _)) = weight.iter().enumerate().max_by_key(|x| x.1) else {
+        return Vec::new();
+    };
+    let group = |(_, ps): &Job| {
+        ps.iter().find_map(|p| match p {
+            Piece::Block(bi, cs) if *bi == main => blocks[main].group_of(cs.first()?.r),
+            _ => None,
+        })
+    };
+    if blocks[main].group_of(0).is_none() {
+        return Vec::new();
+    }
+    let mut starts = Vec::with_capacity(jobs.len() / 4 + 1);
+    let mut last = None;
+    for (i, job) in jobs.iter().enumerate() {
+        let g = group(job);
+        let len = i - starts.last().copied().unwrap_or(0);
+        if starts.is_empty()
+            || g != last
+            || g.is_none() && len >= 4
+            || len >= crate::block::GROUP_SERIES
+        {
+            starts.push(i);
+        }
+        last = g;
+    }
+    starts
+}
 
 impl Tsdb {
     /// The series matching `matchers` in label order, with the head samples and block
@@ -1066,6 +1126,7 @@ impl Tsdb {
         par_each(
             &blocks,
             threads,
+            &[],
             || (),
             |_, bi, _| -> Result<(), StorageError> {
                 // The block through `blocks` itself: the pairs borrow from it beyond this call.
@@ -1183,9 +1244,10 @@ impl Queryable for Tsdb {
         par_each(
             &jobs,
             threads_for(weight, jobs.len()),
-            || (),
-            |_, i, (_, ps)| -> Result<(), StorageError> {
-                *slots[i].lock() = merge_pieces(ps, &blocks, start, end)?;
+            &group_batches(&jobs, &blocks),
+            GroupCache::default,
+            |cache, i, (_, ps)| -> Result<(), StorageError> {
+                *slots[i].lock() = merge_pieces(ps, &blocks, start, end, cache)?;
                 Ok(())
             },
         )?;
@@ -1248,10 +1310,11 @@ impl Queryable for Tsdb {
         par_each(
             &jobs,
             threads_for(weight, jobs.len()),
-            Vec::<Sample>::new,
-            |buf, i, (labels, ps)| -> Result<(), StorageError> {
+            &group_batches(&jobs, &blocks),
+            || (Vec::<Sample>::new(), GroupCache::default()),
+            |(buf, cache), i, (labels, ps)| -> Result<(), StorageError> {
                 buf.clear();
-                let raw = merge_pieces_into(ps, &blocks, start, end, buf)?;
+                let raw = merge_pieces_into(ps, &blocks, start, end, buf, cache)?;
                 let g = gathered.fetch_add(raw, Ordering::Relaxed) + raw;
                 if let (Some(budget), Some(limit)) = (budget, hints.max_samples)
                     && g > budget

@@ -475,6 +475,68 @@ pub fn decode(
     }
 }
 
+/// Stored bytes (`format u8`, `uvarint raw_len`, payload; formats 2-4, as [`Compressor`]
+/// writes them) to their raw bytes in `raw` (replacing its contents). Blocks of version 3
+/// store groups of raw chunks this way; [`decode_raw_chunk`] reads one chunk of the group.
+pub fn inflate(
+    stored: &[u8],
+    dict: Option<&DDict<'static>>,
+    raw: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader { b: stored };
+    let format = r.byte()?;
+    let raw_len = r.uvarint()?;
+    if raw_len > MAX_RAW {
+        return Err(DecodeError("group too large"));
+    }
+    raw.clear();
+    match format {
+        FORMAT_PLAIN => {
+            if r.b.len() as u64 != raw_len {
+                return Err(DecodeError("length mismatch"));
+            }
+            raw.extend_from_slice(r.b);
+            Ok(())
+        }
+        FORMAT_ZSTD | FORMAT_ZSTD_DICT => {
+            let dict = match (format, dict) {
+                (FORMAT_ZSTD_DICT, None) => {
+                    return Err(DecodeError("group needs the block dictionary"));
+                }
+                (FORMAT_ZSTD_DICT, d) => d,
+                _ => None,
+            };
+            raw.reserve(raw_len as usize);
+            let n = ZSTD.with(|cell| {
+                let mut state = cell.borrow_mut();
+                let ZstdState { ctxs, tick, .. } = &mut *state;
+                let d = context_for(ctxs, tick, dict)?;
+                match dict {
+                    Some(dd) => d.decompress_using_ddict(raw, r.b, dd),
+                    None => d.decompress(raw, r.b),
+                }
+                .map_err(|_| DecodeError("zstd payload"))
+            })?;
+            if n as u64 != raw_len {
+                return Err(DecodeError("length mismatch"));
+            }
+            Ok(())
+        }
+        _ => Err(DecodeError("unknown group format")),
+    }
+}
+
+/// Appends the samples in `[start, end]` of the raw chunk (as [`encode_raw`] makes it) at
+/// the start of `raw` to `out`; bytes after the chunk are ignored.
+pub fn decode_raw_chunk(
+    raw: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), DecodeError> {
+    decode_raw(raw, true, start, end, out)
+}
+
 /// Decompression contexts kept per thread, one per dictionary recently used.
 const CONTEXTS_PER_THREAD: usize = 8;
 

@@ -1,6 +1,6 @@
 //! Block format versions: a version 1 block written by the first block code (a fixture in
 //! `tests/data/block-v1`, made before format 2 existed) still reads, queries and compacts
-//! together with a newer block; a version 2 block with a chunk dictionary (`tests/data/block-v2`,
+//! together with version 2 and 3 blocks (into one version 3 block); a version 2 block with a chunk dictionary (`tests/data/block-v2`,
 //! written by the format 2 writer from [`v2_series`]) still reads sample for sample.
 
 mod common;
@@ -140,7 +140,11 @@ fn version_2_block_reads_sample_for_sample() {
     let b = Block::open(&dir).unwrap();
     assert_eq!(b.meta.version, 2);
     let chunks = fs::read(dir.join("chunks")).unwrap();
-    assert_eq!((chunks[4], chunks[5]), (2, 1), "version 2 with a dictionary");
+    assert_eq!(
+        (chunks[4], chunks[5]),
+        (2, 1),
+        "version 2 with a dictionary"
+    );
     b.verify_chunks().unwrap();
     let want = v2_series();
     assert_eq!(b.num_series(), want.len());
@@ -159,10 +163,17 @@ fn version_2_block_reads_sample_for_sample() {
 }
 
 #[test]
-fn version_1_and_2_blocks_query_and_compact_together() {
+fn version_1_2_and_3_blocks_query_and_compact_together() {
     let tmp = tempfile::tempdir().unwrap();
     let blocks = tmp.path().join("blocks");
     copy_dir(&fixture_dir(), &blocks.join(FIXTURE_ID));
+    // The version 2 fixture holds the same series as the new block (same generator).
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/block-v2")
+            .join(FIXTURE_V2_ID),
+        &blocks.join(FIXTURE_V2_ID),
+    );
     let newer = v2_series();
     let mut w = BlockWriter::new(&blocks).unwrap();
     for (l, s) in &newer {
@@ -178,13 +189,22 @@ fn version_1_and_2_blocks_query_and_compact_together() {
         )
         .unwrap()
         .unwrap();
-    assert_eq!(meta.version, 2);
+    assert_eq!(meta.version, 3);
     let chunks = fs::read(blocks.join(&meta.id).join("chunks")).unwrap();
     assert_eq!(
         (chunks[4], chunks[5]),
-        (2, 1),
-        "version 2 with a dictionary"
+        (3, 1),
+        "version 3 with a dictionary"
     );
+    let new_block = Block::open(&blocks.join(&meta.id)).unwrap();
+    new_block.verify_chunks().unwrap();
+    // 48 series of two chunks each in groups of 16 series: three records after the
+    // dictionary's.
+    let (_, c0) = new_block.series(0).unwrap();
+    let (_, c47) = new_block.series(47).unwrap();
+    let g0 = new_block.group_of(c0[0].r).unwrap();
+    assert_eq!(new_block.group_of(c0[1].r), Some(g0));
+    assert_ne!(new_block.group_of(c47[0].r), Some(g0));
 
     let opts = TsdbOptions {
         compaction: false,
@@ -205,13 +225,13 @@ fn version_1_and_2_blocks_query_and_compact_together() {
         }
     };
     let db = open(tmp.path(), opts.clone());
-    assert_eq!(db.blocks().len(), 2);
+    assert_eq!(db.blocks().len(), 3);
     check(&db);
-    // The two blocks overlap in time: compaction merges them into one version 2 block.
+    // The blocks overlap in time: compaction rewrites them into one version 3 block.
     assert_eq!(db.compact().unwrap(), (0, 1));
     let after = db.blocks();
     assert_eq!(after.len(), 1);
-    assert_eq!(after[0].version, 2);
+    assert_eq!(after[0].version, 3);
     check(&db);
     drop(db);
     let db = open(tmp.path(), opts);
