@@ -56,14 +56,16 @@ fn decimal_scale(v: f64) -> u8 {
 }
 
 /// An appendable chunk. The bytes are a complete, decodable chunk after every append.
+///
+/// The chunk does not keep its last sample: the caller passes it to
+/// [`append`](Self::append). The head keeps each series' newest sample anyway (to reject
+/// out-of-order and duplicate samples), so a copy here would cost every series 16 bytes.
 #[derive(Clone, Debug)]
 pub struct XorChunk {
     w: BitWriter,
     num: u16,
     min_t: i64,
-    t: i64,
     delta: i64,
-    v: u64,
     leading: u8,
     trailing: u8,
     /// Decimal scale of the last value ([`NO_SCALE`] if none).
@@ -84,9 +86,7 @@ impl XorChunk {
             w,
             num: 0,
             min_t: 0,
-            t: 0,
             delta: 0,
-            v: 0,
             leading: NO_WINDOW,
             trailing: 0,
             scale: NO_SCALE,
@@ -124,16 +124,13 @@ impl XorChunk {
         self.min_t
     }
 
-    /// Last timestamp; meaningless when empty.
-    pub fn max_t(&self) -> i64 {
-        self.t
-    }
-
-    /// Appends a sample. The caller guarantees `t` is greater than the last timestamp (the
-    /// encoding itself accepts anything; decoding reproduces exactly what was written) and
-    /// that the chunk is not [`full`](Self::is_full).
+    /// Appends a sample after `last`, the timestamp and value bits of the sample appended
+    /// before (ignored for the first sample). The caller guarantees `t` is greater than the
+    /// last timestamp (the encoding itself accepts anything; decoding reproduces exactly what
+    /// was written), that `last` is the previous sample and that the chunk is not
+    /// [`full`](Self::is_full).
     #[inline]
-    pub fn append(&mut self, t: i64, v: f64) {
+    pub fn append(&mut self, last: (i64, u64), t: i64, v: f64) {
         let vb = v.to_bits();
         match self.num {
             0 => {
@@ -144,14 +141,12 @@ impl XorChunk {
                 self.scale = decimal_scale(v);
             }
             _ => {
-                let delta = t.wrapping_sub(self.t);
+                let delta = t.wrapping_sub(last.0);
                 put_dod(&mut self.w, delta.wrapping_sub(self.delta));
                 self.delta = delta;
-                self.put_value(v);
+                self.put_value(last.1, v);
             }
         }
-        self.t = t;
-        self.v = vb;
         self.num = self.num.saturating_add(1).min(MAX_SAMPLES);
         let n = (self.num | DECIMAL).to_be_bytes();
         let bytes = self.w.bytes_mut();
@@ -160,9 +155,9 @@ impl XorChunk {
     }
 
     #[inline]
-    fn put_value(&mut self, v: f64) {
+    fn put_value(&mut self, last: u64, v: f64) {
         let vb = v.to_bits();
-        let x = vb ^ self.v;
+        let x = vb ^ last;
         if x == 0 {
             self.w.write_bit(false);
             return;
@@ -171,7 +166,7 @@ impl XorChunk {
         // would grow every series' open chunk by 8 bytes.
         if self.scale != NO_SCALE
             && let Some(s) = scaled_at(v, self.scale)
-            && let Some(prev) = scaled_at(f64::from_bits(self.v), self.scale)
+            && let Some(prev) = scaled_at(f64::from_bits(last), self.scale)
         {
             self.w.write_bits(0b10, 2);
             put_scaled_delta(&mut self.w, s.wrapping_sub(prev));
@@ -199,11 +194,13 @@ impl XorChunk {
     /// Encodes time-sorted samples (strictly increasing timestamps) into chunk bytes.
     pub fn encode(samples: impl IntoIterator<Item = (i64, f64)>) -> Vec<u8> {
         let mut c = XorChunk::with_capacity(64);
+        let mut last = (0, 0);
         for (t, v) in samples {
             if c.is_full() {
                 break;
             }
-            c.append(t, v);
+            c.append(last, t, v);
+            last = (t, v.to_bits());
         }
         c.w.into_inner()
     }
@@ -481,11 +478,19 @@ mod tests {
     use lookout_storage::STALE_NAN;
     use proptest::prelude::*;
 
-    fn round_trip(samples: &[(i64, f64)]) {
+    /// An open chunk appended to sample by sample, as the head does.
+    fn chunk_of(samples: &[(i64, f64)]) -> XorChunk {
         let mut c = XorChunk::default();
+        let mut last = (0, 0);
         for &(t, v) in samples {
-            c.append(t, v);
+            c.append(last, t, v);
+            last = (t, v.to_bits());
         }
+        c
+    }
+
+    fn round_trip(samples: &[(i64, f64)]) {
+        let c = chunk_of(samples);
         assert_eq!(sample_count(c.bytes()), samples.len());
         let mut it = XorIter::new(c.bytes());
         let got: Vec<(i64, u64)> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
@@ -515,13 +520,15 @@ mod tests {
 
     #[test]
     fn regular_scrape_compresses_well() {
-        let mut c = XorChunk::default();
-        for i in 0..120i64 {
-            c.append(
-                1_700_000_000_000 + i * 15_000 + (i % 3),
-                100.0 + (i / 10) as f64,
-            );
-        }
+        let samples: Vec<(i64, f64)> = (0..120i64)
+            .map(|i| {
+                (
+                    1_700_000_000_000 + i * 15_000 + (i % 3),
+                    100.0 + (i / 10) as f64,
+                )
+            })
+            .collect();
+        let c = chunk_of(&samples);
         // Well under 2 bytes per sample for a steady counter-like series.
         assert!(c.bytes().len() < 240, "{} bytes", c.bytes().len());
     }
@@ -569,7 +576,6 @@ mod tests {
         // -0.0 has no scaled integer (0 would decode as +0.0).
         assert_eq!(decimal_scale(-0.0), NO_SCALE);
         // A noisy three-digit gauge: ~3 bytes a sample instead of XOR's ~6.
-        let mut c = XorChunk::default();
         let mut samples = Vec::new();
         let mut x = 0x2545_f491_4f6c_dd1du64;
         for i in 0..120i64 {
@@ -578,8 +584,8 @@ mod tests {
             x ^= x << 17;
             let v = (((50.0 + (x % 10_000) as f64 / 100.0) * 1000.0).round()) / 1000.0;
             samples.push((1_700_000_000_000 + i * 5000, v));
-            c.append(1_700_000_000_000 + i * 5000, v);
         }
+        let c = chunk_of(&samples);
         assert!(c.bytes().len() < 120 * 3, "{} bytes", c.bytes().len());
         round_trip(&samples);
         // Scale changes, huge and special values in between.
@@ -605,10 +611,8 @@ mod tests {
 
     #[test]
     fn truncated_bytes_are_reported() {
-        let mut c = XorChunk::default();
-        for i in 0..50 {
-            c.append(i * 1000, i as f64 * 1.37);
-        }
+        let samples: Vec<(i64, f64)> = (0..50).map(|i| (i * 1000, i as f64 * 1.37)).collect();
+        let c = chunk_of(&samples);
         let bytes = &c.bytes()[..c.bytes().len() / 2];
         let mut it = XorIter::new(bytes);
         let n = it.by_ref().count();
