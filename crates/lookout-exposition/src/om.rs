@@ -800,7 +800,7 @@ impl<'a> Parser<'a> {
                 has_exemplar: exemplar.is_some(),
             })?
         };
-        Ok(RawEntry::Sample(SampleHead {
+        self.head = SampleHead {
             name,
             name_escaped,
             raw_series: &b[start..series_end],
@@ -810,7 +810,8 @@ impl<'a> Parser<'a> {
             exemplar,
             metric_type,
             series_known,
-        }))
+        };
+        Ok(RawEntry::Sample)
     }
 
     /// What follows a sample's value in Prometheus-compatible mode: an optional timestamp and an

@@ -94,20 +94,15 @@ pub enum Entry<'p, 'a> {
     Sample(Sample<'p, 'a>),
 }
 
-/// A sample line. Borrows the input (`'a`) and the parser's label buffer (`'p`), so it lives
-/// until the next call to [`Parser::next_entry`]; use [`Sample::to_owned_sample`] to keep it.
+/// A sample line. Borrows the input (`'a`) and the parser (`'p`: the line's parsed fields
+/// and label buffer, so that handing a sample out copies three pointers), so it lives until
+/// the next call to [`Parser::next_entry`]; use [`Sample::to_owned_sample`] to keep it.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample<'p, 'a> {
-    pub(crate) name: &'a str,
-    pub(crate) name_escaped: bool,
-    pub(crate) raw_series: &'a [u8],
+    pub(crate) head: &'p SampleHead<'a>,
+    /// The sample's labels, then its exemplar's.
     pub(crate) labels: &'p [RawLabel],
     pub(crate) src: &'p Src<'a>,
-    pub(crate) value: f64,
-    pub(crate) timestamp_ms: Option<i64>,
-    pub(crate) exemplar: Option<Exemplar<'p, 'a>>,
-    pub(crate) metric_type: MetricType,
-    pub(crate) series_known: bool,
 }
 
 /// An OpenMetrics exemplar attached to a sample.
@@ -192,67 +187,79 @@ impl<'p, 'a> Sample<'p, 'a> {
     /// [`labels`](Self::labels) yields nothing and [`metric_type`](Self::metric_type) is
     /// `Unknown`; the raw series, value, timestamp and exemplar are as always.
     pub fn series_known(&self) -> bool {
-        self.series_known
+        self.head.series_known
     }
 
     /// The series name (e.g. `foo_bucket`), unescaped when it was a quoted name with escapes.
     pub fn name(&self) -> Cow<'a, str> {
-        unescape(self.name, self.name_escaped)
+        unescape(self.head.name, self.head.name_escaped)
     }
 
     /// The exact bytes from the start of the series (name or `{`) through the closing `}`, or
     /// just the name when there are no braces: the scrape cache key Prometheus uses.
     pub fn raw_series(&self) -> &'a [u8] {
-        self.raw_series
+        self.head.raw_series
+    }
+
+    /// The sample's own labels (without the exemplar's).
+    #[inline]
+    fn own_labels(&self) -> &'p [RawLabel] {
+        self.labels.get(..self.head.n_labels).unwrap_or(self.labels)
     }
 
     /// The labels in input order, without the metric name.
     pub fn labels(&self) -> LabelIter<'p, 'a> {
         LabelIter {
-            inner: self.labels.iter(),
+            inner: self.own_labels().iter(),
             src: self.src,
         }
     }
 
     /// Number of labels (without the metric name).
     pub fn label_count(&self) -> usize {
-        self.labels.len()
+        self.own_labels().len()
     }
 
     /// The value of label `name`, if present.
     pub fn label(&self, name: &str) -> Option<Cow<'a, str>> {
-        self.labels
+        self.own_labels()
             .iter()
             .find(|l| l.is(*self.src, name))
             .map(|l| l.value(*self.src))
     }
 
     pub fn value(&self) -> f64 {
-        self.value
+        self.head.value
     }
 
     /// The sample's own timestamp in milliseconds (OpenMetrics seconds are converted).
     pub fn timestamp_ms(&self) -> Option<i64> {
-        self.timestamp_ms
+        self.head.timestamp_ms
     }
 
     pub fn exemplar(&self) -> Option<Exemplar<'p, 'a>> {
-        self.exemplar
+        let (value, timestamp_ms) = self.head.exemplar?;
+        Some(Exemplar {
+            labels: self.labels.get(self.head.n_labels..).unwrap_or(&[]),
+            src: self.src,
+            value,
+            timestamp_ms,
+        })
     }
 
     /// Type of the family the sample belongs to: the last `# TYPE` when the sample's name is
     /// that family's name or one of the type's suffixes (`_total`, `_bucket`, …), otherwise
     /// [`MetricType::Unknown`].
     pub fn metric_type(&self) -> MetricType {
-        self.metric_type
+        self.head.metric_type
     }
 
     /// Whether this is a `_created` sample of a counter, histogram or summary family.
     pub fn is_created(&self) -> bool {
         matches!(
-            self.metric_type,
+            self.head.metric_type,
             MetricType::Counter | MetricType::Histogram | MetricType::Summary
-        ) && self.name.ends_with("_created")
+        ) && self.head.name.ends_with("_created")
     }
 
     pub fn to_owned_sample(&self) -> OwnedSample {
@@ -262,10 +269,10 @@ impl<'p, 'a> Sample<'p, 'a> {
                 .labels()
                 .map(|(n, v)| (n.into_owned(), v.into_owned()))
                 .collect(),
-            value: self.value,
-            timestamp_ms: self.timestamp_ms,
-            exemplar: self.exemplar.map(|e| e.to_owned_exemplar()),
-            metric_type: self.metric_type,
+            value: self.head.value,
+            timestamp_ms: self.head.timestamp_ms,
+            exemplar: self.exemplar().map(|e| e.to_owned_exemplar()),
+            metric_type: self.head.metric_type,
         }
     }
 }
@@ -316,11 +323,13 @@ pub(crate) enum RawEntry<'a> {
         name_escaped: bool,
         unit: &'a str,
     },
-    Sample(SampleHead<'a>),
+    /// A sample line, parsed into `Parser::head`.
+    Sample,
 }
 
 /// A parsed sample line; its labels are `Parser::labels[..n_labels]`, its exemplar's labels
 /// the rest of that buffer.
+#[derive(Debug)]
 pub(crate) struct SampleHead<'a> {
     pub(crate) name: &'a str,
     pub(crate) name_escaped: bool,
@@ -332,6 +341,20 @@ pub(crate) struct SampleHead<'a> {
     pub(crate) metric_type: MetricType,
     /// The caller knew the series text: name and labels were not parsed.
     pub(crate) series_known: bool,
+}
+
+impl SampleHead<'static> {
+    const EMPTY: Self = SampleHead {
+        name: "",
+        name_escaped: false,
+        raw_series: &[],
+        n_labels: 0,
+        value: 0.0,
+        timestamp_ms: None,
+        exemplar: None,
+        metric_type: MetricType::Unknown,
+        series_known: false,
+    };
 }
 
 /// What a caller that caches series by their raw text knows, for
@@ -388,6 +411,8 @@ pub struct Parser<'a> {
     pub(crate) entry_line: usize,
     /// Sample labels followed by exemplar labels; reused across samples.
     pub(crate) labels: Vec<RawLabel>,
+    /// The last sample line parsed (what [`Sample`] hands out).
+    pub(crate) head: SampleHead<'a>,
     failed: Option<ParseError>,
     finished: bool,
     /// Name (as written) and type of the last `# TYPE` line (text format).
@@ -415,6 +440,7 @@ impl<'a> Parser<'a> {
             line: 1,
             entry_line: 1,
             labels: Vec::with_capacity(16),
+            head: SampleHead::EMPTY,
             // Label spans are stored as `u32` offsets.
             failed: u32::try_from(input.len()).is_err().then(|| ParseError {
                 line: 1,
@@ -518,26 +544,11 @@ impl<'a> Parser<'a> {
                 name: unescape(name, name_escaped),
                 unit,
             },
-            RawEntry::Sample(h) => {
-                let (labels, ex_labels) = self.labels.split_at(h.n_labels.min(self.labels.len()));
-                Entry::Sample(Sample {
-                    name: h.name,
-                    name_escaped: h.name_escaped,
-                    raw_series: h.raw_series,
-                    labels,
-                    src: &self.src,
-                    value: h.value,
-                    timestamp_ms: h.timestamp_ms,
-                    exemplar: h.exemplar.map(|(value, timestamp_ms)| Exemplar {
-                        labels: ex_labels,
-                        src: &self.src,
-                        value,
-                        timestamp_ms,
-                    }),
-                    metric_type: h.metric_type,
-                    series_known: h.series_known,
-                })
-            }
+            RawEntry::Sample => Entry::Sample(Sample {
+                head: &self.head,
+                labels: &self.labels,
+                src: &self.src,
+            }),
         }
     }
 

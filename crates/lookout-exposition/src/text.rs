@@ -303,7 +303,7 @@ impl<'a> Parser<'a> {
             } else {
                 MetricType::Unknown
             };
-        Ok(RawEntry::Sample(SampleHead {
+        self.head = SampleHead {
             name,
             name_escaped,
             raw_series: &b[start..series_end],
@@ -313,7 +313,8 @@ impl<'a> Parser<'a> {
             exemplar: None,
             metric_type,
             series_known,
-        }))
+        };
+        Ok(RawEntry::Sample)
     }
 
     /// Parses label pairs after `{` up to and including `}`; returns the offset after `}`.
