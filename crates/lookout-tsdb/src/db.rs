@@ -1073,12 +1073,14 @@ fn group_batches(jobs: &[Job], blocks: &[Arc<Block>]) -> Vec<usize> {
     }
     let mut starts = Vec::with_capacity(jobs.len() / 4 + 1);
     let mut last = None;
+    // The last eighth goes four at a time, so no thread is left alone with a whole group.
+    let tail = jobs.len() - jobs.len() / 8;
     for (i, job) in jobs.iter().enumerate() {
         let g = group(job);
         let len = i - starts.last().copied().unwrap_or(0);
         if starts.is_empty()
             || g != last
-            || g.is_none() && len >= 4
+            || (g.is_none() || i >= tail) && len >= 4
             || len >= crate::block::GROUP_SERIES
         {
             starts.push(i);
@@ -1492,5 +1494,74 @@ fn cardinality_of(series: u64, pairs: &[(String, String, u64)], limit: usize) ->
         label_pairs,
         label_value_bytes,
         num_label_pairs: pairs.len() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{BlockWriter, GROUP_SERIES};
+    use std::sync::atomic::AtomicUsize;
+
+    /// Batches keep a group's series together (at most GROUP_SERIES), except in the last
+    /// eighth (four at a time); `par_each` visits every item once with such starts.
+    #[test]
+    fn batches_follow_groups_and_visit_everything_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::new(tmp.path()).unwrap();
+        let samples: Vec<Sample> = (0..50).map(|t| Sample { t, v: 1.0 }).collect();
+        for i in 0..200 {
+            let labels =
+                Labels::from_pairs([("__name__", "m".to_string()), ("i", format!("{i:03}"))]);
+            w.add_series(labels, &samples).unwrap();
+        }
+        let meta = w.finish(0, 50, 1, vec![], false).unwrap().unwrap();
+        let b = Arc::new(Block::open(&tmp.path().join(&meta.id)).unwrap());
+        // Every third series is selected.
+        let jobs: Vec<Job> = (0..200u64)
+            .filter(|i| i % 3 == 0)
+            .map(|i| {
+                let (labels, chunks) = b.series(i).unwrap();
+                (labels, vec![Piece::Block(0, chunks)])
+            })
+            .collect();
+        let blocks = vec![b.clone()];
+        let starts = group_batches(&jobs, &blocks);
+        assert_eq!(starts.first(), Some(&0));
+        let group = |j: &Job| match &j.1[0] {
+            Piece::Block(_, cs) => b.group_of(cs[0].r).unwrap(),
+            Piece::Head(_) => unreachable!(),
+        };
+        let tail = jobs.len() - jobs.len() / 8;
+        let ends = starts.iter().skip(1).copied().chain([jobs.len()]);
+        for (&s, e) in starts.iter().zip(ends) {
+            assert!(e > s && e - s <= GROUP_SERIES);
+            assert!(jobs[s..e].iter().all(|j| group(j) == group(&jobs[s])));
+            if s >= tail {
+                assert!(e - s <= 4);
+            }
+            // A batch ends where its group does (or at the tail's fours).
+            if e < jobs.len() && e < tail {
+                assert_ne!(group(&jobs[e]), group(&jobs[e - 1]));
+            }
+        }
+        let seen: Vec<AtomicUsize> = (0..jobs.len()).map(|_| AtomicUsize::new(0)).collect();
+        par_each(
+            &jobs,
+            2,
+            &starts,
+            || (),
+            |_, i, _| -> Result<(), ()> {
+                seen[i].fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) == 1));
+        // Head-only jobs (no group): four at a time.
+        let heads: Vec<Job> = (0..10)
+            .map(|_| (Labels::default(), vec![Piece::Head(samples.clone())]))
+            .collect();
+        assert!(group_batches(&heads, &[]).is_empty());
     }
 }
