@@ -1387,7 +1387,7 @@ impl Queryable for Tsdb {
                 .filter(|(_, values)| {
                     values
                         .values()
-                        .any(|ids| ids.iter().any(|&id| inner.has_data(id, start, end)))
+                        .any(|ids| ids.iter().any(|id| inner.has_data(id, start, end)))
                 })
                 .map(|(n, _)| syms.str(*n).to_string())
                 .collect()
@@ -1428,7 +1428,7 @@ impl Queryable for Tsdb {
                 };
                 values
                     .iter()
-                    .filter(|(_, ids)| ids.iter().any(|&id| inner.has_data(id, start, end)))
+                    .filter(|(_, ids)| ids.iter().any(|id| inner.has_data(id, start, end)))
                     .map(|(v, _)| syms.str(*v).to_string())
                     .collect()
             } else {

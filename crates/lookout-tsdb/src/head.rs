@@ -15,7 +15,7 @@ use rustc_hash::{FxBuildHasher, FxHasher};
 use crate::chunk::{XorChunk, XorIter};
 use crate::chunk_file::{ChunkBytes, ChunkFile, ChunkFiles, ChunkKind};
 use crate::metrics::Metrics;
-use crate::postings::{self, PostingsIndex};
+use crate::postings::{IdList, PostingsIndex};
 use crate::symbols::{Sym, SymbolTable};
 
 const STRIPES: usize = 64;
@@ -896,8 +896,8 @@ impl Head {
     pub fn matching_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
         let idx = self.index.read();
         let syms = self.symbols.read();
-        let mut acc: Option<Vec<u64>> = None;
-        let mut subtract: Vec<Vec<u64>> = Vec::new();
+        let mut acc: Option<IdList> = None;
+        let mut subtract: Vec<IdList> = Vec::new();
         // Cheap, selective equality matchers first.
         let mut order: Vec<&Matcher> = matchers.iter().collect();
         order.sort_by_key(|m| match m.op {
@@ -911,53 +911,53 @@ impl Head {
             if m.matches_empty() {
                 // Series without the label match; remove those whose value does not.
                 let Some(values) = values else { continue };
-                let bad: Vec<&[u64]> = values
+                let mut bad = values
                     .iter()
                     .filter(|(v, _)| !m.matches(syms.str(**v)))
-                    .map(|(_, l)| l.as_slice())
-                    .collect();
-                if !bad.is_empty() {
-                    subtract.push(postings::union(&bad));
+                    .map(|(_, l)| l)
+                    .peekable();
+                if bad.peek().is_some() {
+                    subtract.push(IdList::union_of(bad));
                 }
                 continue;
             }
-            let good: Vec<u64> = match (m.op, values) {
-                (_, None) => Vec::new(),
+            let good: IdList = match (m.op, values) {
+                (_, None) => IdList::default(),
                 (lookout_storage::MatchOp::Equal, Some(values)) => syms
                     .lookup(&m.value)
                     .and_then(|v| values.get(&v))
                     .cloned()
                     .unwrap_or_default(),
-                (_, Some(values)) => {
-                    let lists: Vec<&[u64]> = match literal_alternatives(m) {
-                        Some(alts) => alts
-                            .iter()
-                            .filter_map(|a| syms.lookup(a).and_then(|v| values.get(&v)))
-                            .map(Vec::as_slice)
-                            .collect(),
-                        None => values
+                (_, Some(values)) => match literal_alternatives(m) {
+                    Some(alts) => IdList::union_of(
+                        alts.iter()
+                            .filter_map(|a| syms.lookup(a).and_then(|v| values.get(&v))),
+                    ),
+                    None => IdList::union_of(
+                        values
                             .iter()
                             .filter(|(v, _)| m.matches(syms.str(**v)))
-                            .map(|(_, l)| l.as_slice())
-                            .collect(),
-                    };
-                    postings::union(&lists)
-                }
+                            .map(|(_, l)| l),
+                    ),
+                },
             };
             let next = match acc {
                 None => good,
-                Some(a) => postings::intersect(&a, &good),
+                Some(mut a) => {
+                    a.intersect_with(&good);
+                    a
+                }
             };
             if next.is_empty() {
-                return next;
+                return Vec::new();
             }
             acc = Some(next);
         }
-        let mut ids = acc.unwrap_or_else(|| idx.all().to_vec());
+        let mut ids = acc.unwrap_or_else(|| idx.all().clone());
         for s in &subtract {
-            ids = postings::subtract(&ids, s);
+            ids.subtract(s);
         }
-        ids
+        ids.to_vec()
     }
 }
 
