@@ -19,6 +19,9 @@ pub const USER_AGENT: &str = concat!("Lookout/", env!("CARGO_PKG_VERSION"));
 
 const MAX_REDIRECTS: usize = 10;
 
+/// At most this much of a body's declared length is allocated before its bytes arrive.
+const MAX_PREALLOC: usize = 16 << 20;
+
 /// A fetched, decoded scrape body.
 pub struct Fetched {
     pub body: Vec<u8>,
@@ -201,17 +204,28 @@ impl ScrapeClient {
         } else {
             usize::try_from(body_limit).unwrap_or(usize::MAX)
         };
-        let collected = Limited::new(resp.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
+        // Frames are copied into one buffer as they come, sized by the declared length (within
+        // the limit): no list of chunks concatenated at the end.
+        let declared = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut raw = Vec::with_capacity(declared.min(limit).min(MAX_PREALLOC));
+        let mut stream = Limited::new(resp.into_body(), limit);
+        while let Some(frame) = stream.frame().await {
+            let frame = frame.map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     FetchError::BodySizeLimit
                 } else {
                     transport(error_chain(e.as_ref()))
                 }
             })?;
-        let raw = collected.to_bytes();
+            if let Ok(data) = frame.into_data() {
+                raw.extend_from_slice(&data);
+            }
+        }
         let body = if gzip {
             let mut out = Vec::with_capacity(raw.len() * 4);
             let take = if body_limit == 0 {
@@ -228,7 +242,7 @@ impl ScrapeClient {
             }
             out
         } else {
-            Vec::from(raw)
+            raw
         };
         Ok(Fetched { body, content_type })
     }
