@@ -1051,16 +1051,23 @@ impl Block {
 }
 
 /// Groups of raw chunks (version 3 blocks) inflated recently by one reader, least recently
-/// used given up first: a reader going through consecutive series inflates each group once.
-/// Holds at most [`GROUP_CACHE`] groups (each up to about [`GROUP_RAW_BYTES`]).
-#[derive(Default)]
+/// used given up first: a reader going through consecutive series inflates each group once
+/// when the cache has a slot per block it reads (and one or two to spare). Holds at most its
+/// number of slots (default [`GROUP_CACHE`]) of groups, each up to about [`GROUP_RAW_BYTES`].
 pub struct GroupCache {
     entries: Vec<GroupEntry>,
     tick: u64,
+    slots: usize,
 }
 
-/// Groups a [`GroupCache`] keeps: more than the blocks one query usually spans.
+/// Default slots of a [`GroupCache`]: more than the blocks one query usually spans.
 pub const GROUP_CACHE: usize = 32;
+
+impl Default for GroupCache {
+    fn default() -> Self {
+        GroupCache::new(GROUP_CACHE)
+    }
+}
 
 struct GroupEntry {
     /// `(block uid, record offset)`; `None` while (or after failing at) filling `raw`.
@@ -1070,6 +1077,15 @@ struct GroupEntry {
 }
 
 impl GroupCache {
+    /// A cache of `slots` groups (at least one).
+    pub fn new(slots: usize) -> GroupCache {
+        GroupCache {
+            entries: Vec::new(),
+            tick: 0,
+            slots: slots.max(1),
+        }
+    }
+
     /// The raw bytes of the group at record offset `at` of `b`.
     fn group(&mut self, b: &Block, at: u64) -> Result<&[u8], BlockError> {
         self.tick += 1;
@@ -1077,7 +1093,7 @@ impl GroupCache {
         let i = match self.entries.iter().position(|e| e.key == key) {
             Some(i) => i,
             None => {
-                let i = if self.entries.len() < GROUP_CACHE {
+                let i = if self.entries.len() < self.slots {
                     self.entries.push(GroupEntry {
                         key: None,
                         used: 0,
@@ -1400,6 +1416,16 @@ mod tests {
             assert!(same(&out, &samples[lo..=hi]), "{labels} window");
         }
         assert!(cache.entries.len() <= GROUP_CACHE);
+        // One slot: every group change inflates again, reads stay the same.
+        let mut one = GroupCache::new(0);
+        for (i, (labels, samples)) in want.iter().enumerate() {
+            let (_, chunks) = b.series(i as u64).unwrap();
+            let mut out = Vec::new();
+            b.samples_cached(&chunks, i64::MIN, i64::MAX, &mut out, &mut one)
+                .unwrap();
+            assert_eq!(out.len(), samples.len(), "{labels}");
+            assert_eq!(one.entries.len(), 1);
+        }
     }
 
     #[test]

@@ -248,7 +248,8 @@ pub fn merge_blocks(dir: &Path, parents: &[Arc<Block>]) -> Result<Option<BlockMe
         b: &'a Block,
         next: u64,
         cur: Option<(Labels, Vec<BlockChunk>)>,
-        /// Series are read in order: each group of a version 3 parent is inflated once.
+        /// Series are read in order: each group of a version 3 parent is inflated once, and
+        /// only the current one is kept.
         cache: GroupCache,
     }
     impl Cursor<'_> {
@@ -268,7 +269,7 @@ pub fn merge_blocks(dir: &Path, parents: &[Arc<Block>]) -> Result<Option<BlockMe
             b,
             next: 0,
             cur: None,
-            cache: GroupCache::default(),
+            cache: GroupCache::new(1),
         };
         c.advance()?;
         cursors.push(c);

@@ -1247,7 +1247,8 @@ impl Queryable for Tsdb {
             &jobs,
             threads_for(weight, jobs.len()),
             &group_batches(&jobs, &blocks),
-            GroupCache::default,
+            // A group per block and two to spare: series of a batch share their groups.
+            || GroupCache::new(blocks.len() + 2),
             |cache, i, (_, ps)| -> Result<(), StorageError> {
                 *slots[i].lock() = merge_pieces(ps, &blocks, start, end, cache)?;
                 Ok(())
@@ -1313,7 +1314,7 @@ impl Queryable for Tsdb {
             &jobs,
             threads_for(weight, jobs.len()),
             &group_batches(&jobs, &blocks),
-            || (Vec::<Sample>::new(), GroupCache::default()),
+            || (Vec::<Sample>::new(), GroupCache::new(blocks.len() + 2)),
             |(buf, cache), i, (labels, ps)| -> Result<(), StorageError> {
                 buf.clear();
                 let raw = merge_pieces_into(ps, &blocks, start, end, buf, cache)?;
