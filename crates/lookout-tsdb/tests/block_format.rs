@@ -93,7 +93,16 @@ fn version_1_block_reads_sample_for_sample() {
     let b = Block::open(&fixture_dir()).unwrap();
     assert_eq!(b.meta.version, 1);
     b.verify_chunks().unwrap();
-    let want = fixture_series();
+    // A window inside the second chunk.
+    reads_sample_for_sample(&b, &fixture_series(), 2100..=2200);
+}
+
+/// Every series of `b` is `want`'s, whole and in the window of sample indexes `window`.
+fn reads_sample_for_sample(
+    b: &Block,
+    want: &[(Labels, Vec<Sample>)],
+    window: std::ops::RangeInclusive<usize>,
+) {
     assert_eq!(b.num_series(), want.len());
     for (i, (labels, samples)) in want.iter().enumerate() {
         let (got_labels, chunks) = b.series(i as u64).unwrap();
@@ -101,11 +110,10 @@ fn version_1_block_reads_sample_for_sample() {
         let mut got = Vec::new();
         b.samples(&chunks, i64::MIN, i64::MAX, &mut got).unwrap();
         assert_eq!(bits(&got), bits(samples), "{labels}");
-        // A window inside the second chunk.
-        let (a, z) = (samples[2100].t, samples[2200].t);
+        let (a, z) = (samples[*window.start()].t, samples[*window.end()].t);
         got.clear();
         b.samples(&chunks, a, z, &mut got).unwrap();
-        assert_eq!(bits(&got), bits(&samples[2100..=2200]), "{labels}");
+        assert_eq!(bits(&got), bits(&samples[window.clone()]), "{labels}");
     }
 }
 
@@ -146,20 +154,8 @@ fn version_2_block_reads_sample_for_sample() {
         "version 2 with a dictionary"
     );
     b.verify_chunks().unwrap();
-    let want = v2_series();
-    assert_eq!(b.num_series(), want.len());
-    for (i, (labels, samples)) in want.iter().enumerate() {
-        let (got_labels, chunks) = b.series(i as u64).unwrap();
-        assert_eq!(&got_labels, labels);
-        let mut got = Vec::new();
-        b.samples(&chunks, i64::MIN, i64::MAX, &mut got).unwrap();
-        assert_eq!(bits(&got), bits(samples), "{labels}");
-        // A window across the chunk boundary.
-        let (a, z) = (samples[2000].t, samples[2100].t);
-        got.clear();
-        b.samples(&chunks, a, z, &mut got).unwrap();
-        assert_eq!(bits(&got), bits(&samples[2000..=2100]), "{labels}");
-    }
+    // A window across the chunk boundary.
+    reads_sample_for_sample(&b, &v2_series(), 2000..=2100);
 }
 
 #[test]
