@@ -30,17 +30,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(target_os = "linux")]
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
-/// `mi_option_purge_delay` (same header): milliseconds before freed pages are returned to
-/// the OS (default 1000). 100 still spans back-to-back queries.
-#[cfg(target_os = "linux")]
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 /// `mi_option_page_reclaim_on_free` (same header): 1 lets a free into a full page that
 /// another thread gave up take the page back for reuse (default 0: only the thread that
 /// allocated it). The scrape thread allocates what the WAL writer and the tokio workers
-/// free. With this and the shorter purge delay the 80k-series scrape race held 1.3–1.5 MB
-/// less anonymous memory at 1–5 minutes (peak 59 vs 62 MiB at 300 s), CPU and the
-/// dashboard queries unchanged within noise (bench/README.md, scrape race).
+/// free. The 80k-series scrape race held ~0.9 MB less anonymous memory; the dashboard
+/// queries are unchanged (31 interleaved runs: 1.01 / 1.01 / 0.99). A shorter purge delay
+/// (100 ms) saved ~0.5 MB more but made Q1/Q2 7–10 % slower: freed query memory was
+/// returned to the OS between queries and faulted back in.
 #[cfg(target_os = "linux")]
 const MI_OPTION_PAGE_RECLAIM_ON_FREE: libmimalloc_sys::mi_option_t = 35;
 
@@ -51,7 +47,6 @@ extern "C" fn set_allocator_options() {
     // SAFETY: sets plain integer options; no allocation, no other state touched.
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100);
         libmimalloc_sys::mi_option_set(MI_OPTION_PAGE_RECLAIM_ON_FREE, 1);
     }
 }
