@@ -180,12 +180,18 @@ struct Lookup<'c> {
 
 impl Lookup<'_> {
     fn key(&mut self, text: &[u8]) -> Key {
-        let key = match self.probe {
-            Some((p, n, k)) if p == text.as_ptr() && n == text.len() => k,
-            _ => self.cache.series.key(text),
-        };
+        let key = self
+            .probed(text)
+            .unwrap_or_else(|| self.cache.series.key(text));
         self.probe = Some((text.as_ptr(), text.len(), key));
         key
+    }
+
+    /// The key computed for the last question, if it was about this very text.
+    fn probed(&self, text: &[u8]) -> Option<Key> {
+        self.probe
+            .filter(|&(p, n, _)| p == text.as_ptr() && n == text.len())
+            .map(|(_, _, k)| k)
     }
 }
 
@@ -380,9 +386,7 @@ impl ScrapeLoop {
                 .iter()
                 .map(|&i| FinalSeries {
                     sref: self.cache.series.entry(i).sref(),
-                    labels: self.cache.series.text(i).and_then(|text| {
-                        self.labels_from_text(text, self.cache.series.openmetrics(i))
-                    }),
+                    labels: self.kept_labels(i),
                 })
                 .collect();
             *self.shared.final_series.lock() = Some(series);
@@ -415,13 +419,7 @@ impl ScrapeLoop {
         let mut labels = std::collections::HashSet::new();
         for &i in &self.cache.prev_seen {
             refs.extend(self.cache.series.entry(i).sref());
-            let om = self.cache.series.openmetrics(i);
-            labels.extend(
-                self.cache
-                    .series
-                    .text(i)
-                    .and_then(|text| self.labels_from_text(text, om)),
-            );
+            labels.extend(self.kept_labels(i));
         }
         for old in &list {
             let _ = match (&old.labels, old.sref) {
@@ -568,17 +566,11 @@ impl ScrapeLoop {
                 Ok(None) => break,
                 Err(e) => return Err(Fail::Scrape(e.to_string(), stats)),
             };
-            let Lookup { hit, probe, .. } = look;
             match entry {
                 Entry::Sample(s) => {
                     stats.total += 1;
-                    let hit = hit.filter(|_| s.series_known());
-                    // The key computed for the known-series question, if it was about this
-                    // very text.
-                    let text = s.raw_series();
-                    let key = probe
-                        .filter(|&(p, n, _)| p == text.as_ptr() && n == text.len())
-                        .map(|(_, _, k)| k);
+                    let hit = look.hit.filter(|_| s.series_known());
+                    let key = look.probed(s.raw_series());
                     self.append_sample(app, &s, hit, key, ts, iter, &mut stats, om)?;
                 }
                 Entry::Type { name, metric_type } => {
@@ -743,16 +735,18 @@ impl ScrapeLoop {
         {
             return;
         }
-        let om = self.cache.series.openmetrics(idx);
-        if let Some(labels) = self
-            .cache
-            .series
-            .text(idx)
-            .and_then(|text| self.labels_from_text(text, om))
+        if let Some(labels) = self.kept_labels(idx)
             && let Ok(r) = app.append(None, &labels, t, v)
         {
             self.cache.series.entry_mut(idx).set_sref(Some(r));
         }
+    }
+
+    /// The labels of cached series `idx` from its kept text (`None` when no text is kept,
+    /// see `SeriesCache::keep_text`, or the text no longer passes).
+    fn kept_labels(&self, idx: u32) -> Option<Labels> {
+        let text = self.cache.series.text(idx)?;
+        self.labels_from_text(text, self.cache.series.openmetrics(idx))
     }
 
     /// The final label set of series text `text` (`name{labels}` of a sample just parsed
