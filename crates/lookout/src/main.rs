@@ -1,6 +1,7 @@
 //! `lookout`: the binary only wires the crates together (ARCHITECTURE §2).
 
 mod agent_cmd;
+mod allocator;
 mod cli;
 mod demo;
 mod demo_history;
@@ -22,39 +23,7 @@ use cli::{Cli, Command};
 
 /// mimalloc keeps freed pages for reuse between queries (bench/README.md, storage latency).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `mi_option_arena_eager_commit` in the bundled mimalloc v3 header (enum index, pinned
-/// crate versions). Its default (2: eager on overcommit systems) costs ~70% peak RSS in the
-/// scrape race; 0 commits arena memory on use.
-#[cfg(target_os = "linux")]
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-
-/// `mi_option_page_reclaim_on_free` (same header): 1 lets a free into a full page that
-/// another thread gave up take the page back for reuse (default 0: only the thread that
-/// allocated it). The scrape thread allocates what the WAL writer and the tokio workers
-/// free. The 80k-series scrape race held ~0.9 MB less anonymous memory; the dashboard
-/// queries are unchanged (31 interleaved runs: 1.01 / 1.01 / 0.99). A shorter purge delay
-/// (100 ms) saved ~0.5 MB more but made Q1/Q2 7–10 % slower: freed query memory was
-/// returned to the OS between queries and faulted back in.
-#[cfg(target_os = "linux")]
-const MI_OPTION_PAGE_RECLAIM_ON_FREE: libmimalloc_sys::mi_option_t = 35;
-
-/// Sets the allocator options before the first allocation reserves an arena (setting them
-/// in `main` is too late: the runtime allocates before `main`).
-#[cfg(target_os = "linux")]
-extern "C" fn set_allocator_options() {
-    // SAFETY: sets plain integer options; no allocation, no other state touched.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PAGE_RECLAIM_ON_FREE, 1);
-    }
-}
-
-#[cfg(target_os = "linux")]
-#[used]
-#[unsafe(link_section = ".init_array")]
-static SET_ALLOCATOR_OPTIONS: extern "C" fn() = set_allocator_options;
+static GLOBAL: allocator::Mimalloc = allocator::Mimalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
