@@ -41,7 +41,6 @@ struct Buffers {
     by_id: FxHashMap<u64, u32>,
     samples: Vec<PendingSample>,
     wal: Vec<u8>,
-    inorder: Vec<(u64, i64, f64)>,
 }
 
 impl Buffers {
@@ -53,7 +52,6 @@ impl Buffers {
         self.by_id.clear();
         self.samples.clear();
         self.wal.clear();
-        self.inorder.clear();
     }
 }
 
@@ -69,8 +67,9 @@ pub struct TsdbAppender<'a> {
     new_by_labels: HashMap<Labels, u32>,
     samples: Vec<PendingSample>,
     wal: Vec<u8>,
-    inorder: Vec<(u64, i64, f64)>,
     new_series: usize,
+    /// [`Inner::series_removals`] before this appender looked up any series.
+    removals_seen: u64,
     /// Newest timestamp accepted (`max_future` ahead of the clock), read once per batch.
     max_t_allowed: Option<i64>,
 }
@@ -89,8 +88,8 @@ impl<'a> TsdbAppender<'a> {
             new_by_labels: HashMap::new(),
             samples: b.samples,
             wal: b.wal,
-            inorder: b.inorder,
             new_series: 0,
+            removals_seen: db.series_removals.load(Ordering::Acquire),
             max_t_allowed: None,
         }
     }
@@ -213,15 +212,20 @@ impl<'a> TsdbAppender<'a> {
         // A block cut may have moved the line since these were validated; below it, samples
         // are stored as out-of-order (merged with the block at compaction).
         let min_valid = head.min_valid.load(Ordering::SeqCst);
+        let mut ooo_count = 0;
         for s in &mut self.samples {
             if !s.ooo && s.t < min_valid {
                 s.ooo = true;
             }
+            ooo_count += usize::from(s.ooo);
         }
         // Series are created under the WAL lock, where garbage collection cannot interleave.
+        // Series found existing are checked for deletion only when some were deleted since
+        // this appender started (deletions happen under this lock).
+        let removed = db.series_removals.load(Ordering::Acquire) != self.removals_seen;
         let mut created: Vec<u32> = Vec::new();
         for (i, p) in self.series.iter_mut().enumerate() {
-            if p.samples == 0 {
+            if p.samples == 0 || (p.series.is_some() && !removed) {
                 continue;
             }
             let recreate = match &p.series {
@@ -258,15 +262,18 @@ impl<'a> TsdbAppender<'a> {
             }
             wal::finish_frame(&mut buf, start);
         }
-        let mut inorder = std::mem::take(&mut self.inorder);
-        inorder.reserve(self.samples.len());
-        let mut ooo: Vec<(u64, i64, f64)> = Vec::new();
-        for s in &self.samples {
-            let id = self.series[s.idx as usize].id;
-            if s.ooo { &mut ooo } else { &mut inorder }.push((id, s.t, s.v));
+        let series = &self.series;
+        let frame = |ooo: bool| {
+            self.samples
+                .iter()
+                .filter(move |s| s.ooo == ooo)
+                .map(|s| (series[s.idx as usize].id, s.t, s.v))
+        };
+        let inorder_count = self.samples.len() - ooo_count;
+        wal::put_samples_frame_from(&mut buf, false, inorder_count, frame(false));
+        if ooo_count > 0 {
+            wal::put_samples_frame_from(&mut buf, true, ooo_count, frame(true));
         }
-        wal::put_samples_frame(&mut buf, false, &inorder);
-        wal::put_samples_frame(&mut buf, true, &ooo);
         let seg = match db.wal.write(&mut w, &buf) {
             Ok(seg) => seg,
             Err(e) => {
@@ -280,13 +287,13 @@ impl<'a> TsdbAppender<'a> {
                         head.remove(&s);
                     }
                 }
+                db.series_removals.fetch_add(1, Ordering::Release);
                 m.wal_write_failures.inc();
                 tracing::error!(error = %e, samples = self.samples.len(), "WAL write failed (disk full?); batch not committed, nothing stored");
                 return Err(StorageError::Io(e));
             }
         };
         self.wal = buf;
-        self.inorder = inorder;
         let gate = db.gate.write();
         drop(w);
 
@@ -470,8 +477,10 @@ impl Appender for TsdbAppender<'_> {
                         // Garbage collected since the handle was taken.
                         return Err(AppendError::UnknownSeriesRef);
                     }
-                    // The commit writes there: start loading it now.
+                    // The commit writes at the chunk's tail and reads its first timestamp
+                    // near its start: start loading both now.
                     if let Some(h) = &st.head {
+                        lookout_storage::prefetch(h.c.bytes().as_ptr(), 64);
                         lookout_storage::prefetch(h.c.tail_ptr(), 64);
                     }
                     (st.max_t, st.last_v)
@@ -496,11 +505,9 @@ impl Drop for TsdbAppender<'_> {
             by_id: std::mem::take(&mut self.by_id),
             samples: std::mem::take(&mut self.samples),
             wal: std::mem::take(&mut self.wal),
-            inorder: std::mem::take(&mut self.inorder),
         };
         if b.series.capacity() > Buffers::KEEP_MAX
             || b.samples.capacity() > Buffers::KEEP_MAX
-            || b.inorder.capacity() > Buffers::KEEP_MAX
             || b.wal.capacity() > Buffers::KEEP_MAX * 16
         {
             return;
@@ -532,6 +539,66 @@ fn warn_series_limit(limit: usize, current: usize) {
              lookout_tsdb_series_limit_rejections_total); find the metric that exploded with \
              /api/v1/status/tsdb, drop it with metric_relabel_configs or cap targets with \
              sample_limit, or raise --max-series"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lookout_storage::{Appendable, Matcher, Queryable, SelectHints};
+
+    use super::*;
+    use crate::{Tsdb, TsdbOptions};
+
+    fn samples_of(db: &Tsdb, name: &str) -> Vec<(i64, f64)> {
+        db.select(
+            &[Matcher::equal("__name__", name)],
+            &SelectHints::range(i64::MIN, i64::MAX),
+        )
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|p| (p.t, p.v)))
+        .collect()
+    }
+
+    /// A series collected between an append and its commit is created anew by the commit
+    /// (its existing series are checked only because a collection happened meanwhile), and
+    /// an appender started after the collection does not check at all.
+    #[test]
+    fn a_series_collected_before_the_commit_is_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(dir.path(), TsdbOptions::default()).unwrap();
+        let m = Labels::from_pairs([("__name__", "m")]);
+        let mut app = db.appender();
+        let r = app.append(None, &m, 1000, 1.0).unwrap();
+        app.commit().unwrap();
+
+        let later = 1000 + 100 * 24 * 3_600_000;
+        let mut pending = db.appender();
+        let h = pending.series_handle(r).unwrap();
+        assert_eq!(pending.append_by_handle(&h, later, 2.0), Ok(r));
+        // Time moves past the retention: `m` is left empty and collected.
+        let mut app = db.appender();
+        app.append(
+            None,
+            &Labels::from_pairs([("__name__", "other")]),
+            later,
+            1.0,
+        )
+        .unwrap();
+        app.commit().unwrap();
+        assert_eq!(db.enforce_retention().unwrap().series_removed, 1);
+        assert!(db.appender().series_handle(r).is_none(), "collected");
+        pending.commit().unwrap();
+        assert_eq!(samples_of(&db, "m"), vec![(later, 2.0)]);
+
+        let mut app = db.appender();
+        let r2 = app.append(None, &m, later + 1000, 3.0).unwrap();
+        assert_ne!(r2, r);
+        app.commit().unwrap();
+        assert_eq!(
+            samples_of(&db, "m"),
+            vec![(later, 2.0), (later + 1000, 3.0)]
         );
     }
 }

@@ -66,6 +66,10 @@ pub(crate) struct Inner {
     pub blocks: BlockSet,
     pub maintenance: Mutex<()>,
     pub closed: AtomicBool,
+    /// Bumped under the WAL lock after series are marked deleted (garbage collection, a
+    /// failed commit's new series): a commit whose appender read the same count before it
+    /// looked up any series knows that none of them was deleted since, and skips checking.
+    pub series_removals: AtomicU64,
     /// Retention passes so far, and the head cut line (`min_valid`) at the last pass that
     /// walked every series (see [`Inner::enforce_retention`]).
     retention_passes: AtomicU64,
@@ -346,6 +350,7 @@ impl Tsdb {
             blocks: BlockSet::new(blocks),
             maintenance: Mutex::new(()),
             closed: AtomicBool::new(false),
+            series_removals: AtomicU64::new(0),
             retention_passes: AtomicU64::new(0),
             walked_min_valid: AtomicI64::new(i64::MIN),
             stop: Mutex::new(false),
@@ -744,6 +749,8 @@ impl Inner {
                 self.head.remove(&s);
                 out.series_removed += 1;
             }
+            // Still under the WAL lock: see `series_removals`.
+            self.series_removals.fetch_add(1, Ordering::Release);
         }
         m.retention_chunks_removed.inc_by(out.chunks_removed as u64);
         self.set_min_time(min);

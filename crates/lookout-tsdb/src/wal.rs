@@ -40,7 +40,7 @@ pub fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
 }
 
 pub fn put_varint(buf: &mut Vec<u8>, x: i64) {
-    put_uvarint(buf, ((x << 1) ^ (x >> 63)) as u64);
+    put_uvarint(buf, zigzag(x));
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
@@ -80,21 +80,77 @@ pub fn put_series<'a>(
 }
 
 /// Appends a complete samples frame.
+#[cfg(test)]
 pub fn put_samples_frame(buf: &mut Vec<u8>, ooo: bool, samples: &[(u64, i64, f64)]) {
-    let Some(&(base_id, base_t, _)) = samples.first() else {
+    put_samples_frame_from(buf, ooo, samples.len(), samples.iter().copied());
+}
+
+/// Appends a complete samples frame of `samples` (nothing when there are none), read
+/// straight from the caller's records instead of a copied list; `expected` sizes the buffer.
+pub fn put_samples_frame_from(
+    buf: &mut Vec<u8>,
+    ooo: bool,
+    expected: usize,
+    mut samples: impl Iterator<Item = (u64, i64, f64)>,
+) {
+    let Some(first) = samples.next() else {
         return;
     };
+    let (base_id, base_t, _) = first;
     let start = begin_frame(buf, if ooo { REC_OOO_SAMPLES } else { REC_SAMPLES });
-    buf.reserve(samples.len() * 13 + 16);
-    put_uvarint(buf, samples.len() as u64);
+    buf.reserve(expected * 10 + 32);
+    // The count goes first but is known only at the end: room for the longest varint now,
+    // the samples moved up to its real length afterwards (the bytes are as if written in
+    // order).
+    let count_at = buf.len();
+    buf.extend_from_slice(&[0u8; MAX_VARINT]);
     put_uvarint(buf, base_id);
     put_varint(buf, base_t);
-    for &(id, t, v) in samples {
-        put_varint(buf, id.wrapping_sub(base_id) as i64);
-        put_varint(buf, t.wrapping_sub(base_t));
+    let put = |buf: &mut Vec<u8>, (id, t, v): (u64, i64, f64)| {
+        let (id, t) = (
+            zigzag(id.wrapping_sub(base_id) as i64),
+            zigzag(t.wrapping_sub(base_t)),
+        );
+        if (id | t) < 0x80 {
+            // The usual case (neighbouring ids, one timestamp): one byte each.
+            buf.extend_from_slice(&[id as u8, t as u8]);
+        } else {
+            put_uvarint(buf, id);
+            put_uvarint(buf, t);
+        }
         buf.extend_from_slice(&v.to_bits().to_le_bytes());
+    };
+    put(buf, first);
+    let mut count = 1u64;
+    for s in samples {
+        put(buf, s);
+        count += 1;
     }
+    let (head, len) = uvarint_bytes(count);
+    buf.copy_within(count_at + MAX_VARINT.., count_at + len);
+    buf[count_at..count_at + len].copy_from_slice(&head[..len]);
+    buf.truncate(buf.len() - (MAX_VARINT - len));
     finish_frame(buf, start);
+}
+
+/// Bytes of the longest `u64` varint.
+const MAX_VARINT: usize = 10;
+
+/// `x` as a uvarint in a fixed array, and its length.
+fn uvarint_bytes(mut x: u64) -> ([u8; MAX_VARINT], usize) {
+    let mut out = [0u8; MAX_VARINT];
+    let mut n = 0;
+    while x >= 0x80 {
+        out[n] = (x as u8) | 0x80;
+        x >>= 7;
+        n += 1;
+    }
+    out[n] = x as u8;
+    (out, n + 1)
+}
+
+fn zigzag(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
 }
 
 struct Dec<'a> {
@@ -637,5 +693,74 @@ mod tests {
         let out = read_file_frames(&path, |p| decode_record(p, &mut c)).unwrap();
         assert_eq!(out.valid_len, whole);
         assert_eq!(c.samples.len(), 50);
+    }
+
+    /// The samples record exactly as the module doc spells it, written the plain way.
+    fn reference_frame(ooo: bool, samples: &[(u64, i64, f64)]) -> Vec<u8> {
+        let mut p = vec![if ooo { REC_OOO_SAMPLES } else { REC_SAMPLES }];
+        let (base_id, base_t, _) = samples[0];
+        put_uvarint(&mut p, samples.len() as u64);
+        put_uvarint(&mut p, base_id);
+        put_varint(&mut p, base_t);
+        for &(id, t, v) in samples {
+            put_varint(&mut p, id.wrapping_sub(base_id) as i64);
+            put_varint(&mut p, t.wrapping_sub(base_t));
+            p.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        let mut f = (p.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
+        f.extend_from_slice(&p);
+        f
+    }
+
+    #[test]
+    fn samples_frame_bytes_are_the_documented_ones() {
+        // 200 samples: a two-byte count moved into place; ids and times on both sides of
+        // the one-byte deltas.
+        let samples: Vec<(u64, i64, f64)> = (0..200u64)
+            .map(|i| {
+                (
+                    1000 + i * (i % 7),
+                    1_700_000_000_000 + (i as i64 % 3) * 70,
+                    i as f64,
+                )
+            })
+            .collect();
+        let mut buf = vec![9u8; 3];
+        put_samples_frame_from(&mut buf, false, 10, samples.iter().copied());
+        assert_eq!(&buf[..3], &[9, 9, 9]);
+        assert_eq!(buf[3..], reference_frame(false, &samples)[..]);
+        // No samples, no frame.
+        put_samples_frame_from(&mut buf, true, 0, std::iter::empty());
+        assert_eq!(buf.len(), 3 + reference_frame(false, &samples).len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn samples_frames_match_the_reference_and_decode(
+            samples in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::prelude::any::<i64>(),
+                 proptest::prelude::any::<f64>()),
+                1..300,
+            ),
+            near in proptest::prelude::any::<bool>(),
+            ooo in proptest::prelude::any::<bool>(),
+        ) {
+            // `near`: ids and times close together (one-byte deltas), as a scrape has.
+            let samples: Vec<(u64, i64, f64)> = if near {
+                samples.iter().map(|&(i, t, v)| (i % 300, 5_000 + t % 100, v)).collect()
+            } else {
+                samples
+            };
+            let mut buf = Vec::new();
+            put_samples_frame_from(&mut buf, ooo, samples.len() / 2, samples.iter().copied());
+            proptest::prop_assert_eq!(&buf, &reference_frame(ooo, &samples));
+            let mut c = Collect::default();
+            let out = read_frames(&buf, |p| decode_record(p, &mut c));
+            proptest::prop_assert!(out.error.is_none());
+            let want: Vec<_> =
+                samples.iter().map(|&(i, t, v)| (ooo, i, t, v.to_bits())).collect();
+            proptest::prop_assert_eq!(c.samples, want);
+        }
     }
 }
