@@ -73,11 +73,11 @@ fn decimal_scale(v: f64) -> u8 {
 ///
 /// The chunk does not keep its last sample: the caller passes it to
 /// [`append`](Self::append). The head keeps each series' newest sample anyway (to reject
-/// out-of-order and duplicate samples), so a copy here would cost every series 16 bytes.
+/// out-of-order and duplicate samples), so a copy here would cost every series 16 bytes. Nor
+/// does it keep its sample count: the header holds it. 32 bytes in all.
 #[derive(Clone, Debug)]
 pub struct XorChunk {
     w: BitWriter,
-    num: u16,
     delta: i64,
     /// The last value's scaled-integer delta (0 when unknown or past `i32`).
     vdelta: i32,
@@ -101,7 +101,6 @@ impl XorChunk {
         w.write_bits(0, 16);
         XorChunk {
             w,
-            num: 0,
             delta: 0,
             vdelta: 0,
             predict: false,
@@ -111,14 +110,24 @@ impl XorChunk {
         }
     }
 
+    /// The sample count in the header (written with both bits set once there is a sample,
+    /// all zero before).
+    #[inline]
+    fn count(&self) -> u16 {
+        match self.w.bytes() {
+            [a, b, ..] => u16::from_be_bytes([*a, *b]) & MAX_SAMPLES,
+            _ => 0,
+        }
+    }
+
     #[inline]
     pub fn num_samples(&self) -> usize {
-        usize::from(self.num)
+        usize::from(self.count())
     }
 
     /// True when another sample cannot be counted in the header.
     pub fn is_full(&self) -> bool {
-        self.num >= MAX_SAMPLES
+        self.count() >= MAX_SAMPLES
     }
 
     #[inline]
@@ -152,7 +161,8 @@ impl XorChunk {
     #[inline]
     pub fn append(&mut self, last: (i64, u64), t: i64, v: f64) {
         let vb = v.to_bits();
-        match self.num {
+        let num = self.count();
+        match num {
             0 => {
                 write_varint(&mut self.w, t);
                 self.w.write_bits(vb, 64);
@@ -168,8 +178,7 @@ impl XorChunk {
                 self.put_value(last.1, v);
             }
         }
-        self.num = self.num.saturating_add(1).min(MAX_SAMPLES);
-        let n = (self.num | DECIMAL | PREDICT).to_be_bytes();
+        let n = ((num + 1).min(MAX_SAMPLES) | DECIMAL | PREDICT).to_be_bytes();
         let bytes = self.w.bytes_mut();
         bytes[0] = n[0];
         bytes[1] = n[1];

@@ -1405,7 +1405,7 @@ impl Queryable for Tsdb {
             let mut set = FxHashSet::default();
             for s in series {
                 if s.state.lock().has_data(start, end) {
-                    set.extend(s.labels.iter().map(|&(n, _)| syms.str(n)));
+                    set.extend(s.labels().iter().map(|&(n, _)| syms.str(n)));
                 }
             }
             set.into_iter().map(str::to_string).collect()
@@ -1447,7 +1447,7 @@ impl Queryable for Tsdb {
                 };
                 let mut set = FxHashSet::default();
                 for s in series {
-                    if let Some(&(_, v)) = s.labels.iter().find(|(ln, _)| *ln == n)
+                    if let Some(&(_, v)) = s.labels().iter().find(|(ln, _)| *ln == n)
                         && s.state.lock().has_data(start, end)
                     {
                         set.insert(syms.str(v));

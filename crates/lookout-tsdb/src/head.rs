@@ -3,13 +3,18 @@
 //! the rules for appending a sample to a series, cutting full chunks to the head-chunk files,
 //! dropping old chunks and taking read snapshots.
 
+use std::cell::UnsafeCell;
 use std::hash::{BuildHasher, Hasher};
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 use lookout_storage::{AppendError, Label, Labels, Matcher, Sample, StorageError};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
+use parking_lot::lock_api::RawMutex as _;
 use rustc_hash::{FxBuildHasher, FxHasher};
 
 use crate::chunk::{XorChunk, XorIter};
@@ -41,15 +46,14 @@ pub struct HeadChunk {
     pub c: XorChunk,
     /// WAL segment holding this chunk's first sample.
     pub first_seg: u32,
-    /// Sample count at which this chunk is cut (see [`first_chunk_len`]).
-    pub cut_at: u16,
 }
 
 /// Length of a series' first chunk in a chunk range: between 1 and `per_chunk`, spread by
-/// series id. Series scraped together would otherwise fill and cut their chunks in lockstep,
-/// so every open chunk would be nearly full at the same moment; with the phases spread, the
-/// open chunks hold half a chunk on average at any time. (Open chunks are the largest
-/// growing part of the head's heap: ~400 bytes each when full.)
+/// series id (later chunks in the range hold `per_chunk`). Series scraped together would
+/// otherwise fill and cut their chunks in lockstep, so every open chunk would be nearly full
+/// at the same moment; with the phases spread, the open chunks hold half a chunk on average
+/// at any time. (Open chunks are the largest growing part of the head's heap: ~400 bytes each
+/// when full.)
 fn first_chunk_len(id: u64, per_chunk: usize) -> usize {
     let spread = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
     1 + spread % per_chunk.max(1)
@@ -94,11 +98,153 @@ pub enum Applied {
     Noop,
 }
 
+/// A head series: 112 bytes, so with `Arc`'s counters it takes the allocator's 128-byte size
+/// class (every active series pays this; see the size test).
 pub struct MemSeries {
     pub id: u64,
-    pub hash: u64,
-    pub labels: Box<[(Sym, Sym)]>,
-    pub state: Mutex<SeriesState>,
+    /// Interned `(name, value)` pairs, sorted by name; the count is in `state` (see
+    /// [`SeriesLock`]), so this is a thin pointer to a `Box<[(Sym, Sym)]>`.
+    labels: NonNull<(Sym, Sym)>,
+    pub state: SeriesLock,
+}
+
+// SAFETY: `labels` points to an allocation the series owns and never changes after creation
+// (read-only shared access); everything else is `Send + Sync` or guarded by the lock.
+unsafe impl Send for MemSeries {}
+// SAFETY: as above.
+unsafe impl Sync for MemSeries {}
+
+/// `SeriesLock::label_count` when the count does not fit: the real one is then the first
+/// element of the label allocation (as `(low, high)` 32-bit halves).
+const LONG_LABELS: u16 = u16::MAX;
+
+impl MemSeries {
+    fn new(id: u64, hash: u64, pairs: Box<[(Sym, Sym)]>) -> MemSeries {
+        let (pairs, label_count) = match u16::try_from(pairs.len()) {
+            Ok(n) if n != LONG_LABELS => (pairs, n),
+            _ => {
+                let n = pairs.len() as u64;
+                let mut v = Vec::with_capacity(pairs.len() + 1);
+                v.push((n as u32, (n >> 32) as u32));
+                v.extend_from_slice(&pairs);
+                (v.into_boxed_slice(), LONG_LABELS)
+            }
+        };
+        let raw = Box::into_raw(pairs).cast::<(Sym, Sym)>();
+        MemSeries {
+            id,
+            // SAFETY: `Box::into_raw` never returns null.
+            labels: unsafe { NonNull::new_unchecked(raw) },
+            state: SeriesLock {
+                raw: parking_lot::RawMutex::INIT,
+                label_count,
+                hash: fold_hash(hash),
+                data: UnsafeCell::new(SeriesState::new()),
+            },
+        }
+    }
+
+    /// The allocation behind `labels`: its pointer and length in pairs.
+    #[inline]
+    fn label_alloc(&self) -> (*mut (Sym, Sym), usize) {
+        let p = self.labels.as_ptr();
+        match self.state.label_count {
+            LONG_LABELS => {
+                // SAFETY: a long list's allocation starts with its count.
+                let (lo, hi) = unsafe { *p };
+                (p, ((u64::from(hi) << 32) | u64::from(lo)) as usize + 1)
+            }
+            n => (p, usize::from(n)),
+        }
+    }
+
+    /// The series' interned `(name, value)` pairs, sorted by name.
+    #[inline]
+    pub fn labels(&self) -> &[(Sym, Sym)] {
+        let (p, n) = self.label_alloc();
+        let (p, n) = if self.state.label_count == LONG_LABELS {
+            (p.wrapping_add(1), n - 1)
+        } else {
+            (p, n)
+        };
+        // SAFETY: `p` points to `n` initialised pairs the series owns (after the count, for a
+        // long list) for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(p, n) }
+    }
+}
+
+impl Drop for MemSeries {
+    fn drop(&mut self) {
+        let (p, n) = self.label_alloc();
+        // SAFETY: the pointer and length of the boxed slice `new` leaked.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) });
+    }
+}
+
+/// 32 bits of a label hash ([`labels_hash`]): what the series keeps and the lookup tables
+/// are keyed by.
+#[inline]
+fn fold_hash(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
+}
+
+/// A series' lock around its [`SeriesState`]. It also holds two fixed facts about the series
+/// in what would otherwise be the lock byte's padding (a `parking_lot::Mutex<SeriesState>`
+/// is 8 bytes larger than its state, 7 of them padding): the label count and 32 bits of the
+/// label hash. That, with the 32-byte open chunk, keeps [`MemSeries`] in a 128-byte block.
+pub struct SeriesLock {
+    raw: parking_lot::RawMutex,
+    label_count: u16,
+    hash: u32,
+    data: UnsafeCell<SeriesState>,
+}
+
+// SAFETY: the state is only reached through a guard, which holds the lock; `SeriesState` is
+// `Send`.
+unsafe impl Sync for SeriesLock {}
+
+impl SeriesLock {
+    /// Locks the state (blocking, like `parking_lot::Mutex::lock`).
+    #[inline]
+    pub fn lock(&self) -> SeriesGuard<'_> {
+        self.raw.lock();
+        SeriesGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// Access to a locked [`SeriesState`]; unlocks on drop.
+pub struct SeriesGuard<'a> {
+    lock: &'a SeriesLock,
+    /// Unlocked by the thread that locked it (as `parking_lot`'s guards).
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Deref for SeriesGuard<'_> {
+    type Target = SeriesState;
+    #[inline]
+    fn deref(&self) -> &SeriesState {
+        // SAFETY: the guard holds the lock, so no one else reaches the state.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl DerefMut for SeriesGuard<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut SeriesState {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only access.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl Drop for SeriesGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this guard locked it and has not unlocked it.
+        unsafe { self.lock.raw.unlock() }
+    }
 }
 
 impl SeriesState {
@@ -202,10 +348,12 @@ impl SeriesState {
         let before = self.heap_bytes();
         if let Some(h) = &self.head {
             let n = h.c.num_samples();
-            let want_cut = n > 0
-                && (n >= usize::from(h.cut_at)
+            let want_cut = n > 0 && {
+                let range = h.c.min_t().div_euclid(p.chunk_range_ms);
+                n >= self.cut_len(id, n, range, p)
                     || h.c.bytes().len() >= p.max_chunk_bytes
-                    || t.div_euclid(p.chunk_range_ms) != h.c.min_t().div_euclid(p.chunk_range_ms));
+                    || t.div_euclid(p.chunk_range_ms) != range
+            };
             // After a failed write the chunk stays open; retry once per chunk's worth of samples.
             if want_cut && (n <= p.samples_per_chunk || n % p.samples_per_chunk == 0) {
                 self.cut_head(id, files, m);
@@ -223,23 +371,11 @@ impl SeriesState {
                 self.head.insert(HeadChunk {
                     c: XorChunk::with_capacity(OPEN_CHUNK_BYTES),
                     first_seg: seg,
-                    cut_at: 0,
                 })
             }
         };
         if h.c.num_samples() == 0 {
             h.first_seg = seg;
-            let range = t.div_euclid(p.chunk_range_ms);
-            let continues_range = self
-                .chunks
-                .last()
-                .is_some_and(|c| c.max_t.div_euclid(p.chunk_range_ms) == range);
-            let len = if continues_range {
-                p.samples_per_chunk
-            } else {
-                first_chunk_len(id, p.samples_per_chunk)
-            };
-            h.cut_at = u16::try_from(len).unwrap_or(u16::MAX);
         }
         h.c.append((self.max_t, self.last_v), t, v);
         self.max_t = t;
@@ -249,6 +385,27 @@ impl SeriesState {
             m.head_chunk_heap_bytes.inc_by(after as i64 - before as i64);
         }
         Ok(Applied::Stored)
+    }
+
+    /// The sample count at which the open chunk (`n` samples, in chunk range `range`) is cut:
+    /// [`first_chunk_len`] when it is the first chunk in its range, else `samples_per_chunk`.
+    /// Worked out when asked rather than kept (every series holds an open chunk); the chunk
+    /// list is only looked at once `n` reaches the shorter length.
+    #[inline]
+    fn cut_len(&self, id: u64, n: usize, range: i64, p: &ChunkParams) -> usize {
+        let first = first_chunk_len(id, p.samples_per_chunk);
+        if n < first {
+            return first;
+        }
+        let continues_range = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.max_t.div_euclid(p.chunk_range_ms) == range);
+        if continues_range {
+            p.samples_per_chunk
+        } else {
+            first
+        }
     }
 
     /// Writes the open chunk to the chunk files; false (and the chunk kept) on failure.
@@ -801,47 +958,46 @@ impl Head {
     }
 
     fn same_labels(&self, s: &MemSeries, labels: &Labels) -> bool {
-        if s.labels.len() != labels.len() {
+        if s.labels().len() != labels.len() {
             return false;
         }
         let syms = self.symbols.read();
-        s.labels
+        s.labels()
             .iter()
             .zip(labels.iter())
             .all(|(&(n, v), l)| syms.str(n) == l.name && syms.str(v) == l.value)
     }
 
     pub fn get_by_labels(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
-        self.by_hash[hash as usize % STRIPES]
+        let h = fold_hash(hash);
+        self.by_hash[h as usize % STRIPES]
             .read()
-            .find(slot_hash(hash), |s| {
-                s.hash == hash && self.same_labels(s, labels)
+            .find(slot_hash(u64::from(h)), |s| {
+                s.state.hash == h && self.same_labels(s, labels)
             })
             .cloned()
     }
 
     /// Returns the series with `labels`, creating it with `id` when absent.
     pub fn get_or_create(&self, labels: &Labels, hash: u64, id: u64) -> (Arc<MemSeries>, bool) {
-        let mut g = self.by_hash[hash as usize % STRIPES].write();
-        if let Some(s) = g.find(slot_hash(hash), |s| {
-            s.hash == hash && self.same_labels(s, labels)
+        let h = fold_hash(hash);
+        let mut g = self.by_hash[h as usize % STRIPES].write();
+        if let Some(s) = g.find(slot_hash(u64::from(h)), |s| {
+            s.state.hash == h && self.same_labels(s, labels)
         }) {
             return (s.clone(), false);
         }
         let syms = self
             .symbols
             .intern_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-        let s = Arc::new(MemSeries {
-            id,
-            hash,
-            labels: syms,
-            state: Mutex::new(SeriesState::new()),
+        let s = Arc::new(MemSeries::new(id, hash, syms));
+        g.insert_unique(slot_hash(u64::from(h)), s.clone(), |o| {
+            slot_hash(u64::from(o.state.hash))
         });
-        g.insert_unique(slot_hash(hash), s.clone(), |o| slot_hash(o.hash));
         self.by_id[id as usize % STRIPES]
             .write()
             .insert_unique(slot_hash(id), s.clone(), |o| slot_hash(o.id));
-        self.index.write().add(id, &s.labels);
+        self.index.write().add(id, s.labels());
         drop(g);
         self.next_id.fetch_max(id + 1, Ordering::Relaxed);
         self.metrics.head_series.inc();
@@ -852,17 +1008,18 @@ impl Head {
     /// Removes a series (already marked deleted) from every structure and frees its symbols.
     pub fn remove(&self, s: &Arc<MemSeries>) {
         {
-            let mut g = self.by_hash[s.hash as usize % STRIPES].write();
-            if let Ok(e) = g.find_entry(slot_hash(s.hash), |o| o.id == s.id) {
+            let h = s.state.hash;
+            let mut g = self.by_hash[h as usize % STRIPES].write();
+            if let Ok(e) = g.find_entry(slot_hash(u64::from(h)), |o| o.id == s.id) {
                 e.remove();
             }
             let mut g = self.by_id[s.id as usize % STRIPES].write();
             if let Ok(e) = g.find_entry(slot_hash(s.id), |o| o.id == s.id) {
                 e.remove();
             }
-            self.index.write().remove(s.id, &s.labels);
+            self.index.write().remove(s.id, s.labels());
         }
-        self.symbols.release_pairs(&s.labels);
+        self.symbols.release_pairs(s.labels());
         self.metrics.head_series.dec();
         self.metrics.series_removed.inc();
     }
@@ -870,7 +1027,7 @@ impl Head {
     pub fn resolve_labels(&self, s: &MemSeries) -> Labels {
         let syms = self.symbols.read();
         Labels::from_sorted_unchecked(
-            s.labels
+            s.labels()
                 .iter()
                 .map(|&(n, v)| Label::new(syms.str(n), syms.str(v)))
                 .collect(),
@@ -1110,15 +1267,34 @@ mod tests {
     }
 
     #[test]
-    fn a_series_fits_a_160_byte_allocation() {
-        // `Arc` adds two counters; the allocator's size classes around it are 128, 160, 192.
-        // Every active series pays this, so a field that pushes it past 160 costs 32 bytes a
+    fn a_series_fits_a_128_byte_allocation() {
+        // `Arc` adds two counters; the allocator's size classes around it are 112, 128, 160.
+        // Every active series pays this, so a field that pushes it past 128 costs 32 bytes a
         // series (2.6 MB at 80k series).
         assert!(
-            std::mem::size_of::<MemSeries>() + 16 <= 160,
+            std::mem::size_of::<MemSeries>() + 16 <= 128,
             "{}",
             std::mem::size_of::<MemSeries>()
         );
+        assert_eq!(std::mem::size_of::<XorChunk>(), 32);
+    }
+
+    #[test]
+    fn label_lists_of_any_length_round_trip() {
+        for n in [
+            0usize,
+            1,
+            7,
+            usize::from(LONG_LABELS) - 1,
+            usize::from(LONG_LABELS),
+            70_000,
+        ] {
+            let pairs: Box<[(Sym, Sym)]> = (0..n as u32).map(|i| (i, !i)).collect();
+            let s = MemSeries::new(9, 0xdead_beef_0bad_cafe, pairs.clone());
+            assert_eq!(s.labels(), &pairs[..], "{n} labels");
+            assert_eq!(s.state.hash, fold_hash(0xdead_beef_0bad_cafe));
+            assert_eq!(s.id, 9);
+        }
     }
 
     #[test]
