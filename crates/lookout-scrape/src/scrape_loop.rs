@@ -226,7 +226,7 @@ impl KnownSeries for Lookup<'_> {
 }
 
 /// How many samples ahead the scrape loop prefetches storage objects.
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 16;
 
 const SYNTH_NAMES: [&str; 5] = [
     "up",

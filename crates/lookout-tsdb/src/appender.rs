@@ -468,26 +468,43 @@ impl Appender for TsdbAppender<'_> {
         let Some(s) = handle.get::<MemSeries>() else {
             return Err(AppendError::UnknownSeriesRef);
         };
-        let idx = match self.by_id.get(&s.id) {
-            Some(&i) => i,
-            None => {
-                let (max_t, last_v) = {
-                    let st = s.state.lock();
-                    if st.deleted.is_some() {
-                        // Garbage collected since the handle was taken.
-                        return Err(AppendError::UnknownSeriesRef);
-                    }
-                    // The commit writes at the chunk's tail and reads its first timestamp
-                    // near its start: start loading both now.
-                    if let Some(h) = &st.head {
-                        lookout_storage::prefetch(h.c.bytes().as_ptr(), 64);
-                        lookout_storage::prefetch(h.c.tail_ptr(), 64);
-                    }
-                    (st.max_t, st.last_v)
-                };
-                self.add_pending(s, max_t, last_v)
+        // One probe finds the series in this batch or the slot it takes.
+        let slot = match self.by_id.entry(s.id) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let idx = *e.get();
+                return self.append_at(idx, t, v);
             }
+            std::collections::hash_map::Entry::Vacant(slot) => slot,
         };
+        let (max_t, last_v, chunk) = {
+            let st = s.state.lock();
+            if st.deleted.is_some() {
+                // Garbage collected since the handle was taken.
+                return Err(AppendError::UnknownSeriesRef);
+            }
+            let chunk = st
+                .head
+                .as_ref()
+                .map(|h| (h.c.bytes().as_ptr(), h.c.tail_ptr()));
+            (st.max_t, st.last_v, chunk)
+        };
+        // The commit writes at the open chunk's tail and reads its first timestamp near its
+        // start: start loading both now (addresses only, after the unlock: the hint needs no
+        // lock, and the unlock does not wait for it).
+        if let Some((start, tail)) = chunk {
+            lookout_storage::prefetch(start, 64);
+            lookout_storage::prefetch(tail, 64);
+        }
+        let idx = self.series.len() as u32;
+        slot.insert(idx);
+        self.series.push(Pending {
+            id: s.id,
+            series: Some(s),
+            labels: None,
+            max_t,
+            last_v,
+            samples: 0,
+        });
         self.append_at(idx, t, v)
     }
 
