@@ -488,8 +488,8 @@ impl Appender for TsdbAppender<'_> {
                 .map(|h| (h.c.bytes().as_ptr(), h.c.tail_ptr()));
             (st.max_t, st.last_v, chunk)
         };
-        // The commit writes at the open chunk's tail and reads its first timestamp near its
-        // start: start loading both now (addresses only, after the unlock: the hint needs no
+        // The commit writes at the open chunk's tail and reads and rewrites its sample count
+        // in the header at its start: start loading both now (addresses only, after the unlock: the hint needs no
         // lock, and the unlock does not wait for it).
         if let Some((start, tail)) = chunk {
             lookout_storage::prefetch(start, 64);

@@ -349,7 +349,10 @@ impl SeriesState {
         if let Some(h) = &self.head {
             let n = h.c.num_samples();
             let want_cut = n > 0 && {
-                let range = h.c.min_t().div_euclid(p.chunk_range_ms);
+                // The open chunk's range: that of its last sample (`max_t`), the same as its
+                // first one's, since a sample of another range cuts it; `min_t()` would read
+                // the chunk's first bytes.
+                let range = self.max_t.div_euclid(p.chunk_range_ms);
                 n >= self.cut_len(id, n, range, p)
                     || h.c.bytes().len() >= p.max_chunk_bytes
                     || t.div_euclid(p.chunk_range_ms) != range
