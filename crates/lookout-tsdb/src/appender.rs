@@ -103,16 +103,9 @@ impl<'a> TsdbAppender<'a> {
     }
 
     fn add_pending(&mut self, s: Arc<MemSeries>, max_t: i64, last_v: u64) -> u32 {
-        let idx = self.series.len() as u32;
-        self.by_id.insert(s.id, idx);
-        self.series.push(Pending {
-            id: s.id,
-            series: Some(s),
-            labels: None,
-            max_t,
-            last_v,
-            samples: 0,
-        });
+        let id = s.id;
+        let idx = push_existing(&mut self.series, s, max_t, last_v);
+        self.by_id.insert(id, idx);
         idx
     }
 
@@ -489,22 +482,14 @@ impl Appender for TsdbAppender<'_> {
             (st.max_t, st.last_v, chunk)
         };
         // The commit writes at the open chunk's tail and reads and rewrites its sample count
-        // in the header at its start: start loading both now (addresses only, after the unlock: the hint needs no
-        // lock, and the unlock does not wait for it).
+        // in the header at its start: start loading both now (addresses only, after the
+        // unlock: the hint needs no lock, and the unlock does not wait for it).
         if let Some((start, tail)) = chunk {
             lookout_storage::prefetch(start, 64);
             lookout_storage::prefetch(tail, 64);
         }
-        let idx = self.series.len() as u32;
+        let idx = push_existing(&mut self.series, s, max_t, last_v);
         slot.insert(idx);
-        self.series.push(Pending {
-            id: s.id,
-            series: Some(s),
-            labels: None,
-            max_t,
-            last_v,
-            samples: 0,
-        });
         self.append_at(idx, t, v)
     }
 
@@ -532,6 +517,21 @@ impl Drop for TsdbAppender<'_> {
         b.clear();
         let _ = SPARE.try_with(|s| *s.borrow_mut() = Some(b));
     }
+}
+
+/// Adds an existing series to a batch's list; returns its index (the caller records it in
+/// `by_id`).
+fn push_existing(list: &mut Vec<Pending>, s: Arc<MemSeries>, max_t: i64, last_v: u64) -> u32 {
+    let idx = list.len() as u32;
+    list.push(Pending {
+        id: s.id,
+        series: Some(s),
+        labels: None,
+        max_t,
+        last_v,
+        samples: 0,
+    });
+    idx
 }
 
 /// Last time (Unix seconds) the series-limit warning was logged.

@@ -162,14 +162,11 @@ impl MemSeries {
     #[inline]
     pub fn labels(&self) -> &[(Sym, Sym)] {
         let (p, n) = self.label_alloc();
-        let (p, n) = if self.state.label_count == LONG_LABELS {
-            (p.wrapping_add(1), n - 1)
-        } else {
-            (p, n)
-        };
-        // SAFETY: `p` points to `n` initialised pairs the series owns (after the count, for a
-        // long list) for as long as `self` lives.
-        unsafe { std::slice::from_raw_parts(p, n) }
+        // A long list's first element is its count.
+        let skip = usize::from(self.state.label_count == LONG_LABELS);
+        // SAFETY: `p` points to `n` initialised pairs the series owns for as long as `self`
+        // lives, and `skip <= n`.
+        unsafe { std::slice::from_raw_parts(p.add(skip), n - skip) }
     }
 }
 
@@ -971,23 +968,34 @@ impl Head {
             .all(|(&(n, v), l)| syms.str(n) == l.name && syms.str(v) == l.value)
     }
 
+    /// The by-hash stripe of a folded label hash ([`fold_hash`]).
+    fn hash_stripe(&self, h: u32) -> &RwLock<SeriesTable> {
+        &self.by_hash[h as usize % STRIPES]
+    }
+
+    /// The series with `labels` in a by-hash stripe's table, if there.
+    fn find_by_labels<'t>(
+        &self,
+        table: &'t SeriesTable,
+        labels: &Labels,
+        h: u32,
+    ) -> Option<&'t Arc<MemSeries>> {
+        table.find(slot_hash(u64::from(h)), |s| {
+            s.state.hash == h && self.same_labels(s, labels)
+        })
+    }
+
     pub fn get_by_labels(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
         let h = fold_hash(hash);
-        self.by_hash[h as usize % STRIPES]
-            .read()
-            .find(slot_hash(u64::from(h)), |s| {
-                s.state.hash == h && self.same_labels(s, labels)
-            })
+        self.find_by_labels(&self.hash_stripe(h).read(), labels, h)
             .cloned()
     }
 
     /// Returns the series with `labels`, creating it with `id` when absent.
     pub fn get_or_create(&self, labels: &Labels, hash: u64, id: u64) -> (Arc<MemSeries>, bool) {
         let h = fold_hash(hash);
-        let mut g = self.by_hash[h as usize % STRIPES].write();
-        if let Some(s) = g.find(slot_hash(u64::from(h)), |s| {
-            s.state.hash == h && self.same_labels(s, labels)
-        }) {
+        let mut g = self.hash_stripe(h).write();
+        if let Some(s) = self.find_by_labels(&g, labels, h) {
             return (s.clone(), false);
         }
         let syms = self
@@ -1012,7 +1020,7 @@ impl Head {
     pub fn remove(&self, s: &Arc<MemSeries>) {
         {
             let h = s.state.hash;
-            let mut g = self.by_hash[h as usize % STRIPES].write();
+            let mut g = self.hash_stripe(h).write();
             if let Ok(e) = g.find_entry(slot_hash(u64::from(h)), |o| o.id == s.id) {
                 e.remove();
             }
